@@ -1,0 +1,519 @@
+//! One test per rule: a valid file, then one change that breaks exactly that rule, checked for
+//! its field path and rule name.
+
+use std::collections::BTreeMap;
+
+use crate::model::*;
+use crate::spec::{load_site_file, parse_site_file, to_raw, validate_sites};
+
+const VALID: &str = r#"
+[[site]]
+code = "CEN"
+name = "Central site"
+mode = "native"
+failover = "manual"
+
+[site.software_updates]
+sync_source = "microsoft_update"
+reporting_events = "none"
+schedule = "every 7 days"
+classifications = ["Critical Updates", "Security Updates"]
+products = ["Windows XP", "Office 2007"]
+languages = ["English", "German"]
+
+[[site.site_system]]
+server = "cen-sup01.corp.example.com"
+
+[[site.site_system]]
+server = "cen-sup02.corp.example.com"
+computer_account_access = false
+install_account = "CORP\\svc-cm-install"
+install_password_env = "SUP_INSTALL_PW"
+
+[[site.site_system]]
+server = "cen-inet01.corp.example.com"
+internet_fqdn = "sup.example.com"
+
+[[site.software_update_point]]
+server = "cen-sup01.corp.example.com"
+active = "intranet"
+http_port = 8530
+https_port = 8531
+proxy = { server = "proxy.corp.example.com", port = 8080 }
+
+[[site.software_update_point]]
+server = "cen-sup02.corp.example.com"
+
+[[site.software_update_point]]
+server = "cen-inet01.corp.example.com"
+active = "internet"
+ssl = true
+
+[[site]]
+code = "CH1"
+name = "Child one"
+parent = "CEN"
+
+[[site.site_system]]
+server = "n1.corp.example.com"
+[[site.site_system]]
+server = "n2.corp.example.com"
+[[site.software_update_point]]
+server = "n1.corp.example.com"
+[[site.software_update_point]]
+server = "n2.corp.example.com"
+[[site.nlb_cluster]]
+name = "supnlb.corp.example.com"
+members = ["n1.corp.example.com", "n2.corp.example.com"]
+active = "intranet"
+"#;
+
+fn load(text: &str) -> Result<Vec<Site>, crate::Violations> {
+    load_site_file(text, &BTreeMap::new())
+}
+
+/// Replaces `from` with `to` in the valid file (which must change it) and expects `rule` at `path`.
+fn check(from: &str, to: &str, path: &str, rule: &str) {
+    assert!(VALID.contains(from), "fixture lacks {from:?}");
+    let text = VALID.replacen(from, to, 1);
+    match load(&text) {
+        Ok(_) => panic!("accepted; expected {rule} at {path}"),
+        Err(v) => assert!(v.has(path, rule), "expected {rule} at {path}, got:\n{v}"),
+    }
+}
+
+#[test]
+fn the_valid_file_loads() {
+    let sites = load(VALID).expect("valid");
+    assert_eq!(sites.len(), 2);
+    let cen = &sites[0];
+    assert_eq!(cen.mode, SiteMode::Native);
+    assert_eq!(
+        cen.declared_active(SlotKind::Intranet).map(|t| t.name),
+        Some("cen-sup01.corp.example.com".into())
+    );
+    assert_eq!(web_site_of(8530, 8531), WsusWebSite::Custom);
+    assert_eq!(web_site_of(80, 443), WsusWebSite::Default);
+    let ch1 = &sites[1];
+    assert_eq!(
+        ch1.software_updates.sync_source,
+        SyncSource::Upstream,
+        "child default"
+    );
+    let nlb = ch1.declared_active(SlotKind::Intranet).expect("nlb active");
+    assert!(nlb.nlb);
+    assert_eq!(nlb.members.len(), 2);
+    assert_eq!(
+        ch1.declared_slot_of("n2.corp.example.com"),
+        Some(SlotKind::Intranet)
+    );
+    assert_eq!(cen.software_updates.classifications.len(), 2);
+}
+
+#[test]
+fn validated_sites_round_trip_through_the_spec_form() {
+    let sites = load(VALID).expect("valid");
+    let raw: Vec<_> = sites.iter().map(to_raw).collect();
+    let again = validate_sites(&raw, &BTreeMap::new()).expect("round trip");
+    assert_eq!(sites, again);
+}
+
+#[test]
+fn site_code() {
+    check(
+        "code = \"CEN\"",
+        "code = \"CENT\"",
+        "site[0].code",
+        "site_code",
+    );
+    check(
+        "code = \"CEN\"",
+        "code = \"ce1\"",
+        "site[0].code",
+        "site_code",
+    );
+}
+
+#[test]
+fn mode() {
+    check(
+        "mode = \"native\"",
+        "mode = \"hybrid\"",
+        "site[CEN].mode",
+        "mode",
+    );
+}
+
+#[test]
+fn parent_exists() {
+    check(
+        "parent = \"CEN\"",
+        "parent = \"XYZ\"",
+        "site[CH1].parent",
+        "parent_exists",
+    );
+}
+
+#[test]
+fn parent_known_from_the_store() {
+    let child_only = &VALID[VALID.find("[[site]]\ncode = \"CH1\"").expect("child")..];
+    assert!(load(child_only).is_err());
+    let known = BTreeMap::from([("CEN".to_string(), None)]);
+    assert!(load_site_file(child_only, &known).is_ok());
+}
+
+#[test]
+fn parent_cycle() {
+    check(
+        "failover = \"manual\"",
+        "failover = \"manual\"\nparent = \"CH1\"",
+        "site[CEN].parent",
+        "parent_cycle",
+    );
+    check(
+        "parent = \"CEN\"",
+        "parent = \"CH1\"",
+        "site[CH1].parent",
+        "parent_cycle",
+    );
+}
+
+#[test]
+fn duplicate_site() {
+    let text = format!("{VALID}\n[[site]]\ncode = \"CEN\"\n");
+    assert!(load(&text).is_err_and(|v| v.has("site[CEN].code", "duplicate_site")));
+}
+
+#[test]
+fn fqdn() {
+    check(
+        "server = \"cen-sup02.corp.example.com\"\ncomputer",
+        "server = \"cen-sup02\"\ncomputer",
+        "site[CEN].site_system[1].server",
+        "fqdn",
+    );
+}
+
+#[test]
+fn internet_fqdn_required() {
+    check(
+        "internet_fqdn = \"sup.example.com\"",
+        "",
+        "site[CEN].software_update_point[2].active",
+        "internet_fqdn_required",
+    );
+}
+
+#[test]
+fn port_range() {
+    check(
+        "http_port = 8530",
+        "http_port = 0",
+        "site[CEN].software_update_point[0].http_port",
+        "port_range",
+    );
+    check(
+        "https_port = 8531",
+        "https_port = 70000",
+        "site[CEN].software_update_point[0].https_port",
+        "port_range",
+    );
+}
+
+#[test]
+fn ports_distinct() {
+    check(
+        "https_port = 8531",
+        "https_port = 8530",
+        "site[CEN].software_update_point[0].https_port",
+        "ports_distinct",
+    );
+}
+
+#[test]
+fn proxy_complete() {
+    check(
+        "proxy = { server = \"proxy.corp.example.com\", port = 8080 }",
+        "proxy = { server = \"\", port = 8080 }",
+        "site[CEN].software_update_point[0].proxy.server",
+        "proxy_complete",
+    );
+    check(
+        "proxy = { server = \"proxy.corp.example.com\", port = 8080 }",
+        "proxy = { server = \"proxy.corp.example.com\" }",
+        "site[CEN].software_update_point[0].proxy.port",
+        "proxy_complete",
+    );
+    // A disabled proxy needs nothing.
+    let text = VALID.replacen(
+        "proxy = { server = \"proxy.corp.example.com\", port = 8080 }",
+        "proxy = { enabled = false }",
+        1,
+    );
+    assert!(load(&text).is_ok());
+}
+
+#[test]
+fn install_account_required() {
+    check(
+        "install_account = \"CORP\\\\svc-cm-install\"\n",
+        "",
+        "site[CEN].site_system[1].install_account",
+        "install_account_required",
+    );
+    check(
+        "install_password_env = \"SUP_INSTALL_PW\"",
+        "",
+        "site[CEN].site_system[1].install_password_env",
+        "install_account_required",
+    );
+}
+
+#[test]
+fn secrets_by_reference_only() {
+    check(
+        "install_password_env = \"SUP_INSTALL_PW\"",
+        "install_password = \"hunter2\"",
+        "site[CEN].site_system[1].install_password",
+        "secret_by_reference",
+    );
+}
+
+#[test]
+fn account_name() {
+    check(
+        "install_account = \"CORP\\\\svc-cm-install\"",
+        "install_account = \"svc-cm-install\"",
+        "site[CEN].site_system[1].install_account",
+        "account_name",
+    );
+}
+
+#[test]
+fn sup_on_site_system() {
+    check(
+        "[[site.software_update_point]]\nserver = \"cen-sup02.corp.example.com\"",
+        "[[site.software_update_point]]\nserver = \"cen-sup09.corp.example.com\"",
+        "site[CEN].software_update_point[1].server",
+        "sup_on_site_system",
+    );
+}
+
+#[test]
+fn one_active_intranet() {
+    check(
+        "[[site.software_update_point]]\nserver = \"cen-sup02.corp.example.com\"",
+        "[[site.software_update_point]]\nserver = \"cen-sup02.corp.example.com\"\nactive = \"intranet\"",
+        "site[CEN].software_update_point[1].active",
+        "one_active_intranet",
+    );
+}
+
+#[test]
+fn internet_needs_native() {
+    check(
+        "mode = \"native\"",
+        "mode = \"mixed\"",
+        "site[CEN].software_update_point[2].active",
+        "internet_needs_native",
+    );
+}
+
+#[test]
+fn internet_not_the_intranet_active() {
+    let text = VALID
+        .replacen(
+            "server = \"cen-sup01.corp.example.com\"\n",
+            "server = \"cen-sup01.corp.example.com\"\ninternet_fqdn = \"a.example.com\"\n",
+            1,
+        )
+        .replacen("active = \"internet\"\n", "", 1)
+        .replacen(
+            "[[site.software_update_point]]\nserver = \"cen-sup02.corp.example.com\"",
+            "[[site.software_update_point]]\nserver = \"cen-sup02.corp.example.com\"\n",
+            1,
+        );
+    // Make the intranet active SUP also the Internet one through an NLB cluster of itself.
+    let text = text.replacen(
+        "[[site]]\ncode = \"CH1\"",
+        "[[site.nlb_cluster]]\nname = \"inet.corp.example.com\"\nmembers = [\"cen-sup01.corp.example.com\"]\nactive = \"internet\"\n\n[[site]]\ncode = \"CH1\"",
+        1,
+    );
+    assert!(load(&text).is_err_and(|v| v.has(
+        "site[CEN].nlb_cluster[0].active",
+        "internet_not_intranet_active"
+    )));
+}
+
+#[test]
+fn nlb_size() {
+    check(
+        "members = [\"n1.corp.example.com\", \"n2.corp.example.com\"]",
+        "members = []",
+        "site[CH1].nlb_cluster[0].members",
+        "nlb_size",
+    );
+    check(
+        "members = [\"n1.corp.example.com\", \"n2.corp.example.com\"]",
+        "members = [\"n1.corp.example.com\", \"n2.corp.example.com\", \"n3.corp.example.com\", \"n4.corp.example.com\", \"n5.corp.example.com\"]",
+        "site[CH1].nlb_cluster[0].members",
+        "nlb_size",
+    );
+}
+
+#[test]
+fn nlb_member_role() {
+    check(
+        "members = [\"n1.corp.example.com\", \"n2.corp.example.com\"]",
+        "members = [\"n1.corp.example.com\", \"n3.corp.example.com\"]",
+        "site[CH1].nlb_cluster[0].members[1]",
+        "nlb_member_role",
+    );
+}
+
+#[test]
+fn central_sync_source() {
+    check(
+        "sync_source = \"microsoft_update\"",
+        "sync_source = \"upstream\"",
+        "site[CEN].software_updates.sync_source",
+        "central_sync_source",
+    );
+    let text = VALID.replacen(
+        "sync_source = \"microsoft_update\"",
+        "sync_source = \"none\"",
+        1,
+    );
+    assert!(
+        load(&text).is_ok(),
+        "a disconnected central site is allowed"
+    );
+}
+
+#[test]
+fn child_sync_source() {
+    let text = VALID.replacen(
+        "parent = \"CEN\"",
+        "parent = \"CEN\"\n[site.software_updates]\nsync_source = \"microsoft_update\"",
+        1,
+    );
+    assert!(load(&text).is_err_and(|v| v.has(
+        "site[CH1].software_updates.sync_source",
+        "child_sync_source"
+    )));
+}
+
+#[test]
+fn reporting_events() {
+    check(
+        "reporting_events = \"none\"",
+        "reporting_events = \"some\"",
+        "site[CEN].software_updates.reporting_events",
+        "reporting_events",
+    );
+    for ok in ["status_only", "all"] {
+        let text = VALID.replacen(
+            "reporting_events = \"none\"",
+            &format!("reporting_events = \"{ok}\""),
+            1,
+        );
+        assert!(load(&text).is_ok(), "{ok}");
+    }
+}
+
+#[test]
+fn schedule_rules() {
+    check(
+        "schedule = \"every 7 days\"",
+        "schedule = \"every 24 hours\"",
+        "site[CEN].software_updates.schedule",
+        "schedule_range",
+    );
+    check(
+        "schedule = \"every 7 days\"",
+        "schedule = \"every 5 weeks\"",
+        "site[CEN].software_updates.schedule",
+        "schedule_range",
+    );
+    check(
+        "schedule = \"every 7 days\"",
+        "schedule = \"sometimes\"",
+        "site[CEN].software_updates.schedule",
+        "schedule",
+    );
+    check(
+        "schedule = \"every 7 days\"",
+        "schedule = { type = \"weekly\", days = [\"Blursday\"], at = \"02:00\" }",
+        "site[CEN].software_updates.schedule.days[0]",
+        "schedule",
+    );
+    check(
+        "schedule = \"every 7 days\"",
+        "schedule = { type = \"monthly_by_date\", day = 32, at = \"02:00\" }",
+        "site[CEN].software_updates.schedule.day",
+        "schedule_range",
+    );
+    for ok in [
+        "schedule = \"manual\"",
+        "schedule = { type = \"weekly\", days = [\"Tuesday\", \"Fri\"], at = \"02:00\" }",
+        "schedule = { type = \"monthly_by_weekday\", week = \"second\", weekday = \"Tuesday\", at = \"22:00\" }",
+        "schedule = { every = \"12 hours\", start = \"2026-11-01T00:30:00\" }",
+    ] {
+        let text = VALID.replacen("schedule = \"every 7 days\"", ok, 1);
+        assert!(load(&text).is_ok(), "{ok}: {:?}", load(&text).err());
+    }
+}
+
+#[test]
+fn catalog_names_with_suggestions() {
+    let text = VALID.replacen("\"Security Updates\"", "\"Security Update\"", 1);
+    let err = load(&text).expect_err("unknown classification");
+    assert!(err.has("site[CEN].software_updates.classifications[1]", "catalog"));
+    assert!(
+        err.to_string()
+            .contains("did you mean \"Security Updates\""),
+        "{err}"
+    );
+    check(
+        "\"Office 2007\"",
+        "\"Office 2099\"",
+        "site[CEN].software_updates.products[1]",
+        "catalog",
+    );
+    check(
+        "\"German\"",
+        "\"Klingon\"",
+        "site[CEN].software_updates.languages[1]",
+        "catalog",
+    );
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_name_the_path() {
+    let err =
+        parse_site_file(&VALID.replacen("ssl = true", "ssl = \"yes\"", 1)).expect_err("wrong type");
+    assert_eq!(
+        err.0[0].path, "site[0].software_update_point[2].ssl",
+        "{err}"
+    );
+    let err =
+        parse_site_file(&VALID.replacen("ssl = true", "sll = true", 1)).expect_err("unknown key");
+    assert!(
+        err.0[0]
+            .path
+            .starts_with("site[0].software_update_point[2]"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("sll"), "{err}");
+    let err = parse_site_file("[[site]\n").expect_err("syntax");
+    assert_eq!(err.0[0].rule, "toml_syntax");
+}
+
+#[test]
+fn every_violation_is_reported_at_once() {
+    let text = VALID
+        .replacen("code = \"CEN\"", "code = \"CENTRAL\"", 1)
+        .replacen("https_port = 8531", "https_port = 8530", 1);
+    let err = load(&text).expect_err("two violations");
+    assert!(err.0.len() >= 2, "{err}");
+}

@@ -1,0 +1,14 @@
+//! Generated protobuf messages and gRPC stubs for `sup.v1`: the public API, every event and
+//! command payload, and the site-system agent protocol. This is the only crate that knows protobuf
+//! code generation; everything else uses these types.
+
+#[allow(clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("sup.v1");
+}
+
+/// Encoded file descriptor set of `sup.v1`, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("sup_descriptor");
+
+pub use prost;
+pub use prost_types;
