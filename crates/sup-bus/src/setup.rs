@@ -1,0 +1,177 @@
+//! Streams and buckets, created (or updated to this definition) at every start so that any
+//! service can come up first.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+
+use crate::{BusError, subjects};
+
+pub const EVENTS_STREAM: &str = "SUP_EVENTS";
+pub const COMMANDS_STREAM: &str = "SUP_COMMANDS";
+pub const LOGS_STREAM: &str = "SUP_LOGS";
+
+pub const SITES_BUCKET: &str = "sup_sites";
+pub const ROLES_BUCKET: &str = "sup_roles";
+pub const ACTIVE_BUCKET: &str = "sup_active";
+/// Results of mutating requests by op id, so a retried request acts once.
+pub const OPS_BUCKET: &str = "sup_ops";
+/// Read positions of the log watcher, per file.
+pub const POSITIONS_BUCKET: &str = "sup_positions";
+
+/// How to reach and lay out the bus.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    /// Comma-separated server URLs.
+    pub url: String,
+    /// Stream and bucket replicas: 1 on one node, 3 on a cluster.
+    #[serde(default = "one")]
+    pub replicas: usize,
+    /// The client's name as the server shows it.
+    #[serde(default = "default_name")]
+    pub client_name: String,
+    /// How long published ids are remembered for de-duplication.
+    #[serde(default = "default_duplicate_window", with = "secs")]
+    pub duplicate_window: Duration,
+    /// How long log lines are kept.
+    #[serde(default = "default_log_age", with = "secs")]
+    pub log_max_age: Duration,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_name() -> String {
+    "sup".into()
+}
+fn default_duplicate_window() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_log_age() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+impl BusConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            replicas: one(),
+            client_name: default_name(),
+            duplicate_window: default_duplicate_window(),
+            log_max_age: default_log_age(),
+        }
+    }
+}
+
+/// Handles on the project's KV buckets.
+#[derive(Clone)]
+pub struct Buckets {
+    pub sites: kv::Store,
+    pub roles: kv::Store,
+    pub active: kv::Store,
+    pub ops: kv::Store,
+    pub positions: kv::Store,
+}
+
+/// Creates or updates every stream and bucket.
+pub async fn ensure(js: &jetstream::Context, config: &BusConfig) -> Result<Buckets, BusError> {
+    let replicas = config.replicas.max(1);
+    let streams = [
+        stream::Config {
+            name: EVENTS_STREAM.into(),
+            description: Some("SUP events: the audit trail".into()),
+            subjects: vec![subjects::EVENTS_ALL.into()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: config.duplicate_window,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: COMMANDS_STREAM.into(),
+            description: Some("SUP commands: a work queue".into()),
+            subjects: vec![subjects::COMMANDS_ALL.into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: config.duplicate_window,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: LOGS_STREAM.into(),
+            description: Some("ConfigMgr log lines".into()),
+            subjects: vec![subjects::LOGS_ALL.into()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            max_age: config.log_max_age,
+            max_bytes: 8 * 1024 * 1024 * 1024,
+            duplicate_window: config.duplicate_window,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+    ];
+    for s in streams {
+        let name = s.name.clone();
+        js.create_or_update_stream(s)
+            .await
+            .map_err(|e| BusError::Setup {
+                what: format!("stream {name}"),
+                message: e.to_string(),
+            })?;
+    }
+    let bucket = |name: &str, history: i64, description: &str| kv::Config {
+        bucket: name.into(),
+        description: description.into(),
+        history,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    let mut stores = Vec::new();
+    for cfg in [
+        bucket(SITES_BUCKET, 5, "site specs"),
+        bucket(ROLES_BUCKET, 5, "SUP role state per server"),
+        bucket(
+            ACTIVE_BUCKET,
+            20,
+            "active slot per site; the revision is the epoch",
+        ),
+        bucket(OPS_BUCKET, 1, "results of mutating requests by op id"),
+        bucket(POSITIONS_BUCKET, 1, "log watcher read positions"),
+    ] {
+        let name = cfg.bucket.clone();
+        let store = js
+            .create_or_update_key_value(cfg)
+            .await
+            .map_err(|e| BusError::Setup {
+                what: format!("bucket {name}"),
+                message: e.to_string(),
+            })?;
+        stores.push(store);
+    }
+    let mut it = stores.into_iter();
+    let mut next = || {
+        it.next().ok_or_else(|| BusError::Setup {
+            what: "buckets".into(),
+            message: "bucket list out of step".into(),
+        })
+    };
+    Ok(Buckets {
+        sites: next()?,
+        roles: next()?,
+        active: next()?,
+        ops: next()?,
+        positions: next()?,
+    })
+}

@@ -1,0 +1,45 @@
+//! W3C trace context (`traceparent`, `tracestate`) in NATS headers, through OpenTelemetry's
+//! global propagator (installed by `sup-runtime`).
+
+use async_nats::HeaderMap;
+use opentelemetry::propagation::{Extractor, Injector};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value.as_str());
+    }
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        ["traceparent", "tracestate"]
+            .into_iter()
+            .filter(|k| self.0.get(*k).is_some())
+            .collect()
+    }
+}
+
+/// Writes the current span's context into `headers`.
+pub fn inject(headers: &mut HeaderMap) {
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| {
+        p.inject_context(&cx, &mut HeaderInjector(headers))
+    });
+}
+
+/// Makes `span` a child of the context carried in `headers`, if any.
+pub fn follow(headers: Option<&HeaderMap>, span: &tracing::Span) {
+    if let Some(h) = headers {
+        let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(h)));
+        let _ = span.set_parent(cx);
+    }
+}
