@@ -69,7 +69,7 @@ async fn an_event_is_published_once_deduplicated_consumed_and_acked() {
         .durable_consumer(
             sup_bus::setup::EVENTS_STREAM,
             "test-reader",
-            sup_bus::subjects::events_of("CEN"),
+            vec![sup_bus::subjects::events_of("CEN")],
             Duration::from_secs(30),
             5,
         )

@@ -1,3 +1,6 @@
-//! End-to-end tests against a real nats-server (one binary, so the workspace links it once).
+//! End-to-end tests against a real nats-server and the real binaries (one test binary, so the
+//! workspace links it once).
 
 mod bus;
+mod coordinator;
+mod support;

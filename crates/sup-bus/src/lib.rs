@@ -62,6 +62,15 @@ pub struct Published {
     pub duplicate: bool,
 }
 
+/// One event of a watch: its stream sequence, how many matching events are still stored after
+/// it, and the event.
+#[derive(Debug, Clone)]
+pub struct WatchedEvent {
+    pub sequence: u64,
+    pub pending: u64,
+    pub event: Event,
+}
+
 /// The outcome of a compare-and-set on a KV key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cas {
@@ -159,19 +168,19 @@ impl Bus {
         self.durable_consumer(
             setup::COMMANDS_STREAM,
             &format!("{service}-commands"),
-            subjects::commands_for(service),
+            vec![subjects::commands_for(service)],
             ack_wait,
             max_deliver,
         )
         .await
     }
 
-    /// A durable pull consumer on a stream with explicit acks.
+    /// A durable pull consumer on a stream with explicit acks, filtered to `filters`.
     pub async fn durable_consumer(
         &self,
         stream_name: &str,
         durable: &str,
-        filter_subject: String,
+        filters: Vec<String>,
         ack_wait: Duration,
         max_deliver: i64,
     ) -> Result<consumer::Consumer<consumer::pull::Config>, BusError> {
@@ -189,7 +198,16 @@ impl Bus {
                 durable,
                 consumer::pull::Config {
                     durable_name: Some(durable.to_string()),
-                    filter_subject,
+                    filter_subject: if filters.len() == 1 {
+                        filters[0].clone()
+                    } else {
+                        String::new()
+                    },
+                    filter_subjects: if filters.len() == 1 {
+                        Vec::new()
+                    } else {
+                        filters
+                    },
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait,
                     max_deliver,
@@ -201,12 +219,18 @@ impl Bus {
     }
 
     /// Events on `filter` (e.g. `sup.evt.CEN.>`), from a stream sequence or from now, in order.
-    /// Each item is the stream sequence and the decoded event.
+    /// Returns how many matching events were stored when the watch began, and the watch itself.
     pub async fn watch_events(
         &self,
         filter: String,
         from_sequence: Option<u64>,
-    ) -> Result<impl Stream<Item = Result<(u64, Event), BusError>> + use<>, BusError> {
+    ) -> Result<
+        (
+            u64,
+            impl Stream<Item = Result<WatchedEvent, BusError>> + use<>,
+        ),
+        BusError,
+    > {
         let err = |message: String| BusError::Consume {
             what: format!("events {filter}"),
             message,
@@ -231,16 +255,27 @@ impl Bus {
             })
             .await
             .map_err(|e| err(e.to_string()))?;
+        let pending = consumer.cached_info().num_pending;
         let messages = consumer.messages().await.map_err(|e| err(e.to_string()))?;
-        Ok(messages.map(move |m| {
-            let m = m.map_err(|e| BusError::Consume {
-                what: "events".into(),
-                message: e.to_string(),
-            })?;
-            let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
-            let event = decode_event(&m.subject, &m.payload)?;
-            Ok((seq, event))
-        }))
+        Ok((
+            pending,
+            messages.map(move |m| {
+                let m = m.map_err(|e| BusError::Consume {
+                    what: "events".into(),
+                    message: e.to_string(),
+                })?;
+                let (sequence, pending) = m
+                    .info()
+                    .map(|i| (i.stream_sequence, i.pending))
+                    .unwrap_or((0, 0));
+                let event = decode_event(&m.subject, &m.payload)?;
+                Ok(WatchedEvent {
+                    sequence,
+                    pending,
+                    event,
+                })
+            }),
+        ))
     }
 
     /// Creates `key` only if absent (or deleted).

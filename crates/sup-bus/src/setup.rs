@@ -141,7 +141,7 @@ pub async fn ensure(js: &jetstream::Context, config: &BusConfig) -> Result<Bucke
     let mut stores = Vec::new();
     for cfg in [
         bucket(SITES_BUCKET, 5, "site specs"),
-        bucket(ROLES_BUCKET, 5, "SUP role state per server"),
+        bucket(ROLES_BUCKET, 64, "SUP role state per server"),
         bucket(
             ACTIVE_BUCKET,
             20,

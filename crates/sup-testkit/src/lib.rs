@@ -166,3 +166,130 @@ impl NatsCluster {
             .join(",")
     }
 }
+
+/// The path of one of the workspace's binaries, built on first use (`cargo build --workspace
+/// --all-targets`, the same feature set as `cargo nextest run --workspace`, so it is a
+/// no-op after it), so end-to-end tests always drive the current code.
+pub fn binary(name: &str) -> io::Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let built = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        // The variables cargo and nextest set for a test process would make build scripts (ring's,
+        // for one) see a changed environment and rebuild; build as a plain shell would.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            let keep = matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR");
+            if !keep
+                && (k.starts_with("CARGO_")
+                    || k.starts_with("NEXTEST")
+                    || k.starts_with("RUST_")
+                    || k == "OUT_DIR")
+            {
+                cmd.env_remove(&k);
+            }
+        }
+        let out = cmd
+            .current_dir(&root)
+            .args(["build", "--workspace", "--all-targets", "--quiet"])
+            .output()
+            .map_err(|e| format!("running cargo build: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "cargo build --bins failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    built.clone().map_err(io::Error::other)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let path = target.join("debug").join(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} was not built", path.display()),
+        ))
+    }
+}
+
+/// A service binary running as a child process; killed on drop.
+pub struct Process {
+    pub child: Child,
+    pub name: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Process {
+    /// Starts `binary` with `args` and `env`, stderr and stdout to a log file.
+    pub fn start(binary: &str, args: &[&str], env: &[(&str, String)]) -> io::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let log = dir.path().join(format!("{binary}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(self::binary(binary)?)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone()?))
+            .stderr(Stdio::from(file))
+            .spawn()?;
+        Ok(Self {
+            child,
+            name: binary.to_string(),
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// Waits until `port` on loopback accepts connections, or the process dies.
+    pub fn wait_port(&mut self, port: u16, patience: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "{} exited ({status}):\n{}",
+                    self.name,
+                    self.log()
+                )));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{} did not listen on {port}:\n{}", self.name, self.log()),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,163 @@
+//! Events derived from KV, in revision order. The slot and role records are the truth; every
+//! replica watches the two buckets from the last announced revision and publishes
+//! `ActiveChanged` and `RoleStateChanged` with ids named by the revision. Because each replica
+//! publishes in revision order and waits for each ack, the stream holds the events in revision
+//! order whichever replica published first, and a crash between a KV write and its event only
+//! delays the event.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use sup_bus::async_nats::jetstream::kv::{Entry, Operation, Store as Bucket};
+use sup_proto::convert;
+use sup_proto::prost::Message;
+use sup_proto::v1::{self, event::Payload};
+use tokio::sync::watch;
+
+use crate::coordinator::Coordinator;
+use crate::error::ApiError;
+
+const ACTIVE: &str = "active";
+const ROLES: &str = "roles";
+
+pub async fn run(c: Coordinator, stop: watch::Receiver<bool>) {
+    tokio::join!(
+        follow(c.clone(), ACTIVE, stop.clone()),
+        follow(c, ROLES, stop)
+    );
+}
+
+fn bucket<'a>(c: &'a Coordinator, which: &str) -> &'a Bucket {
+    if which == ACTIVE {
+        &c.store.bus.buckets.active
+    } else {
+        &c.store.bus.buckets.roles
+    }
+}
+
+async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<bool>) {
+    loop {
+        let from = match c.store.marker(which).await {
+            Ok(m) => m + 1,
+            Err(e) => {
+                tracing::warn!(error = %e, which, "reading the announce marker");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
+        let mut entries = match bucket(&c, which).watch_all_from_revision(from).await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, which, "watching for announcements");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                e = entries.next() => e,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let entry = match next {
+                Some(Ok(e)) => e,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, which, "announcement watch");
+                    break;
+                }
+                None => break,
+            };
+            let revision = entry.revision;
+            let result = if which == ACTIVE {
+                announce_slot(&c, &entry).await
+            } else {
+                announce_role(&c, &entry).await
+            };
+            if let Err(e) = result {
+                // Start again from the marker: the failed entry is retried.
+                tracing::warn!(error = %e, which, revision, "announcing; will retry");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                break;
+            }
+            if let Err(e) = c.store.advance_marker(which, revision).await {
+                tracing::warn!(error = %e, which, "moving the announce marker");
+            }
+        }
+    }
+}
+
+async fn announce_slot(c: &Coordinator, entry: &Entry) -> Result<(), ApiError> {
+    if entry.operation != Operation::Put {
+        return Ok(());
+    }
+    let Ok(a) = v1::ActiveSlot::decode(entry.value.clone()) else {
+        tracing::error!(key = %entry.key, "undecodable slot record");
+        return Ok(());
+    };
+    let Some(slot) = convert::slot_from_proto(a.slot) else {
+        return Ok(());
+    };
+    let epoch = entry.revision;
+    c.project_slot(&a.site, slot, &a, epoch).await?;
+    let e = v1::Event {
+        id: format!("active:{}:{}:{epoch}", a.site, slot.as_str()),
+        time: a
+            .since
+            .or_else(|| Some(std::time::SystemTime::now().into())),
+        site: a.site.clone(),
+        server: a.target.clone(),
+        epoch,
+        op_id: a.op_id.clone(),
+        payload: Some(Payload::ActiveChanged(v1::ActiveChanged {
+            slot: a.slot,
+            target: a.target.clone(),
+            previous: a.previous.clone(),
+            nlb: a.nlb,
+            members: a.members.clone(),
+            cause: a.cause.clone(),
+        })),
+    };
+    c.store.bus.publish_event(&e).await?;
+    Ok(())
+}
+
+async fn announce_role(c: &Coordinator, entry: &Entry) -> Result<(), ApiError> {
+    if entry.operation != Operation::Put {
+        return Ok(());
+    }
+    let Ok(r) = v1::RoleStatus::decode(entry.value.clone()) else {
+        tracing::error!(key = %entry.key, "undecodable role record");
+        return Ok(());
+    };
+    if r.previous == r.state {
+        return Ok(());
+    }
+    c.metrics.role_transitions.inc();
+    tracing::info!(
+        site = %r.site,
+        server = %r.server,
+        from = convert::role_state_from_proto(r.previous).map(|s| s.as_str()).unwrap_or("none"),
+        to = convert::role_state_from_proto(r.state).map(|s| s.as_str()).unwrap_or("none"),
+        "role state changed"
+    );
+    let e = v1::Event {
+        id: format!("role:{}:{}:{}", r.site, r.server, entry.revision),
+        time: r
+            .updated
+            .or_else(|| Some(std::time::SystemTime::now().into())),
+        site: r.site.clone(),
+        server: r.server.clone(),
+        epoch: r.intranet_epoch.max(r.internet_epoch),
+        op_id: String::new(),
+        payload: Some(Payload::RoleStateChanged(v1::RoleStateChanged {
+            from: r.previous,
+            to: r.state,
+            reason: r.reason.clone(),
+        })),
+    };
+    c.store.bus.publish_event(&e).await?;
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! The SUP coordinator: the front door for configuration and status, and the only writer of the
+//! active slots. It validates site specs with `sup-core`, keeps all state in NATS KV (so replicas
+//! can run side by side and restart anywhere), activates SUPs by compare-and-set on the slot key
+//! (the revision is the epoch), sends provisioning commands, and advances role lifecycles from the
+//! events of the provisioner, the log watcher and the health service.
+
+pub mod announcer;
+pub mod api;
+pub mod coordinator;
+pub mod error;
+pub mod metrics;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use serde::Deserialize;
+use sup_bus::async_nats::jetstream::AckKind;
+use sup_bus::{Bus, BusConfig};
+use sup_runtime::{Admin, LogFormat};
+use tokio::net::TcpListener;
+
+pub use coordinator::Coordinator;
+
+/// Built-in defaults; a `--config` file and `SUP_COORDINATOR__*` variables override them.
+pub const DEFAULTS: &str = r#"
+listen = "127.0.0.1:50051"
+admin_listen = "127.0.0.1:9101"
+log_format = "pretty"
+reconcile_interval_secs = 15
+
+[nats]
+url = "nats://127.0.0.1:4222"
+replicas = 1
+client_name = "sup-coordinator"
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub log_format: LogFormat,
+    /// How often every site is reconciled even without events (repairs after crashes).
+    pub reconcile_interval_secs: u64,
+    pub nats: BusConfig,
+}
+
+/// The event kinds the coordinator consumes.
+fn event_filters() -> Vec<String> {
+    [
+        "milestone",
+        "provisioning",
+        "health_changed",
+        "sync_started",
+        "sync_finished",
+    ]
+    .iter()
+    .map(|k| format!("sup.evt.*.{k}"))
+    .collect()
+}
+
+/// Runs the coordinator on the given listeners until `shutdown` resolves.
+pub async fn run(
+    grpc: TcpListener,
+    admin: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let bus = Bus::connect(&settings.nats)
+        .await
+        .context("connecting to NATS")?;
+    let metrics = metrics::Metrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let coordinator = Coordinator::new(store::Store { bus: bus.clone() }, metrics.clone());
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin_srv = Admin::new(registry);
+    let readiness = admin_srv.readiness.clone();
+    let mut admin_stop = stop_rx.clone();
+    let admin_task = tokio::spawn(admin_srv.serve(admin, async move {
+        let _ = admin_stop.wait_for(|s| *s).await;
+    }));
+
+    let events_task = tokio::spawn(consume_events(coordinator.clone(), stop_rx.clone()));
+    let announcer_task = tokio::spawn(announcer::run(coordinator.clone(), stop_rx.clone()));
+    let reconcile_task = tokio::spawn(reconcile_loop(
+        coordinator.clone(),
+        Duration::from_secs(settings.reconcile_interval_secs.max(1)),
+        stop_rx.clone(),
+    ));
+
+    let grpc_routes = sup_runtime::grpc::routes()?;
+    let mut routes = grpc_routes.routes;
+    routes.add_service(sup_proto::v1::coordinator_server::CoordinatorServer::new(
+        api::Api {
+            inner: coordinator.clone(),
+        },
+    ));
+    grpc_routes
+        .health
+        .set_serving::<sup_proto::v1::coordinator_server::CoordinatorServer<api::Api>>()
+        .await;
+    readiness.set(true);
+    tracing::info!(grpc = %grpc.local_addr()?, "coordinator serving");
+    let mut grpc_stop = stop_rx.clone();
+    let grpc_task = tokio::spawn(sup_runtime::grpc::serve(routes, grpc, async move {
+        let _ = grpc_stop.wait_for(|s| *s).await;
+    }));
+
+    shutdown.await;
+    readiness.set(false);
+    let _ = stop_tx.send(true);
+    grpc_task.await.context("gRPC task")??;
+    events_task.await.context("events task")?;
+    announcer_task.await.context("announcer task")?;
+    reconcile_task.await.context("reconcile task")?;
+    admin_task.await.context("admin task")??;
+    bus.client.flush().await.ok();
+    tracing::info!("coordinator stopped");
+    Ok(())
+}
+
+/// Consumes events with a durable consumer shared by all replicas; an event is acked only after
+/// its effects are stored and announced, so a crash redelivers it.
+async fn consume_events(c: Coordinator, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let consumer = match c
+            .store
+            .bus
+            .durable_consumer(
+                sup_bus::setup::EVENTS_STREAM,
+                "coordinator-events",
+                event_filters(),
+                Duration::from_secs(30),
+                -1,
+            )
+            .await
+        {
+            Ok(consumer) => consumer,
+            Err(e) => {
+                tracing::warn!(error = %e, "creating the event consumer; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "pulling events; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                m = messages.next() => m,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let Some(msg) = next else { break };
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event delivery");
+                    break;
+                }
+            };
+            let event = match sup_bus::decode_event(&msg.subject, &msg.payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    // Undecodable forever: terminate it rather than block the queue.
+                    tracing::error!(error = %e, "dropping an undecodable event");
+                    let _ = msg.ack_with(AckKind::Term).await;
+                    continue;
+                }
+            };
+            let span = tracing::info_span!("handle_event", messaging.system = "nats", messaging.destination.name = %msg.subject, sup.site = %event.site, sup.server = %event.server);
+            sup_bus::trace::follow(msg.headers.as_ref(), &span);
+            let result = {
+                let _guard = span.enter();
+                c.handle_event(&event).await
+            };
+            match result {
+                Ok(()) => {
+                    c.metrics.events_handled.inc();
+                    if let Err(e) = msg.ack().await {
+                        tracing::warn!(error = %e, "acking an event");
+                    }
+                }
+                Err(e) => {
+                    c.metrics.events_failed.inc();
+                    tracing::warn!(error = %e, id = %event.id, "handling an event; it will be redelivered");
+                    let _ = msg
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+async fn reconcile_loop(
+    c: Coordinator,
+    every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let sites = match c.store.sites().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing sites to reconcile");
+                continue;
+            }
+        };
+        for s in sites {
+            if let Err(e) = c.reconcile_site(&s.code).await {
+                tracing::debug!(site = %s.code, error = %e, "reconcile");
+            }
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Typed access to the coordinator's state in NATS KV: site specs, role records, active slots
+//! (whose revision is the epoch) and op-id results. Nothing is cached: every decision reads the
+//! bucket, and every write that matters is a compare-and-set.
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use sup_bus::async_nats::jetstream::kv;
+use sup_bus::{Bus, BusError, Cas, subjects};
+use sup_proto::prost::Message;
+use sup_proto::v1;
+
+/// How many times a read-modify-write is retried when another writer got there first.
+const CAS_ATTEMPTS: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("stored value at {key} is not a valid {what}: {source}")]
+    Corrupt {
+        key: String,
+        what: &'static str,
+        #[source]
+        source: sup_proto::prost::DecodeError,
+    },
+    #[error("listing {bucket}: {message}")]
+    List {
+        bucket: &'static str,
+        message: String,
+    },
+    #[error(
+        "{key} kept changing under concurrent writers; giving up after {CAS_ATTEMPTS} attempts"
+    )]
+    Contended { key: String },
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pub bus: Bus,
+}
+
+/// A role record change: the record before, after, and the new revision.
+pub struct RoleChange {
+    pub before: Option<v1::RoleStatus>,
+    pub after: v1::RoleStatus,
+    pub revision: u64,
+}
+
+fn decode<M: Message + Default>(
+    key: &str,
+    what: &'static str,
+    bytes: &[u8],
+) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|source| StoreError::Corrupt {
+        key: key.to_string(),
+        what,
+        source,
+    })
+}
+
+impl Store {
+    async fn get<M: Message + Default>(
+        &self,
+        kv: &kv::Store,
+        key: &str,
+        what: &'static str,
+    ) -> Result<Option<(M, u64)>, StoreError> {
+        match self.bus.kv_get(kv, key).await? {
+            Some((bytes, rev)) => Ok(Some((decode(key, what, &bytes)?, rev))),
+            None => Ok(None),
+        }
+    }
+
+    async fn keys(&self, kv: &kv::Store, bucket: &'static str) -> Result<Vec<String>, StoreError> {
+        let list = |e: &dyn std::fmt::Display| StoreError::List {
+            bucket,
+            message: e.to_string(),
+        };
+        let keys = kv.keys().await.map_err(|e| list(&e))?;
+        keys.try_collect().await.map_err(|e| list(&e))
+    }
+
+    pub async fn site(&self, code: &str) -> Result<Option<(v1::Site, u64)>, StoreError> {
+        self.get(&self.bus.buckets.sites, &subjects::site_key(code), "site")
+            .await
+    }
+
+    pub async fn sites(&self) -> Result<Vec<v1::Site>, StoreError> {
+        let mut out = Vec::new();
+        let mut keys = self.keys(&self.bus.buckets.sites, "sup_sites").await?;
+        keys.sort();
+        for k in keys.into_iter().filter(|k| !k.contains('.')) {
+            if let Some((s, _)) = self.get(&self.bus.buckets.sites, &k, "site").await? {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn put_site(&self, site: &v1::Site) -> Result<u64, StoreError> {
+        let key = subjects::site_key(&site.code);
+        self.bus
+            .buckets
+            .sites
+            .put(&key, site.encode_to_vec().into())
+            .await
+            .map_err(|e| {
+                StoreError::Bus(BusError::Kv {
+                    op: "put",
+                    bucket: "sup_sites".into(),
+                    key,
+                    message: e.to_string(),
+                })
+            })
+    }
+
+    pub async fn delete_site(&self, code: &str) -> Result<(), StoreError> {
+        let key = subjects::site_key(code);
+        self.bus.buckets.sites.delete(&key).await.map_err(|e| {
+            StoreError::Bus(BusError::Kv {
+                op: "delete",
+                bucket: "sup_sites".into(),
+                key,
+                message: e.to_string(),
+            })
+        })
+    }
+
+    pub async fn sync_status(&self, code: &str) -> Result<Option<v1::SyncStatus>, StoreError> {
+        let key = format!("{}.sync", subjects::site_key(code));
+        Ok(self
+            .get(&self.bus.buckets.sites, &key, "sync status")
+            .await?
+            .map(|(s, _)| s))
+    }
+
+    /// Read-modify-write of a site's sync status.
+    pub async fn update_sync_status(
+        &self,
+        code: &str,
+        f: impl Fn(v1::SyncStatus) -> v1::SyncStatus,
+    ) -> Result<(), StoreError> {
+        let key = format!("{}.sync", subjects::site_key(code));
+        let kv = &self.bus.buckets.sites;
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.get::<v1::SyncStatus>(kv, &key, "sync status").await?;
+            let (value, rev) = match current {
+                Some((s, rev)) => (f(s), Some(rev)),
+                None => (f(v1::SyncStatus::default()), None),
+            };
+            let bytes: Bytes = value.encode_to_vec().into();
+            let done = match rev {
+                Some(rev) => self.bus.kv_update(kv, &key, bytes, rev).await?,
+                None => self.bus.kv_create(kv, &key, bytes).await?,
+            };
+            if let Cas::Won(_) = done {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Contended { key })
+    }
+
+    pub async fn role(
+        &self,
+        site: &str,
+        server: &str,
+    ) -> Result<Option<(v1::RoleStatus, u64)>, StoreError> {
+        self.get(
+            &self.bus.buckets.roles,
+            &subjects::role_key(site, server),
+            "role",
+        )
+        .await
+    }
+
+    /// Every role record of a site, sorted by server.
+    pub async fn roles(&self, site: &str) -> Result<Vec<v1::RoleStatus>, StoreError> {
+        let prefix = format!("{}.", subjects::site_key(site));
+        let mut out: Vec<v1::RoleStatus> = Vec::new();
+        for k in self.keys(&self.bus.buckets.roles, "sup_roles").await? {
+            if k.starts_with(&prefix)
+                && let Some((r, _)) = self.get(&self.bus.buckets.roles, &k, "role").await?
+            {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.server.cmp(&b.server));
+        Ok(out)
+    }
+
+    /// Compare-and-set loop on a role record. `f` sees the current record (or `None`) and returns
+    /// the new one, or `None` to leave it alone. Returns the change when one was written.
+    pub async fn update_role(
+        &self,
+        site: &str,
+        server: &str,
+        mut f: impl FnMut(Option<&v1::RoleStatus>) -> Option<v1::RoleStatus>,
+    ) -> Result<Option<RoleChange>, StoreError> {
+        let key = subjects::role_key(site, server);
+        let kv = &self.bus.buckets.roles;
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.get::<v1::RoleStatus>(kv, &key, "role").await?;
+            let before = current.as_ref().map(|(r, _)| r.clone());
+            let Some(after) = f(before.as_ref()) else {
+                return Ok(None);
+            };
+            let bytes: Bytes = after.encode_to_vec().into();
+            let cas = match &current {
+                Some((_, rev)) => self.bus.kv_update(kv, &key, bytes, *rev).await?,
+                None => self.bus.kv_create(kv, &key, bytes).await?,
+            };
+            if let Cas::Won(revision) = cas {
+                return Ok(Some(RoleChange {
+                    before,
+                    after,
+                    revision,
+                }));
+            }
+        }
+        Err(StoreError::Contended { key })
+    }
+
+    pub async fn delete_role(&self, site: &str, server: &str) -> Result<(), StoreError> {
+        let key = subjects::role_key(site, server);
+        self.bus.buckets.roles.delete(&key).await.map_err(|e| {
+            StoreError::Bus(BusError::Kv {
+                op: "delete",
+                bucket: "sup_roles".into(),
+                key,
+                message: e.to_string(),
+            })
+        })
+    }
+
+    /// The slot record and its revision (the epoch). A cleared slot has an empty target.
+    pub async fn slot(
+        &self,
+        site: &str,
+        slot: &str,
+    ) -> Result<Option<(v1::ActiveSlot, u64)>, StoreError> {
+        self.get(
+            &self.bus.buckets.active,
+            &subjects::active_key(site, slot),
+            "active slot",
+        )
+        .await
+    }
+
+    /// Writes the slot only if it is still at `expected` (or absent when `None`).
+    pub async fn cas_slot(
+        &self,
+        site: &str,
+        slot: &str,
+        value: &v1::ActiveSlot,
+        expected: Option<u64>,
+    ) -> Result<Cas, StoreError> {
+        let key = subjects::active_key(site, slot);
+        let kv = &self.bus.buckets.active;
+        let bytes: Bytes = value.encode_to_vec().into();
+        Ok(match expected {
+            Some(rev) => self.bus.kv_update(kv, &key, bytes, rev).await?,
+            None => self.bus.kv_create(kv, &key, bytes).await?,
+        })
+    }
+
+    fn op_key(op_id: &str) -> String {
+        let clean: String = op_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("op.{clean}")
+    }
+
+    /// The stored response of an op id already done.
+    pub async fn op_result(&self, op_id: &str) -> Result<Option<Bytes>, StoreError> {
+        if op_id.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .bus
+            .kv_get(&self.bus.buckets.ops, &Self::op_key(op_id))
+            .await?
+            .map(|(b, _)| b))
+    }
+
+    pub async fn record_op(&self, op_id: &str, result: Bytes) -> Result<(), StoreError> {
+        if op_id.is_empty() {
+            return Ok(());
+        }
+        // A concurrent duplicate may have recorded first; its result stands.
+        self.bus
+            .kv_create(&self.bus.buckets.ops, &Self::op_key(op_id), result)
+            .await?;
+        Ok(())
+    }
+
+    /// A bucket revision up to which changes are known to be announced as events.
+    pub async fn marker(&self, name: &str) -> Result<u64, StoreError> {
+        let key = format!("announced.{name}");
+        Ok(self
+            .bus
+            .kv_get(&self.bus.buckets.ops, &key)
+            .await?
+            .and_then(|(b, _)| std::str::from_utf8(&b).ok()?.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Moves a marker forward (never back: a slower replica's older value is ignored).
+    pub async fn advance_marker(&self, name: &str, revision: u64) -> Result<(), StoreError> {
+        let key = format!("announced.{name}");
+        let kv = &self.bus.buckets.ops;
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.bus.kv_get(kv, &key).await?;
+            let (value, rev) = match &current {
+                Some((b, rev)) => (
+                    std::str::from_utf8(b)
+                        .ok()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0),
+                    Some(*rev),
+                ),
+                None => (0, None),
+            };
+            if value >= revision {
+                return Ok(());
+            }
+            let bytes: Bytes = revision.to_string().into();
+            let cas = match rev {
+                Some(r) => self.bus.kv_update(kv, &key, bytes, r).await?,
+                None => self.bus.kv_create(kv, &key, bytes).await?,
+            };
+            if let Cas::Won(_) = cas {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Contended { key })
+    }
+}

@@ -1,0 +1,442 @@
+//! The coordinator and supctl, as real binaries against a real nats-server.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sup_proto::v1::{self, coordinator_client::CoordinatorClient, event::Payload};
+use sup_testkit::NatsServer;
+
+use crate::support::*;
+
+const HIERARCHY: &str = r#"
+[[site]]
+code = "CEN"
+name = "Central site"
+mode = "native"
+
+[site.software_updates]
+sync_source = "microsoft_update"
+schedule = "every 7 days"
+classifications = ["Critical Updates", "Security Updates"]
+products = ["Windows XP", "Office 2007"]
+languages = ["English", "German"]
+
+[[site.site_system]]
+server = "cen-sup01.corp.example.com"
+[[site.site_system]]
+server = "cen-sup02.corp.example.com"
+
+[[site.software_update_point]]
+server = "cen-sup01.corp.example.com"
+active = "intranet"
+http_port = 8530
+https_port = 8531
+[[site.software_update_point]]
+server = "cen-sup02.corp.example.com"
+http_port = 8530
+https_port = 8531
+
+[[site]]
+code = "CH1"
+name = "Child one"
+parent = "CEN"
+
+[[site.site_system]]
+server = "ch1-sup01.corp.example.com"
+[[site.software_update_point]]
+server = "ch1-sup01.corp.example.com"
+active = "intranet"
+"#;
+
+#[tokio::test]
+async fn applying_a_hierarchy_twice_changes_nothing_the_second_time() {
+    let nats = NatsServer::start().expect("nats-server");
+    let c = coordinator(&nats);
+    let file = site_file(HIERARCHY);
+    let path = file.path().to_str().expect("path");
+
+    let first = supctl(&c.endpoint, &["apply", "-f", path]);
+    assert!(
+        first.status.success(),
+        "{}{}",
+        text(&first.stdout),
+        text(&first.stderr)
+    );
+    let out = text(&first.stdout);
+    assert!(
+        out.contains("site CEN: changed") && out.contains("site CH1: changed"),
+        "{out}"
+    );
+
+    let bus = bus(&nats).await;
+    let applied_before = count_site_applied(&bus).await;
+    assert_eq!(applied_before, 2);
+
+    let second = supctl(&c.endpoint, &["apply", "-f", path]);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let out = text(&second.stdout);
+    assert!(
+        out.contains("site CEN: no changes") && out.contains("site CH1: no changes"),
+        "{out}"
+    );
+    assert_eq!(
+        count_site_applied(&bus).await,
+        applied_before,
+        "a no-op apply publishes no SiteApplied"
+    );
+
+    let status = wait_status(&c.endpoint, "three declared roles", |s| {
+        role_states(s, "CEN").len() == 2 && role_states(s, "CH1").len() == 1
+    })
+    .await;
+    let sites = status["sites"].as_array().expect("sites");
+    let ch1 = sites.iter().find(|s| s["code"] == "CH1").expect("CH1");
+    assert_eq!(ch1["parent"], "CEN");
+    assert_eq!(ch1["mode"], "mixed");
+    let cen = sites.iter().find(|s| s["code"] == "CEN").expect("CEN");
+    assert_eq!(cen["mode"], "native");
+    assert!(
+        cen["active"]["intranet"].is_null(),
+        "nothing is active before the role is ready"
+    );
+    assert_eq!(cen["sync"]["state"], "never_run");
+    assert!(
+        cen["sync"]["next"].is_string(),
+        "a scheduled site has a next run"
+    );
+
+    // The declared intent is kept: once cen-sup01 is ready, it becomes active on its own.
+    make_ready(&bus, "CEN", "cen-sup01.corp.example.com").await;
+    let status = wait_status(&c.endpoint, "cen-sup01 active", |s| {
+        s["sites"][0]["active"]["intranet"]["target"] == "cen-sup01.corp.example.com"
+    })
+    .await;
+    let roles = role_states(&status, "CEN");
+    assert!(
+        roles.contains(&("cen-sup01.corp.example.com".into(), "active".into())),
+        "{roles:?}"
+    );
+    assert!(
+        roles.contains(&("cen-sup02.corp.example.com".into(), "declared".into())),
+        "{roles:?}"
+    );
+
+    // `site get` prints the applied site back as a site file.
+    let get = supctl(&c.endpoint, &["site", "get", "CEN"]);
+    assert!(get.status.success());
+    assert!(text(&get.stdout).contains("server = \"cen-sup01.corp.example.com\""));
+}
+
+async fn count_site_applied(bus: &sup_bus::Bus) -> usize {
+    all_events(bus)
+        .await
+        .iter()
+        .filter(|(_, e)| matches!(e.payload, Some(Payload::SiteApplied(_))))
+        .count()
+}
+
+#[tokio::test]
+async fn an_invalid_file_is_rejected_whole_with_paths_and_exit_code_2() {
+    let nats = NatsServer::start().expect("nats-server");
+    let c = coordinator(&nats);
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "code = \"CH1\"",
+            "code = \"CHILD\"",
+            "site[1].code",
+            "site_code",
+        ),
+        (
+            "parent = \"CEN\"",
+            "parent = \"XYZ\"",
+            "site[CH1].parent",
+            "parent_exists",
+        ),
+        (
+            "https_port = 8531\n[[site.software_update_point]]",
+            "https_port = 8530\n[[site.software_update_point]]",
+            "site[CEN].software_update_point[0].https_port",
+            "ports_distinct",
+        ),
+        (
+            "server = \"ch1-sup01.corp.example.com\"\n[[site.software_update_point]]",
+            "server = \"ch1-sup01\"\n[[site.software_update_point]]",
+            "site[CH1].site_system[0].server",
+            "fqdn",
+        ),
+        (
+            "products = [\"Windows XP\", \"Office 2007\"]",
+            "products = [\"Windows XP\", \"Office 2077\"]",
+            "site[CEN].software_updates.products[1]",
+            "catalog",
+        ),
+        (
+            "schedule = \"every 7 days\"",
+            "schedule = \"every 40 days\"",
+            "site[CEN].software_updates.schedule",
+            "schedule_range",
+        ),
+        (
+            "mode = \"native\"",
+            "mode = \"native\"\nfailover = \"sometimes\"",
+            "site[CEN].failover",
+            "failover",
+        ),
+        (
+            "server = \"cen-sup02.corp.example.com\"\nhttp_port",
+            "server = \"cen-sup02.corp.example.com\"\nactive = \"intranet\"\nhttp_port",
+            "site[CEN].software_update_point[1].active",
+            "one_active_intranet",
+        ),
+    ];
+    for (from, to, path, rule) in cases {
+        assert!(HIERARCHY.contains(from), "fixture lacks {from}");
+        let file = site_file(&HIERARCHY.replacen(from, to, 1));
+        let out = supctl(
+            &c.endpoint,
+            &["apply", "-f", file.path().to_str().expect("path")],
+        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{rule}: {err}");
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("{path}:")) && l.ends_with(&format!("[{rule}]"))),
+            "{rule} at {path}: {err}"
+        );
+    }
+    // Nothing of any of those files was stored.
+    let list = supctl(&c.endpoint, &["site", "list", "-o", "json"]);
+    assert!(list.status.success());
+    assert_eq!(text(&list.stdout).trim(), "[]");
+
+    // The coordinator enforces the same rules for clients that skip supctl's own check.
+    let mut client = CoordinatorClient::connect(c.endpoint.clone())
+        .await
+        .expect("connect");
+    let bad = v1::Site {
+        code: "TOOLONG".into(),
+        ..Default::default()
+    };
+    let err = client
+        .apply_sites(v1::ApplySitesRequest {
+            sites: vec![bad],
+            ..Default::default()
+        })
+        .await
+        .expect_err("rejected");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("site[0].code"), "{}", err.message());
+    assert_eq!(
+        text(&supctl(&c.endpoint, &["site", "list", "-o", "json"]).stdout).trim(),
+        "[]"
+    );
+}
+
+const FOUR_SUPS: &str = r#"
+[[site]]
+code = "CEN"
+[[site.site_system]]
+server = "s1.corp.example.com"
+[[site.site_system]]
+server = "s2.corp.example.com"
+[[site.site_system]]
+server = "s3.corp.example.com"
+[[site.site_system]]
+server = "s4.corp.example.com"
+[[site.software_update_point]]
+server = "s1.corp.example.com"
+[[site.software_update_point]]
+server = "s2.corp.example.com"
+[[site.software_update_point]]
+server = "s3.corp.example.com"
+[[site.software_update_point]]
+server = "s4.corp.example.com"
+"#;
+
+#[tokio::test]
+async fn two_replicas_racing_activations_give_one_winner_per_epoch() {
+    let nats = NatsServer::start().expect("nats-server");
+    let a = coordinator(&nats);
+    let b = coordinator(&nats);
+    let file = site_file(FOUR_SUPS);
+    let out = supctl(
+        &a.endpoint,
+        &["apply", "-f", file.path().to_str().expect("path")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bus = bus(&nats).await;
+    let servers = [
+        "s1.corp.example.com",
+        "s2.corp.example.com",
+        "s3.corp.example.com",
+        "s4.corp.example.com",
+    ];
+    for s in servers {
+        make_ready(&bus, "CEN", s).await;
+    }
+    wait_status(&a.endpoint, "four ready roles", |s| {
+        role_states(s, "CEN")
+            .iter()
+            .filter(|(_, st)| st == "ready")
+            .count()
+            == 4
+    })
+    .await;
+
+    let clients = Arc::new([
+        CoordinatorClient::connect(a.endpoint.clone())
+            .await
+            .expect("a"),
+        CoordinatorClient::connect(b.endpoint.clone())
+            .await
+            .expect("b"),
+    ]);
+    let mut tasks = Vec::new();
+    for i in 0..48usize {
+        let clients = clients.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = clients[i % 2].clone();
+            c.set_active(v1::SetActiveRequest {
+                site: "CEN".into(),
+                slot: v1::Slot::Intranet as i32,
+                target: servers[i % 4].into(),
+                op_id: format!("race-{i}"),
+            })
+            .await
+        }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        match t.await.expect("join") {
+            Ok(r) => won.push(r.into_inner()),
+            Err(s) => assert_eq!(
+                s.code(),
+                tonic::Code::Aborted,
+                "only a lost compare-and-set may fail: {s}"
+            ),
+        }
+    }
+    assert!(!won.is_empty(), "someone wins");
+    // A winner per epoch: every successful answer for a new holder has its own epoch.
+    let epochs: BTreeSet<(u64, String)> = won.iter().map(|a| (a.epoch, a.target.clone())).collect();
+    let per_epoch: BTreeSet<u64> = epochs.iter().map(|(e, _)| *e).collect();
+    assert_eq!(
+        per_epoch.len(),
+        epochs.len(),
+        "two targets share an epoch: {epochs:?}"
+    );
+
+    // Wait until every epoch has been announced, then read the whole history.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let events = loop {
+        let events = all_events(&bus).await;
+        let announced: BTreeSet<u64> = active_changes(&events, "CEN")
+            .iter()
+            .map(|(_, _, e)| *e)
+            .collect();
+        if per_epoch.is_subset(&announced) {
+            break events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "epochs {per_epoch:?} not all announced: {announced:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let changes = active_changes(&events, "CEN");
+    let mut last = 0;
+    for (_, change, epoch) in &changes {
+        assert!(
+            *epoch > last,
+            "epochs must strictly increase in stream order: {changes:?}"
+        );
+        last = *epoch;
+        assert!(!change.target.is_empty());
+    }
+    // No moment with two active roles: replay role state changes in stream order.
+    let mut active: BTreeSet<String> = BTreeSet::new();
+    for (seq, e) in &events {
+        if let Some(Payload::RoleStateChanged(r)) = &e.payload {
+            if r.to == v1::RoleState::Active as i32 {
+                active.insert(e.server.clone());
+            } else {
+                active.remove(&e.server);
+            }
+            assert!(
+                active.len() <= 1,
+                "two active SUPs at event #{seq}: {active:?}"
+            );
+        }
+    }
+    let status = wait_status(&a.endpoint, "one active role", |s| {
+        role_states(s, "CEN")
+            .iter()
+            .filter(|(_, st)| st == "active")
+            .count()
+            == 1
+    })
+    .await;
+    let holder = status["sites"][0]["active"]["intranet"]["target"]
+        .as_str()
+        .expect("holder")
+        .to_string();
+    assert_eq!(holder, changes.last().expect("a change").1.target);
+    assert_eq!(
+        status["sites"][0]["active"]["intranet"]["epoch"].as_u64(),
+        Some(last)
+    );
+}
+
+#[tokio::test]
+async fn events_follow_shows_changes_as_they_happen() {
+    let nats = NatsServer::start().expect("nats-server");
+    let c = coordinator(&nats);
+    let mut follower = Command::new(sup_testkit::binary("supctl").expect("supctl"))
+        .env("SUP_COORDINATOR", &c.endpoint)
+        .args(["events", "--follow", "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("supctl events");
+    let stdout = follower.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Give the watch a moment to subscribe, then make changes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let file = site_file(HIERARCHY);
+    assert!(
+        supctl(
+            &c.endpoint,
+            &["apply", "-f", file.path().to_str().expect("path")]
+        )
+        .status
+        .success()
+    );
+    let bus = bus(&nats).await;
+    make_ready(&bus, "CEN", "cen-sup01.corp.example.com").await;
+
+    let mut kinds = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(kinds.contains("site_applied")
+        && kinds.contains("role_state")
+        && kinds.contains("active_changed"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("events seen so far: {kinds:?}"));
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json line");
+        kinds.insert(v["kind"].as_str().unwrap_or_default().to_string());
+    }
+    let _ = follower.kill();
+    let _ = follower.wait();
+}

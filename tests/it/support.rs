@@ -1,0 +1,169 @@
+//! Shared helpers: running the real binaries against a real nats-server.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use sup_bus::{Bus, BusConfig};
+use sup_proto::v1::{self, Event, MilestoneObserved, event::Payload};
+use sup_testkit::{NatsServer, Process, free_port};
+
+pub struct Coordinator {
+    /// Kept so the process lives as long as the test needs it.
+    pub _process: Process,
+    pub endpoint: String,
+}
+
+/// Starts a `sup-coordinator` process against `nats`.
+pub fn coordinator(nats: &NatsServer) -> Coordinator {
+    let grpc = free_port().expect("port");
+    let admin = free_port().expect("port");
+    let mut process = Process::start(
+        "sup-coordinator",
+        &[],
+        &[
+            ("SUP_COORDINATOR__LISTEN", format!("127.0.0.1:{grpc}")),
+            (
+                "SUP_COORDINATOR__ADMIN_LISTEN",
+                format!("127.0.0.1:{admin}"),
+            ),
+            ("SUP_COORDINATOR__NATS__URL", nats.url().to_string()),
+            ("SUP_COORDINATOR__RECONCILE_INTERVAL_SECS", "1".to_string()),
+        ],
+    )
+    .expect("start sup-coordinator");
+    process
+        .wait_port(grpc, Duration::from_secs(30))
+        .expect("coordinator listens");
+    Coordinator {
+        _process: process,
+        endpoint: format!("http://127.0.0.1:{grpc}"),
+    }
+}
+
+/// Runs `supctl` with `args` against `endpoint`.
+pub fn supctl(endpoint: &str, args: &[&str]) -> Output {
+    Command::new(sup_testkit::binary("supctl").expect("supctl"))
+        .env("SUP_COORDINATOR", endpoint)
+        .env_remove("RUST_BACKTRACE")
+        .args(args)
+        .output()
+        .expect("run supctl")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Writes `content` to a temporary site file.
+pub fn site_file(content: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp file");
+    std::fs::write(f.path(), content).expect("write site file");
+    f
+}
+
+pub async fn bus(nats: &NatsServer) -> Bus {
+    Bus::connect(&BusConfig::new(nats.url()))
+        .await
+        .expect("bus")
+}
+
+/// Publishes a log milestone as the log watcher would.
+pub async fn milestone(bus: &Bus, site: &str, server: &str, name: &str, log: &str) {
+    let e = Event {
+        id: format!("test:{site}:{server}:{name}"),
+        time: Some(std::time::SystemTime::now().into()),
+        site: site.into(),
+        server: server.into(),
+        payload: Some(Payload::Milestone(MilestoneObserved {
+            name: name.into(),
+            log: log.into(),
+            line: format!("{name} on {server}"),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    bus.publish_event(&e).await.expect("publish milestone");
+}
+
+/// Drives a role to `ready` with the milestones the procedure names.
+pub async fn make_ready(bus: &Bus, site: &str, server: &str) {
+    milestone(bus, site, server, "role_install_succeeded", "SUPSetup.log").await;
+    milestone(bus, site, server, "wsus_components_healthy", "WSUSCtrl.log").await;
+    milestone(bus, site, server, "wsus_database_ok", "WSUSCtrl.log").await;
+}
+
+/// Every event stored so far, in stream order.
+pub async fn all_events(bus: &Bus) -> Vec<(u64, Event)> {
+    use futures::StreamExt;
+    let (stored, mut watch) = bus
+        .watch_events(sup_bus::subjects::EVENTS_ALL.into(), Some(1))
+        .await
+        .expect("watch");
+    let mut out = Vec::new();
+    if stored == 0 {
+        return out;
+    }
+    while let Some(item) = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("events arrive")
+    {
+        let w = item.expect("event");
+        out.push((w.sequence, w.event));
+        if w.pending == 0 {
+            break;
+        }
+    }
+    out
+}
+
+/// Polls `supctl status -o json` until `pred` holds.
+pub async fn wait_status(
+    endpoint: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = supctl(endpoint, &["status", "-o", "json"]);
+        assert!(out.status.success(), "status failed: {}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last status: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn role_states(status: &serde_json::Value, site: &str) -> Vec<(String, String)> {
+    status["sites"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["code"] == site)
+        .flat_map(|s| s["roles"].as_array().cloned().unwrap_or_default())
+        .map(|r| {
+            (
+                r["server"].as_str().unwrap_or_default().to_string(),
+                r["state"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+pub fn active_changes(events: &[(u64, Event)], site: &str) -> Vec<(u64, v1::ActiveChanged, u64)> {
+    events
+        .iter()
+        .filter(|(_, e)| e.site == site)
+        .filter_map(|(seq, e)| match &e.payload {
+            Some(Payload::ActiveChanged(a)) => Some((*seq, a.clone(), e.epoch)),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,592 @@
+//! `supctl`: the operator's CLI for the SUP control plane. It talks gRPC to the coordinator.
+//!
+//! Exit codes: 0 success, 2 invalid input (each violation printed as `path: message [rule]`),
+//! 1 any other failure.
+
+mod events;
+mod output;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sup_proto::convert;
+use sup_proto::v1::{self, coordinator_client::CoordinatorClient};
+use tonic::transport::Channel;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "supctl",
+    version,
+    about = "Operate software update points across ConfigMgr 2007 sites"
+)]
+struct Cli {
+    /// The coordinator's gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "SUP_COORDINATOR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    coordinator: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a site file and apply every site in it (nothing is applied if any rule is broken).
+    Apply {
+        /// The site file (TOML), `-` for standard input.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Follow every role until it reaches its declared state.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits, e.g. 90s, 10m.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Validate and show what would change, without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Sites, active SUPs, roles and synchronization.
+    Status {
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Applied sites.
+    Site {
+        #[command(subcommand)]
+        command: SiteCommand,
+    },
+    /// Software update point roles: the wizard's steps.
+    Sup {
+        #[command(subcommand)]
+        command: SupCommand,
+    },
+    /// The event history (the audit trail), or live events with --follow.
+    Events {
+        #[arg(long)]
+        site: Option<String>,
+        /// Keep printing new events as they happen.
+        #[arg(long)]
+        follow: bool,
+        /// Start at this stream sequence (default: the whole history, or now with --follow).
+        #[arg(long)]
+        from: Option<u64>,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SiteCommand {
+    List {
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+    Get {
+        code: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+    Delete {
+        code: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RoleArgs {
+    /// Site code.
+    #[arg(long)]
+    site: String,
+    /// The site system's intranet FQDN.
+    #[arg(long)]
+    server: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum SupCommand {
+    /// Create the SUP role on a (new or existing) site system server.
+    Add {
+        #[command(flatten)]
+        role: RoleArgs,
+        /// WSUS web site HTTP port (80 default web site, 8530 custom web site).
+        #[arg(long)]
+        http_port: Option<u16>,
+        /// WSUS web site HTTPS port (443 or 8531).
+        #[arg(long)]
+        https_port: Option<u16>,
+        /// Require SSL between the site server and the SUP, and for clients.
+        #[arg(long)]
+        ssl: bool,
+        /// Use a proxy server when synchronizing: HOST:PORT.
+        #[arg(long)]
+        proxy: Option<String>,
+        /// The site system's Internet FQDN (for an Internet-based SUP).
+        #[arg(long)]
+        internet_fqdn: Option<String>,
+        /// The site server's computer account cannot install here: use an installation account.
+        #[arg(long)]
+        no_computer_account_access: bool,
+        /// Site System Installation account, DOMAIN\user.
+        #[arg(long)]
+        install_account: Option<String>,
+        /// Environment variable holding the installation account's password.
+        #[arg(long)]
+        install_password_env: Option<String>,
+        /// File holding the installation account's password.
+        #[arg(long)]
+        install_password_file: Option<String>,
+        /// Use this server as the active SUP once it is ready.
+        #[arg(long)]
+        active: bool,
+        /// With --active: the active Internet-based SUP (native mode only).
+        #[arg(long, requires = "active")]
+        internet: bool,
+    },
+    /// Remove the SUP role from a server.
+    Remove {
+        #[command(flatten)]
+        role: RoleArgs,
+    },
+    /// Make a server (or an NLB cluster) the active SUP of its site now.
+    Activate {
+        #[arg(long)]
+        site: String,
+        /// The server to activate.
+        #[arg(long, required_unless_present = "nlb", conflicts_with = "nlb")]
+        server: Option<String>,
+        /// The NLB cluster (virtual FQDN) to activate.
+        #[arg(long)]
+        nlb: Option<String>,
+        /// The Internet-based slot instead of the intranet one.
+        #[arg(long)]
+        internet: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("\"{s}\" is not a duration like 90s, 10m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "ms" => return Ok(Duration::from_millis(n)),
+        _ => return Err(format!("\"{s}\" is not a duration like 90s, 10m or 1h")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// A failure with its exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure {
+            code: 1,
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Self {
+        let code = if s.code() == tonic::Code::InvalidArgument {
+            2
+        } else {
+            1
+        };
+        let message = match s.code() {
+            tonic::Code::InvalidArgument => s.message().to_string(),
+            tonic::Code::Unavailable => format!("coordinator unavailable: {}", s.message()),
+            other => format!("{}: {}", other.description(), s.message()),
+        };
+        Failure { code, message }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Failure {
+    Failure {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            for line in f.message.lines() {
+                eprintln!("{line}");
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn connect(endpoint: &str) -> Result<CoordinatorClient<Channel>, Failure> {
+    let channel = Channel::from_shared(endpoint.to_string())
+        .map_err(|e| invalid(format!("--coordinator {endpoint}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to the coordinator at {endpoint}"))?;
+    Ok(CoordinatorClient::new(channel))
+}
+
+fn op_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Apply {
+            file,
+            wait,
+            timeout,
+            dry_run,
+        } => apply(&cli.coordinator, &file, wait, timeout, dry_run).await,
+        Command::Status { site, output } => {
+            let mut c = connect(&cli.coordinator).await?;
+            let status = c
+                .get_status(v1::GetStatusRequest {
+                    site: site.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            match output {
+                Format::Json => println!("{}", output::status_json(&status)),
+                Format::Table => print!("{}", output::status_table(&status)),
+            }
+            Ok(())
+        }
+        Command::Site { command } => {
+            let mut c = connect(&cli.coordinator).await?;
+            match command {
+                SiteCommand::List { output } => {
+                    let sites = c
+                        .list_sites(v1::ListSitesRequest {})
+                        .await?
+                        .into_inner()
+                        .sites;
+                    match output {
+                        Format::Json => println!("{}", output::sites_json(&sites)),
+                        Format::Table => print!("{}", output::sites_table(&sites)),
+                    }
+                }
+                SiteCommand::Get { code, output } => {
+                    let site = c.get_site(v1::GetSiteRequest { code }).await?.into_inner();
+                    match output {
+                        Format::Json => println!("{}", output::site_json(&site)),
+                        Format::Table => print!("{}", output::site_toml(&site)),
+                    }
+                }
+                SiteCommand::Delete { code } => {
+                    c.delete_site(v1::DeleteSiteRequest {
+                        code: code.clone(),
+                        op_id: op_id(),
+                    })
+                    .await?;
+                    println!("site {code} deleted; its roles are being removed");
+                }
+            }
+            Ok(())
+        }
+        Command::Sup { command } => sup(&cli.coordinator, command).await,
+        Command::Events {
+            site,
+            follow,
+            from,
+            output,
+        } => {
+            let mut c = connect(&cli.coordinator).await?;
+            let mut stream = c
+                .watch_events(v1::WatchEventsRequest {
+                    site: site.unwrap_or_default(),
+                    from_sequence: from.unwrap_or(0),
+                    follow,
+                })
+                .await?
+                .into_inner();
+            while let Some(w) = stream.message().await? {
+                match output {
+                    Format::Json => println!("{}", events::json(&w)),
+                    Format::Table => println!("{}", events::line(&w)),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn apply(
+    endpoint: &str,
+    file: &PathBuf,
+    wait: bool,
+    timeout: Duration,
+    dry_run: bool,
+) -> Result<(), Failure> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .context("reading the site file from standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let mut c = connect(endpoint).await?;
+    // Validate here first, against the sites already applied, so errors come without a round trip.
+    let known: BTreeMap<String, Option<String>> = c
+        .list_sites(v1::ListSitesRequest {})
+        .await?
+        .into_inner()
+        .sites
+        .into_iter()
+        .map(|s| (s.code, (!s.parent.is_empty()).then_some(s.parent)))
+        .collect();
+    let sites =
+        sup_core::spec::load_site_file(&text, &known).map_err(|v| invalid(v.to_string()))?;
+    let resp = c
+        .apply_sites(v1::ApplySitesRequest {
+            sites: sites.iter().map(convert::site_to_proto).collect(),
+            op_id: op_id(),
+            dry_run,
+        })
+        .await?
+        .into_inner();
+    for r in &resp.results {
+        let code = r.site.as_ref().map(|s| s.code.as_str()).unwrap_or("?");
+        if r.changed {
+            let verb = if dry_run { "would change" } else { "changed" };
+            println!("site {code}: {verb}");
+            for change in &r.changes {
+                println!("  - {change}");
+            }
+        } else {
+            println!("site {code}: no changes");
+        }
+    }
+    if wait && !dry_run {
+        let codes: Vec<String> = sites.iter().map(|s| s.code.clone()).collect();
+        wait_for_roles(&mut c, &codes, timeout).await?;
+    }
+    Ok(())
+}
+
+/// Prints one line per role state change until every role of `codes` is where its spec wants
+/// it: active when it is declared in a slot, ready otherwise.
+async fn wait_for_roles(
+    c: &mut CoordinatorClient<Channel>,
+    codes: &[String],
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + timeout;
+    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+    loop {
+        let mut pending = 0;
+        let mut failed = Vec::new();
+        for code in codes {
+            let status = c
+                .get_status(v1::GetStatusRequest { site: code.clone() })
+                .await?
+                .into_inner();
+            for s in &status.sites {
+                for r in &s.roles {
+                    let state = output::state_name(r.state);
+                    let key = (code.clone(), r.server.clone());
+                    if seen.get(&key).map(String::as_str) != Some(state) {
+                        let from = seen.get(&key).cloned().unwrap_or_else(|| "-".into());
+                        println!("{code}  {:<40} {from:>12} -> {state}", r.server);
+                        seen.insert(key, state.to_string());
+                    }
+                    let target = if r.desired_slot != v1::Slot::Unspecified as i32 {
+                        "active"
+                    } else {
+                        "ready"
+                    };
+                    match state {
+                        "failed" => {
+                            failed.push(format!("{code} {}: failed: {}", r.server, r.reason))
+                        }
+                        s if s == target => {}
+                        _ => pending += 1,
+                    }
+                }
+            }
+        }
+        if !failed.is_empty() {
+            return Err(Failure {
+                code: 1,
+                message: failed.join("\n"),
+            });
+        }
+        if pending == 0 {
+            println!("every role reached its declared state");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Failure {
+                code: 1,
+                message: format!(
+                    "timed out with {pending} role(s) not yet in their declared state"
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failure> {
+    match command {
+        SupCommand::Add {
+            role,
+            http_port,
+            https_port,
+            ssl,
+            proxy,
+            internet_fqdn,
+            no_computer_account_access,
+            install_account,
+            install_password_env,
+            install_password_file,
+            active,
+            internet,
+        } => {
+            let proxy = match proxy {
+                Some(p) => {
+                    let (host, port) = p
+                        .rsplit_once(':')
+                        .ok_or_else(|| invalid(format!("--proxy {p}: expected HOST:PORT")))?;
+                    let port: u32 = port
+                        .parse()
+                        .map_err(|_| invalid(format!("--proxy {p}: {port} is not a port")))?;
+                    Some(v1::Proxy {
+                        server: host.to_string(),
+                        port,
+                    })
+                }
+                None => None,
+            };
+            let password = match (install_password_env, install_password_file) {
+                (Some(e), None) => Some(v1::secret_ref::Source::Env(e)),
+                (None, Some(f)) => Some(v1::secret_ref::Source::File(f)),
+                (None, None) => None,
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "give --install-password-env or --install-password-file, not both",
+                    ));
+                }
+            };
+            let slot = match (active, internet) {
+                (true, true) => v1::Slot::Internet,
+                (true, false) => v1::Slot::Intranet,
+                _ => v1::Slot::Unspecified,
+            };
+            let mut c = connect(endpoint).await?;
+            let status = c
+                .add_role(v1::AddRoleRequest {
+                    site: role.site.clone(),
+                    site_system: Some(v1::SiteSystem {
+                        server: role.server.clone(),
+                        internet_fqdn: internet_fqdn.unwrap_or_default(),
+                        computer_account_access: Some(!no_computer_account_access),
+                        install_account: install_account.unwrap_or_default(),
+                        install_password: password.map(|p| v1::SecretRef { source: Some(p) }),
+                    }),
+                    role: Some(v1::SoftwareUpdatePoint {
+                        server: role.server.clone(),
+                        active: slot as i32,
+                        http_port: http_port.map(u32::from).unwrap_or(0),
+                        https_port: https_port.map(u32::from).unwrap_or(0),
+                        ssl,
+                        proxy,
+                    }),
+                    op_id: op_id(),
+                })
+                .await?
+                .into_inner();
+            println!(
+                "{} {}: software update point {}",
+                role.site,
+                role.server,
+                output::state_name(status.state)
+            );
+            Ok(())
+        }
+        SupCommand::Remove { role } => {
+            let mut c = connect(endpoint).await?;
+            let status = c
+                .remove_role(v1::RemoveRoleRequest {
+                    site: role.site.clone(),
+                    server: role.server.clone(),
+                    op_id: op_id(),
+                })
+                .await?
+                .into_inner();
+            println!(
+                "{} {}: {}",
+                role.site,
+                role.server,
+                output::state_name(status.state)
+            );
+            Ok(())
+        }
+        SupCommand::Activate {
+            site,
+            server,
+            nlb,
+            internet,
+        } => {
+            let target = server
+                .or(nlb)
+                .ok_or_else(|| invalid("give --server or --nlb"))?;
+            let mut c = connect(endpoint).await?;
+            let slot = if internet {
+                v1::Slot::Internet
+            } else {
+                v1::Slot::Intranet
+            };
+            let a = c
+                .set_active(v1::SetActiveRequest {
+                    site: site.clone(),
+                    slot: slot as i32,
+                    target,
+                    op_id: op_id(),
+                })
+                .await?
+                .into_inner();
+            println!(
+                "{site}: {} is the active {} SUP (epoch {})",
+                a.target,
+                if internet {
+                    "Internet-based"
+                } else {
+                    "intranet"
+                },
+                a.epoch
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! What supctl prints: the `status -o json` contract, tables, and site specs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use sup_proto::convert::{self, health_name, role_state_from_proto};
+use sup_proto::prost_types::Timestamp;
+use sup_proto::v1;
+
+pub fn state_name(state: i32) -> &'static str {
+    role_state_from_proto(state)
+        .map(|s| s.as_str())
+        .unwrap_or("unknown")
+}
+
+/// RFC 3339 UTC, seconds precision.
+pub fn time(t: Option<&Timestamp>) -> Option<String> {
+    let t = t?;
+    let nanos = u32::try_from(t.nanos).unwrap_or(0);
+    DateTime::<Utc>::from_timestamp(t.seconds, nanos)
+        .map(|d| d.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+fn mode_name(mode: i32) -> &'static str {
+    match v1::SiteMode::try_from(mode) {
+        Ok(v1::SiteMode::Native) => "native",
+        _ => "mixed",
+    }
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    sites: Vec<SiteJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct SiteJson<'a> {
+    code: &'a str,
+    name: &'a str,
+    mode: &'static str,
+    parent: Option<&'a str>,
+    active: ActiveJson,
+    roles: Vec<RoleJson<'a>>,
+    sync: SyncJson,
+}
+
+#[derive(Serialize)]
+struct ActiveJson {
+    intranet: Option<SlotJson>,
+    internet: Option<SlotJson>,
+}
+
+#[derive(Serialize)]
+struct SlotJson {
+    target: String,
+    nlb: bool,
+    epoch: u64,
+}
+
+#[derive(Serialize)]
+struct RoleJson<'a> {
+    server: &'a str,
+    state: &'static str,
+    slot: Option<&'static str>,
+    health: &'static str,
+}
+
+#[derive(Serialize)]
+struct SyncJson {
+    state: &'static str,
+    last_started: Option<String>,
+    last_finished: Option<String>,
+    next: Option<String>,
+}
+
+fn slot_json(a: Option<&v1::ActiveSlot>) -> Option<SlotJson> {
+    a.filter(|a| !a.target.is_empty()).map(|a| SlotJson {
+        target: a.target.clone(),
+        nlb: a.nlb,
+        epoch: a.epoch,
+    })
+}
+
+fn sync_state(s: i32) -> &'static str {
+    match v1::SyncState::try_from(s) {
+        Ok(v1::SyncState::Running) => "running",
+        Ok(v1::SyncState::Succeeded) => "succeeded",
+        Ok(v1::SyncState::Failed) => "failed",
+        _ => "never_run",
+    }
+}
+
+/// The slot a role holds now, from the site's slot records.
+fn held_slot(s: &v1::SiteStatus, server: &str) -> Option<&'static str> {
+    [(&s.intranet, "intranet"), (&s.internet, "internet")]
+        .into_iter()
+        .find(|(a, _)| {
+            a.as_ref()
+                .is_some_and(|a| a.members.iter().any(|m| m == server))
+        })
+        .map(|(_, name)| name)
+}
+
+pub fn status_json(status: &v1::StatusResponse) -> String {
+    let sites = status
+        .sites
+        .iter()
+        .filter_map(|s| {
+            let site = s.site.as_ref()?;
+            let sync = s.sync.unwrap_or_default();
+            Some(SiteJson {
+                code: &site.code,
+                name: &site.name,
+                mode: mode_name(site.mode),
+                parent: (!site.parent.is_empty()).then_some(site.parent.as_str()),
+                active: ActiveJson {
+                    intranet: slot_json(s.intranet.as_ref()),
+                    internet: slot_json(s.internet.as_ref()),
+                },
+                roles: s
+                    .roles
+                    .iter()
+                    .map(|r| RoleJson {
+                        server: &r.server,
+                        state: state_name(r.state),
+                        slot: held_slot(s, &r.server),
+                        health: health_name(r.health),
+                    })
+                    .collect(),
+                sync: SyncJson {
+                    state: sync_state(sync.state),
+                    last_started: time(sync.last_started.as_ref()),
+                    last_finished: time(sync.last_finished.as_ref()),
+                    next: time(sync.next.as_ref()),
+                },
+            })
+        })
+        .collect();
+    serde_json::to_string(&StatusJson { sites })
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
+pub fn status_table(status: &v1::StatusResponse) -> String {
+    let mut out = String::new();
+    if status.sites.is_empty() {
+        out.push_str("no sites applied\n");
+    }
+    for s in &status.sites {
+        let Some(site) = &s.site else { continue };
+        let parent = if site.parent.is_empty() {
+            "-"
+        } else {
+            &site.parent
+        };
+        let _ = writeln!(
+            out,
+            "SITE {}  {}  mode={}  parent={parent}",
+            site.code,
+            site.name,
+            mode_name(site.mode)
+        );
+        for (label, a) in [("intranet", &s.intranet), ("internet", &s.internet)] {
+            match a.as_ref().filter(|a| !a.target.is_empty()) {
+                Some(a) => {
+                    let nlb = if a.nlb { " (NLB)" } else { "" };
+                    let _ = writeln!(
+                        out,
+                        "  active {label}: {}{nlb}  epoch {}",
+                        a.target, a.epoch
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "  active {label}: none");
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  {:<40} {:<12} {:<9} {:<9} REASON",
+            "SERVER", "STATE", "SLOT", "HEALTH"
+        );
+        for r in &s.roles {
+            let _ = writeln!(
+                out,
+                "  {:<40} {:<12} {:<9} {:<9} {}",
+                r.server,
+                state_name(r.state),
+                held_slot(s, &r.server).unwrap_or("-"),
+                health_name(r.health),
+                r.reason
+            );
+        }
+        let sync = s.sync.unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  sync: {}  last started {}  last finished {}  next {}\n",
+            sync_state(sync.state),
+            time(sync.last_started.as_ref()).unwrap_or_else(|| "-".into()),
+            time(sync.last_finished.as_ref()).unwrap_or_else(|| "-".into()),
+            time(sync.next.as_ref()).unwrap_or_else(|| "manual".into()),
+        );
+    }
+    out
+}
+
+pub fn sites_table(sites: &[v1::Site]) -> String {
+    let mut out = format!(
+        "{:<5} {:<30} {:<7} {:<7} {}\n",
+        "CODE", "NAME", "MODE", "PARENT", "SUPS"
+    );
+    for s in sites {
+        let _ = writeln!(
+            out,
+            "{:<5} {:<30} {:<7} {:<7} {}",
+            s.code,
+            s.name,
+            mode_name(s.mode),
+            if s.parent.is_empty() { "-" } else { &s.parent },
+            s.software_update_points.len()
+        );
+    }
+    out
+}
+
+pub fn sites_json(sites: &[v1::Site]) -> String {
+    let list: Vec<BTreeMap<&str, serde_json::Value>> = sites
+        .iter()
+        .map(|s| {
+            BTreeMap::from([
+                ("code", s.code.clone().into()),
+                ("name", s.name.clone().into()),
+                ("mode", mode_name(s.mode).into()),
+                (
+                    "parent",
+                    if s.parent.is_empty() {
+                        serde_json::Value::Null
+                    } else {
+                        s.parent.clone().into()
+                    },
+                ),
+                (
+                    "software_update_points",
+                    s.software_update_points
+                        .iter()
+                        .map(|p| serde_json::Value::from(p.server.clone()))
+                        .collect::<Vec<_>>()
+                        .into(),
+                ),
+            ])
+        })
+        .collect();
+    serde_json::to_string(&list).unwrap_or_default()
+}
+
+fn spec_of(site: &v1::Site) -> sup_core::spec::RawSite {
+    let raw = convert::site_from_proto(site);
+    let mut known = BTreeMap::new();
+    if !site.parent.is_empty() {
+        known.insert(site.parent.clone(), None);
+    }
+    // Stored sites are valid; showing their canonical form fills in every default.
+    match sup_core::spec::validate_sites(std::slice::from_ref(&raw), &known) {
+        Ok(mut v) => v.pop().map(|m| sup_core::spec::to_raw(&m)).unwrap_or(raw),
+        Err(_) => raw,
+    }
+}
+
+/// A stored site as a site file.
+pub fn site_toml(site: &v1::Site) -> String {
+    let file = sup_core::spec::RawSiteFile {
+        site: vec![spec_of(site)],
+    };
+    toml::to_string(&file).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+}
+
+pub fn site_json(site: &v1::Site) -> String {
+    serde_json::to_string(&spec_of(site)).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_json_is_the_contract() {
+        let status = v1::StatusResponse {
+            sites: vec![v1::SiteStatus {
+                site: Some(v1::Site {
+                    code: "CEN".into(),
+                    name: "Central site".into(),
+                    mode: v1::SiteMode::Native as i32,
+                    ..Default::default()
+                }),
+                intranet: Some(v1::ActiveSlot {
+                    target: "cen-sup01.corp.example.com".into(),
+                    members: vec!["cen-sup01.corp.example.com".into()],
+                    epoch: 3,
+                    ..Default::default()
+                }),
+                internet: None,
+                roles: vec![v1::RoleStatus {
+                    server: "cen-sup01.corp.example.com".into(),
+                    state: v1::RoleState::Active as i32,
+                    health: v1::Health::Healthy as i32,
+                    ..Default::default()
+                }],
+                sync: Some(v1::SyncStatus {
+                    state: v1::SyncState::Succeeded as i32,
+                    last_started: Some(Timestamp {
+                        seconds: 1_795_428_000,
+                        nanos: 0,
+                    }),
+                    last_finished: Some(Timestamp {
+                        seconds: 1_795_428_240,
+                        nanos: 0,
+                    }),
+                    next: Some(Timestamp {
+                        seconds: 1_796_032_800,
+                        nanos: 0,
+                    }),
+                }),
+            }],
+        };
+        assert_eq!(
+            status_json(&status),
+            r#"{"sites":[{"code":"CEN","name":"Central site","mode":"native","parent":null,"active":{"intranet":{"target":"cen-sup01.corp.example.com","nlb":false,"epoch":3},"internet":null},"roles":[{"server":"cen-sup01.corp.example.com","state":"active","slot":"intranet","health":"healthy"}],"sync":{"state":"succeeded","last_started":"2026-11-23T10:00:00Z","last_finished":"2026-11-23T10:04:00Z","next":"2026-11-30T10:00:00Z"}}]}"#
+        );
+    }
+}
