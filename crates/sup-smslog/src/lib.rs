@@ -1,0 +1,21 @@
+//! ConfigMgr log files as the SUP procedure reads them: the three on-disk formats (SMS trace,
+//! rolesetup, CMTrace), byte decoding (BOM sniffing, UTF-8 with a Windows-1252 fallback per
+//! line), an incremental reader that follows a log across rotation to `.lo_` without losing or
+//! repeating a line, and the milestones the procedure waits for.
+//!
+//! **Architecture invariant:** no NATS and no async here; nothing in this crate panics on any
+//! input bytes.
+//!
+//! - [`parse`]: one line (or one CMTrace record) into a [`Record`].
+//! - [`milestone`]: the milestone names (a contract) and the stateful [`Classifier`].
+//! - [`decode`]: bytes to text.
+//! - [`reader`]: [`LogReader`], following a file across rotation.
+
+pub mod decode;
+pub mod milestone;
+pub mod parse;
+pub mod reader;
+
+pub use milestone::{Classifier, Milestone};
+pub use parse::{Format, Record, parse_line};
+pub use reader::{LogReader, Position, RawLine};

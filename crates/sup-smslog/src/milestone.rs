@@ -1,0 +1,266 @@
+//! The milestones the SUP procedure waits for, found in log records. The names are a contract
+//! that other services and scripts read:
+//!
+//! | name | where | line |
+//! |---|---|---|
+//! | `role_install_started` | SUPSetup.log | `SMSWSUS Setup Started` |
+//! | `role_install_succeeded` | SUPSetup.log | `Installation was successful` |
+//! | `role_install_failed` | SUPSetup.log | `~RoleSetup().` with no success line since the start, or an explicit failure line |
+//! | `wsus_config_state` | WCM.log | `Setting new configuration state to N (NAME)` |
+//! | `wsus_connected` | WCM.log, WSUSCtrl.log | `Successfully connected to server: X, port: P, useSSL: B`, `… to local WSUS server` |
+//! | `wsus_components_healthy` | WCM.log, WSUSCtrl.log | `There are no unhealthy WSUS Server components on WSUS Server X` |
+//! | `wsus_database_ok` | WCM.log, WSUSCtrl.log | `Successfully checked database connection on WSUS server X` |
+//! | `sync_started` | wsyncmgr.log | `Starting Sync`, `STATMSG: ID=6701` |
+//! | `sync_wsus_done` | wsyncmgr.log | `Done synchronizing WSUS Server X` |
+//! | `sync_succeeded` | wsyncmgr.log | `Done synchronizing SMS with WSUS Server X`, `STATMSG: ID=6702` |
+//! | `sync_failed` | wsyncmgr.log | `Sync failed…`, `STATMSG: ID=6703` |
+//! | `log_rotated` | any | the rotation marker |
+
+use chrono::{NaiveDateTime, SecondsFormat};
+
+use crate::parse::{Format, Record};
+
+pub const ROLE_INSTALL_STARTED: &str = "role_install_started";
+pub const ROLE_INSTALL_SUCCEEDED: &str = "role_install_succeeded";
+pub const ROLE_INSTALL_FAILED: &str = "role_install_failed";
+pub const WSUS_CONFIG_STATE: &str = "wsus_config_state";
+pub const WSUS_CONNECTED: &str = "wsus_connected";
+pub const WSUS_COMPONENTS_HEALTHY: &str = "wsus_components_healthy";
+pub const WSUS_DATABASE_OK: &str = "wsus_database_ok";
+pub const SYNC_STARTED: &str = "sync_started";
+pub const SYNC_WSUS_DONE: &str = "sync_wsus_done";
+pub const SYNC_SUCCEEDED: &str = "sync_succeeded";
+pub const SYNC_FAILED: &str = "sync_failed";
+pub const LOG_ROTATED: &str = "log_rotated";
+
+/// Every milestone name.
+pub const ALL: [&str; 12] = [
+    ROLE_INSTALL_STARTED,
+    ROLE_INSTALL_SUCCEEDED,
+    ROLE_INSTALL_FAILED,
+    WSUS_CONFIG_STATE,
+    WSUS_CONNECTED,
+    WSUS_COMPONENTS_HEALTHY,
+    WSUS_DATABASE_OK,
+    SYNC_STARTED,
+    SYNC_WSUS_DONE,
+    SYNC_SUCCEEDED,
+    SYNC_FAILED,
+    LOG_ROTATED,
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Milestone {
+    pub name: &'static str,
+    /// Extracted values (`server`, `port`, `use_ssl`, `state`, `state_name`, `statmsg_id`,
+    /// `gmtdate`, `reason`, …) and `log`, the file the line came from.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Milestone {
+    pub fn field(&self, key: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Classifies records of one log file. It keeps the little state that `role_install_failed`
+/// needs (was there a success since setup started?), which the caller persists with the read
+/// position via [`Classifier::state`] / [`Classifier::restore`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Classifier {
+    setup_open: bool,
+    setup_succeeded: bool,
+    setup_failed: bool,
+    last_error: Option<String>,
+}
+
+fn after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
+    message.find(prefix).map(|i| &message[i + prefix.len()..])
+}
+
+/// The server name at the start of `s` (up to whitespace, trailing dot or comma dropped).
+fn server_name(s: &str) -> Option<String> {
+    let name = s.split_whitespace().next()?.trim_end_matches(['.', ',']);
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+fn statmsg_field<'a>(message: &'a str, key: &str) -> Option<&'a str> {
+    let at = message.find(&format!(" {key}="))? + key.len() + 2;
+    let rest = &message[at..];
+    if let Some(q) = rest.strip_prefix('"') {
+        return q.find('"').map(|e| &q[..e]);
+    }
+    Some(rest.split_whitespace().next().unwrap_or(""))
+}
+
+/// `GMTDATE=Thu Jan 16 18:57:46.304 2014` → RFC 3339 UTC.
+fn gmtdate(message: &str) -> Option<String> {
+    let at = message.find("GMTDATE=")? + "GMTDATE=".len();
+    let parts: Vec<&str> = message[at..].split_whitespace().take(5).collect();
+    if parts.len() < 5 {
+        return None;
+    }
+    let text = format!("{} {} {} {}", parts[1], parts[2], parts[3], parts[4]);
+    let t = NaiveDateTime::parse_from_str(&text, "%b %d %H:%M:%S%.f %Y").ok()?;
+    Some(t.and_utc().to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+fn looks_like_error(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("error") || (m.contains("fail") && !m.contains("failover"))
+}
+
+impl Classifier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A compact form of the state to persist with the read position.
+    pub fn state(&self) -> String {
+        format!(
+            "{}{}{}",
+            u8::from(self.setup_open),
+            u8::from(self.setup_succeeded),
+            u8::from(self.setup_failed)
+        )
+    }
+
+    /// Restores a state saved by [`Classifier::state`]; anything else gives a fresh classifier.
+    pub fn restore(state: &str) -> Self {
+        let b = state.as_bytes();
+        if b.len() != 3 || !b.iter().all(|c| *c == b'0' || *c == b'1') {
+            return Self::default();
+        }
+        Self {
+            setup_open: b[0] == b'1',
+            setup_succeeded: b[1] == b'1',
+            setup_failed: b[2] == b'1',
+            last_error: None,
+        }
+    }
+
+    /// The milestone in `record`, if any. `log` is the file name, recorded in the fields.
+    pub fn classify(&mut self, record: &Record, log: &str) -> Option<Milestone> {
+        let m = self.classify_inner(record)?;
+        let mut fields = m.1;
+        fields.push(("log", log.to_string()));
+        Some(Milestone { name: m.0, fields })
+    }
+
+    fn classify_inner(&mut self, record: &Record) -> Option<(&'static str, Vec<(&'static str, String)>)> {
+        if record.format == Format::Marker {
+            return Some((LOG_ROTATED, Vec::new()));
+        }
+        let msg = record.message.as_str();
+        if msg.is_empty() {
+            return None;
+        }
+        // SUPSetup.log.
+        if msg.contains("Setup Started") {
+            self.setup_open = true;
+            self.setup_succeeded = false;
+            self.setup_failed = false;
+            self.last_error = None;
+            let role = msg.split_whitespace().next().unwrap_or("").to_string();
+            return Some((ROLE_INSTALL_STARTED, vec![("role", role)]));
+        }
+        if msg.contains("Installation was successful") {
+            self.setup_succeeded = true;
+            return Some((ROLE_INSTALL_SUCCEEDED, Vec::new()));
+        }
+        if msg.contains("~RoleSetup()") {
+            let failed = self.setup_open && !self.setup_succeeded && !self.setup_failed;
+            self.setup_open = false;
+            if failed {
+                self.setup_failed = true;
+                let reason = self
+                    .last_error
+                    .take()
+                    .unwrap_or_else(|| "setup ended without \"Installation was successful\"".into());
+                return Some((ROLE_INSTALL_FAILED, vec![("reason", reason)]));
+            }
+            return None;
+        }
+        if self.setup_open && (msg.contains("Installation failed") || msg.contains("Setup failed")) {
+            self.setup_failed = true;
+            return Some((ROLE_INSTALL_FAILED, vec![("reason", msg.to_string())]));
+        }
+        // WCM.log / WSUSCtrl.log.
+        if let Some(rest) = after(msg, "Setting new configuration state to ") {
+            let (num, name) = rest.split_once(' ').unwrap_or((rest, ""));
+            let name = name.trim().trim_start_matches('(').trim_end_matches(')');
+            return Some((
+                WSUS_CONFIG_STATE,
+                vec![("state", num.trim().to_string()), ("state_name", name.to_string())],
+            ));
+        }
+        if let Some(rest) = after(msg, "Successfully connected to server: ") {
+            let mut fields = Vec::new();
+            let mut parts = rest.split(',');
+            if let Some(server) = parts.next() {
+                fields.push(("server", server.trim().to_string()));
+            }
+            for p in parts {
+                if let Some((k, v)) = p.split_once(':') {
+                    match k.trim() {
+                        "port" => fields.push(("port", v.trim().to_string())),
+                        "useSSL" => fields.push(("use_ssl", v.trim().to_ascii_lowercase())),
+                        _ => {}
+                    }
+                }
+            }
+            return Some((WSUS_CONNECTED, fields));
+        }
+        if msg.contains("Successfully connected to local WSUS server") {
+            return Some((WSUS_CONNECTED, vec![("local", "true".into())]));
+        }
+        if let Some(rest) = after(msg, "There are no unhealthy WSUS Server components on WSUS Server ") {
+            return Some((WSUS_COMPONENTS_HEALTHY, server_name(rest).map(|s| vec![("server", s)]).unwrap_or_default()));
+        }
+        if let Some(rest) = after(msg, "Successfully checked database connection on WSUS server ") {
+            return Some((WSUS_DATABASE_OK, server_name(rest).map(|s| vec![("server", s)]).unwrap_or_default()));
+        }
+        // wsyncmgr.log.
+        if msg.starts_with("STATMSG: ") {
+            let id = statmsg_field(msg, "ID").unwrap_or("");
+            let name = match id {
+                "6701" => SYNC_STARTED,
+                "6702" => SYNC_SUCCEEDED,
+                "6703" => SYNC_FAILED,
+                _ => return None,
+            };
+            let mut fields = vec![("statmsg_id", id.to_string())];
+            if let Some(site) = statmsg_field(msg, "SITE") {
+                fields.push(("site", site.to_string()));
+            }
+            if let Some(sys) = statmsg_field(msg, "SYS") {
+                fields.push(("server", sys.to_string()));
+            }
+            if let Some(g) = gmtdate(msg) {
+                fields.push(("gmtdate", g));
+            }
+            return Some((name, fields));
+        }
+        if msg.starts_with("Starting Sync") {
+            return Some((SYNC_STARTED, Vec::new()));
+        }
+        if let Some(rest) = after(msg, "Done synchronizing SMS with WSUS Server ") {
+            return Some((SYNC_SUCCEEDED, server_name(rest).map(|s| vec![("server", s)]).unwrap_or_default()));
+        }
+        if let Some(rest) = after(msg, "Done synchronizing WSUS Server ") {
+            return Some((SYNC_WSUS_DONE, server_name(rest).map(|s| vec![("server", s)]).unwrap_or_default()));
+        }
+        if msg.starts_with("Sync failed") {
+            let reason = msg
+                .trim_start_matches("Sync failed")
+                .trim_start_matches([':', '.'])
+                .trim()
+                .to_string();
+            return Some((SYNC_FAILED, vec![("reason", reason)]));
+        }
+        if self.setup_open && looks_like_error(msg) {
+            self.last_error = Some(msg.to_string());
+        }
+        None
+    }
+}

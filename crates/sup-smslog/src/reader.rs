@@ -1,0 +1,275 @@
+//! An incremental reader that follows one ConfigMgr log across rotation.
+//!
+//! ConfigMgr rotates by copying (or renaming) `X.log` to `X.lo_` and starting `X.log` again; the
+//! old file ends with the rotation marker. A file is identified by a fingerprint of its first
+//! line, which survives both a rename and a copy, so the reader can tell "same file, grown" from
+//! "a new file". When the file it was reading has been rotated, it reads the unread tail of
+//! `.lo_` first, then the new `.log` from its start: no line is emitted twice or skipped, as long
+//! as a file is not rotated twice between two polls (ConfigMgr keeps only one `.lo_`).
+//!
+//! The position to resume from is the start of the first line not yet emitted, so a partial last
+//! line is read again once it is complete, and a restart with a saved [`Position`] carries on
+//! exactly where the last emitted line ended.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use crate::decode::{Encoding, decode_line, find_newline};
+use crate::parse::{cmtrace_complete, cmtrace_open};
+
+/// How far the reader has got: the file's identity and the byte offset of the first line not yet
+/// emitted.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Position {
+    /// Fingerprint of the file's first line; empty before the file has one.
+    pub file_id: String,
+    pub offset: u64,
+    /// Fingerprint of the rotated file whose lines have all been emitted, so a restart does not
+    /// read that `.lo_` again.
+    pub rotated_done: String,
+}
+
+/// One line (or one assembled CMTrace record), with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLine {
+    pub file_id: String,
+    /// Byte offset of the line's start in its file.
+    pub offset: u64,
+    pub text: String,
+    /// Read from the rotated `.lo_` file.
+    pub rotated: bool,
+}
+
+/// The most one poll reads from one file, so a huge backlog is consumed in bounded steps.
+const MAX_CHUNK: u64 = 8 * 1024 * 1024;
+/// A CMTrace record longer than this is emitted as it is rather than held for its end.
+const MAX_RECORD: usize = 1024 * 1024;
+/// How many bytes of the first line identify a file.
+const FINGERPRINT_BYTES: usize = 4096;
+
+pub struct LogReader {
+    path: PathBuf,
+    rotated: PathBuf,
+    pos: Position,
+    /// Set when the last poll found a rotation whose `.lo_` no longer held the unread tail.
+    pub gaps: u64,
+}
+
+/// FNV-1a, 64 bits: a stable fingerprint with no dependency.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The fingerprint of a file: its first complete line (or its first 4 KiB), and its encoding.
+fn fingerprint(path: &Path) -> io::Result<Option<(String, Encoding)>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut buf = Vec::with_capacity(FINGERPRINT_BYTES);
+    (&mut f).take(FINGERPRINT_BYTES as u64).read_to_end(&mut buf)?;
+    let (encoding, bom) = Encoding::sniff(&buf);
+    let end = match find_newline(&buf, bom, encoding) {
+        Some(nl) => nl,
+        None if buf.len() >= FINGERPRINT_BYTES => buf.len(),
+        None => return Ok(None),
+    };
+    Ok(Some((format!("{:016x}", fnv1a(&buf[..end])), encoding)))
+}
+
+/// The `.lo_` beside a `.log`.
+pub fn rotated_path(path: &Path) -> PathBuf {
+    path.with_extension("lo_")
+}
+
+impl LogReader {
+    /// Reads `path` from its beginning.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::resume(path, Position::default())
+    }
+
+    /// Carries on from a saved position.
+    pub fn resume(path: impl Into<PathBuf>, pos: Position) -> Self {
+        let path = path.into();
+        Self {
+            rotated: rotated_path(&path),
+            path,
+            pos,
+            gaps: 0,
+        }
+    }
+
+    pub fn position(&self) -> &Position {
+        &self.pos
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of the current file not yet read (watcher lag).
+    pub fn lag(&self) -> u64 {
+        std::fs::metadata(&self.path)
+            .map(|m| m.len().saturating_sub(self.pos.offset))
+            .unwrap_or(0)
+    }
+
+    /// Reads every complete line added since the last poll.
+    pub fn poll(&mut self) -> io::Result<Vec<RawLine>> {
+        let mut out = Vec::new();
+        let current = fingerprint(&self.path)?;
+        let len = match std::fs::metadata(&self.path) {
+            Ok(m) => Some(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let same_file = match (&current, self.pos.file_id.is_empty()) {
+            (Some((id, _)), false) => *id == self.pos.file_id && len.unwrap_or(0) >= self.pos.offset,
+            // Not yet identified: the file is ours once it has a first line.
+            (_, true) => len.unwrap_or(0) >= self.pos.offset,
+            (None, false) => false,
+        };
+        if !same_file {
+            // The file we were reading was rotated: finish its tail from `.lo_`.
+            if !self.pos.file_id.is_empty() {
+                match fingerprint(&self.rotated)? {
+                    Some((id, enc)) if id == self.pos.file_id => {
+                        let rotated = self.rotated.clone();
+                        self.read_from(&rotated, enc, true, &mut out)?;
+                        self.pos.rotated_done = id;
+                    }
+                    _ => self.gaps += 1,
+                }
+            }
+            self.pos = Position {
+                rotated_done: std::mem::take(&mut self.pos.rotated_done),
+                ..Position::default()
+            };
+        }
+        if self.pos.file_id.is_empty() {
+            // Nothing of the current file read yet: its history in `.lo_` comes first, unless
+            // that file was already read to its end.
+            if let Some((id, enc)) = fingerprint(&self.rotated)?
+                && id != self.pos.rotated_done
+                && current.as_ref().map(|(c, _)| c) != Some(&id)
+            {
+                self.pos.file_id = id.clone();
+                self.pos.offset = 0;
+                let rotated = self.rotated.clone();
+                self.read_from(&rotated, enc, true, &mut out)?;
+                self.pos = Position {
+                    rotated_done: id,
+                    ..Position::default()
+                };
+            }
+        }
+        match current {
+            Some((id, enc)) => {
+                if self.pos.file_id.is_empty() {
+                    self.pos.file_id = id;
+                }
+                let path = self.path.clone();
+                self.read_from(&path, enc, false, &mut out)?;
+            }
+            None => {
+                // No complete first line yet; nothing to emit.
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads complete lines of `path` from the current offset. A finished (rotated) file's last
+    /// bytes count as a line even without a terminator.
+    fn read_from(&mut self, path: &Path, encoding: Encoding, finished: bool, out: &mut Vec<RawLine>) -> io::Result<()> {
+        let mut f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let bom = match encoding {
+            Encoding::Ansi => 0,
+            Encoding::Utf8Bom => 3,
+            Encoding::Utf16Le => 2,
+        };
+        if self.pos.offset < bom as u64 {
+            self.pos.offset = bom as u64;
+        }
+        loop {
+            f.seek(SeekFrom::Start(self.pos.offset))?;
+            let mut buf = Vec::new();
+            let read = (&mut f).take(MAX_CHUNK).read_to_end(&mut buf)?;
+            if read == 0 {
+                return Ok(());
+            }
+            let at_end = (read as u64) < MAX_CHUNK;
+            let consumed = self.split(&buf, encoding, finished && at_end, out);
+            self.pos.offset += consumed as u64;
+            if at_end || consumed == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Splits `buf` (starting at the current offset) into lines and CMTrace records; returns how
+    /// many bytes were consumed.
+    fn split(&self, buf: &[u8], encoding: Encoding, finished: bool, out: &mut Vec<RawLine>) -> usize {
+        let unit = encoding.unit();
+        let mut start = 0;
+        // A CMTrace record in progress: (its start, the text so far).
+        let mut record: Option<(usize, String)> = None;
+        loop {
+            let (line_end, next) = match find_newline(buf, start, encoding) {
+                Some(nl) => (nl, nl + unit),
+                None if finished && start < buf.len() => (buf.len(), buf.len()),
+                None => break,
+            };
+            let text = decode_line(&buf[start..line_end], encoding);
+            match record.as_mut() {
+                Some((_, acc)) => {
+                    acc.push('\n');
+                    acc.push_str(&text);
+                }
+                None if cmtrace_open(&text) => record = Some((start, text.into_owned())),
+                None => {
+                    out.push(self.line(start, text.into_owned(), finished));
+                    start = next;
+                    continue;
+                }
+            }
+            if let Some((rec_start, acc)) = &record
+                && (cmtrace_complete(acc) || acc.len() > MAX_RECORD || (finished && next >= buf.len()))
+            {
+                out.push(self.line(*rec_start, acc.clone(), finished));
+                record = None;
+            }
+            start = next;
+            if start >= buf.len() {
+                break;
+            }
+        }
+        // An open record is re-read from its start next time.
+        match record {
+            Some((rec_start, _)) => rec_start,
+            None => start,
+        }
+    }
+
+    fn line(&self, start: usize, text: String, rotated: bool) -> RawLine {
+        RawLine {
+            file_id: self.pos.file_id.clone(),
+            offset: self.pos.offset + start as u64,
+            text,
+            rotated,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

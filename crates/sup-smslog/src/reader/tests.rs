@@ -1,0 +1,225 @@
+//! The reader against real files: appends, partial lines, both kinds of rotation, restarts,
+//! encodings, and a property test of "every line once, in order".
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn append(path: &Path, bytes: &[u8]) {
+    let mut f = OpenOptions::new().create(true).append(true).open(path).expect("open");
+    f.write_all(bytes).expect("write");
+}
+
+fn texts(lines: &[RawLine]) -> Vec<String> {
+    lines.iter().map(|l| l.text.clone()).collect()
+}
+
+const MARKER: &str = "<MAXIMUM LOG FILE SIZE REACHED - FILE RENAMED>";
+
+/// ConfigMgr's rotation: append the marker, copy to `.lo_`, truncate.
+fn rotate_copy_truncate(path: &Path) {
+    append(path, format!("{MARKER}\r\n").as_bytes());
+    fs::copy(path, rotated_path(path)).expect("copy");
+    fs::write(path, b"").expect("truncate");
+}
+
+/// The other way: append the marker, rename to `.lo_`, start a new file.
+fn rotate_rename(path: &Path) {
+    append(path, format!("{MARKER}\r\n").as_bytes());
+    fs::rename(path, rotated_path(path)).expect("rename");
+}
+
+#[test]
+fn appends_and_partial_lines() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = dir.path().join("WCM.log");
+    let mut r = LogReader::new(&p);
+    assert!(r.poll().expect("poll").is_empty(), "a missing file is not an error");
+    append(&p, b"one\r\ntw");
+    assert_eq!(texts(&r.poll().expect("poll")), ["one"]);
+    append(&p, b"o\r\nthree\r\n");
+    let lines = r.poll().expect("poll");
+    assert_eq!(texts(&lines), ["two", "three"]);
+    assert_eq!(lines[0].offset, 5, "offset of the line start");
+    assert!(r.poll().expect("poll").is_empty());
+}
+
+#[test]
+fn copy_truncate_rotation_reads_the_tail_of_lo_first() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = dir.path().join("WCM.log");
+    let mut r = LogReader::new(&p);
+    append(&p, b"a1\r\na2\r\n");
+    assert_eq!(texts(&r.poll().expect("poll")), ["a1", "a2"]);
+    append(&p, b"a3\r\n");
+    rotate_copy_truncate(&p);
+    append(&p, b"b1\r\n");
+    let lines = r.poll().expect("poll");
+    assert_eq!(texts(&lines), ["a3", MARKER, "b1"]);
+    assert!(lines[0].rotated && !lines[2].rotated);
+    assert_ne!(lines[0].file_id, lines[2].file_id);
+}
+
+#[test]
+fn rename_rotation_and_a_missing_new_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = dir.path().join("wsyncmgr.log");
+    let mut r = LogReader::new(&p);
+    append(&p, b"a1\n");
+    assert_eq!(texts(&r.poll().expect("poll")), ["a1"]);
+    append(&p, b"a2\n");
+    rotate_rename(&p);
+    assert_eq!(texts(&r.poll().expect("poll")), ["a2", MARKER]);
+    append(&p, b"b1\n");
+    assert_eq!(texts(&r.poll().expect("poll")), ["b1"]);
+    assert_eq!(r.gaps, 0);
+}
+
+#[test]
+fn resumes_from_a_saved_position_even_across_a_rotation() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = dir.path().join("WCM.log");
+    append(&p, b"a1\na2\n");
+    let mut r = LogReader::new(&p);
+    assert_eq!(texts(&r.poll().expect("poll")), ["a1", "a2"]);
+    let saved = r.position().clone();
+    drop(r);
+    // While the reader is down, the file grows and rotates.
+    append(&p, b"a3\n");
+    rotate_copy_truncate(&p);
+    append(&p, b"b1\n");
+    let mut r = LogReader::resume(&p, saved);
+    assert_eq!(texts(&r.poll().expect("poll")), ["a3", MARKER, "b1"]);
+}
+
+#[test]
+fn utf16_and_utf8_boms() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = dir.path().join("u16.log");
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend("héllo\r\nwörld\r\n".encode_utf16().flat_map(|u| u.to_le_bytes()));
+    fs::write(&p, &bytes).expect("write");
+    assert_eq!(texts(&LogReader::new(&p).poll().expect("poll")), ["héllo", "wörld"]);
+    let p8 = dir.path().join("u8.log");
+    fs::write(&p8, b"\xEF\xBB\xBFfirst\r\nCaf\xe9\r\n").expect("write");
+    assert_eq!(texts(&LogReader::new(&p8).poll().expect("poll")), ["first", "Café"]);
+}
+
+#[test]
+fn cmtrace_records_spanning_lines_and_polls() {
+    let dir = tempfile::tempdir().expect("dir");
+    let p = dir.path().join("ccm.log");
+    let mut r = LogReader::new(&p);
+    append(&p, b"<![LOG[first part\r\n");
+    assert!(r.poll().expect("poll").is_empty(), "held until the record ends");
+    append(&p, b"second part]LOG]!><time=\"01:02:03.000+0\" date=\"01-02-2010\" component=\"X\" context=\"\" type=\"1\" thread=\"1\" file=\"\">\r\nplain\r\n");
+    let lines = r.poll().expect("poll");
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].text.starts_with("<![LOG[first part\nsecond part]LOG]!>"));
+    assert_eq!(lines[0].offset, 0);
+    assert_eq!(lines[1].text, "plain");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write(u8),
+    Partial,
+    Rotate { rename: bool },
+    Poll,
+    Restart,
+}
+
+fn any_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1u8..5).prop_map(Op::Write),
+        1 => Just(Op::Partial),
+        2 => any::<bool>().prop_map(|rename| Op::Rotate { rename }),
+        4 => Just(Op::Poll),
+        1 => Just(Op::Restart),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    /// Whatever the interleaving of writes, partial lines, rotations (at most one between two
+    /// polls, as ConfigMgr keeps one `.lo_`), polls and restarts: every line appears once, in order.
+    #[test]
+    fn every_line_once_in_order(ops in proptest::collection::vec(any_op(), 1..60)) {
+        let dir = tempfile::tempdir().expect("dir");
+        let p = dir.path().join("WCM.log");
+        let mut r = LogReader::new(&p);
+        let mut written: Vec<String> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        let mut n = 0u32;
+        let mut partial: Option<String> = None;
+        let mut rotated_since_poll = false;
+        let poll = |r: &mut LogReader, seen: &mut Vec<String>| {
+            for l in r.poll().expect("poll") {
+                if l.text != MARKER {
+                    seen.push(l.text);
+                }
+            }
+        };
+        for op in ops {
+            match op {
+                Op::Write(k) => {
+                    for _ in 0..k {
+                        let line = match partial.take() {
+                            Some(start) => {
+                                append(&p, b"-end\r\n");
+                                format!("{start}-end")
+                            }
+                            None => {
+                                n += 1;
+                                let l = format!("line {n}  $$<SMS_X><01-02-2009 03:04:05.006+480><thread=1 (0x1)>");
+                                append(&p, format!("{l}\r\n").as_bytes());
+                                l
+                            }
+                        };
+                        written.push(line);
+                    }
+                }
+                Op::Partial => {
+                    if partial.is_none() {
+                        n += 1;
+                        let start = format!("partial {n}");
+                        append(&p, start.as_bytes());
+                        partial = Some(start);
+                    }
+                }
+                Op::Rotate { rename } => {
+                    if rotated_since_poll {
+                        poll(&mut r, &mut seen);
+                    }
+                    if let Some(start) = partial.take() {
+                        append(&p, b"-end\r\n");
+                        written.push(format!("{start}-end"));
+                    }
+                    if p.exists() {
+                        if rename { rotate_rename(&p) } else { rotate_copy_truncate(&p) }
+                        rotated_since_poll = true;
+                    }
+                }
+                Op::Poll => {
+                    poll(&mut r, &mut seen);
+                    rotated_since_poll = false;
+                }
+                Op::Restart => {
+                    let pos = r.position().clone();
+                    r = LogReader::resume(&p, pos);
+                }
+            }
+        }
+        if let Some(start) = partial.take() {
+            append(&p, b"-end\r\n");
+            written.push(format!("{start}-end"));
+        }
+        poll(&mut r, &mut seen);
+        prop_assert_eq!(seen, written);
+        prop_assert_eq!(r.gaps, 0);
+    }
+}
