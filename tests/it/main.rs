@@ -3,4 +3,5 @@
 
 mod bus;
 mod coordinator;
+mod logwatch;
 mod support;

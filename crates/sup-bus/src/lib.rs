@@ -157,6 +157,41 @@ impl Bus {
         })
     }
 
+    /// Publishes many messages, then waits for all their acks: one round trip per batch instead
+    /// of one per message. Each item is (subject, message id, payload).
+    pub async fn publish_many(
+        &self,
+        items: Vec<(String, String, Bytes)>,
+    ) -> Result<Vec<Published>, BusError> {
+        let mut pending = Vec::with_capacity(items.len());
+        for (subject, msg_id, payload) in items {
+            let mut headers = HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
+            trace::inject(&mut headers);
+            let ack = self
+                .js
+                .publish_with_headers(subject.clone(), headers, payload)
+                .await
+                .map_err(|e| BusError::Publish {
+                    subject: subject.clone(),
+                    message: e.to_string(),
+                })?;
+            pending.push((subject, ack));
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for (subject, ack) in pending {
+            let ack = ack.await.map_err(|e| BusError::Publish {
+                subject,
+                message: e.to_string(),
+            })?;
+            out.push(Published {
+                sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            });
+        }
+        Ok(out)
+    }
+
     /// A durable pull consumer on the command queue for `service`, shared by all its replicas.
     /// Messages are redelivered after `ack_wait` until acked, up to `max_deliver` times.
     pub async fn command_consumer(

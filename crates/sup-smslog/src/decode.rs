@@ -67,7 +67,7 @@ pub fn find_newline(buf: &[u8], from: usize, encoding: Encoding) -> Option<usize
             let mut i = from;
             while i + 1 < buf.len() {
                 let at = memchr::memchr(b'\n', &buf[i..])? + i;
-                if (at - from) % 2 == 0 && buf.get(at + 1) == Some(&0) {
+                if (at - from).is_multiple_of(2) && buf.get(at + 1) == Some(&0) {
                     return Some(at);
                 }
                 i = at + 1;
@@ -84,8 +84,14 @@ mod tests {
 
     #[test]
     fn sniffs_boms() {
-        assert_eq!(Encoding::sniff(&[0xEF, 0xBB, 0xBF, b'a']), (Encoding::Utf8Bom, 3));
-        assert_eq!(Encoding::sniff(&[0xFF, 0xFE, b'a', 0]), (Encoding::Utf16Le, 2));
+        assert_eq!(
+            Encoding::sniff(&[0xEF, 0xBB, 0xBF, b'a']),
+            (Encoding::Utf8Bom, 3)
+        );
+        assert_eq!(
+            Encoding::sniff(&[0xFF, 0xFE, b'a', 0]),
+            (Encoding::Utf16Le, 2)
+        );
         assert_eq!(Encoding::sniff(b"abc"), (Encoding::Ansi, 0));
     }
 
@@ -100,14 +106,20 @@ mod tests {
 
     #[test]
     fn utf16_lines() {
-        let bytes: Vec<u8> = "ab\r\ncd\n".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        let bytes: Vec<u8> = "ab\r\ncd\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
         let nl = find_newline(&bytes, 0, Encoding::Utf16Le).expect("newline");
         assert_eq!(nl, 6);
         assert_eq!(decode_line(&bytes[..nl], Encoding::Utf16Le), "ab");
         let nl2 = find_newline(&bytes, nl + 2, Encoding::Utf16Le).expect("second");
         assert_eq!(decode_line(&bytes[nl + 2..nl2], Encoding::Utf16Le), "cd");
         // A 0x0A byte in the high half of a code unit is not a newline.
-        let tricky: Vec<u8> = "\u{0a00}x\n".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        let tricky: Vec<u8> = "\u{0a00}x\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
         assert_eq!(find_newline(&tricky, 0, Encoding::Utf16Le), Some(4));
     }
 }

@@ -59,7 +59,10 @@ pub struct Milestone {
 
 impl Milestone {
     pub fn field(&self, key: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -147,7 +150,10 @@ impl Classifier {
         Some(Milestone { name: m.0, fields })
     }
 
-    fn classify_inner(&mut self, record: &Record) -> Option<(&'static str, Vec<(&'static str, String)>)> {
+    fn classify_inner(
+        &mut self,
+        record: &Record,
+    ) -> Option<(&'static str, Vec<(&'static str, String)>)> {
         if record.format == Format::Marker {
             return Some((LOG_ROTATED, Vec::new()));
         }
@@ -173,15 +179,15 @@ impl Classifier {
             self.setup_open = false;
             if failed {
                 self.setup_failed = true;
-                let reason = self
-                    .last_error
-                    .take()
-                    .unwrap_or_else(|| "setup ended without \"Installation was successful\"".into());
+                let reason = self.last_error.take().unwrap_or_else(|| {
+                    "setup ended without \"Installation was successful\"".into()
+                });
                 return Some((ROLE_INSTALL_FAILED, vec![("reason", reason)]));
             }
             return None;
         }
-        if self.setup_open && (msg.contains("Installation failed") || msg.contains("Setup failed")) {
+        if self.setup_open && (msg.contains("Installation failed") || msg.contains("Setup failed"))
+        {
             self.setup_failed = true;
             return Some((ROLE_INSTALL_FAILED, vec![("reason", msg.to_string())]));
         }
@@ -191,7 +197,10 @@ impl Classifier {
             let name = name.trim().trim_start_matches('(').trim_end_matches(')');
             return Some((
                 WSUS_CONFIG_STATE,
-                vec![("state", num.trim().to_string()), ("state_name", name.to_string())],
+                vec![
+                    ("state", num.trim().to_string()),
+                    ("state_name", name.to_string()),
+                ],
             ));
         }
         if let Some(rest) = after(msg, "Successfully connected to server: ") {
@@ -214,11 +223,27 @@ impl Classifier {
         if msg.contains("Successfully connected to local WSUS server") {
             return Some((WSUS_CONNECTED, vec![("local", "true".into())]));
         }
-        if let Some(rest) = after(msg, "There are no unhealthy WSUS Server components on WSUS Server ") {
-            return Some((WSUS_COMPONENTS_HEALTHY, server_name(rest).map(|s| vec![("server", s)]).unwrap_or_default()));
+        if let Some(rest) = after(
+            msg,
+            "There are no unhealthy WSUS Server components on WSUS Server ",
+        ) {
+            return Some((
+                WSUS_COMPONENTS_HEALTHY,
+                server_name(rest)
+                    .map(|s| vec![("server", s)])
+                    .unwrap_or_default(),
+            ));
         }
-        if let Some(rest) = after(msg, "Successfully checked database connection on WSUS server ") {
-            return Some((WSUS_DATABASE_OK, server_name(rest).map(|s| vec![("server", s)]).unwrap_or_default()));
+        if let Some(rest) = after(
+            msg,
+            "Successfully checked database connection on WSUS server ",
+        ) {
+            return Some((
+                WSUS_DATABASE_OK,
+                server_name(rest)
+                    .map(|s| vec![("server", s)])
+                    .unwrap_or_default(),
+            ));
         }
         // wsyncmgr.log.
         if msg.starts_with("STATMSG: ") {
@@ -245,10 +270,20 @@ impl Classifier {
             return Some((SYNC_STARTED, Vec::new()));
         }
         if let Some(rest) = after(msg, "Done synchronizing SMS with WSUS Server ") {
-            return Some((SYNC_SUCCEEDED, server_name(rest).map(|s| vec![("server", s)]).unwrap_or_default()));
+            return Some((
+                SYNC_SUCCEEDED,
+                server_name(rest)
+                    .map(|s| vec![("server", s)])
+                    .unwrap_or_default(),
+            ));
         }
         if let Some(rest) = after(msg, "Done synchronizing WSUS Server ") {
-            return Some((SYNC_WSUS_DONE, server_name(rest).map(|s| vec![("server", s)]).unwrap_or_default()));
+            return Some((
+                SYNC_WSUS_DONE,
+                server_name(rest)
+                    .map(|s| vec![("server", s)])
+                    .unwrap_or_default(),
+            ));
         }
         if msg.starts_with("Sync failed") {
             let reason = msg

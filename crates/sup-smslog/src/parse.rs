@@ -108,7 +108,10 @@ fn parse_sms(line: &str) -> Option<Record> {
     let mut search_end = line.len();
     while let Some(at) = line[..search_end].rfind("$$<") {
         if let Some((component, time_local, bias, thread)) = parse_sms_framing(&line[at + 2..]) {
-            let message = line[..at].strip_suffix("  ").or_else(|| line[..at].strip_suffix(' ')).unwrap_or(&line[..at]);
+            let message = line[..at]
+                .strip_suffix("  ")
+                .or_else(|| line[..at].strip_suffix(' '))
+                .unwrap_or(&line[..at]);
             return Some(Record {
                 format: Format::Sms,
                 message: message.to_string(),
@@ -124,8 +127,11 @@ fn parse_sms(line: &str) -> Option<Record> {
     None
 }
 
+/// What the SMS framing holds: component, local time, bias, thread.
+type Framing = (String, Option<NaiveDateTime>, Option<i32>, Option<u32>);
+
 /// `<COMPONENT><TIME><thread=…>` (trailing whitespace allowed).
-fn parse_sms_framing(s: &str) -> Option<(String, Option<NaiveDateTime>, Option<i32>, Option<u32>)> {
+fn parse_sms_framing(s: &str) -> Option<Framing> {
     let s = s.trim_end();
     let rest = s.strip_prefix('<')?;
     let end = rest.find('>')?;
@@ -142,10 +148,11 @@ fn parse_sms_framing(s: &str) -> Option<(String, Option<NaiveDateTime>, Option<i
         return None;
     }
     let thread_text = rest[..end].trim();
-    let thread = thread_text
-        .split_whitespace()
-        .next()
-        .and_then(|t| t.parse::<u32>().ok().or_else(|| u32::from_str_radix(t, 16).ok()));
+    let thread = thread_text.split_whitespace().next().and_then(|t| {
+        t.parse::<u32>()
+            .ok()
+            .or_else(|| u32::from_str_radix(t, 16).ok())
+    });
     let (time_local, bias) = parse_sms_stamp(stamp);
     Some((component.to_string(), time_local, bias, thread))
 }
@@ -182,7 +189,9 @@ fn parse_sms_stamp(stamp: &str) -> (Option<NaiveDateTime>, Option<i32>) {
 }
 
 fn month_number(name: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
     let n = name.get(..3)?.to_ascii_lowercase();
     MONTHS.iter().position(|m| *m == n).map(|i| i as u32 + 1)
 }
@@ -236,7 +245,9 @@ fn parse_rolesetup(line: &str) -> Option<Record> {
     let (date, clock) = rest[..end].split_once(' ')?;
     let d = parse_mdy(date, '/')?;
     let t = parse_clock(clock)?;
-    let message = rest[end + 1..].strip_prefix(' ').unwrap_or(&rest[end + 1..]);
+    let message = rest[end + 1..]
+        .strip_prefix(' ')
+        .unwrap_or(&rest[end + 1..]);
     Some(Record {
         format: Format::RoleSetup,
         message: message.to_string(),

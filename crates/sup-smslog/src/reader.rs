@@ -74,7 +74,9 @@ fn fingerprint(path: &Path) -> io::Result<Option<(String, Encoding)>> {
         Err(e) => return Err(e),
     };
     let mut buf = Vec::with_capacity(FINGERPRINT_BYTES);
-    (&mut f).take(FINGERPRINT_BYTES as u64).read_to_end(&mut buf)?;
+    (&mut f)
+        .take(FINGERPRINT_BYTES as u64)
+        .read_to_end(&mut buf)?;
     let (encoding, bom) = Encoding::sniff(&buf);
     let end = match find_newline(&buf, bom, encoding) {
         Some(nl) => nl,
@@ -131,7 +133,9 @@ impl LogReader {
             Err(e) => return Err(e),
         };
         let same_file = match (&current, self.pos.file_id.is_empty()) {
-            (Some((id, _)), false) => *id == self.pos.file_id && len.unwrap_or(0) >= self.pos.offset,
+            (Some((id, _)), false) => {
+                *id == self.pos.file_id && len.unwrap_or(0) >= self.pos.offset
+            }
             // Not yet identified: the file is ours once it has a first line.
             (_, true) => len.unwrap_or(0) >= self.pos.offset,
             (None, false) => false,
@@ -187,7 +191,13 @@ impl LogReader {
 
     /// Reads complete lines of `path` from the current offset. A finished (rotated) file's last
     /// bytes count as a line even without a terminator.
-    fn read_from(&mut self, path: &Path, encoding: Encoding, finished: bool, out: &mut Vec<RawLine>) -> io::Result<()> {
+    fn read_from(
+        &mut self,
+        path: &Path,
+        encoding: Encoding,
+        finished: bool,
+        out: &mut Vec<RawLine>,
+    ) -> io::Result<()> {
         let mut f = match File::open(path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -209,7 +219,7 @@ impl LogReader {
                 return Ok(());
             }
             let at_end = (read as u64) < MAX_CHUNK;
-            let consumed = self.split(&buf, encoding, finished && at_end, out);
+            let consumed = self.split(&buf, encoding, (finished && at_end, finished), out);
             self.pos.offset += consumed as u64;
             if at_end || consumed == 0 {
                 return Ok(());
@@ -217,57 +227,91 @@ impl LogReader {
         }
     }
 
-    /// Splits `buf` (starting at the current offset) into lines and CMTrace records; returns how
-    /// many bytes were consumed.
-    fn split(&self, buf: &[u8], encoding: Encoding, finished: bool, out: &mut Vec<RawLine>) -> usize {
-        let unit = encoding.unit();
-        let mut start = 0;
-        // A CMTrace record in progress: (its start, the text so far).
-        let mut record: Option<(usize, String)> = None;
-        loop {
-            let (line_end, next) = match find_newline(buf, start, encoding) {
-                Some(nl) => (nl, nl + unit),
-                None if finished && start < buf.len() => (buf.len(), buf.len()),
-                None => break,
-            };
-            let text = decode_line(&buf[start..line_end], encoding);
-            match record.as_mut() {
-                Some((_, acc)) => {
-                    acc.push('\n');
-                    acc.push_str(&text);
-                }
-                None if cmtrace_open(&text) => record = Some((start, text.into_owned())),
-                None => {
-                    out.push(self.line(start, text.into_owned(), finished));
-                    start = next;
-                    continue;
-                }
-            }
-            if let Some((rec_start, acc)) = &record
-                && (cmtrace_complete(acc) || acc.len() > MAX_RECORD || (finished && next >= buf.len()))
-            {
-                out.push(self.line(*rec_start, acc.clone(), finished));
-                record = None;
-            }
-            start = next;
-            if start >= buf.len() {
-                break;
-            }
-        }
-        // An open record is re-read from its start next time.
-        match record {
-            Some((rec_start, _)) => rec_start,
-            None => start,
-        }
+    fn split(
+        &self,
+        buf: &[u8],
+        encoding: Encoding,
+        (finished, rotated): (bool, bool),
+        out: &mut Vec<RawLine>,
+    ) -> usize {
+        split_lines(
+            buf,
+            self.pos.offset,
+            &self.pos.file_id,
+            encoding,
+            (finished, rotated),
+            out,
+        )
     }
+}
 
-    fn line(&self, start: usize, text: String, rotated: bool) -> RawLine {
-        RawLine {
-            file_id: self.pos.file_id.clone(),
-            offset: self.pos.offset + start as u64,
-            text,
-            rotated,
+/// Every line and record of a whole, finished file (for reading a file offline).
+pub fn lines_of(bytes: &[u8]) -> Vec<RawLine> {
+    let (encoding, bom) = Encoding::sniff(bytes);
+    let mut out = Vec::new();
+    split_lines(
+        &bytes[bom..],
+        bom as u64,
+        "",
+        encoding,
+        (true, false),
+        &mut out,
+    );
+    out
+}
+
+/// Splits `buf`, which starts at byte `base` of its file, into lines and CMTrace records; returns
+/// how many bytes were consumed. In a `finished` file the last bytes are a line even without a
+/// terminator, and an unterminated CMTrace record is emitted as it is.
+fn split_lines(
+    buf: &[u8],
+    base: u64,
+    file_id: &str,
+    encoding: Encoding,
+    (finished, rotated): (bool, bool),
+    out: &mut Vec<RawLine>,
+) -> usize {
+    let unit = encoding.unit();
+    let line = |start: usize, text: String| RawLine {
+        file_id: file_id.to_string(),
+        offset: base + start as u64,
+        text,
+        rotated,
+    };
+    let mut start = 0;
+    // A CMTrace record in progress: (its start, the text so far).
+    let mut record: Option<(usize, String)> = None;
+    while start < buf.len() {
+        let (line_end, next) = match find_newline(buf, start, encoding) {
+            Some(nl) => (nl, nl + unit),
+            None if finished => (buf.len(), buf.len()),
+            None => break,
+        };
+        let text = decode_line(&buf[start..line_end], encoding);
+        match record.as_mut() {
+            Some((_, acc)) => {
+                acc.push('\n');
+                acc.push_str(&text);
+            }
+            None if cmtrace_open(&text) => record = Some((start, text.into_owned())),
+            None => {
+                out.push(line(start, text.into_owned()));
+                start = next;
+                continue;
+            }
         }
+        if let Some((rec_start, acc)) = &record
+            && (cmtrace_complete(acc) || acc.len() > MAX_RECORD || (finished && next >= buf.len()))
+        {
+            out.push(line(*rec_start, acc.clone()));
+            record = None;
+        }
+        start = next;
+    }
+    // An open record is re-read from its start next time.
+    match record {
+        Some((rec_start, _)) => rec_start,
+        None => start,
     }
 }
 

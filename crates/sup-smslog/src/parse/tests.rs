@@ -7,7 +7,10 @@ use super::*;
 use crate::milestone::{self, Classifier};
 
 fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, ms: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(y, mo, d, h, mi, s).single().expect("valid") + Duration::milliseconds(i64::from(ms))
+    Utc.with_ymd_and_hms(y, mo, d, h, mi, s)
+        .single()
+        .expect("valid")
+        + Duration::milliseconds(i64::from(ms))
 }
 
 #[test]
@@ -17,8 +20,14 @@ fn sms_trace_real_lines() {
         None,
     );
     assert_eq!(r.format, Format::Sms);
-    assert_eq!(r.message, "---->: An event has occurred, the event code is: 0x1");
-    assert_eq!(r.component.as_deref(), Some("SMS_SITE_SYSTEM_STATUS_SUMMARIZER"));
+    assert_eq!(
+        r.message,
+        "---->: An event has occurred, the event code is: 0x1"
+    );
+    assert_eq!(
+        r.component.as_deref(),
+        Some("SMS_SITE_SYSTEM_STATUS_SUMMARIZER")
+    );
     assert_eq!(r.thread, Some(4840));
     assert_eq!(r.bias, Some(300));
     // +300 is EST (UTC-5): 03:11 local is 08:11 UTC.
@@ -28,14 +37,23 @@ fn sms_trace_real_lines() {
         "Retrieving online resync flag from database...~~  $$<SMS_NOTIFICATION_SERVER><09-25-2026 04:24:37.092+240><thread=7892 (0x1ED4)>",
         None,
     );
-    assert_eq!(r.message, "Retrieving online resync flag from database...~~", "~~ kept in the raw text");
-    assert_eq!(r.display_message(), "Retrieving online resync flag from database...\n");
+    assert_eq!(
+        r.message, "Retrieving online resync flag from database...~~",
+        "~~ kept in the raw text"
+    );
+    assert_eq!(
+        r.display_message(),
+        "Retrieving online resync flag from database...\n"
+    );
     assert_eq!(r.time_utc(), Some(utc(2026, 9, 25, 8, 24, 37, 92)));
 }
 
 #[test]
 fn negative_bias_is_east_of_utc() {
-    let r = parse_line("x  $$<C><08-01-2013 08:51:08.954-570><thread=1 (0x1)>", None);
+    let r = parse_line(
+        "x  $$<C><08-01-2013 08:51:08.954-570><thread=1 (0x1)>",
+        None,
+    );
     // -570 is ACST (UTC+9:30): 08:51 local is 23:21 the day before in UTC.
     assert_eq!(r.time_utc(), Some(utc(2013, 7, 31, 23, 21, 8, 954)));
 }
@@ -45,19 +63,29 @@ fn statmsg_gmtdate_agrees_with_the_bias() {
     // The STATMSG's GMTDATE is UTC; the framing is local time with the bias (UTC-8, +480).
     let line = "STATMSG: ID=6702 SEV=I LEV=M SOURCE=\"SMS Server\" COMP=\"SMS_WSUS_SYNC_MANAGER\" SYS=CS1SITE.CONTOSO.COM SITE=CS1 PID=432 TID=3404 GMTDATE=Thu Jan 16 18:57:46.304 2014 ISTR0=\"\" ISTR1=\"\" NUMATTRS=0  $$<SMS_WSUS_SYNC_MANAGER><01-16-2014 10:57:46.304+480><thread=3404 (0xD4C)>";
     let r = parse_line(line, None);
-    let m = Classifier::new().classify(&r, "wsyncmgr.log").expect("milestone");
+    let m = Classifier::new()
+        .classify(&r, "wsyncmgr.log")
+        .expect("milestone");
     assert_eq!(m.name, milestone::SYNC_SUCCEEDED);
     assert_eq!(m.field("statmsg_id"), Some("6702"));
     assert_eq!(m.field("site"), Some("CS1"));
     assert_eq!(m.field("server"), Some("CS1SITE.CONTOSO.COM"));
     let gmt = m.field("gmtdate").expect("gmtdate");
     assert_eq!(gmt, "2014-01-16T18:57:46.304Z");
-    assert_eq!(r.time_utc().map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)).as_deref(), Some(gmt));
+    assert_eq!(
+        r.time_utc()
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+            .as_deref(),
+        Some(gmt)
+    );
 }
 
 #[test]
 fn split_at_the_last_framing() {
-    let r = parse_line("price is $$<not a frame> here  $$<SMS_X><01-02-2009 03:04:05.006+0><thread=9>", None);
+    let r = parse_line(
+        "price is $$<not a frame> here  $$<SMS_X><01-02-2009 03:04:05.006+0><thread=9>",
+        None,
+    );
     assert_eq!(r.message, "price is $$<not a frame> here");
     assert_eq!(r.component.as_deref(), Some("SMS_X"));
     assert_eq!(r.thread, Some(9), "the hex part is optional");
@@ -71,13 +99,22 @@ fn older_sms_date_forms() {
         None,
     );
     assert_eq!(r.format, Format::Sms);
-    assert_eq!(r.time_local, NaiveDate::from_ymd_opt(1999, 3, 26).and_then(|d| d.and_hms_milli_opt(10, 43, 41, 547)));
+    assert_eq!(
+        r.time_local,
+        NaiveDate::from_ymd_opt(1999, 3, 26).and_then(|d| d.and_hms_milli_opt(10, 43, 41, 547))
+    );
     assert_eq!(r.bias, None);
-    let r = parse_line("~Found ready instruction sni00000.sni  $$<SMS_DESPOOLER><Wed May 21 17:09:27 1997~><thread=DB>", None);
+    let r = parse_line(
+        "~Found ready instruction sni00000.sni  $$<SMS_DESPOOLER><Wed May 21 17:09:27 1997~><thread=DB>",
+        None,
+    );
     assert_eq!(r.format, Format::Sms);
     assert_eq!(r.message, "~Found ready instruction sni00000.sni");
     assert_eq!(r.thread, Some(0xDB));
-    assert_eq!(r.time_local, NaiveDate::from_ymd_opt(1997, 5, 21).and_then(|d| d.and_hms_opt(17, 9, 27)));
+    assert_eq!(
+        r.time_local,
+        NaiveDate::from_ymd_opt(1997, 5, 21).and_then(|d| d.and_hms_opt(17, 9, 27))
+    );
 }
 
 const SUPSETUP: &str = "<02/09/14 22:53:28> ====================================================================
@@ -102,15 +139,34 @@ fn milestones(text: &str, log: &str, bias: Option<i32>) -> Vec<crate::Milestone>
 
 #[test]
 fn rolesetup_real_lines_and_install_success() {
-    let r = parse_line("<02/09/14 22:53:44> Installation was successful.", Some(480));
+    let r = parse_line(
+        "<02/09/14 22:53:44> Installation was successful.",
+        Some(480),
+    );
     assert_eq!(r.format, Format::RoleSetup);
     assert_eq!(r.message, "Installation was successful.");
-    assert_eq!(r.time_local, NaiveDate::from_ymd_opt(2014, 2, 9).and_then(|d| d.and_hms_opt(22, 53, 44)));
+    assert_eq!(
+        r.time_local,
+        NaiveDate::from_ymd_opt(2014, 2, 9).and_then(|d| d.and_hms_opt(22, 53, 44))
+    );
     // The zone comes from configuration: +480 (UTC-8) makes it 06:53 UTC the next day.
     assert_eq!(r.time_utc(), Some(utc(2014, 2, 10, 6, 53, 44, 0)));
-    assert_eq!(parse_line("<02/09/14 22:53:44> x", None).time_utc(), None, "no zone, no UTC");
-    let names: Vec<_> = milestones(SUPSETUP, "SUPSetup.log", None).iter().map(|m| m.name).collect();
-    assert_eq!(names, [milestone::ROLE_INSTALL_STARTED, milestone::ROLE_INSTALL_SUCCEEDED]);
+    assert_eq!(
+        parse_line("<02/09/14 22:53:44> x", None).time_utc(),
+        None,
+        "no zone, no UTC"
+    );
+    let names: Vec<_> = milestones(SUPSETUP, "SUPSetup.log", None)
+        .iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            milestone::ROLE_INSTALL_STARTED,
+            milestone::ROLE_INSTALL_SUCCEEDED
+        ]
+    );
 }
 
 #[test]
@@ -121,19 +177,34 @@ fn setup_ending_without_success_is_a_failure() {
     let ms = milestones(&failed, "SUPSetup.log", None);
     let last = ms.last().expect("milestones");
     assert_eq!(last.name, milestone::ROLE_INSTALL_FAILED);
-    assert!(last.field("reason").is_some_and(|r| r.contains("Did not find supported version")), "{last:?}");
+    assert!(
+        last.field("reason")
+            .is_some_and(|r| r.contains("Did not find supported version")),
+        "{last:?}"
+    );
     // An explicit failure line, then ~RoleSetup(): one failure, not two.
     let explicit = "<01/01/09 10:00:00> SMSWSUS Setup Started....\n<01/01/09 10:00:01> Installation failed. WSUS 3.0 is not installed\n<01/01/09 10:00:01> ~RoleSetup().";
     let ms = milestones(explicit, "SUPSetup.log", None);
-    assert_eq!(ms.iter().filter(|m| m.name == milestone::ROLE_INSTALL_FAILED).count(), 1);
+    assert_eq!(
+        ms.iter()
+            .filter(|m| m.name == milestone::ROLE_INSTALL_FAILED)
+            .count(),
+        1
+    );
 }
 
 #[test]
 fn classifier_state_survives_a_restart() {
     let mut c = Classifier::new();
-    c.classify(&parse_line("<01/01/09 10:00:00> SMSWSUS Setup Started....", None), "SUPSetup.log");
+    c.classify(
+        &parse_line("<01/01/09 10:00:00> SMSWSUS Setup Started....", None),
+        "SUPSetup.log",
+    );
     let mut resumed = Classifier::restore(&c.state());
-    let m = resumed.classify(&parse_line("<01/01/09 10:00:05> ~RoleSetup().", None), "SUPSetup.log");
+    let m = resumed.classify(
+        &parse_line("<01/01/09 10:00:05> ~RoleSetup().", None),
+        "SUPSetup.log",
+    );
     assert_eq!(m.map(|m| m.name), Some(milestone::ROLE_INSTALL_FAILED));
     assert_eq!(Classifier::restore("garbage"), Classifier::new());
 }
@@ -173,18 +244,35 @@ fn wcm_and_wsusctrl_milestones() {
     );
     assert_eq!(ms[0].field("local"), Some("true"));
     assert_eq!(ms[1].field("state"), Some("4"));
-    assert_eq!(ms[1].field("state_name"), Some("WSUS_CONFIG_SUBSCRIPTION_PENDING"));
+    assert_eq!(
+        ms[1].field("state_name"),
+        Some("WSUS_CONFIG_SUBSCRIPTION_PENDING")
+    );
     assert_eq!(ms[2].field("server"), Some("CE1SITE.CONTOSO.COM"));
     assert_eq!(ms[2].field("port"), Some("8530"));
     assert_eq!(ms[2].field("use_ssl"), Some("false"));
     assert_eq!(ms[3].field("state_name"), Some("WSUS_CONFIG_SUCCESS"));
     assert_eq!(ms[4].field("server"), Some("SUP01.CONTOSO.COM"));
-    assert_eq!(ms[4].field("log"), Some("WCM.log"), "which file matched is recorded");
+    assert_eq!(
+        ms[4].field("log"),
+        Some("WCM.log"),
+        "which file matched is recorded"
+    );
     assert_eq!(ms[5].field("server"), Some("SUP01.CONTOSO.COM"));
     // The same lines in WSUSCtrl.log, recorded as such.
-    let ctl = sms("There are no unhealthy WSUS Server components on WSUS Server SUP01", "SMS_WSUS_CONTROL_MANAGER");
+    let ctl = sms(
+        "There are no unhealthy WSUS Server components on WSUS Server SUP01",
+        "SMS_WSUS_CONTROL_MANAGER",
+    );
     let m = &milestones(&ctl, "WSUSCtrl.log", None)[0];
-    assert_eq!((m.name, m.field("log"), m.field("server")), (milestone::WSUS_COMPONENTS_HEALTHY, Some("WSUSCtrl.log"), Some("SUP01")));
+    assert_eq!(
+        (m.name, m.field("log"), m.field("server")),
+        (
+            milestone::WSUS_COMPONENTS_HEALTHY,
+            Some("WSUSCtrl.log"),
+            Some("SUP01")
+        )
+    );
 }
 
 #[test]
@@ -221,7 +309,11 @@ fn wsyncmgr_milestones() {
     );
     assert_eq!(ms[2].field("server"), Some("cs1site.contoso.com"));
     assert_eq!(ms[3].field("server"), Some("cs1site.contoso.com"));
-    assert!(ms[4].field("reason").is_some_and(|r| r.starts_with("WSUS server not configured")));
+    assert!(
+        ms[4]
+            .field("reason")
+            .is_some_and(|r| r.starts_with("WSUS server not configured"))
+    );
     assert_eq!(ms[6].field("statmsg_id"), Some("6703"));
 }
 
@@ -229,7 +321,10 @@ fn wsyncmgr_milestones() {
 fn rotation_marker() {
     let r = parse_line("<MAXIMUM LOG FILE SIZE REACHED - FILE RENAMED>", None);
     assert_eq!(r.format, Format::Marker);
-    assert_eq!(Classifier::new().classify(&r, "WCM.log").map(|m| m.name), Some(milestone::LOG_ROTATED));
+    assert_eq!(
+        Classifier::new().classify(&r, "WCM.log").map(|m| m.name),
+        Some(milestone::LOG_ROTATED)
+    );
 }
 
 #[test]
@@ -241,19 +336,29 @@ fn cmtrace_real_line_and_multiline_record() {
     assert_eq!(r.format, Format::CmTrace);
     assert_eq!(r.message, "Scan failed with error = 0x80244021.");
     assert_eq!(r.component.as_deref(), Some("WUAHandler"));
-    assert_eq!((r.severity, r.thread, r.bias), (Some(3), Some(2308), Some(-570)));
+    assert_eq!(
+        (r.severity, r.thread, r.bias),
+        (Some(3), Some(2308), Some(-570))
+    );
     assert_eq!(r.time_utc(), Some(utc(2013, 7, 31, 23, 21, 8, 954)));
 
     let first = "<![LOG[Line one";
     assert!(cmtrace_open(first));
-    let whole = format!("{first}\nline two]LOG]!><time=\"01:02:03.000+0\" date=\"01-02-2010\" component=\"X\" context=\"\" type=\"1\" thread=\"1\" file=\"\">");
+    let whole = format!(
+        "{first}\nline two]LOG]!><time=\"01:02:03.000+0\" date=\"01-02-2010\" component=\"X\" context=\"\" type=\"1\" thread=\"1\" file=\"\">"
+    );
     assert!(cmtrace_complete(&whole));
     assert_eq!(parse_line(&whole, None).message, "Line one\nline two");
 }
 
 #[test]
 fn unparsed_lines_are_kept() {
-    for l in ["", "plain text", "<not a date> x", "x  $$<C><bad><thread=1>junk after"] {
+    for l in [
+        "",
+        "plain text",
+        "<not a date> x",
+        "x  $$<C><bad><thread=1>junk after",
+    ] {
         let r = parse_line(l, None);
         assert!(matches!(r.format, Format::Unparsed | Format::Sms), "{l}");
     }

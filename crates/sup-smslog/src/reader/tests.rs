@@ -10,7 +10,11 @@ use proptest::prelude::*;
 use super::*;
 
 fn append(path: &Path, bytes: &[u8]) {
-    let mut f = OpenOptions::new().create(true).append(true).open(path).expect("open");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open");
     f.write_all(bytes).expect("write");
 }
 
@@ -38,7 +42,10 @@ fn appends_and_partial_lines() {
     let dir = tempfile::tempdir().expect("dir");
     let p = dir.path().join("WCM.log");
     let mut r = LogReader::new(&p);
-    assert!(r.poll().expect("poll").is_empty(), "a missing file is not an error");
+    assert!(
+        r.poll().expect("poll").is_empty(),
+        "a missing file is not an error"
+    );
     append(&p, b"one\r\ntw");
     assert_eq!(texts(&r.poll().expect("poll")), ["one"]);
     append(&p, b"o\r\nthree\r\n");
@@ -101,12 +108,22 @@ fn utf16_and_utf8_boms() {
     let dir = tempfile::tempdir().expect("dir");
     let p = dir.path().join("u16.log");
     let mut bytes = vec![0xFF, 0xFE];
-    bytes.extend("héllo\r\nwörld\r\n".encode_utf16().flat_map(|u| u.to_le_bytes()));
+    bytes.extend(
+        "héllo\r\nwörld\r\n"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes()),
+    );
     fs::write(&p, &bytes).expect("write");
-    assert_eq!(texts(&LogReader::new(&p).poll().expect("poll")), ["héllo", "wörld"]);
+    assert_eq!(
+        texts(&LogReader::new(&p).poll().expect("poll")),
+        ["héllo", "wörld"]
+    );
     let p8 = dir.path().join("u8.log");
     fs::write(&p8, b"\xEF\xBB\xBFfirst\r\nCaf\xe9\r\n").expect("write");
-    assert_eq!(texts(&LogReader::new(&p8).poll().expect("poll")), ["first", "Café"]);
+    assert_eq!(
+        texts(&LogReader::new(&p8).poll().expect("poll")),
+        ["first", "Café"]
+    );
 }
 
 #[test]
@@ -115,11 +132,18 @@ fn cmtrace_records_spanning_lines_and_polls() {
     let p = dir.path().join("ccm.log");
     let mut r = LogReader::new(&p);
     append(&p, b"<![LOG[first part\r\n");
-    assert!(r.poll().expect("poll").is_empty(), "held until the record ends");
+    assert!(
+        r.poll().expect("poll").is_empty(),
+        "held until the record ends"
+    );
     append(&p, b"second part]LOG]!><time=\"01:02:03.000+0\" date=\"01-02-2010\" component=\"X\" context=\"\" type=\"1\" thread=\"1\" file=\"\">\r\nplain\r\n");
     let lines = r.poll().expect("poll");
     assert_eq!(lines.len(), 2);
-    assert!(lines[0].text.starts_with("<![LOG[first part\nsecond part]LOG]!>"));
+    assert!(
+        lines[0]
+            .text
+            .starts_with("<![LOG[first part\nsecond part]LOG]!>")
+    );
     assert_eq!(lines[0].offset, 0);
     assert_eq!(lines[1].text, "plain");
 }
