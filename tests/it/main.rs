@@ -3,5 +3,6 @@
 
 mod bus;
 mod coordinator;
+mod emulator;
 mod logwatch;
 mod support;

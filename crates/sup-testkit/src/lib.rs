@@ -41,8 +41,31 @@ pub fn nats_server_bin() -> io::Result<PathBuf> {
     })
 }
 
-/// A free loopback TCP port (the OS picks it; a race with another process is possible but rare).
+/// A free loopback TCP port for a child process to bind.
+///
+/// Ports are drawn at random from 20000-32767 (below Linux's ephemeral range, so client sockets
+/// never hold them) and checked by binding. Asking the OS for port 0 instead tends to hand the
+/// same just-released port to tests running in parallel processes.
 pub fn free_port() -> io::Result<u16> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut x = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ COUNTER.fetch_add(0x9E37_79B9, Ordering::Relaxed);
+    for _ in 0..200 {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 20000 + (x % 12768) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

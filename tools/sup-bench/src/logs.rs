@@ -68,7 +68,10 @@ fn parse_file(path: &Path) -> anyhow::Result<(u64, u64)> {
         let mut start = 0;
         while let Some(i) = memchr_newline(&carry[start..]) {
             let end = start + i;
-            let text = sup_smslog::decode::decode_line(&carry[start..end], sup_smslog::decode::Encoding::Ansi);
+            let text = sup_smslog::decode::decode_line(
+                &carry[start..end],
+                sup_smslog::decode::Encoding::Ansi,
+            );
             let record = parse_line(&text, None);
             if classifier.classify(&record, "WCM.log").is_some() {
                 milestones += 1;
@@ -100,16 +103,25 @@ pub fn parse_throughput(quick: bool) -> anyhow::Result<Vec<Figure>> {
     // Warm the page cache so both sides read from memory.
     let _ = parse_file(&path)?;
     let t = Instant::now();
-    let grep = Command::new("grep").args(["-F", "-c", NEEDLE]).arg(&path).output().context("running grep")?;
+    let grep = Command::new("grep")
+        .args(["-F", "-c", NEEDLE])
+        .arg(&path)
+        .output()
+        .context("running grep")?;
     let grep_secs = t.elapsed().as_secs_f64();
-    let grep_count: u64 = String::from_utf8_lossy(&grep.stdout).trim().parse().unwrap_or(0);
+    let grep_count: u64 = String::from_utf8_lossy(&grep.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     let t = Instant::now();
     let (lines, milestones) = parse_file(&path)?;
     let ours = t.elapsed().as_secs_f64();
     if let Some(h) = expected_hits {
         anyhow::ensure!(grep_count == h, "grep counted {grep_count}, expected {h}");
     }
-    eprintln!("parse: {lines} lines, {milestones} milestones in {ours:.2}s; grep: {grep_count} in {grep_secs:.2}s");
+    eprintln!(
+        "parse: {lines} lines, {milestones} milestones in {ours:.2}s; grep: {grep_count} in {grep_secs:.2}s"
+    );
     let mibs = |secs: f64| bytes / secs / (1 << 20) as f64;
     let ratio = mibs(ours) / mibs(grep_secs);
     Ok(vec![Figure {
@@ -151,7 +163,11 @@ pub async fn milestone_latency(quick: bool) -> anyhow::Result<Vec<Figure>> {
     )?;
     let exe = std::env::current_exe()?;
     let bin = exe.with_file_name("sup-logwatch");
-    anyhow::ensure!(bin.exists(), "{} not built: build sup-logwatch in the same profile", bin.display());
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not built: build sup-logwatch in the same profile",
+        bin.display()
+    );
     let mut child = Command::new(&bin)
         .args(["run", "--config"])
         .arg(&config)
@@ -175,7 +191,10 @@ pub async fn milestone_latency(quick: bool) -> anyhow::Result<Vec<Figure>> {
             f.write_all(line.as_bytes())?;
         }
         let got = tokio::time::timeout(Duration::from_secs(5), sub.next()).await;
-        anyhow::ensure!(matches!(got, Ok(Some(_))), "no milestone event within 5 s for line {i}");
+        anyhow::ensure!(
+            matches!(got, Ok(Some(_))),
+            "no milestone event within 5 s for line {i}"
+        );
         // The first lines warm up connections and the watcher's notifications.
         if i >= 20 {
             lat.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -41,7 +41,10 @@ pub struct Figure {
 }
 
 fn print_table(figures: &[Figure]) {
-    println!("{:<44} {:>14} {:<8} {:>14} {:>8}  {:<28} MET", "FIGURE", "VALUE", "UNIT", "BASELINE", "RATIO", "GOAL");
+    println!(
+        "{:<44} {:>14} {:<8} {:>14} {:>8}  {:<28} MET",
+        "FIGURE", "VALUE", "UNIT", "BASELINE", "RATIO", "GOAL"
+    );
     for f in figures {
         println!(
             "{:<44} {:>14.3} {:<8} {:>14.3} {:>8.3}  {:<28} {}",

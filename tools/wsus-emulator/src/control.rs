@@ -1,0 +1,76 @@
+//! The control API (fault injection, inspection) and its client, `wsus-emulator ctl`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+
+use crate::state::{Emulator, Fault, Server};
+
+pub fn router(emu: Arc<Emulator>) -> Router {
+    Router::new()
+        .route("/servers", get(list))
+        .route("/servers/{server}", post(add))
+        .route("/faults/{server}/{kind}", post(fault))
+        .route("/faults/{server}", delete(clear))
+        .with_state(emu)
+}
+
+async fn list(State(emu): State<Arc<Emulator>>) -> Json<Vec<Server>> {
+    Json(emu.servers())
+}
+
+async fn add(State(emu): State<Arc<Emulator>>, Path(server): Path<String>) -> StatusCode {
+    emu.add_server(&server, None, None, None);
+    StatusCode::NO_CONTENT
+}
+
+async fn fault(
+    State(emu): State<Arc<Emulator>>,
+    Path((server, kind)): Path<(String, String)>,
+) -> (StatusCode, String) {
+    match Fault::parse(&kind) {
+        Some(f) => {
+            emu.set_fault(&server, f);
+            (StatusCode::OK, format!("{server}: {kind}\n"))
+        }
+        None => (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown fault {kind:?}: one of {}\n",
+                Fault::ALL.map(|f| f.as_str()).join(", ")
+            ),
+        ),
+    }
+}
+
+async fn clear(
+    State(emu): State<Arc<Emulator>>,
+    Path(server): Path<String>,
+) -> (StatusCode, String) {
+    emu.clear_faults(&server);
+    (StatusCode::OK, format!("{server}: healthy\n"))
+}
+
+/// `wsus-emulator ctl ...`: one request to the control API.
+pub async fn client(control: &str, method: reqwest::Method, path: &str) -> anyhow::Result<String> {
+    let base = if control.starts_with("http") {
+        control.to_string()
+    } else {
+        format!("http://{control}")
+    };
+    let resp = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("the emulator's control API at {base} did not answer: {e}"))?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        anyhow::bail!("{}", text.trim());
+    }
+    Ok(text)
+}
