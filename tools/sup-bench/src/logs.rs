@@ -31,7 +31,7 @@ fn generate(path: &Path, size: u64) -> anyhow::Result<u64> {
     let mut hits = 0;
     while written < size {
         n += 1;
-        let msg = if n % 1000 == 0 {
+        let msg = if n.is_multiple_of(1000) {
             hits += 1;
             "Installation was successful."
         } else {
