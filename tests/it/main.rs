@@ -5,4 +5,5 @@ mod bus;
 mod coordinator;
 mod emulator;
 mod logwatch;
+mod procedure;
 mod support;

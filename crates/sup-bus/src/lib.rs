@@ -383,3 +383,110 @@ pub fn decode_command(subject: &str, payload: &[u8]) -> Result<Command, BusError
 
 /// Re-exported so services name stream types without depending on async-nats paths.
 pub use stream::Stream as JsStream;
+
+/// Small membership lists kept in KV so that nobody lists a bucket's keys (each listing costs
+/// the server a consumer): the applied site codes, and per site the servers with role records.
+impl Bus {
+    /// The key in `sup_sites` that lists the applied site codes.
+    pub const SITES_INDEX: &'static str = "index";
+
+    /// The key in `sup_sites` that lists the servers of a site that have role records.
+    pub fn roles_index(site: &str) -> String {
+        format!("{}.roles", subjects::site_key(site))
+    }
+
+    /// The members of an index (sorted, unique).
+    pub async fn index_members(
+        &self,
+        store: &kv::Store,
+        key: &str,
+    ) -> Result<Vec<String>, BusError> {
+        Ok(match self.kv_get(store, key).await? {
+            Some((b, _)) => String::from_utf8_lossy(&b)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => Vec::new(),
+        })
+    }
+
+    /// Adds or removes a member with a compare-and-set loop.
+    pub async fn index_update(
+        &self,
+        store: &kv::Store,
+        key: &str,
+        member: &str,
+        present: bool,
+    ) -> Result<(), BusError> {
+        for _ in 0..64 {
+            let current = self.kv_get(store, key).await?;
+            let mut members: std::collections::BTreeSet<String> = current
+                .as_ref()
+                .map(|(b, _)| {
+                    String::from_utf8_lossy(b)
+                        .lines()
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let changed = if present {
+                members.insert(member.to_string())
+            } else {
+                members.remove(member)
+            };
+            if !changed {
+                return Ok(());
+            }
+            let value: Bytes = members.into_iter().collect::<Vec<_>>().join("\n").into();
+            let cas = match current {
+                Some((_, rev)) => self.kv_update(store, key, value, rev).await?,
+                None => self.kv_create(store, key, value).await?,
+            };
+            if let Cas::Won(_) = cas {
+                return Ok(());
+            }
+        }
+        Err(BusError::Kv {
+            op: "index",
+            bucket: store.name.clone(),
+            key: key.to_string(),
+            message: "kept changing under concurrent writers".into(),
+        })
+    }
+
+    /// Every applied site's stored spec, by code.
+    pub async fn all_sites(&self) -> Result<Vec<(String, Bytes)>, BusError> {
+        let mut out = Vec::new();
+        for code in self
+            .index_members(&self.buckets.sites, Self::SITES_INDEX)
+            .await?
+        {
+            if let Some((b, _)) = self
+                .kv_get(&self.buckets.sites, &subjects::site_key(&code))
+                .await?
+            {
+                out.push((code, b));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every role record of a site.
+    pub async fn site_roles(&self, site: &str) -> Result<Vec<Bytes>, BusError> {
+        let mut out = Vec::new();
+        for server in self
+            .index_members(&self.buckets.sites, &Self::roles_index(site))
+            .await?
+        {
+            if let Some((b, _)) = self
+                .kv_get(&self.buckets.roles, &subjects::role_key(site, &server))
+                .await?
+            {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -908,7 +908,12 @@ impl Coordinator {
                         .is_some();
                 }
                 "role_install_failed" => {
-                    let reason = format!("setup failed: {}", m.line);
+                    let why = m
+                        .fields
+                        .get("reason")
+                        .cloned()
+                        .unwrap_or_else(|| m.line.clone());
+                    let reason = format!("setup failed ({}): {why}", m.log);
                     touched = self
                         .role_events(site, server, &[RoleEvent::InstallFailed], &e.id, |r| {
                             r.reason = reason.clone()

@@ -3,9 +3,9 @@
 //! bucket, and every write that matters is a compare-and-set.
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use sup_bus::async_nats::jetstream::kv;
 use sup_bus::{Bus, BusError, Cas, subjects};
+
 use sup_proto::prost::Message;
 use sup_proto::v1;
 
@@ -71,35 +71,24 @@ impl Store {
         }
     }
 
-    async fn keys(&self, kv: &kv::Store, bucket: &'static str) -> Result<Vec<String>, StoreError> {
-        let list = |e: &dyn std::fmt::Display| StoreError::List {
-            bucket,
-            message: e.to_string(),
-        };
-        let keys = kv.keys().await.map_err(|e| list(&e))?;
-        keys.try_collect().await.map_err(|e| list(&e))
-    }
-
     pub async fn site(&self, code: &str) -> Result<Option<(v1::Site, u64)>, StoreError> {
         self.get(&self.bus.buckets.sites, &subjects::site_key(code), "site")
             .await
     }
 
+    /// Every applied site, sorted by code.
     pub async fn sites(&self) -> Result<Vec<v1::Site>, StoreError> {
         let mut out = Vec::new();
-        let mut keys = self.keys(&self.bus.buckets.sites, "sup_sites").await?;
-        keys.sort();
-        for k in keys.into_iter().filter(|k| !k.contains('.')) {
-            if let Some((s, _)) = self.get(&self.bus.buckets.sites, &k, "site").await? {
-                out.push(s);
-            }
+        for (code, bytes) in self.bus.all_sites().await? {
+            out.push(decode(&code, "site", &bytes)?);
         }
         Ok(out)
     }
 
     pub async fn put_site(&self, site: &v1::Site) -> Result<u64, StoreError> {
         let key = subjects::site_key(&site.code);
-        self.bus
+        let rev = self
+            .bus
             .buckets
             .sites
             .put(&key, site.encode_to_vec().into())
@@ -111,10 +100,17 @@ impl Store {
                     key,
                     message: e.to_string(),
                 })
-            })
+            })?;
+        self.bus
+            .index_update(&self.bus.buckets.sites, Bus::SITES_INDEX, &site.code, true)
+            .await?;
+        Ok(rev)
     }
 
     pub async fn delete_site(&self, code: &str) -> Result<(), StoreError> {
+        self.bus
+            .index_update(&self.bus.buckets.sites, Bus::SITES_INDEX, code, false)
+            .await?;
         let key = subjects::site_key(code);
         self.bus.buckets.sites.delete(&key).await.map_err(|e| {
             StoreError::Bus(BusError::Kv {
@@ -175,14 +171,9 @@ impl Store {
 
     /// Every role record of a site, sorted by server.
     pub async fn roles(&self, site: &str) -> Result<Vec<v1::RoleStatus>, StoreError> {
-        let prefix = format!("{}.", subjects::site_key(site));
         let mut out: Vec<v1::RoleStatus> = Vec::new();
-        for k in self.keys(&self.bus.buckets.roles, "sup_roles").await? {
-            if k.starts_with(&prefix)
-                && let Some((r, _)) = self.get(&self.bus.buckets.roles, &k, "role").await?
-            {
-                out.push(r);
-            }
+        for bytes in self.bus.site_roles(site).await? {
+            out.push(decode(site, "role", &bytes)?);
         }
         out.sort_by(|a, b| a.server.cmp(&b.server));
         Ok(out)
@@ -207,7 +198,18 @@ impl Store {
             let bytes: Bytes = after.encode_to_vec().into();
             let cas = match &current {
                 Some((_, rev)) => self.bus.kv_update(kv, &key, bytes, *rev).await?,
-                None => self.bus.kv_create(kv, &key, bytes).await?,
+                None => {
+                    // Indexed before it exists, so a reader never misses a record.
+                    self.bus
+                        .index_update(
+                            &self.bus.buckets.sites,
+                            &Bus::roles_index(site),
+                            server,
+                            true,
+                        )
+                        .await?;
+                    self.bus.kv_create(kv, &key, bytes).await?
+                }
             };
             if let Cas::Won(revision) = cas {
                 return Ok(Some(RoleChange {

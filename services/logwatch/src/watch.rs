@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use notify::Watcher as _;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -160,28 +159,20 @@ impl Watcher {
         let mut out = Vec::new();
         let mut roles: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         if self.settings.discover {
-            let kv = &self.bus.buckets.roles;
-            let keys: Vec<String> = kv.keys().await?.try_collect().await?;
-            for k in keys {
-                if let Some((bytes, _)) = self.bus.kv_get(kv, &k).await?
-                    && let Ok(r) = v1::RoleStatus::decode(bytes)
-                    && r.state != v1::RoleState::Removed as i32
-                {
-                    roles
-                        .entry(r.site.clone())
-                        .or_default()
-                        .insert(r.server.clone());
+            for (code, bytes) in self.bus.all_sites().await? {
+                let Ok(site) = v1::Site::decode(bytes) else {
+                    continue;
+                };
+                let servers = roles.entry(code.clone()).or_default();
+                for b in self.bus.site_roles(&code).await? {
+                    if let Ok(r) = v1::RoleStatus::decode(b)
+                        && r.state != v1::RoleState::Removed as i32
+                    {
+                        servers.insert(r.server.clone());
+                    }
                 }
-            }
-            let sites = &self.bus.buckets.sites;
-            let keys: Vec<String> = sites.keys().await?.try_collect().await?;
-            for k in keys.into_iter().filter(|k| !k.contains('.')) {
-                if let Some((bytes, _)) = self.bus.kv_get(sites, &k).await?
-                    && let Ok(s) = v1::Site::decode(bytes)
-                    && !s.site_server.is_empty()
-                {
-                    roles.entry(s.code.clone()).or_default();
-                    out.push((s.code.clone(), s.site_server.clone()));
+                if !site.site_server.is_empty() {
+                    out.push((code.clone(), site.site_server.clone()));
                 }
             }
         }

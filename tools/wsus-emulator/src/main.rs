@@ -25,6 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the emulator.
+    #[command(args_override_self = true)]
     Run {
         /// WSUS web site listener (HTTP); repeatable.
         #[arg(long = "http", default_value = "127.0.0.1:8530")]

@@ -75,6 +75,8 @@ pub struct Server {
     pub subscription: Option<Subscription>,
     pub upstream: String,
     pub syncs: u32,
+    /// Setups actually run (a retried request with the same op id does not count).
+    pub installs: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -197,6 +199,7 @@ impl Emulator {
             subscription: None,
             upstream: String::new(),
             syncs: 0,
+            installs: 0,
         });
     }
 
@@ -297,6 +300,7 @@ impl Emulator {
                 return false;
             }
             s.installing = true;
+            s.installs += 1;
             true
         });
         if !started {
