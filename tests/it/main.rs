@@ -4,6 +4,7 @@
 mod bus;
 mod coordinator;
 mod emulator;
+mod health;
 mod logwatch;
 mod procedure;
 mod support;

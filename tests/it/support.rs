@@ -28,6 +28,7 @@ pub fn coordinator(nats: &NatsServer) -> Coordinator {
             ),
             ("SUP_COORDINATOR__NATS__URL", nats.url().to_string()),
             ("SUP_COORDINATOR__RECONCILE_INTERVAL_SECS", "1".to_string()),
+            ("SUP_COORDINATOR__FAILOVER_AFTER_SECS", "1".to_string()),
         ],
     )
     .expect("start sup-coordinator");

@@ -18,6 +18,8 @@ pub const ACTIVE_BUCKET: &str = "sup_active";
 pub const OPS_BUCKET: &str = "sup_ops";
 /// Read positions of the log watcher, per file.
 pub const POSITIONS_BUCKET: &str = "sup_positions";
+/// The latest health report of each SUP server.
+pub const HEALTH_BUCKET: &str = "sup_health";
 
 /// How to reach and lay out the bus.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -82,6 +84,7 @@ pub struct Buckets {
     pub active: kv::Store,
     pub ops: kv::Store,
     pub positions: kv::Store,
+    pub health: kv::Store,
 }
 
 /// Creates or updates every stream and bucket.
@@ -149,6 +152,7 @@ pub async fn ensure(js: &jetstream::Context, config: &BusConfig) -> Result<Bucke
         ),
         bucket(OPS_BUCKET, 1, "results of mutating requests by op id"),
         bucket(POSITIONS_BUCKET, 1, "log watcher read positions"),
+        bucket(HEALTH_BUCKET, 1, "latest WSUS health report per SUP server"),
     ] {
         let name = cfg.bucket.clone();
         let store = js
@@ -173,5 +177,6 @@ pub async fn ensure(js: &jetstream::Context, config: &BusConfig) -> Result<Bucke
         active: next()?,
         ops: next()?,
         positions: next()?,
+        health: next()?,
     })
 }

@@ -62,6 +62,7 @@ pub fn event_kind(event: &Event) -> &'static str {
         Some(Payload::SyncStarted(_)) => "sync_started",
         Some(Payload::SyncFinished(_)) => "sync_finished",
         Some(Payload::CommandRejected(_)) => "command_rejected",
+        Some(Payload::Alert(_)) => "alert",
         None => "unknown",
     }
 }

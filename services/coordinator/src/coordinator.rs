@@ -31,6 +31,8 @@ const VERIFY_DATABASE: &str = "wsus_database_ok";
 pub struct Coordinator {
     pub store: Store,
     pub metrics: Metrics,
+    /// How long an active SUP must be unhealthy before an `auto` site fails over.
+    pub failover_after: std::time::Duration,
 }
 
 fn now() -> sup_proto::prost_types::Timestamp {
@@ -144,7 +146,11 @@ fn describe_changes(old: Option<&Site>, new: &Site) -> Vec<String> {
 
 impl Coordinator {
     pub fn new(store: Store, metrics: Metrics) -> Self {
-        Self { store, metrics }
+        Self {
+            store,
+            metrics,
+            failover_after: std::time::Duration::from_secs(30),
+        }
     }
 
     async fn publish(&self, e: &v1::Event) -> Result<(), ApiError> {
@@ -443,8 +449,107 @@ impl Coordinator {
         for slot in [SlotKind::Intranet, SlotKind::Internet] {
             self.reconcile_slot(&site, slot).await?;
         }
+        for slot in [SlotKind::Intranet, SlotKind::Internet] {
+            self.check_failover(&site, slot).await?;
+        }
         self.configure_component(&site, spec_rev).await?;
         Ok(())
+    }
+
+    /// Automatic failover: when the holder of a slot of an `auto` site has been unhealthy for
+    /// `failover_after`, move the slot (compare-and-set, new epoch) to the best ready and healthy
+    /// standby that may hold it. With none, keep the slot and raise an alert (once per epoch).
+    /// `manual` sites only see the health events.
+    async fn check_failover(&self, site: &Site, slot: SlotKind) -> Result<(), ApiError> {
+        let code = site.code.as_str();
+        let Some((a, epoch)) = self.store.slot(code, slot_name(slot)).await? else {
+            return Ok(());
+        };
+        if a.target.is_empty() {
+            return Ok(());
+        }
+        let roles: BTreeMap<String, v1::RoleStatus> = self
+            .store
+            .roles(code)
+            .await?
+            .into_iter()
+            .map(|r| (r.server.clone(), r))
+            .collect();
+        let now = SystemTime::now();
+        let unhealthy_for = |server: &str| -> Option<std::time::Duration> {
+            let r = roles.get(server)?;
+            if state_of(r) != RoleState::Unhealthy {
+                return None;
+            }
+            let since = r.updated.and_then(|t| {
+                SystemTime::UNIX_EPOCH
+                    .checked_add(std::time::Duration::new(t.seconds.max(0) as u64, 0))
+            })?;
+            now.duration_since(since).ok()
+        };
+        // One node of an NLB cluster down leaves the cluster serving; all down does not.
+        let down: Vec<std::time::Duration> =
+            a.members.iter().filter_map(|m| unhealthy_for(m)).collect();
+        if down.len() < a.members.len() || down.is_empty() {
+            return Ok(());
+        }
+        let longest = down.iter().min().copied().unwrap_or_default();
+        if longest < self.failover_after {
+            return Ok(());
+        }
+        if site.failover != sup_core::model::Failover::Auto {
+            return Ok(());
+        }
+        let healthy_ready = |server: &str| {
+            roles.get(server).is_some_and(|r| {
+                state_of(r) == RoleState::Ready && r.health == v1::Health::Healthy as i32
+            })
+        };
+        let mut candidates: Vec<SlotTarget> = site
+            .software_update_points
+            .iter()
+            .filter_map(|s| site.target(&s.server))
+            .chain(
+                site.nlb_clusters
+                    .iter()
+                    .filter_map(|c| site.target(&c.name)),
+            )
+            .filter(|t| t.name != a.target && t.members.iter().all(|m| healthy_ready(m)))
+            .collect();
+        // NLB clusters before single servers (more capacity), then by name for a stable choice.
+        candidates.sort_by(|x, y| y.nlb.cmp(&x.nlb).then(x.name.cmp(&y.name)));
+        let cause = format!(
+            "failover: {} unhealthy for {}s",
+            a.target,
+            longest.as_secs()
+        );
+        for t in candidates {
+            match self.activate(site, slot, &t.name, &cause, "").await {
+                Ok(new) => {
+                    tracing::warn!(site = code, slot = slot_name(slot), from = %a.target, to = %new.target, epoch = new.epoch, "failed over");
+                    return Ok(());
+                }
+                Err(ApiError::Precondition(_)) => continue,
+                Err(ApiError::Aborted(_)) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        self.publish(&event(
+            code,
+            &a.target,
+            epoch,
+            "",
+            format!("alert:no-standby:{code}:{}:{epoch}", slot_name(slot)),
+            Payload::Alert(v1::Alert {
+                kind: "no_healthy_standby".into(),
+                message: format!(
+                    "the active {} SUP {} of site {code} is unhealthy and no ready, healthy standby can take the slot",
+                    slot_name(slot),
+                    a.target
+                ),
+            }),
+        ))
+        .await
     }
 
     async fn remove_role_record(

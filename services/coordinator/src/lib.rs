@@ -31,6 +31,7 @@ listen = "127.0.0.1:50051"
 admin_listen = "127.0.0.1:9101"
 log_format = "pretty"
 reconcile_interval_secs = 15
+failover_after_secs = 30
 
 [nats]
 url = "nats://127.0.0.1:4222"
@@ -46,6 +47,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// How often every site is reconciled even without events (repairs after crashes).
     pub reconcile_interval_secs: u64,
+    /// How long the active SUP of an `auto` site must be unhealthy before the slot moves.
+    pub failover_after_secs: u64,
     pub nats: BusConfig,
 }
 
@@ -76,7 +79,8 @@ pub async fn run(
     let metrics = metrics::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
-    let coordinator = Coordinator::new(store::Store { bus: bus.clone() }, metrics.clone());
+    let mut coordinator = Coordinator::new(store::Store { bus: bus.clone() }, metrics.clone());
+    coordinator.failover_after = Duration::from_secs(settings.failover_after_secs);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_srv = Admin::new(registry);

@@ -57,6 +57,7 @@ fn kind_and_details(p: Option<&Payload>) -> (&'static str, Value) {
             "command_rejected",
             json!({"command_id": c.command_id, "reason": c.reason}),
         ),
+        Some(Payload::Alert(a)) => ("alert", json!({"kind": a.kind, "message": a.message})),
         None => ("unknown", Value::Null),
     }
 }
@@ -120,6 +121,7 @@ pub fn line(w: &v1::WatchedEvent) -> String {
             s.run.as_ref().map(|r| r.state).unwrap_or(0)
         ),
         Some(Payload::CommandRejected(c)) => c.reason.clone(),
+        Some(Payload::Alert(a)) => format!("{}: {}", a.kind, a.message),
         None => String::new(),
     };
     format!(

@@ -1,0 +1,487 @@
+//! The probe ladder of a SUP's WSUS web site.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_rustls::rustls::{self, pki_types::ServerName};
+
+use crate::*;
+
+/// How one step of the ladder went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProbeResult {
+    Ok,
+    ConnectFailed,
+    TlsFailed,
+    Timeout,
+    HtmlError,
+    SoapFault,
+    BadResponse,
+}
+
+impl ProbeResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeResult::Ok => "ok",
+            ProbeResult::ConnectFailed => "connect_failed",
+            ProbeResult::TlsFailed => "tls_failed",
+            ProbeResult::Timeout => "timeout",
+            ProbeResult::HtmlError => "html_error",
+            ProbeResult::SoapFault => "soap_fault",
+            ProbeResult::BadResponse => "bad_response",
+        }
+    }
+}
+
+/// One step's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Component {
+    /// `tcp`, `tls`, `server_sync`, `client_web_service`, `simple_auth_wsdl`, `dss_auth_wsdl`,
+    /// `reporting_wsdl`, `selfupdate`.
+    pub name: &'static str,
+    pub result: ProbeResult,
+    pub detail: String,
+    pub latency: Duration,
+}
+
+/// Where and how to probe one server.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The SUP's FQDN (the HTTP Host, and the name its certificate must carry).
+    pub host: String,
+    /// Where to connect (resolved by the caller, so labs can override names).
+    pub addr: SocketAddr,
+    pub http_port: u16,
+    pub https_port: u16,
+    /// Also check TLS on the HTTPS port.
+    pub ssl: bool,
+}
+
+/// A prober with its HTTP client and TLS trust.
+#[derive(Clone)]
+pub struct Prober {
+    timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// Classifies an HTTP answer to a SOAP call: text/xml with the expected element is ok; HTML is
+/// an IIS/ASP.NET error page; a SOAP fault means the service is up but failing.
+pub fn classify_soap(
+    status: u16,
+    content_type: &str,
+    body: &str,
+    expect: &[&str],
+) -> (ProbeResult, String) {
+    let ct = content_type.to_ascii_lowercase();
+    if ct.starts_with("text/html")
+        || body
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("<!doctype html")
+        || body.trim_start().starts_with("<html")
+    {
+        return (
+            ProbeResult::HtmlError,
+            format!("HTTP {status} with an HTML page (IIS or ASP.NET error)"),
+        );
+    }
+    if body.contains(":Fault>") || body.contains("<Fault>") {
+        let reason = body
+            .split("<faultstring>")
+            .nth(1)
+            .and_then(|r| r.split("</faultstring>").next())
+            .unwrap_or("SOAP fault");
+        let code = body
+            .split("<ErrorCode>")
+            .nth(1)
+            .and_then(|r| r.split("</ErrorCode>").next());
+        return (
+            ProbeResult::SoapFault,
+            match code {
+                Some(c) => format!("HTTP {status} SOAP fault {c}: {reason}"),
+                None => format!("HTTP {status} SOAP fault: {reason}"),
+            },
+        );
+    }
+    if status != 200 || !ct.starts_with("text/xml") {
+        return (
+            ProbeResult::BadResponse,
+            format!("HTTP {status}, content type {content_type:?}"),
+        );
+    }
+    match expect.iter().find(|e| !body.contains(**e)) {
+        Some(missing) => (
+            ProbeResult::BadResponse,
+            format!("the answer lacks {missing}"),
+        ),
+        None => (ProbeResult::Ok, String::new()),
+    }
+}
+
+fn classify_error(e: &reqwest::Error) -> (ProbeResult, String) {
+    if e.is_timeout() {
+        (ProbeResult::Timeout, e.to_string())
+    } else if e.is_connect() {
+        (ProbeResult::ConnectFailed, e.to_string())
+    } else {
+        // A reset or a connection closed without an answer: the server is not serving.
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            msg = format!("{msg}: {s}");
+            src = s.source();
+        }
+        (ProbeResult::ConnectFailed, msg)
+    }
+}
+
+impl Prober {
+    /// `roots`: PEM certificates to trust for TLS (none: TLS probes fail verification).
+    pub fn new(timeout: Duration, roots_pem: &[u8]) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        for der in pem_certificates(roots_pem) {
+            let _ = roots.add(der.into());
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .unwrap_or_else(|_| {
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("TLS 1.2 is supported by ring")
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        });
+        Self {
+            timeout,
+            tls: Arc::new(tls),
+        }
+    }
+
+    fn client(&self, t: &Target) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
+            .resolve(&t.host, SocketAddr::new(t.addr.ip(), t.http_port))
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .pool_max_idle_per_host(0)
+            .build()
+    }
+
+    /// Runs the whole ladder. A failed TCP connect ends it early (nothing else can answer).
+    pub async fn probe(&self, t: &Target) -> Vec<Component> {
+        let mut out = Vec::new();
+        let started = Instant::now();
+        let tcp = tokio::time::timeout(
+            self.timeout,
+            tokio::net::TcpStream::connect(SocketAddr::new(t.addr.ip(), t.http_port)),
+        )
+        .await;
+        let (result, detail) = match tcp {
+            Ok(Ok(_)) => (ProbeResult::Ok, String::new()),
+            Ok(Err(e)) => (ProbeResult::ConnectFailed, e.to_string()),
+            Err(_) => (
+                ProbeResult::Timeout,
+                format!("no TCP connection within {:?}", self.timeout),
+            ),
+        };
+        out.push(Component {
+            name: "tcp",
+            result,
+            detail,
+            latency: started.elapsed(),
+        });
+        if result != ProbeResult::Ok {
+            return out;
+        }
+        if t.ssl {
+            out.push(self.tls(t).await);
+        }
+        let client = match self.client(t) {
+            Ok(c) => c,
+            Err(e) => {
+                out.push(Component {
+                    name: "server_sync",
+                    result: ProbeResult::BadResponse,
+                    detail: format!("building an HTTP client: {e}"),
+                    latency: Duration::ZERO,
+                });
+                return out;
+            }
+        };
+        let base = format!("http://{}:{}", t.host, t.http_port);
+        let sync_action = format!("{NS_SERVER_SYNC}/GetAuthConfig");
+        let client_action = format!("{NS_CLIENT}/GetConfig");
+        let (a, b, c, d, e, f) = futures::join!(
+            self.soap(
+                &client,
+                "server_sync",
+                &base,
+                PATH_SERVER_SYNC,
+                &sync_action,
+                get_auth_config(),
+                &["GetAuthConfigResponse", "<PlugInID>DssTargeting</PlugInID>"]
+            ),
+            self.soap(
+                &client,
+                "client_web_service",
+                &base,
+                PATH_CLIENT,
+                &client_action,
+                get_config(),
+                &["GetConfigResponse", "SimpleTargeting"]
+            ),
+            self.wsdl(
+                &client,
+                "simple_auth_wsdl",
+                &base,
+                PATH_SIMPLE_AUTH,
+                NS_SIMPLE_AUTH
+            ),
+            self.wsdl(&client, "dss_auth_wsdl", &base, PATH_DSS_AUTH, NS_DSS_AUTH),
+            self.wsdl(
+                &client,
+                "reporting_wsdl",
+                &base,
+                PATH_REPORTING,
+                NS_REPORTING
+            ),
+            self.selfupdate(&client, &base),
+        );
+        out.extend([a, b, c, d, e, f]);
+        out
+    }
+
+    async fn soap(
+        &self,
+        c: &reqwest::Client,
+        name: &'static str,
+        base: &str,
+        path: &str,
+        action: &str,
+        body: String,
+        expect: &[&str],
+    ) -> Component {
+        let t = Instant::now();
+        let r = c
+            .post(format!("{base}{path}"))
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .header("SOAPAction", format!("\"{action}\""))
+            .body(body)
+            .send()
+            .await;
+        let (result, detail) = match r {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let ct = r
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                match r.text().await {
+                    Ok(text) => classify_soap(status, &ct, &text, expect),
+                    Err(e) => classify_error(&e),
+                }
+            }
+            Err(e) => classify_error(&e),
+        };
+        Component {
+            name,
+            result,
+            detail,
+            latency: t.elapsed(),
+        }
+    }
+
+    async fn wsdl(
+        &self,
+        c: &reqwest::Client,
+        name: &'static str,
+        base: &str,
+        path: &str,
+        ns: &str,
+    ) -> Component {
+        let t = Instant::now();
+        let (result, detail) = match c.get(format!("{base}{path}?WSDL")).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let ct = r
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                match r.text().await {
+                    Ok(text) => classify_soap(
+                        status,
+                        &ct,
+                        &text,
+                        &["wsdl:definitions", &format!("targetNamespace=\"{ns}\"")],
+                    ),
+                    Err(e) => classify_error(&e),
+                }
+            }
+            Err(e) => classify_error(&e),
+        };
+        Component {
+            name,
+            result,
+            detail,
+            latency: t.elapsed(),
+        }
+    }
+
+    async fn selfupdate(&self, c: &reqwest::Client, base: &str) -> Component {
+        let t = Instant::now();
+        let (result, detail) = match c.get(format!("{base}{PATH_SELFUPDATE}")).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let html = r
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|ct| ct.starts_with("text/html"));
+                match (status, html) {
+                    (200, false) => (ProbeResult::Ok, String::new()),
+                    (_, true) => (
+                        ProbeResult::HtmlError,
+                        format!("HTTP {status} with an HTML page"),
+                    ),
+                    _ => (ProbeResult::BadResponse, format!("HTTP {status}")),
+                }
+            }
+            Err(e) => classify_error(&e),
+        };
+        Component {
+            name: "selfupdate",
+            result,
+            detail,
+            latency: t.elapsed(),
+        }
+    }
+
+    async fn tls(&self, t: &Target) -> Component {
+        let started = Instant::now();
+        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        let attempt = async {
+            let tcp = tokio::net::TcpStream::connect(SocketAddr::new(t.addr.ip(), t.https_port))
+                .await
+                .map_err(|e| (ProbeResult::ConnectFailed, e.to_string()))?;
+            let name = ServerName::try_from(t.host.clone())
+                .map_err(|e| (ProbeResult::TlsFailed, e.to_string()))?;
+            connector
+                .connect(name, tcp)
+                .await
+                .map_err(|e| (ProbeResult::TlsFailed, e.to_string()))?;
+            Ok::<(), (ProbeResult, String)>(())
+        };
+        let (result, detail) = match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(())) => (ProbeResult::Ok, String::new()),
+            Ok(Err(e)) => e,
+            Err(_) => (ProbeResult::Timeout, "no TLS handshake in time".into()),
+        };
+        Component {
+            name: "tls",
+            result,
+            detail,
+            latency: started.elapsed(),
+        }
+    }
+}
+
+/// The DER certificates in a PEM bundle.
+pub fn pem_certificates(pem: &[u8]) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(pem);
+    let mut out = Vec::new();
+    let mut b64 = String::new();
+    let mut inside = false;
+    for line in text.lines() {
+        if line.starts_with("-----BEGIN CERTIFICATE") {
+            inside = true;
+            b64.clear();
+        } else if line.starts_with("-----END CERTIFICATE") {
+            inside = false;
+            out.push(base64(&b64));
+        } else if inside {
+            b64.push_str(line.trim());
+        }
+    }
+    out
+}
+
+fn base64(s: &str) -> Vec<u8> {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut buf, mut bits) = (0u32, 0);
+    for c in s.bytes() {
+        let Some(v) = T.iter().position(|t| *t == c) else {
+            continue;
+        };
+        buf = (buf << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_answers() {
+        let ok = "<soap:Envelope><soap:Body><GetAuthConfigResponse><PlugInID>DssTargeting</PlugInID></GetAuthConfigResponse></soap:Body></soap:Envelope>";
+        assert_eq!(
+            classify_soap(
+                200,
+                "text/xml; charset=utf-8",
+                ok,
+                &["GetAuthConfigResponse"]
+            )
+            .0,
+            ProbeResult::Ok
+        );
+        assert_eq!(
+            classify_soap(503, "text/html", "<html>Service Unavailable</html>", &[]).0,
+            ProbeResult::HtmlError
+        );
+        assert_eq!(
+            classify_soap(200, "text/html; charset=utf-8", "<!DOCTYPE html><p>", &[]).0,
+            ProbeResult::HtmlError,
+            "an error page served with 200"
+        );
+        let fault = "<soap:Envelope><soap:Body><soap:Fault><faultcode>soap:Server</faultcode><faultstring>Fault occurred</faultstring><detail><ErrorCode>InternalServerError</ErrorCode></detail></soap:Fault></soap:Body></soap:Envelope>";
+        let (r, d) = classify_soap(500, "text/xml; charset=utf-8", fault, &[]);
+        assert_eq!(r, ProbeResult::SoapFault);
+        assert!(d.contains("InternalServerError"), "{d}");
+        assert_eq!(
+            classify_soap(200, "text/xml", "<x/>", &["GetConfigResponse"]).0,
+            ProbeResult::BadResponse
+        );
+        assert_eq!(
+            classify_soap(200, "application/json", "{}", &[]).0,
+            ProbeResult::BadResponse
+        );
+        assert_eq!(
+            classify_soap(200, "text/xml", "\u{0}\u{1}garbage", &["x"]).0,
+            ProbeResult::BadResponse
+        );
+    }
+
+    #[test]
+    fn pem_bundles() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\njunk\n-----BEGIN CERTIFICATE-----\n/w==\n-----END CERTIFICATE-----\n";
+        assert_eq!(
+            pem_certificates(pem.as_bytes()),
+            vec![vec![0, 1, 2], vec![255]]
+        );
+    }
+}

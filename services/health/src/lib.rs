@@ -1,0 +1,593 @@
+//! The health service: probes the WSUS web site of every installed SUP role (each NLB node has
+//! its own) with the ladder of `sup-wsus`, combines it with the latest WSUS health lines from the
+//! log watcher, keeps each server's report in KV (`sup_health`) and publishes `HealthChanged` only
+//! on transitions (decided by compare-and-set, so replicas never announce one twice). gRPC
+//! `GetHealth` / `ProbeNow` serve operators.
+
+pub mod assess;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use serde::Deserialize;
+use sup_bus::async_nats::jetstream::consumer;
+use sup_bus::{Bus, BusConfig, Cas, subjects};
+use sup_proto::prost::Message as _;
+use sup_proto::v1::{self, event::Payload};
+use sup_runtime::{Admin, LogFormat};
+use sup_wsus::probe::{ProbeResult, Prober, Target};
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status};
+
+use assess::{Health, LogView};
+
+pub const DEFAULTS: &str = r#"
+listen = "127.0.0.1:50053"
+admin_listen = "127.0.0.1:9104"
+log_format = "pretty"
+interval_ms = 10000
+timeout_ms = 2000
+concurrency = 256
+milestone_max_age_secs = 7200
+ca_file = ""
+
+[resolve]
+
+[nats]
+url = "nats://127.0.0.1:4222"
+replicas = 1
+client_name = "sup-health"
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub interval_ms: u64,
+    /// Per probe step.
+    pub timeout_ms: u64,
+    /// Servers probed at once.
+    pub concurrency: usize,
+    /// WSUS health lines older than this make a server degraded; 0 turns the check off.
+    pub milestone_max_age_secs: u64,
+    /// PEM certificates trusted for the TLS probe (e.g. the emulator's CA).
+    pub ca_file: String,
+    /// Host name (or `*`) → IP address, before the system resolver.
+    pub resolve: BTreeMap<String, String>,
+    pub nats: BusConfig,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabels {
+    pub component: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabel {
+    pub component: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    pub to: String,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub results: Family<ProbeLabels, Counter>,
+    pub latency: Family<ComponentLabel, Histogram>,
+    pub transitions: Family<TransitionLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            results: Family::default(),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ])
+            }),
+            transitions: Family::default(),
+        }
+    }
+}
+
+/// One server to probe, as the registry and the site spec describe it.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    pub site: String,
+    pub server: String,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub ssl: bool,
+}
+
+pub struct HealthService {
+    pub bus: Bus,
+    pub settings: Settings,
+    pub prober: Prober,
+    pub metrics: Metrics,
+    /// server → (milestone name → when seen).
+    seen: Mutex<HashMap<String, HashMap<String, Instant>>>,
+}
+
+fn proto_health(h: Health) -> v1::Health {
+    match h {
+        Health::Healthy => v1::Health::Healthy,
+        Health::Degraded => v1::Health::Degraded,
+        Health::Unhealthy => v1::Health::Unhealthy,
+    }
+}
+
+fn proto_result(r: ProbeResult) -> v1::ProbeResult {
+    match r {
+        ProbeResult::Ok => v1::ProbeResult::Ok,
+        ProbeResult::ConnectFailed => v1::ProbeResult::ConnectFailed,
+        ProbeResult::TlsFailed => v1::ProbeResult::TlsFailed,
+        ProbeResult::Timeout => v1::ProbeResult::Timeout,
+        ProbeResult::HtmlError => v1::ProbeResult::HtmlError,
+        ProbeResult::SoapFault => v1::ProbeResult::SoapFault,
+        ProbeResult::BadResponse => v1::ProbeResult::BadResponse,
+    }
+}
+
+impl HealthService {
+    pub fn new(bus: Bus, settings: Settings) -> anyhow::Result<Self> {
+        let roots = if settings.ca_file.is_empty() {
+            Vec::new()
+        } else {
+            std::fs::read(&settings.ca_file)
+                .with_context(|| format!("reading ca_file {}", settings.ca_file))?
+        };
+        let prober = Prober::new(Duration::from_millis(settings.timeout_ms.max(50)), &roots);
+        Ok(Self {
+            bus,
+            settings,
+            prober,
+            metrics: Metrics::default(),
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Every installed role of every site (NLB nodes included: each has its role).
+    pub async fn targets(&self) -> anyhow::Result<Vec<Probed>> {
+        let mut out = Vec::new();
+        for (code, bytes) in self.bus.all_sites().await? {
+            let Ok(site) = v1::Site::decode(bytes) else {
+                continue;
+            };
+            for b in self.bus.site_roles(&code).await? {
+                let Ok(r) = v1::RoleStatus::decode(b) else {
+                    continue;
+                };
+                let installed = matches!(
+                    v1::RoleState::try_from(r.state),
+                    Ok(v1::RoleState::Installed
+                        | v1::RoleState::Verifying
+                        | v1::RoleState::Ready
+                        | v1::RoleState::Active
+                        | v1::RoleState::Unhealthy)
+                );
+                if !installed {
+                    continue;
+                }
+                let Some(sup) = site
+                    .software_update_points
+                    .iter()
+                    .find(|s| s.server == r.server)
+                else {
+                    continue;
+                };
+                out.push(Probed {
+                    site: code.clone(),
+                    server: r.server.clone(),
+                    http_port: if sup.http_port == 0 {
+                        80
+                    } else {
+                        sup.http_port as u16
+                    },
+                    https_port: if sup.https_port == 0 {
+                        443
+                    } else {
+                        sup.https_port as u16
+                    },
+                    ssl: sup.ssl,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn resolve(&self, host: &str, port: u16) -> Option<IpAddr> {
+        let table = &self.settings.resolve;
+        if let Some(ip) = table
+            .get(host)
+            .or_else(|| table.get("*"))
+            .and_then(|a| a.parse::<IpAddr>().ok())
+        {
+            return Some(ip);
+        }
+        tokio::net::lookup_host((host, port))
+            .await
+            .ok()?
+            .next()
+            .map(|a| a.ip())
+    }
+
+    fn log_view(&self, server: &str) -> LogView {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let age = |name: &str| {
+            seen.get(server)
+                .and_then(|m| m.get(name))
+                .map(|t| t.elapsed())
+        };
+        LogView {
+            components_healthy: age("wsus_components_healthy"),
+            database_ok: age("wsus_database_ok"),
+        }
+    }
+
+    /// Probes one server, stores its report and announces a transition.
+    pub async fn probe(&self, t: &Probed) -> anyhow::Result<v1::HealthReport> {
+        let components = match self.resolve(&t.server, t.http_port).await {
+            Some(ip) => {
+                self.prober
+                    .probe(&Target {
+                        host: t.server.clone(),
+                        addr: SocketAddr::new(ip, t.http_port),
+                        http_port: t.http_port,
+                        https_port: t.https_port,
+                        ssl: t.ssl,
+                    })
+                    .await
+            }
+            None => vec![sup_wsus::probe::Component {
+                name: "tcp",
+                result: ProbeResult::ConnectFailed,
+                detail: format!("{} does not resolve", t.server),
+                latency: Duration::ZERO,
+            }],
+        };
+        for c in &components {
+            self.metrics
+                .results
+                .get_or_create(&ProbeLabels {
+                    component: c.name.to_string(),
+                    result: c.result.as_str().to_string(),
+                })
+                .inc();
+            self.metrics
+                .latency
+                .get_or_create(&ComponentLabel {
+                    component: c.name.to_string(),
+                })
+                .observe(c.latency.as_secs_f64());
+        }
+        let max_age = (self.settings.milestone_max_age_secs > 0)
+            .then(|| Duration::from_secs(self.settings.milestone_max_age_secs));
+        let (health, failing) = assess::assess(&components, self.log_view(&t.server), max_age);
+        let report = v1::HealthReport {
+            site: t.site.clone(),
+            server: t.server.clone(),
+            health: proto_health(health) as i32,
+            components: components
+                .iter()
+                .map(|c| v1::ComponentProbe {
+                    component: c.name.to_string(),
+                    result: proto_result(c.result) as i32,
+                    detail: c.detail.clone(),
+                    latency_ms: c.latency.as_millis().min(u128::from(u32::MAX)) as u32,
+                })
+                .collect(),
+            checked: Some(SystemTime::now().into()),
+        };
+        self.store(&report, &failing).await?;
+        Ok(report)
+    }
+
+    /// Writes the report; a change of health is decided by compare-and-set and announced once.
+    async fn store(
+        &self,
+        report: &v1::HealthReport,
+        failing: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        let key = subjects::role_key(&report.site, &report.server);
+        let kv = &self.bus.buckets.health;
+        for _ in 0..16 {
+            let current = self.bus.kv_get(kv, &key).await?;
+            let previous = current
+                .as_ref()
+                .and_then(|(b, _)| v1::HealthReport::decode(b.clone()).ok())
+                .map(|r| r.health)
+                .unwrap_or(v1::Health::Unknown as i32);
+            let bytes = report.encode_to_vec().into();
+            let cas = match &current {
+                Some((_, rev)) => self.bus.kv_update(kv, &key, bytes, *rev).await?,
+                None => self.bus.kv_create(kv, &key, bytes).await?,
+            };
+            let Cas::Won(rev) = cas else { continue };
+            if previous != report.health {
+                let to = v1::Health::try_from(report.health).unwrap_or(v1::Health::Unknown);
+                tracing::info!(site = %report.site, server = %report.server, from = previous, to = ?to, ?failing, "health changed");
+                self.metrics
+                    .transitions
+                    .get_or_create(&TransitionLabels {
+                        to: format!("{to:?}").to_ascii_lowercase(),
+                    })
+                    .inc();
+                let e = v1::Event {
+                    id: format!("health:{}:{}:{rev}", report.site, report.server),
+                    time: Some(SystemTime::now().into()),
+                    site: report.site.clone(),
+                    server: report.server.clone(),
+                    epoch: 0,
+                    op_id: String::new(),
+                    payload: Some(Payload::HealthChanged(v1::HealthChanged {
+                        from: previous,
+                        to: report.health,
+                        failing: failing
+                            .iter()
+                            .map(|(c, d)| v1::ComponentProbe {
+                                component: c.clone(),
+                                detail: d.clone(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    })),
+                };
+                self.bus.publish_event(&e).await?;
+            }
+            return Ok(());
+        }
+        anyhow::bail!("the health record of {key} kept changing")
+    }
+
+    /// One round: every target, at most `concurrency` at once; each step has its own timeout, so
+    /// one slow server never holds up the others.
+    pub async fn round(self: &Arc<Self>) -> anyhow::Result<()> {
+        let targets = self.targets().await?;
+        let hard = Duration::from_millis(self.settings.timeout_ms.max(50) * 4);
+        futures::stream::iter(targets)
+            .for_each_concurrent(self.settings.concurrency.max(1), |t| {
+                let me = self.clone();
+                async move {
+                    match tokio::time::timeout(hard, me.probe(&t)).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => tracing::warn!(server = %t.server, error = %e, "probe"),
+                        Err(_) => {
+                            tracing::warn!(server = %t.server, "probe exceeded its time budget")
+                        }
+                    }
+                }
+            })
+            .await;
+        Ok(())
+    }
+
+    /// Follows the log watcher's WSUS health milestones (from `max_age` ago).
+    async fn follow_milestones(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let stream = match self.bus.js.get_stream(sup_bus::setup::EVENTS_STREAM).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "events stream");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let c = stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    filter_subject: "sup.evt.*.milestone".into(),
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ..Default::default()
+                })
+                .await;
+            let Ok(c) = c else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            let Ok(mut msgs) = c.messages().await else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            loop {
+                let next = tokio::select! {
+                    m = msgs.next() => m,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                let Some(Ok(m)) = next else { break };
+                let Ok(e) = sup_bus::decode_event(&m.subject, &m.payload) else {
+                    continue;
+                };
+                let Some(Payload::Milestone(ms)) = &e.payload else {
+                    continue;
+                };
+                if ms.name != "wsus_components_healthy" && ms.name != "wsus_database_ok" {
+                    continue;
+                }
+                // When the line was logged, not when it was replayed.
+                let age = e
+                    .time
+                    .and_then(|t| {
+                        SystemTime::UNIX_EPOCH.checked_add(Duration::new(
+                            t.seconds.max(0) as u64,
+                            t.nanos.max(0) as u32,
+                        ))
+                    })
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .unwrap_or_default();
+                let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                self.seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(e.server.clone())
+                    .or_default()
+                    .insert(ms.name.clone(), at);
+            }
+        }
+    }
+
+    async fn stored(&self, site: &str, server: &str) -> anyhow::Result<Vec<v1::HealthReport>> {
+        let mut out = Vec::new();
+        let sites: Vec<String> = if site.is_empty() {
+            self.bus
+                .all_sites()
+                .await?
+                .into_iter()
+                .map(|(c, _)| c)
+                .collect()
+        } else {
+            vec![site.to_string()]
+        };
+        for code in sites {
+            for b in self.bus.site_roles(&code).await? {
+                let Ok(r) = v1::RoleStatus::decode(b) else {
+                    continue;
+                };
+                if !server.is_empty() && r.server != server {
+                    continue;
+                }
+                if let Some((h, _)) = self
+                    .bus
+                    .kv_get(
+                        &self.bus.buckets.health,
+                        &subjects::role_key(&code, &r.server),
+                    )
+                    .await?
+                    && let Ok(h) = v1::HealthReport::decode(h)
+                {
+                    out.push(h);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+pub struct Api(pub Arc<HealthService>);
+
+#[tonic::async_trait]
+impl v1::health_service_server::HealthService for Api {
+    async fn get_health(
+        &self,
+        req: Request<v1::GetHealthRequest>,
+    ) -> Result<Response<v1::GetHealthResponse>, Status> {
+        let r = req.into_inner();
+        let reports = self
+            .0
+            .stored(&r.site, &r.server)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(v1::GetHealthResponse { reports }))
+    }
+
+    async fn probe_now(
+        &self,
+        req: Request<v1::ProbeNowRequest>,
+    ) -> Result<Response<v1::HealthReport>, Status> {
+        let r = req.into_inner();
+        let targets = self
+            .0
+            .targets()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let t = targets
+            .into_iter()
+            .find(|t| t.server == r.server && (r.site.is_empty() || t.site == r.site))
+            .ok_or_else(|| {
+                Status::not_found(format!("{} is not an installed SUP role", r.server))
+            })?;
+        let report = self
+            .0
+            .probe(&t)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(report))
+    }
+}
+
+pub async fn run(
+    grpc: TcpListener,
+    admin: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let bus = Bus::connect(&settings.nats)
+        .await
+        .context("connecting to NATS")?;
+    let svc = Arc::new(HealthService::new(bus.clone(), settings)?);
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register(
+        "sup_probe_results",
+        "Probe steps by component and result",
+        svc.metrics.results.clone(),
+    );
+    registry.register(
+        "sup_probe_latency_seconds",
+        "Probe step latency by component",
+        svc.metrics.latency.clone(),
+    );
+    registry.register(
+        "sup_health_transitions",
+        "Health transitions by new health",
+        svc.metrics.transitions.clone(),
+    );
+    let admin_srv = Admin::new(registry);
+    let readiness = admin_srv.readiness.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut admin_stop = stop_rx.clone();
+    let admin_task = tokio::spawn(admin_srv.serve(admin, async move {
+        let _ = admin_stop.wait_for(|s| *s).await;
+    }));
+    let follower = tokio::spawn(svc.clone().follow_milestones(stop_rx.clone()));
+    let prober = {
+        let svc = svc.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let every = Duration::from_millis(svc.settings.interval_ms.max(100));
+            loop {
+                if let Err(e) = svc.round().await {
+                    tracing::warn!(error = %e, "probe round");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    };
+    let g = sup_runtime::grpc::routes()?;
+    let mut routes = g.routes;
+    routes.add_service(v1::health_service_server::HealthServiceServer::new(Api(
+        svc.clone(),
+    )));
+    g.health
+        .set_serving::<v1::health_service_server::HealthServiceServer<Api>>()
+        .await;
+    readiness.set(true);
+    let mut grpc_stop = stop_rx.clone();
+    let grpc_task = tokio::spawn(sup_runtime::grpc::serve(routes, grpc, async move {
+        let _ = grpc_stop.wait_for(|s| *s).await;
+    }));
+    shutdown.await;
+    readiness.set(false);
+    let _ = stop_tx.send(true);
+    let _ = prober.await;
+    let _ = follower.await;
+    grpc_task.await.context("gRPC task")??;
+    admin_task.await.context("admin task")??;
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! The health service and automatic failover, through the real binaries.
+
+use std::time::{Duration, Instant};
+
+use sup_proto::v1::{self, event::Payload, health_service_client::HealthServiceClient};
+use sup_testkit::{Process, free_port};
+
+use crate::procedure::stack;
+use crate::support::*;
+
+fn start_health(nats_url: &str, dir: &std::path::Path, ca: &std::path::Path) -> (Process, String) {
+    let grpc = free_port().expect("port");
+    let admin = free_port().expect("port");
+    let config = dir.join("health.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{grpc}\"\nadmin_listen = \"127.0.0.1:{admin}\"\ninterval_ms = 300\ntimeout_ms = 500\nmilestone_max_age_secs = 30\nca_file = \"{}\"\n[resolve]\n\"*\" = \"127.0.0.1\"\n[nats]\nurl = \"{nats_url}\"\n",
+            ca.display()
+        ),
+    )
+    .expect("config");
+    let mut p = Process::start(
+        "sup-health",
+        &["--config", config.to_str().expect("path")],
+        &[],
+    )
+    .expect("health");
+    p.wait_port(grpc, Duration::from_secs(30))
+        .expect("health up");
+    (p, format!("http://127.0.0.1:{grpc}"))
+}
+
+async fn report(
+    c: &mut HealthServiceClient<tonic::transport::Channel>,
+    server: &str,
+) -> Option<v1::HealthReport> {
+    c.get_health(v1::GetHealthRequest {
+        site: "AUT".into(),
+        server: server.into(),
+    })
+    .await
+    .ok()?
+    .into_inner()
+    .reports
+    .into_iter()
+    .next()
+}
+
+async fn wait_health(
+    c: &mut HealthServiceClient<tonic::transport::Channel>,
+    server: &str,
+    health: v1::Health,
+    component: Option<(&str, v1::ProbeResult)>,
+) -> v1::HealthReport {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(r) = report(c, server).await
+            && r.health == health as i32
+            && component.is_none_or(|(name, result)| {
+                r.components
+                    .iter()
+                    .any(|x| x.component == name && x.result == result as i32)
+            })
+        {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{server} never became {health:?} with {component:?}: {:?}",
+            report(c, server).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn ctl(control: &str, args: &[&str]) {
+    let out = std::process::Command::new(sup_testkit::binary("wsus-emulator").expect("bin"))
+        .args(["ctl", "--control", control])
+        .args(args)
+        .output()
+        .expect("ctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn faults_are_classified_and_an_auto_site_fails_over() {
+    // The emulator's WSUS sites answer on its own ports, so the SUPs are declared with them.
+    let http = free_port().expect("port");
+    let https = free_port().expect("port");
+    let ports = format!("{http},{https}");
+    let http_l = format!("127.0.0.1:{http}");
+    let https_l = format!("127.0.0.1:{https}");
+    let s = stack(&[
+        "--http",
+        &http_l,
+        "--https",
+        &https_l,
+        "--default-ports",
+        &ports,
+        "--health-interval-ms",
+        "200",
+    ]);
+    let (_health, endpoint) = start_health(s.nats.url(), s.dir.path(), &s.emulator.ca);
+    let file = site_file(&format!(
+        "[[site]]\ncode = \"AUT\"\nfailover = \"auto\"\n[[site.site_system]]\nserver = \"a1.corp.example.com\"\n[[site.site_system]]\nserver = \"a2.corp.example.com\"\n[[site.software_update_point]]\nserver = \"a1.corp.example.com\"\nactive = \"intranet\"\nhttp_port = {http}\nhttps_port = {https}\nssl = true\n[[site.software_update_point]]\nserver = \"a2.corp.example.com\"\nhttp_port = {http}\nhttps_port = {https}\nssl = true\n"
+    ));
+    let out = supctl(
+        &s.coordinator.endpoint,
+        &[
+            "apply",
+            "-f",
+            file.path().to_str().expect("path"),
+            "--wait",
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let mut c = HealthServiceClient::connect(endpoint)
+        .await
+        .expect("health client");
+    let r = wait_health(
+        &mut c,
+        "a2.corp.example.com",
+        v1::Health::Healthy,
+        Some(("tls", v1::ProbeResult::Ok)),
+    )
+    .await;
+    assert_eq!(
+        r.components.len(),
+        8,
+        "tcp, tls and six service steps: {r:?}"
+    );
+    wait_health(&mut c, "a1.corp.example.com", v1::Health::Healthy, None).await;
+
+    // Each fault on the standby: its classification, then recovery.
+    for (fault, component, result) in [
+        ("html-error", "server_sync", v1::ProbeResult::HtmlError),
+        ("db-down", "client_web_service", v1::ProbeResult::SoapFault),
+        ("slow", "server_sync", v1::ProbeResult::Timeout),
+        ("down", "server_sync", v1::ProbeResult::ConnectFailed),
+    ] {
+        ctl(
+            &s.emulator.control,
+            &["fault", "a2.corp.example.com", fault],
+        );
+        wait_health(
+            &mut c,
+            "a2.corp.example.com",
+            v1::Health::Unhealthy,
+            Some((component, result)),
+        )
+        .await;
+        ctl(&s.emulator.control, &["clear", "a2.corp.example.com"]);
+        wait_health(&mut c, "a2.corp.example.com", v1::Health::Healthy, None).await;
+    }
+    // The other server was never disturbed by the standby's troubles.
+    assert_eq!(
+        report(&mut c, "a1.corp.example.com")
+            .await
+            .map(|r| r.health),
+        Some(v1::Health::Healthy as i32)
+    );
+
+    let before = wait_status(&s.coordinator.endpoint, "a2 ready and healthy", |st| {
+        st["sites"][0]["roles"].as_array().is_some_and(|rs| {
+            rs.iter().any(|r| {
+                r["server"] == "a2.corp.example.com"
+                    && r["state"] == "ready"
+                    && r["health"] == "healthy"
+            })
+        })
+    })
+    .await;
+    let old_epoch = before["sites"][0]["active"]["intranet"]["epoch"]
+        .as_u64()
+        .expect("epoch");
+
+    // The active SUP goes down: the slot moves to the healthy standby with a newer epoch.
+    ctl(
+        &s.emulator.control,
+        &["fault", "a1.corp.example.com", "down"],
+    );
+    let after = wait_status(&s.coordinator.endpoint, "failover to a2", |st| {
+        st["sites"][0]["active"]["intranet"]["target"] == "a2.corp.example.com"
+    })
+    .await;
+    assert!(
+        after["sites"][0]["active"]["intranet"]["epoch"]
+            .as_u64()
+            .expect("epoch")
+            > old_epoch
+    );
+    let bus = bus(&s.nats).await;
+    let events = all_events(&bus).await;
+    let failover = events.iter().find_map(|(_, e)| match &e.payload {
+        Some(Payload::ActiveChanged(a)) if e.site == "AUT" && a.target == "a2.corp.example.com" => {
+            Some(a.clone())
+        }
+        _ => None,
+    });
+    assert!(failover.is_some_and(|a| a.cause.starts_with("failover") && a.previous == "a1.corp.example.com"));
+    // Never two active SUPs in the slot.
+    let mut active = std::collections::BTreeSet::new();
+    for (seq, e) in events.iter().filter(|(_, e)| e.site == "AUT") {
+        if let Some(Payload::RoleStateChanged(r)) = &e.payload {
+            if r.to == v1::RoleState::Active as i32 {
+                active.insert(e.server.clone());
+            } else {
+                active.remove(&e.server);
+            }
+            assert!(active.len() <= 1, "two active at #{seq}: {active:?}");
+        }
+    }
+    assert!(events.iter().any(|(_, e)| e.server == "a1.corp.example.com"
+        && matches!(&e.payload, Some(Payload::HealthChanged(h)) if h.to == v1::Health::Unhealthy as i32)));
+}
