@@ -58,6 +58,15 @@ pub struct Target {
     pub ssl: bool,
 }
 
+/// One anonymous SOAP call of the ladder and what its answer must contain.
+struct SoapCall<'a> {
+    name: &'static str,
+    path: &'a str,
+    action: &'a str,
+    body: String,
+    expect: &'a [&'a str],
+}
+
 /// A prober with its HTTP client and TLS trust.
 #[derive(Clone)]
 pub struct Prober {
@@ -256,16 +265,14 @@ impl Prober {
         out
     }
 
-    async fn soap(
-        &self,
-        c: &reqwest::Client,
-        name: &'static str,
-        base: &str,
-        path: &str,
-        action: &str,
-        body: String,
-        expect: &[&str],
-    ) -> Component {
+    async fn soap(&self, c: &reqwest::Client, base: &str, call: SoapCall<'_>) -> Component {
+        let SoapCall {
+            name,
+            path,
+            action,
+            body,
+            expect,
+        } = call;
         let t = Instant::now();
         let r = c
             .post(format!("{base}{path}"))
