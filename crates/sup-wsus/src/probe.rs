@@ -228,21 +228,25 @@ impl Prober {
         let (a, b, c, d, e, f) = futures::join!(
             self.soap(
                 &client,
-                "server_sync",
                 &base,
-                PATH_SERVER_SYNC,
-                &sync_action,
-                get_auth_config(),
-                &["GetAuthConfigResponse", "<PlugInID>DssTargeting</PlugInID>"]
+                SoapCall {
+                    name: "server_sync",
+                    path: PATH_SERVER_SYNC,
+                    action: &sync_action,
+                    body: get_auth_config(),
+                    expect: &["GetAuthConfigResponse", "<PlugInID>DssTargeting</PlugInID>"],
+                }
             ),
             self.soap(
                 &client,
-                "client_web_service",
                 &base,
-                PATH_CLIENT,
-                &client_action,
-                get_config(),
-                &["GetConfigResponse", "SimpleTargeting"]
+                SoapCall {
+                    name: "client_web_service",
+                    path: PATH_CLIENT,
+                    action: &client_action,
+                    body: get_config(),
+                    expect: &["GetConfigResponse", "SimpleTargeting"],
+                }
             ),
             self.wsdl(
                 &client,
