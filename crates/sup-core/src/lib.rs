@@ -11,6 +11,7 @@
 //! - [`schedule`]: sync schedules and the next-fire function.
 //! - [`lifecycle`]: the role state machine.
 //! - [`slots`]: who may take an active slot, and a pure model of a site's slots.
+//! - [`token`]: ConfigMgr's 16-hex-digit schedule tokens, decoded and encoded.
 
 pub mod catalog;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod names;
 pub mod schedule;
 pub mod slots;
 pub mod spec;
+pub mod token;
 
 #[cfg(test)]
 mod slots_tests;

@@ -177,6 +177,21 @@ pub fn parse_weekday(name: &str) -> Option<Weekday> {
     })
 }
 
+/// ConfigMgr numbers weekdays from 1 = Sunday.
+pub fn weekday_from_number(n: u32) -> Option<Weekday> {
+    const BY_NUMBER: [Weekday; 7] = [
+        Weekday::Sun,
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+        Weekday::Sat,
+    ];
+    n.checked_sub(1)
+        .and_then(|i| BY_NUMBER.get(i as usize).copied())
+}
+
 pub fn weekday_name(d: Weekday) -> &'static str {
     match d {
         Weekday::Sun => "Sunday",

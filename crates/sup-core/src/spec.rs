@@ -855,6 +855,15 @@ fn lookup_all(
 
 fn validate_schedule(s: &RawSchedule, path: &str, c: &mut Collector) -> SyncSchedule {
     match s {
+        RawSchedule::Text(t) if crate::token::looks_like_token(t) => {
+            match crate::token::decode(t).and_then(|tokens| crate::token::to_schedule(&tokens)) {
+                Ok(s) => s,
+                Err(e) => {
+                    c.push(path, "schedule_token", e.to_string());
+                    SyncSchedule::Manual
+                }
+            }
+        }
         RawSchedule::Text(t) => match schedule::parse_text(t) {
             Ok(s) => s,
             Err(e) => {

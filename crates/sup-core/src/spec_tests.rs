@@ -517,3 +517,29 @@ fn every_violation_is_reported_at_once() {
     let err = load(&text).expect_err("two violations");
     assert!(err.0.len() >= 2, "{err}");
 }
+
+#[test]
+fn schedule_as_a_configmgr_token() {
+    let text = VALID.replacen(
+        "schedule = \"every 7 days\"",
+        "schedule = \"0001200000100038\"",
+        1,
+    );
+    let sites = load(&text).expect("a token is a schedule");
+    assert!(matches!(
+        &sites[0].software_updates.schedule,
+        crate::schedule::SyncSchedule::Recurring(s) if s.recurrence == crate::schedule::Recurrence::Interval { every: 7, unit: crate::schedule::IntervalUnit::Days }
+    ));
+    check(
+        "schedule = \"every 7 days\"",
+        "schedule = \"000120000010003G\"",
+        "site[CEN].software_updates.schedule",
+        "schedule",
+    );
+    check(
+        "schedule = \"every 7 days\"",
+        "schedule = \"0001200000300000\"",
+        "site[CEN].software_updates.schedule",
+        "schedule_token",
+    );
+}

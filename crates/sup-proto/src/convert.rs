@@ -80,20 +80,7 @@ fn weekday_number(d: Weekday) -> u32 {
     d.num_days_from_sunday() + 1
 }
 
-/// ConfigMgr numbers weekdays from 1 = Sunday (chrono's own numbering starts at Monday).
-fn weekday_from_number(n: u32) -> Option<Weekday> {
-    const BY_NUMBER: [Weekday; 7] = [
-        Weekday::Sun,
-        Weekday::Mon,
-        Weekday::Tue,
-        Weekday::Wed,
-        Weekday::Thu,
-        Weekday::Fri,
-        Weekday::Sat,
-    ];
-    n.checked_sub(1)
-        .and_then(|i| BY_NUMBER.get(i as usize).copied())
-}
+use sup_core::schedule::weekday_from_number;
 
 fn entries(list: &[Entry]) -> Vec<v1::CatalogEntry> {
     list.iter()
@@ -150,7 +137,8 @@ pub fn schedule_to_proto(s: &SyncSchedule) -> v1::Schedule {
     };
     v1::Schedule {
         kind: Some(kind),
-        token: String::new(),
+        token: sup_core::token::from_schedule(&SyncSchedule::Recurring(s.clone()))
+            .unwrap_or_default(),
         start: s.start.format("%Y-%m-%dT%H:%M:%S").to_string(),
     }
 }
@@ -164,7 +152,10 @@ pub fn schedule_from_proto(s: &v1::Schedule) -> Option<RawSchedule> {
         start: start.clone(),
         ..Default::default()
     };
-    Some(match s.kind.as_ref()? {
+    let Some(kind) = s.kind.as_ref() else {
+        return (!s.token.is_empty()).then(|| RawSchedule::Text(s.token.clone()));
+    };
+    Some(match kind {
         Kind::Manual(_) => RawSchedule::Text("manual".into()),
         Kind::Simple(i) => {
             let every = match (i.hours, i.days, i.weeks) {

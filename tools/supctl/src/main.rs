@@ -76,6 +76,11 @@ enum Command {
         #[command(subcommand)]
         command: SupCommand,
     },
+    /// ConfigMgr schedule tokens (the `Sync Schedule` of SMS_WSUS_SYNC_MANAGER).
+    Schedule {
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
     /// The event history (the audit trail), or live events with --follow.
     Events {
         #[arg(long)]
@@ -88,6 +93,46 @@ enum Command {
         from: Option<u64>,
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
         output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleCommand {
+    /// Decode one or more concatenated 16-hex-digit tokens.
+    Decode {
+        token: String,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Encode a token from JSON on standard input (one object or a list), or from flags.
+    Encode {
+        /// non_recurring, interval, weekly, monthly_by_weekday or monthly_by_date.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Start, local time YYYY-MM-DDTHH:MM:SS.
+        #[arg(long, default_value = "1970-02-01T00:00:00")]
+        start: String,
+        #[arg(long)]
+        is_gmt: bool,
+        #[arg(long)]
+        day_span: Option<u32>,
+        #[arg(long)]
+        hour_span: Option<u32>,
+        #[arg(long)]
+        minute_span: Option<u32>,
+        /// 1 = Sunday … 7 = Saturday.
+        #[arg(long)]
+        weekday: Option<u32>,
+        #[arg(long)]
+        weeks: Option<u32>,
+        /// 0 = last, 1-4.
+        #[arg(long)]
+        week_order: Option<u32>,
+        #[arg(long)]
+        months: Option<u32>,
+        /// 0 = last day.
+        #[arg(long)]
+        month_day: Option<u32>,
     },
 }
 
@@ -316,6 +361,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Sup { command } => sup(&cli.coordinator, command).await,
+        Command::Schedule { command } => schedule(command),
         Command::Events {
             site,
             follow,
@@ -585,6 +631,119 @@ async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failure> {
                     "intranet"
                 },
                 a.epoch
+            );
+            Ok(())
+        }
+    }
+}
+
+fn schedule(command: ScheduleCommand) -> Result<(), Failure> {
+    use sup_core::token::{self, Token, TokenJson};
+    match command {
+        ScheduleCommand::Decode {
+            token: text,
+            output,
+        } => {
+            let tokens = token::decode(&text).map_err(|e| invalid(e.to_string()))?;
+            let json: Vec<TokenJson> = tokens.iter().map(TokenJson::from).collect();
+            match output {
+                Format::Json => {
+                    let out = if json.len() == 1 {
+                        serde_json::to_string(&json[0])
+                    } else {
+                        serde_json::to_string(&json)
+                    };
+                    println!("{}", out.map_err(|e| anyhow::anyhow!(e))?);
+                }
+                Format::Table => {
+                    for j in &json {
+                        let mut fields =
+                            vec![format!("type={}", j.kind), format!("start={}", j.start)];
+                        for (k, v) in [
+                            ("day_span", j.day_span),
+                            ("hour_span", j.hour_span),
+                            ("minute_span", j.minute_span),
+                            ("weekday", j.weekday),
+                            ("weeks", j.weeks),
+                            ("week_order", j.week_order),
+                            ("months", j.months),
+                            ("month_day", j.month_day),
+                        ] {
+                            if let Some(v) = v {
+                                fields.push(format!("{k}={v}"));
+                            }
+                        }
+                        if j.is_gmt {
+                            fields.push("is_gmt=true".into());
+                        }
+                        if j.day_duration + j.hour_duration + j.minute_duration > 0 {
+                            fields.push(format!(
+                                "duration={}d{}h{}m",
+                                j.day_duration, j.hour_duration, j.minute_duration
+                            ));
+                        }
+                        println!("{}", fields.join(" "));
+                    }
+                }
+            }
+            Ok(())
+        }
+        ScheduleCommand::Encode {
+            kind,
+            start,
+            is_gmt,
+            day_span,
+            hour_span,
+            minute_span,
+            weekday,
+            weeks,
+            week_order,
+            months,
+            month_day,
+        } => {
+            let json: Vec<TokenJson> = match kind {
+                Some(kind) => vec![TokenJson {
+                    kind,
+                    start,
+                    is_gmt,
+                    day_duration: 0,
+                    hour_duration: 0,
+                    minute_duration: 0,
+                    day_span,
+                    hour_span,
+                    minute_span,
+                    weekday,
+                    weeks,
+                    week_order,
+                    months,
+                    month_day,
+                    unused_bits: 0,
+                }],
+                None => {
+                    let text = std::io::read_to_string(std::io::stdin())
+                        .context("reading JSON from standard input")?;
+                    let value: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| invalid(format!("standard input is not JSON: {e}")))?;
+                    let list = match value {
+                        serde_json::Value::Array(items) => items,
+                        other => vec![other],
+                    };
+                    list.into_iter()
+                        .map(|v| {
+                            serde_json::from_value::<TokenJson>(v)
+                                .map_err(|e| invalid(format!("schedule JSON: {e}")))
+                        })
+                        .collect::<Result<_, _>>()?
+                }
+            };
+            let tokens: Vec<Token> = json
+                .iter()
+                .map(Token::try_from)
+                .collect::<Result<_, _>>()
+                .map_err(|e| invalid(e.to_string()))?;
+            println!(
+                "{}",
+                token::encode(&tokens).map_err(|e| invalid(e.to_string()))?
             );
             Ok(())
         }
