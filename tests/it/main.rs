@@ -7,4 +7,5 @@ mod emulator;
 mod health;
 mod logwatch;
 mod procedure;
+mod scheduler;
 mod support;

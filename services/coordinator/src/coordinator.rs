@@ -1351,13 +1351,43 @@ impl Coordinator {
                     state: v1::SyncState::NeverRun as i32,
                     ..Default::default()
                 });
-            if let Ok(m) = model_of(&s) {
-                let now_local = chrono::Utc::now().naive_utc();
-                sync.next = m
-                    .software_updates
-                    .schedule
-                    .next_fire(now_local)
-                    .map(|t| SystemTime::from(t.and_utc()).into());
+            // The scheduler's record says when the next run (or retry) is; without one, the
+            // schedule does.
+            let sched_key = format!("{}.sched", subjects::site_key(&s.code));
+            let planned = match self
+                .store
+                .bus
+                .kv_get(&self.store.bus.buckets.sites, &sched_key)
+                .await?
+            {
+                Some((b, _)) => serde_json::from_slice::<serde_json::Value>(&b)
+                    .ok()
+                    .and_then(|v| {
+                        [v["next"].as_i64(), v["retry_at"].as_i64()]
+                            .into_iter()
+                            .flatten()
+                            .min()
+                    }),
+                None => None,
+            };
+            match planned {
+                Some(secs) => {
+                    sync.next = Some(sup_proto::prost_types::Timestamp {
+                        seconds: secs,
+                        nanos: 0,
+                    });
+                }
+                None if s.parent.is_empty() => {
+                    if let Ok(m) = model_of(&s) {
+                        let now_local = chrono::Utc::now().naive_utc();
+                        sync.next = m
+                            .software_updates
+                            .schedule
+                            .next_fire(now_local)
+                            .map(|t| SystemTime::from(t.and_utc()).into());
+                    }
+                }
+                None => {}
             }
             out.push(v1::SiteStatus {
                 site: Some(s),

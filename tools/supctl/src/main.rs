@@ -32,6 +32,14 @@ struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     coordinator: String,
+    /// The scheduler's gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "SUP_SCHEDULER",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    scheduler: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,6 +84,11 @@ enum Command {
         #[command(subcommand)]
         command: SupCommand,
     },
+    /// Synchronization: "Run Synchronization" and the run history.
+    Sync {
+        #[command(subcommand)]
+        command: SyncCommand,
+    },
     /// ConfigMgr schedule tokens (the `Sync Schedule` of SMS_WSUS_SYNC_MANAGER).
     Schedule {
         #[command(subcommand)]
@@ -91,6 +104,32 @@ enum Command {
         /// Start at this stream sequence (default: the whole history, or now with --follow).
         #[arg(long)]
         from: Option<u64>,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SyncCommand {
+    /// Run Synchronization on a site (the top site; child sites follow their parent).
+    Run {
+        #[arg(long)]
+        site: String,
+        /// A full synchronization (manual runs are delta by default).
+        #[arg(long)]
+        full: bool,
+        /// Follow the run until it finishes; exit non-zero if it fails.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value = "30m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Past synchronization runs.
+    History {
+        #[arg(long)]
+        site: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
         output: Format,
     },
@@ -362,6 +401,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Sup { command } => sup(&cli.coordinator, command).await,
         Command::Schedule { command } => schedule(command),
+        Command::Sync { command } => sync(&cli.scheduler, command).await,
         Command::Events {
             site,
             follow,
@@ -745,6 +785,147 @@ fn schedule(command: ScheduleCommand) -> Result<(), Failure> {
                 "{}",
                 token::encode(&tokens).map_err(|e| invalid(e.to_string()))?
             );
+            Ok(())
+        }
+    }
+}
+
+fn sync_state(s: i32) -> &'static str {
+    match v1::SyncState::try_from(s) {
+        Ok(v1::SyncState::Running) => "running",
+        Ok(v1::SyncState::Succeeded) => "succeeded",
+        Ok(v1::SyncState::Failed) => "failed",
+        _ => "never_run",
+    }
+}
+
+fn run_json(r: &v1::SyncRun) -> serde_json::Value {
+    serde_json::json!({
+        "id": r.id, "site": r.site, "server": r.server, "state": sync_state(r.state),
+        "trigger": r.trigger, "full": r.full, "epoch": r.epoch,
+        "started": output::time(r.started.as_ref()), "finished": output::time(r.finished.as_ref()),
+        "error": if r.error.is_empty() { serde_json::Value::Null } else { r.error.clone().into() },
+    })
+}
+
+async fn sync(endpoint: &str, command: SyncCommand) -> Result<(), Failure> {
+    use sup_proto::v1::scheduler_client::SchedulerClient;
+    let channel = Channel::from_shared(endpoint.to_string())
+        .map_err(|e| invalid(format!("--scheduler {endpoint}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("connecting to the scheduler at {endpoint}"))?;
+    let mut c = SchedulerClient::new(channel);
+    match command {
+        SyncCommand::Run {
+            site,
+            full,
+            wait,
+            timeout,
+        } => {
+            let run = c
+                .run_sync(v1::RunSyncRequest {
+                    site: site.clone(),
+                    op_id: op_id(),
+                    full,
+                })
+                .await?
+                .into_inner();
+            println!(
+                "{site}: {} synchronization {} started on {} (epoch {})",
+                if full { "full" } else { "delta" },
+                run.id,
+                if run.server.is_empty() {
+                    "-"
+                } else {
+                    &run.server
+                },
+                run.epoch
+            );
+            if !wait {
+                return Ok(());
+            }
+            let deadline = Instant::now() + timeout;
+            let mut last = String::new();
+            loop {
+                let runs = c
+                    .list_sync_runs(v1::ListSyncRunsRequest {
+                        site: site.clone(),
+                        limit: 50,
+                    })
+                    .await?
+                    .into_inner()
+                    .runs;
+                for r in runs.iter().filter(|r| r.id == run.id) {
+                    let state = sync_state(r.state).to_string();
+                    if state != last {
+                        println!(
+                            "{}  {state}{}",
+                            r.id,
+                            if r.error.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", r.error)
+                            }
+                        );
+                        last = state.clone();
+                    }
+                    match r.state {
+                        x if x == v1::SyncState::Succeeded as i32 => return Ok(()),
+                        x if x == v1::SyncState::Failed as i32 => {
+                            return Err(Failure {
+                                code: 1,
+                                message: format!("synchronization failed: {}", r.error),
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                if Instant::now() > deadline {
+                    return Err(Failure {
+                        code: 1,
+                        message: "timed out waiting for the synchronization".into(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        SyncCommand::History {
+            site,
+            limit,
+            output,
+        } => {
+            let runs = c
+                .list_sync_runs(v1::ListSyncRunsRequest { site, limit })
+                .await?
+                .into_inner()
+                .runs;
+            match output {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::Value::Array(runs.iter().map(run_json).collect())
+                ),
+                Format::Table => {
+                    println!(
+                        "{:<34} {:<10} {:<9} {:<5} {:<21} {:<21} SERVER",
+                        "RUN", "STATE", "TRIGGER", "FULL", "STARTED", "FINISHED"
+                    );
+                    for r in &runs {
+                        println!(
+                            "{:<34} {:<10} {:<9} {:<5} {:<21} {:<21} {} {}",
+                            r.id,
+                            sync_state(r.state),
+                            r.trigger,
+                            r.full,
+                            output::time(r.started.as_ref()).unwrap_or_default(),
+                            output::time(r.finished.as_ref()).unwrap_or_default(),
+                            r.server,
+                            r.error
+                        );
+                    }
+                }
+            }
             Ok(())
         }
     }

@@ -1,0 +1,273 @@
+//! The scheduler: manual runs through the real binaries, parents before children, refusal on
+//! child sites, stale epochs; and exactly one run per due time with two replicas on a clock the
+//! test drives.
+
+use std::time::{Duration, Instant};
+
+use chrono::TimeZone;
+use sup_proto::prost::Message as _;
+use sup_proto::v1::{self, event::Payload};
+use sup_scheduler::{ManualClock, Scheduler, Settings};
+use sup_testkit::{NatsServer, Process, free_port};
+
+use crate::procedure::{PROCEDURE, stack, start_provisioner};
+use crate::support::*;
+
+fn start_scheduler(nats_url: &str) -> (Process, String) {
+    let grpc = free_port().expect("port");
+    let admin = free_port().expect("port");
+    let mut p = Process::start(
+        "sup-scheduler",
+        &[],
+        &[
+            ("SUP_SCHEDULER__LISTEN", format!("127.0.0.1:{grpc}")),
+            ("SUP_SCHEDULER__ADMIN_LISTEN", format!("127.0.0.1:{admin}")),
+            ("SUP_SCHEDULER__TICK_MS", "200".into()),
+            ("SUP_SCHEDULER__NATS__URL", nats_url.to_string()),
+        ],
+    )
+    .expect("scheduler");
+    p.wait_port(grpc, Duration::from_secs(30))
+        .expect("scheduler up");
+    (p, format!("http://127.0.0.1:{grpc}"))
+}
+
+fn sync_cli(coordinator: &str, scheduler: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(sup_testkit::binary("supctl").expect("supctl"))
+        .env("SUP_COORDINATOR", coordinator)
+        .env("SUP_SCHEDULER", scheduler)
+        .env_remove("RUST_BACKTRACE")
+        .args(args)
+        .output()
+        .expect("supctl")
+}
+
+fn history(coordinator: &str, scheduler: &str, site: &str) -> Vec<serde_json::Value> {
+    let out = sync_cli(
+        coordinator,
+        scheduler,
+        &["sync", "history", "--site", site, "-o", "json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .expect("json")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn wait_history(
+    coordinator: &str,
+    scheduler: &str,
+    site: &str,
+    what: &str,
+    pred: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let h = history(coordinator, scheduler, site);
+        if pred(&h) {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "{site}: {what}: {h:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn manual_runs_go_parent_first_are_refused_on_children_and_follow_the_active_sup() {
+    let mut s = stack(&[]);
+    let (_scheduler, sched) = start_scheduler(s.nats.url());
+    let three = format!(
+        "{PROCEDURE}\n[[site]]\ncode = \"CH2\"\nparent = \"CEN\"\n[[site.site_system]]\nserver = \"ch2-sup.corp.example.com\"\n[[site.software_update_point]]\nserver = \"ch2-sup.corp.example.com\"\nactive = \"intranet\"\nhttp_port = 8530\nhttps_port = 8531\n"
+    )
+    .replacen("sync_source = \"microsoft_update\"", "sync_source = \"microsoft_update\"\nschedule = \"manual\"", 1);
+    let file = site_file(&three);
+    let out = supctl(
+        &s.coordinator.endpoint,
+        &[
+            "apply",
+            "-f",
+            file.path().to_str().expect("path"),
+            "--wait",
+            "--timeout",
+            "90s",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let c = s.coordinator.endpoint.clone();
+
+    let out = sync_cli(&c, &sched, &["sync", "run", "--site", "CEN", "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("succeeded"));
+    let cen = history(&c, &sched, "CEN");
+    let finished = cen[0]["finished"].as_str().expect("finished").to_string();
+    assert_eq!(cen[0]["trigger"], "manual");
+    assert_eq!(cen[0]["full"], false, "manual runs are delta");
+    for child in ["CH1", "CH2"] {
+        let h = wait_history(&c, &sched, child, "a run after the parent's", |h| {
+            h.iter().any(|r| r["state"] == "succeeded")
+        })
+        .await;
+        let run = h.iter().find(|r| r["state"] == "succeeded").expect("run");
+        assert_eq!(run["trigger"], "parent");
+        assert!(
+            run["started"].as_str().expect("started") >= finished.as_str(),
+            "{child} started before its parent finished"
+        );
+    }
+    let refused = sync_cli(&c, &sched, &["sync", "run", "--site", "CH1"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        text(&refused.stderr).contains("not available on child sites"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let status = wait_status(&c, "CEN sync in status", |st| {
+        st["sites"].as_array().is_some_and(|ss| {
+            ss.iter()
+                .any(|x| x["code"] == "CEN" && x["sync"]["state"] == "succeeded")
+        })
+    })
+    .await;
+    let cen_status = status["sites"]
+        .as_array()
+        .expect("sites")
+        .iter()
+        .find(|x| x["code"] == "CEN")
+        .expect("CEN")
+        .clone();
+    assert!(
+        cen_status["sync"]["last_started"].is_string()
+            && cen_status["sync"]["last_finished"].is_string()
+    );
+
+    // A run queued while the active SUP changes is dropped as stale and run by the new one.
+    s.provisioner.kill();
+    let out = sync_cli(&c, &sched, &["sync", "run", "--site", "CEN"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let act = supctl(
+        &c,
+        &[
+            "sup",
+            "activate",
+            "--site",
+            "CEN",
+            "--server",
+            "cen-sup02.corp.example.com",
+        ],
+    );
+    assert!(act.status.success(), "{}", text(&act.stderr));
+    s.provisioner = start_provisioner(&s.nats, &s.emulator, s.dir.path());
+    let h = wait_history(
+        &c,
+        &sched,
+        "CEN",
+        "the queued run finished on the new active SUP",
+        |h| h[0]["state"] == "succeeded",
+    )
+    .await;
+    assert_eq!(h[0]["server"], "cen-sup02.corp.example.com");
+    let events = all_events(&bus(&s.nats).await).await;
+    assert!(events.iter().any(|(_, e)| matches!(&e.payload, Some(Payload::CommandRejected(r)) if r.reason.contains("stale epoch"))));
+}
+
+fn settings(url: &str) -> Settings {
+    Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen: "127.0.0.1:0".parse().expect("addr"),
+        log_format: sup_runtime::LogFormat::Pretty,
+        tick_ms: 100,
+        run_timeout_secs: 7200,
+        // No retries inside the test's hours: every run counted is a scheduled one.
+        retry_after_secs: 1_000_000,
+        nats: sup_bus::BusConfig::new(url),
+    }
+}
+
+#[tokio::test]
+async fn two_replicas_fire_each_due_time_exactly_once() {
+    let nats = NatsServer::start().expect("nats-server");
+    let bus = bus(&nats).await;
+    let site = sup_core::spec::load_site_file(
+        "[[site]]\ncode = \"HRL\"\n[site.software_updates]\nschedule = \"every 1 hours\"\n",
+        &Default::default(),
+    )
+    .expect("site")
+    .pop()
+    .expect("one");
+    let pb = sup_proto::convert::site_to_proto(&site);
+    bus.buckets
+        .sites
+        .put("HRL", pb.encode_to_vec().into())
+        .await
+        .expect("put");
+    bus.index_update(&bus.buckets.sites, sup_bus::Bus::SITES_INDEX, "HRL", true)
+        .await
+        .expect("index");
+
+    let clock = ManualClock::new(
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 26, 10, 30, 0)
+            .single()
+            .expect("time"),
+    );
+    let a = Scheduler {
+        bus: bus.clone(),
+        clock: clock.clone(),
+        settings: settings(nats.url()),
+    };
+    let b = Scheduler {
+        bus: bus.clone(),
+        clock: clock.clone(),
+        settings: settings(nats.url()),
+    };
+    let tick_both = || async {
+        let (x, y) = tokio::join!(a.tick(), b.tick());
+        x.expect("tick a");
+        y.expect("tick b");
+    };
+    tick_both().await;
+    let runs = || async {
+        all_events(&bus)
+            .await
+            .into_iter()
+            .filter_map(|(_, e)| match e.payload {
+                Some(Payload::SyncStarted(s)) => s.run.filter(|r| r.trigger == "schedule"),
+                _ => None,
+            })
+            .count()
+    };
+    assert_eq!(runs().await, 0, "nothing is due at 10:30");
+    for hour in 1..=5 {
+        clock.advance(chrono::Duration::minutes(if hour == 1 { 30 } else { 60 }));
+        tick_both().await;
+        tick_both().await;
+        assert_eq!(runs().await, hour, "one run per due time");
+    }
+    // Every replica down for five hours: the missed fires run once, not five times.
+    clock.advance(chrono::Duration::hours(5));
+    tick_both().await;
+    tick_both().await;
+    assert_eq!(runs().await, 6);
+    let next = a.status("HRL").await.expect("status").next.expect("next");
+    assert_eq!(
+        next.seconds,
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 26, 21, 0, 0)
+            .single()
+            .expect("t")
+            .timestamp()
+    );
+    let _ = v1::SyncState::Running;
+}
