@@ -9,12 +9,15 @@ export NATS_SERVER_BIN := $(NATS_SERVER)
 # Property tests run this many cases per property in `make test`; `make proptest` runs 10,000.
 export SUP_PROPTEST_CASES ?= 2000
 
-.PHONY: help tools test fmt lint nextest proptest clean
+.PHONY: help tools test fmt lint nextest proptest bench run stop clean
 
 help:
+	@echo "make run       build and start the whole stack locally, apply deploy/examples/site.toml (SITE=path for another)"
+	@echo "make stop      stop what make run started"
 	@echo "make test      format check, clippy, and every test (installs nats-server $(NATS_VERSION) into .tools/)"
 	@echo "make tools     install the test tools only"
 	@echo "make proptest  the model-based property tests with 10,000 cases each"
+	@echo "make bench     the benchmark suite (QUICK=1 for a short run); report in target/bench/report.json"
 
 tools: $(NATS_SERVER) .tools/.rust-components
 
@@ -47,6 +50,17 @@ nextest: tools
 
 proptest: tools
 	SUP_PROPTEST_CASES=10000 cargo nextest run --workspace --locked -E 'test(/invariant|same_op_id|idempotent|sequences|next_fire/)'
+
+run: tools
+	./scripts/run.sh
+
+stop:
+	./scripts/stop.sh
+
+# Benchmarks: QUICK=1 for the short version. Figures go to target/bench/report.json.
+bench: tools
+	cargo build --release --locked -p sup-bench -p sup-logwatch
+	./target/release/sup-bench
 
 clean:
 	cargo clean

@@ -188,3 +188,40 @@ async fn exactly_one_of_many_concurrent_writers_wins_a_compare_and_set() {
         .expect("present");
     assert_eq!(now, won[0]);
 }
+
+#[tokio::test]
+async fn a_three_node_cluster_replicates_streams_and_buckets() {
+    let cluster = sup_testkit::NatsCluster::start().expect("cluster");
+    let mut config = BusConfig::new(cluster.urls());
+    config.replicas = 3;
+    // The cluster elects its meta leader shortly after the nodes meet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let bus = loop {
+        match Bus::connect(&config).await {
+            Ok(b) => break b,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("cluster never took the streams: {e}"),
+        }
+    };
+    let mut stream = bus
+        .js
+        .get_stream(sup_bus::setup::EVENTS_STREAM)
+        .await
+        .expect("stream");
+    let info = stream.info().await.expect("info");
+    assert_eq!(info.config.num_replicas, 3);
+    let published = bus
+        .publish_event(&milestone("cluster-1"))
+        .await
+        .expect("publish");
+    assert!(!published.duplicate);
+    assert!(matches!(
+        bus.kv_create(&bus.buckets.active, "CEN.intranet", "a".into())
+            .await
+            .expect("kv"),
+        Cas::Won(_)
+    ));
+}

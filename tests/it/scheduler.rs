@@ -114,6 +114,11 @@ async fn manual_runs_go_parent_first_are_refused_on_children_and_follow_the_acti
     let finished = cen[0]["finished"].as_str().expect("finished").to_string();
     assert_eq!(cen[0]["trigger"], "manual");
     assert_eq!(cen[0]["full"], false, "manual runs are delta");
+    assert!(
+        cen[0]["updates"].as_u64().unwrap_or(0) > 0,
+        "the run's update count comes from wsyncmgr.log: {}",
+        cen[0]
+    );
     for child in ["CH1", "CH2"] {
         let h = wait_history(&c, &sched, child, "a run after the parent's", |h| {
             h.iter().any(|r| r["state"] == "succeeded")

@@ -91,11 +91,27 @@ pub struct Bus {
 impl Bus {
     /// Connects and makes sure every stream and bucket exists (idempotent).
     pub async fn connect(config: &BusConfig) -> Result<Self, BusError> {
+        // A comma-separated list names the nodes of a cluster.
+        let mut servers = Vec::new();
+        for u in config
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            servers.push(
+                u.parse::<async_nats::ServerAddr>()
+                    .map_err(|e| BusError::Setup {
+                        what: format!("NATS URL {u:?}"),
+                        message: e.to_string(),
+                    })?,
+            );
+        }
         let client = async_nats::ConnectOptions::new()
             .name(config.client_name.as_str())
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
-            .connect(config.url.as_str())
+            .connect(servers)
             .await
             .map_err(|source| BusError::Connect {
                 url: config.url.clone(),

@@ -75,6 +75,9 @@ pub struct Classifier {
     setup_succeeded: bool,
     setup_failed: bool,
     last_error: Option<String>,
+    /// The item count of the last "processed N out of M items" line of a synchronization, reported
+    /// with its end.
+    sync_items: Option<u64>,
 }
 
 fn after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
@@ -139,6 +142,7 @@ impl Classifier {
             setup_succeeded: b[1] == b'1',
             setup_failed: b[2] == b'1',
             last_error: None,
+            sync_items: None,
         }
     }
 
@@ -270,12 +274,24 @@ impl Classifier {
             return Some((SYNC_STARTED, Vec::new()));
         }
         if let Some(rest) = after(msg, "Done synchronizing SMS with WSUS Server ") {
-            return Some((
-                SYNC_SUCCEEDED,
-                server_name(rest)
-                    .map(|s| vec![("server", s)])
-                    .unwrap_or_default(),
-            ));
+            let mut fields: Vec<(&'static str, String)> = server_name(rest)
+                .map(|s| vec![("server", s)])
+                .unwrap_or_default();
+            if let Some(n) = self.sync_items.take() {
+                fields.push(("updates", n.to_string()));
+            }
+            return Some((SYNC_SUCCEEDED, fields));
+        }
+        if msg.starts_with("sync: ")
+            && msg.contains("updates, processed")
+            && let Some(rest) = after(msg, " out of ")
+            && let Some(total) = rest
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        {
+            self.sync_items = Some(total);
+            return None;
         }
         if let Some(rest) = after(msg, "Done synchronizing WSUS Server ") {
             return Some((

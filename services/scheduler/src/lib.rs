@@ -552,7 +552,14 @@ impl<C: Clock> Scheduler<C> {
         }
         match &e.payload {
             Some(Payload::Milestone(m)) => match m.name.as_str() {
-                "sync_succeeded" => self.finish(&e.site, &run.id, true, "", 0).await?,
+                "sync_succeeded" => {
+                    let updates = m
+                        .fields
+                        .get("updates")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    self.finish(&e.site, &run.id, true, "", updates).await?
+                }
                 "sync_failed" => {
                     let reason = m
                         .fields

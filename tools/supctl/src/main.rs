@@ -802,7 +802,7 @@ fn sync_state(s: i32) -> &'static str {
 fn run_json(r: &v1::SyncRun) -> serde_json::Value {
     serde_json::json!({
         "id": r.id, "site": r.site, "server": r.server, "state": sync_state(r.state),
-        "trigger": r.trigger, "full": r.full, "epoch": r.epoch,
+        "trigger": r.trigger, "full": r.full, "epoch": r.epoch, "updates": r.updates,
         "started": output::time(r.started.as_ref()), "finished": output::time(r.finished.as_ref()),
         "error": if r.error.is_empty() { serde_json::Value::Null } else { r.error.clone().into() },
     })

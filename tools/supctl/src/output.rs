@@ -199,7 +199,11 @@ pub fn status_table(status: &v1::StatusResponse) -> String {
             sync_state(sync.state),
             time(sync.last_started.as_ref()).unwrap_or_else(|| "-".into()),
             time(sync.last_finished.as_ref()).unwrap_or_else(|| "-".into()),
-            time(sync.next.as_ref()).unwrap_or_else(|| "manual".into()),
+            time(sync.next.as_ref()).unwrap_or_else(|| if site.parent.is_empty() {
+                "manual".into()
+            } else {
+                format!("after {}", site.parent)
+            }),
         );
     }
     out

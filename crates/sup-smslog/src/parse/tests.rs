@@ -309,6 +309,11 @@ fn wsyncmgr_milestones() {
     );
     assert_eq!(ms[2].field("server"), Some("cs1site.contoso.com"));
     assert_eq!(ms[3].field("server"), Some("cs1site.contoso.com"));
+    assert_eq!(
+        ms[3].field("updates"),
+        Some("130"),
+        "the item count of the run"
+    );
     assert!(
         ms[4]
             .field("reason")

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# `make run`: the whole stack on this machine. nats-server with JetStream, the five services and
+# the WSUS emulator standing in for every site system; then the site file is applied and followed
+# until every role is in its declared state. State and logs live under .run/ (git-ignored).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUN=$ROOT/.run
+SITE=${SITE:-deploy/examples/site.toml}
+NATS_PORT=${NATS_PORT:-14222}
+COORDINATOR_PORT=${COORDINATOR_PORT:-50051}
+SCHEDULER_PORT=${SCHEDULER_PORT:-50052}
+HEALTH_PORT=${HEALTH_PORT:-50053}
+EMU_HTTP=${EMU_HTTP:-8530}
+EMU_HTTPS=${EMU_HTTPS:-8531}
+EMU_AGENT=${EMU_AGENT:-7700}
+EMU_CONTROL=${EMU_CONTROL:-7701}
+PROFILE=${PROFILE:-release}
+
+alive() { [ -f "$RUN/pids" ] && while read -r name pid; do kill -0 "$pid" 2>/dev/null || return 1; done < "$RUN/pids"; }
+
+if alive; then
+  echo "The stack is already running (make stop stops it). Status:"
+  # shellcheck disable=SC1091
+  . "$RUN/env"
+  supctl status
+  exit 0
+fi
+[ -f "$RUN/pids" ] && "$ROOT/scripts/stop.sh" >/dev/null 2>&1 || true
+
+[ -f "$SITE" ] || { echo "make run: site file $SITE not found"; exit 2; }
+
+echo "==> building ($PROFILE)"
+if [ "$PROFILE" = release ]; then cargo build --release --workspace --bins --locked; else cargo build --workspace --bins --locked; fi
+mkdir -p "$RUN/bin" "$RUN/logs" "$RUN/config" "$RUN/sites"
+for b in sup-coordinator sup-provisioner sup-scheduler sup-health sup-logwatch supctl wsus-emulator; do
+  cp -f "target/$PROFILE/$b" "$RUN/bin/$b"
+done
+cp -f .tools/bin/nats-server "$RUN/bin/nats-server"
+export PATH="$RUN/bin:$PATH"
+: > "$RUN/pids"
+
+start() { # name, then the command
+  local name=$1; shift
+  "$@" > "$RUN/logs/$name.log" 2>&1 &
+  echo "$name $!" >> "$RUN/pids"
+}
+
+wait_port() { # name port
+  for _ in $(seq 1 300); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "make run: $1 did not start listening on $2; see $RUN/logs/$1.log"; tail -20 "$RUN/logs/$1.log"; exit 1
+}
+
+NATS_URL="nats://127.0.0.1:$NATS_PORT"
+echo "==> starting nats-server (JetStream, store in .run/nats)"
+start nats nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$RUN/nats"
+wait_port nats "$NATS_PORT"
+
+SITE_SERVERS=()
+while read -r code server; do SITE_SERVERS+=(--site-server "$code=$server"); done < <(
+  awk '/^\[\[site\]\]/{code=""} /^code *=/{gsub(/[" ]/,"",$3); code=$3} /^site_server *=/{gsub(/[" ]/,"",$3); if(code!="") print code, $3}' "$SITE")
+
+echo "==> starting the WSUS emulator (every server of the site file)"
+start wsus-emulator wsus-emulator run --http "127.0.0.1:$EMU_HTTP" --https "127.0.0.1:$EMU_HTTPS" \
+  --ca-out "$RUN/emulator-ca.pem" --agent "127.0.0.1:$EMU_AGENT" --control "127.0.0.1:$EMU_CONTROL" \
+  --logs "$RUN/sites" --default-ports "$EMU_HTTP,$EMU_HTTPS" --step-ms 300 --health-interval-ms 5000 \
+  "${SITE_SERVERS[@]}"
+wait_port wsus-emulator "$EMU_CONTROL"
+for _ in $(seq 1 100); do [ -f "$RUN/emulator-ca.pem" ] && break; sleep 0.1; done
+
+cat > "$RUN/config/coordinator.toml" <<CONF
+listen = "127.0.0.1:$COORDINATOR_PORT"
+admin_listen = "127.0.0.1:9101"
+reconcile_interval_secs = 5
+failover_after_secs = 20
+[nats]
+url = "$NATS_URL"
+CONF
+cat > "$RUN/config/provisioner.toml" <<CONF
+admin_listen = "127.0.0.1:9102"
+install_timeout_secs = 120
+[agents]
+"*" = "http://127.0.0.1:$EMU_AGENT"
+[nats]
+url = "$NATS_URL"
+CONF
+cat > "$RUN/config/scheduler.toml" <<CONF
+listen = "127.0.0.1:$SCHEDULER_PORT"
+admin_listen = "127.0.0.1:9103"
+[nats]
+url = "$NATS_URL"
+CONF
+cat > "$RUN/config/health.toml" <<CONF
+listen = "127.0.0.1:$HEALTH_PORT"
+admin_listen = "127.0.0.1:9104"
+interval_ms = 3000
+milestone_max_age_secs = 120
+ca_file = "$RUN/emulator-ca.pem"
+[resolve]
+"*" = "127.0.0.1"
+[nats]
+url = "$NATS_URL"
+CONF
+cat > "$RUN/config/logwatch.toml" <<CONF
+admin_listen = "127.0.0.1:9105"
+poll_interval_ms = 250
+root = "$RUN/sites"
+[nats]
+url = "$NATS_URL"
+CONF
+
+echo "==> starting the services"
+export SUP_INSTALL_PW=${SUP_INSTALL_PW:-example-only}
+start coordinator sup-coordinator --config "$RUN/config/coordinator.toml"
+start provisioner sup-provisioner --config "$RUN/config/provisioner.toml"
+start scheduler sup-scheduler --config "$RUN/config/scheduler.toml"
+start health sup-health --config "$RUN/config/health.toml"
+start logwatch sup-logwatch run --config "$RUN/config/logwatch.toml"
+wait_port coordinator "$COORDINATOR_PORT"
+wait_port scheduler "$SCHEDULER_PORT"
+wait_port health "$HEALTH_PORT"
+
+cat > "$RUN/env" <<ENV
+# The local SUP control plane: source this file to use supctl against it.
+export NATS_URL=$NATS_URL
+export SUP_COORDINATOR=http://127.0.0.1:$COORDINATOR_PORT
+export SUP_SCHEDULER=http://127.0.0.1:$SCHEDULER_PORT
+export SUP_HEALTH=http://127.0.0.1:$HEALTH_PORT
+export WSUS_EMULATOR_HTTP=http://127.0.0.1:$EMU_HTTP
+export WSUS_EMULATOR_CONTROL=127.0.0.1:$EMU_CONTROL
+export PATH=$RUN/bin:\$PATH
+ENV
+# shellcheck disable=SC1091
+. "$RUN/env"
+
+echo "==> applying $SITE"
+supctl apply -f "$SITE" --wait --timeout 5m
+echo
+supctl status
+cat <<DONE
+
+The stack is running.
+  source .run/env                 supctl, NATS_URL and the endpoints in your shell
+  supctl events --follow          watch every change as it happens
+  supctl sync run --site CEN      Run Synchronization on the central site
+  wsus-emulator ctl fault cen-sup01.corp.example.com down    see health and failover react
+  logs: .run/logs/*.log (services), .run/sites/<server>/Logs (the emulated ConfigMgr logs)
+  make stop                       stop everything make run started
+DONE
