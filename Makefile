@@ -9,7 +9,7 @@ export NATS_SERVER_BIN := $(NATS_SERVER)
 # Property tests run this many cases per property in `make test`; `make proptest` runs 10,000.
 export SUP_PROPTEST_CASES ?= 2000
 
-.PHONY: help tools test fmt lint nextest proptest bench run stop clean
+.PHONY: help tools test fmt lint nextest proptest bench fuzz run stop clean
 
 help:
 	@echo "make run       build and start the whole stack locally, apply deploy/examples/site.toml (SITE=path for another)"
@@ -18,6 +18,7 @@ help:
 	@echo "make tools     install the test tools only"
 	@echo "make proptest  the model-based property tests with 10,000 cases each"
 	@echo "make bench     the benchmark suite (QUICK=1 for a short run); report in target/bench/report.json"
+	@echo "make fuzz      fuzz the log parser for FUZZ_SECONDS (default 60)"
 
 tools: $(NATS_SERVER) .tools/.rust-components
 
@@ -59,8 +60,16 @@ stop:
 
 # Benchmarks: QUICK=1 for the short version. Figures go to target/bench/report.json.
 bench: tools
-	cargo build --release --locked -p sup-bench -p sup-logwatch
+	cargo build --release --locked --workspace --bins
 	./target/release/sup-bench
+
+# Fuzz the log parser (needs cargo-fuzz; RUSTC_BOOTSTRAP lets the stable toolchain take its flags).
+# New inputs go to target/fuzz-corpus; fuzz/corpus holds the seeds, the reference's real lines.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
+	mkdir -p target/fuzz-corpus/parse
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse ../target/fuzz-corpus/parse corpus/parse -- -max_total_time=$(FUZZ_SECONDS)
 
 clean:
 	cargo clean

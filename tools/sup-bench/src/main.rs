@@ -1,6 +1,7 @@
 //! `sup-bench`: measures the figures the README reports, each beside the comparison measured in
 //! the same run, and writes them as a table and as JSON (`target/bench/report.json`).
 
+mod failover;
 mod logs;
 
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ struct Cli {
     /// A smaller version of each benchmark (minutes, not tens of minutes).
     #[arg(long, env = "QUICK", value_parser = parse_flag, default_value = "0")]
     quick: bool,
-    /// Which benchmarks: all, parse, latency.
+    /// Which benchmarks: all, or a comma-separated list of parse, latency, failover.
     #[arg(long, default_value = "all")]
     only: String,
     /// Where the JSON report goes.
@@ -69,6 +70,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("latency") {
         figures.extend(logs::milestone_latency(cli.quick).await?);
+    }
+    if want("failover") {
+        figures.extend(failover::failover_time(cli.quick).await?);
     }
     print_table(&figures);
     if let Some(dir) = cli.report.parent() {
