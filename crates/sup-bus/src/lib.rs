@@ -506,3 +506,50 @@ impl Bus {
         Ok(out)
     }
 }
+
+/// Pulls messages from a durable consumer until `stop` turns true, making the consumer again after
+/// any error (a restarted server, a lost connection). `handle` acks or naks each message; what it
+/// does not ack is redelivered after the consumer's ack wait.
+pub async fn consume_durable<Make, MakeFut, Handle, HandleFut>(
+    what: &str,
+    make: Make,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    handle: Handle,
+) where
+    Make: Fn() -> MakeFut,
+    MakeFut:
+        std::future::Future<Output = Result<consumer::Consumer<consumer::pull::Config>, BusError>>,
+    Handle: Fn(jetstream::Message) -> HandleFut,
+    HandleFut: std::future::Future<Output = ()>,
+{
+    loop {
+        let messages = match make().await {
+            Ok(c) => c.messages().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let mut messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(consumer = what, error = %e, "pulling; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                m = messages.next() => m,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            match next {
+                Some(Ok(m)) => handle(m).await,
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = what, error = %e, "delivery");
+                    break;
+                }
+                None => break,
+            }
+        }
+    }
+}

@@ -4,12 +4,16 @@
 //! shutdown on SIGINT and SIGTERM.
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod grpc;
+pub mod lifecycle;
 pub mod shutdown;
 pub mod telemetry;
 
 pub use admin::{Admin, Readiness};
+pub use cli::{ServiceArgs, bind};
 pub use config::{ConfigError, load_config};
+pub use lifecycle::Lifecycle;
 pub use shutdown::shutdown_signal;
 pub use telemetry::{LogFormat, Telemetry};

@@ -16,11 +16,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt;
 use serde::Deserialize;
 use sup_bus::async_nats::jetstream::AckKind;
 use sup_bus::{Bus, BusConfig};
-use sup_runtime::{Admin, LogFormat};
+use sup_runtime::{Lifecycle, LogFormat};
 use tokio::net::TcpListener;
 
 pub use coordinator::Coordinator;
@@ -82,22 +81,24 @@ pub async fn run(
     let mut coordinator = Coordinator::new(store::Store { bus: bus.clone() }, metrics.clone());
     coordinator.failover_after = Duration::from_secs(settings.failover_after_secs);
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let admin_srv = Admin::new(registry);
-    let readiness = admin_srv.readiness.clone();
-    let mut admin_stop = stop_rx.clone();
-    let admin_task = tokio::spawn(admin_srv.serve(admin, async move {
-        let _ = admin_stop.wait_for(|s| *s).await;
-    }));
-
-    let events_task = tokio::spawn(consume_events(coordinator.clone(), stop_rx.clone()));
-    let announcer_task = tokio::spawn(announcer::run(coordinator.clone(), stop_rx.clone()));
-    let reconcile_task = tokio::spawn(reconcile_loop(
-        coordinator.clone(),
-        Duration::from_secs(settings.reconcile_interval_secs.max(1)),
-        stop_rx.clone(),
-    ));
-
+    let mut life = Lifecycle::new();
+    life.serve_admin(admin, registry);
+    let (c, stop) = (coordinator.clone(), life.stop());
+    life.spawn("events", async move {
+        consume_events(c, stop).await;
+        Ok(())
+    });
+    let (c, stop) = (coordinator.clone(), life.stop());
+    life.spawn("announcer", async move {
+        announcer::run(c, stop).await;
+        Ok(())
+    });
+    let (c, stop) = (coordinator.clone(), life.stop());
+    let every = Duration::from_secs(settings.reconcile_interval_secs.max(1));
+    life.spawn("reconcile", async move {
+        reconcile_loop(c, every, stop).await;
+        Ok(())
+    });
     let grpc_routes = sup_runtime::grpc::routes()?;
     let mut routes = grpc_routes.routes;
     routes.add_service(sup_proto::v1::coordinator_server::CoordinatorServer::new(
@@ -109,79 +110,37 @@ pub async fn run(
         .health
         .set_serving::<sup_proto::v1::coordinator_server::CoordinatorServer<api::Api>>()
         .await;
-    readiness.set(true);
     tracing::info!(grpc = %grpc.local_addr()?, "coordinator serving");
-    let mut grpc_stop = stop_rx.clone();
-    let grpc_task = tokio::spawn(sup_runtime::grpc::serve(routes, grpc, async move {
-        let _ = grpc_stop.wait_for(|s| *s).await;
-    }));
-
-    shutdown.await;
-    readiness.set(false);
-    let _ = stop_tx.send(true);
-    grpc_task.await.context("gRPC task")??;
-    events_task.await.context("events task")?;
-    announcer_task.await.context("announcer task")?;
-    reconcile_task.await.context("reconcile task")?;
-    admin_task.await.context("admin task")??;
+    life.serve_grpc(grpc, routes);
+    let result = life.run_until(shutdown).await;
     bus.client.flush().await.ok();
     tracing::info!("coordinator stopped");
-    Ok(())
+    result
 }
 
 /// Consumes events with a durable consumer shared by all replicas; an event is acked only after
 /// its effects are stored and announced, so a crash redelivers it.
-async fn consume_events(c: Coordinator, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        let consumer = match c
-            .store
-            .bus
-            .durable_consumer(
-                sup_bus::setup::EVENTS_STREAM,
-                "coordinator-events",
-                event_filters(),
-                Duration::from_secs(30),
-                -1,
-            )
-            .await
-        {
-            Ok(consumer) => consumer,
-            Err(e) => {
-                tracing::warn!(error = %e, "creating the event consumer; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-            }
-        };
-        let mut messages = match consumer.messages().await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "pulling events; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        loop {
-            let next = tokio::select! {
-                m = messages.next() => m,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            let Some(msg) = next else { break };
-            let msg = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(error = %e, "event delivery");
-                    break;
-                }
-            };
+async fn consume_events(c: Coordinator, stop: tokio::sync::watch::Receiver<bool>) {
+    let bus = c.store.bus.clone();
+    let make = || {
+        bus.durable_consumer(
+            sup_bus::setup::EVENTS_STREAM,
+            "coordinator-events",
+            event_filters(),
+            Duration::from_secs(30),
+            -1,
+        )
+    };
+    sup_bus::consume_durable("coordinator-events", make, stop, |msg| {
+        let c = c.clone();
+        async move {
             let event = match sup_bus::decode_event(&msg.subject, &msg.payload) {
                 Ok(e) => e,
                 Err(e) => {
                     // Undecodable forever: terminate it rather than block the queue.
                     tracing::error!(error = %e, "dropping an undecodable event");
                     let _ = msg.ack_with(AckKind::Term).await;
-                    continue;
+                    return;
                 }
             };
             let span = tracing::info_span!("handle_event", messaging.system = "nats", messaging.destination.name = %msg.subject, sup.site = %event.site, sup.server = %event.server);
@@ -200,13 +159,12 @@ async fn consume_events(c: Coordinator, mut stop: tokio::sync::watch::Receiver<b
                 Err(e) => {
                     c.metrics.events_failed.inc();
                     tracing::warn!(error = %e, id = %event.id, "handling an event; it will be redelivered");
-                    let _ = msg
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await;
+                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
                 }
             }
         }
-    }
+    })
+    .await;
 }
 
 async fn reconcile_loop(

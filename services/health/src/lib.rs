@@ -23,7 +23,7 @@ use sup_bus::async_nats::jetstream::consumer;
 use sup_bus::{Bus, BusConfig, Cas, subjects};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
-use sup_runtime::{Admin, LogFormat};
+use sup_runtime::{Lifecycle, LogFormat};
 use sup_wsus::probe::{ProbeResult, Prober, Target};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
@@ -545,30 +545,26 @@ pub async fn run(
         "Health transitions by new health",
         svc.metrics.transitions.clone(),
     );
-    let admin_srv = Admin::new(registry);
-    let readiness = admin_srv.readiness.clone();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut admin_stop = stop_rx.clone();
-    let admin_task = tokio::spawn(admin_srv.serve(admin, async move {
-        let _ = admin_stop.wait_for(|s| *s).await;
-    }));
-    let follower = tokio::spawn(svc.clone().follow_milestones(stop_rx.clone()));
-    let prober = {
-        let svc = svc.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let every = Duration::from_millis(svc.settings.interval_ms.max(100));
-            loop {
-                if let Err(e) = svc.round().await {
-                    tracing::warn!(error = %e, "probe round");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
+    let mut life = Lifecycle::new();
+    life.serve_admin(admin, registry);
+    let (follower, stop) = (svc.clone(), life.stop());
+    life.spawn("milestones", async move {
+        follower.follow_milestones(stop).await;
+        Ok(())
+    });
+    let (prober, mut stop) = (svc.clone(), life.stop());
+    life.spawn("probes", async move {
+        let every = Duration::from_millis(prober.settings.interval_ms.max(100));
+        loop {
+            if let Err(e) = prober.round().await {
+                tracing::warn!(error = %e, "probe round");
             }
-        })
-    };
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
+        }
+    });
     let g = sup_runtime::grpc::routes()?;
     let mut routes = g.routes;
     routes.add_service(v1::health_service_server::HealthServiceServer::new(Api(
@@ -577,17 +573,6 @@ pub async fn run(
     g.health
         .set_serving::<v1::health_service_server::HealthServiceServer<Api>>()
         .await;
-    readiness.set(true);
-    let mut grpc_stop = stop_rx.clone();
-    let grpc_task = tokio::spawn(sup_runtime::grpc::serve(routes, grpc, async move {
-        let _ = grpc_stop.wait_for(|s| *s).await;
-    }));
-    shutdown.await;
-    readiness.set(false);
-    let _ = stop_tx.send(true);
-    let _ = prober.await;
-    let _ = follower.await;
-    grpc_task.await.context("gRPC task")??;
-    admin_task.await.context("admin task")??;
-    Ok(())
+    life.serve_grpc(grpc, routes);
+    life.run_until(shutdown).await
 }

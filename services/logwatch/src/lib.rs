@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use serde::Deserialize;
 use sup_bus::{Bus, BusConfig};
-use sup_runtime::{Admin, LogFormat};
+use sup_runtime::{Lifecycle, LogFormat};
 use tokio::net::TcpListener;
 
 pub const DEFAULTS: &str = r#"
@@ -91,20 +91,14 @@ pub async fn run(
     let metrics = watch::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
-    let admin_srv = Admin::new(registry);
-    let readiness = admin_srv.readiness.clone();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut admin_stop = stop_rx.clone();
-    let admin_task = tokio::spawn(admin_srv.serve(admin, async move {
-        let _ = admin_stop.wait_for(|s| *s).await;
-    }));
-    readiness.set(true);
-    let watcher = tokio::spawn(watch::Watcher::new(bus.clone(), settings, metrics).run(stop_rx));
-    shutdown.await;
-    readiness.set(false);
-    let _ = stop_tx.send(true);
-    watcher.await.context("watcher task")??;
-    admin_task.await.context("admin task")??;
+    let mut life = Lifecycle::new();
+    life.serve_admin(admin, registry);
+    let stop = life.stop();
+    life.spawn(
+        "watcher",
+        watch::Watcher::new(bus.clone(), settings, metrics).run(stop),
+    );
+    let result = life.run_until(shutdown).await;
     bus.client.flush().await.ok();
-    Ok(())
+    result
 }

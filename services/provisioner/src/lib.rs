@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use futures::StreamExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -23,7 +22,7 @@ use sup_bus::async_nats::jetstream::AckKind;
 use sup_bus::{Bus, BusConfig, subjects};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, command::Kind, event::Payload};
-use sup_runtime::{Admin, LogFormat};
+use sup_runtime::{Lifecycle, LogFormat};
 use tokio::net::TcpListener;
 
 use driver::{DriverError, Endpoints, GrpcDriver, SiteDriver};
@@ -619,85 +618,48 @@ pub async fn run_with<D: SiteDriver>(
     let metrics = Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
-    let admin_srv = Admin::new(registry);
-    let readiness = admin_srv.readiness.clone();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut admin_stop = stop_rx.clone();
-    let admin_task = tokio::spawn(admin_srv.serve(admin, async move {
-        let _ = admin_stop.wait_for(|s| *s).await;
-    }));
+    let mut life = Lifecycle::new();
+    life.serve_admin(admin, registry);
     let p = Arc::new(Provisioner {
         bus: bus.clone(),
         driver: Arc::new(driver),
         settings,
         metrics,
     });
-    let worker = tokio::spawn(consume(p.clone(), stop_rx.clone()));
-    let timeouts = {
-        let p = p.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-                if let Err(e) = p.check_timeouts().await {
-                    tracing::warn!(error = %e, "checking install timeouts");
-                }
+    let (worker, stop) = (p.clone(), life.stop());
+    life.spawn("commands", async move {
+        consume(worker, stop).await;
+        Ok(())
+    });
+    let (checker, mut stop) = (p.clone(), life.stop());
+    life.spawn("timeouts", async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
             }
-        })
-    };
-    readiness.set(true);
-    shutdown.await;
-    readiness.set(false);
-    let _ = stop_tx.send(true);
-    let _ = worker.await;
-    let _ = timeouts.await;
-    admin_task.await.context("admin task")??;
+            if let Err(e) = checker.check_timeouts().await {
+                tracing::warn!(error = %e, "checking install timeouts");
+            }
+        }
+    });
+    let result = life.run_until(shutdown).await;
     bus.client.flush().await.ok();
-    Ok(())
+    result
 }
 
-async fn consume<D: SiteDriver>(
-    p: Arc<Provisioner<D>>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        let consumer = match p
-            .bus
-            .command_consumer("provisioner", Duration::from_secs(60), -1)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "creating the command consumer; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-            }
-        };
-        let mut messages = match consumer.messages().await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "pulling commands");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        loop {
-            let next = tokio::select! {
-                m = messages.next() => m,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            let Some(Ok(msg)) = next else { break };
+async fn consume<D: SiteDriver>(p: Arc<Provisioner<D>>, stop: tokio::sync::watch::Receiver<bool>) {
+    let bus = p.bus.clone();
+    let make = || bus.command_consumer("provisioner", Duration::from_secs(60), -1);
+    sup_bus::consume_durable("provisioner-commands", make, stop, |msg| {
+        let p = p.clone();
+        async move {
             let cmd = match sup_bus::decode_command(&msg.subject, &msg.payload) {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %e, "dropping an undecodable command");
                     let _ = msg.ack_with(AckKind::Term).await;
-                    continue;
+                    return;
                 }
             };
             let attempt = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
@@ -730,13 +692,12 @@ async fn consume<D: SiteDriver>(
                 }
                 Err(e) => {
                     tracing::warn!(command = %cmd.id, error = %e, "handling a command; it will be redelivered");
-                    let _ = msg
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await;
+                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
                 }
             }
         }
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

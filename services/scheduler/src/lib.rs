@@ -21,7 +21,7 @@ use sup_bus::{Bus, BusConfig, Cas, subjects};
 use sup_core::model::{Site, SyncSource};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
-use sup_runtime::{Admin, LogFormat};
+use sup_runtime::{Lifecycle, LogFormat};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
@@ -747,44 +747,26 @@ impl<C: Clock> v1::scheduler_server::Scheduler for Api<C> {
     }
 }
 
-async fn consume<C: Clock>(s: Arc<Scheduler<C>>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        let consumer = match s
-            .bus
-            .durable_consumer(
-                sup_bus::setup::EVENTS_STREAM,
-                "scheduler-events",
-                vec![
-                    "sup.evt.*.milestone".into(),
-                    "sup.evt.*.command_rejected".into(),
-                ],
-                Duration::from_secs(30),
-                -1,
-            )
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "event consumer");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-            }
-        };
-        let Ok(mut msgs) = consumer.messages().await else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        loop {
-            let next = tokio::select! {
-                m = msgs.next() => m,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            let Some(Ok(m)) = next else { break };
+async fn consume<C: Clock>(s: Arc<Scheduler<C>>, stop: tokio::sync::watch::Receiver<bool>) {
+    let bus = s.bus.clone();
+    let make = || {
+        bus.durable_consumer(
+            sup_bus::setup::EVENTS_STREAM,
+            "scheduler-events",
+            vec![
+                "sup.evt.*.milestone".into(),
+                "sup.evt.*.command_rejected".into(),
+            ],
+            Duration::from_secs(30),
+            -1,
+        )
+    };
+    sup_bus::consume_durable("scheduler-events", make, stop, |m| {
+        let s = s.clone();
+        async move {
             let Ok(e) = sup_bus::decode_event(&m.subject, &m.payload) else {
                 let _ = m.ack_with(AckKind::Term).await;
-                continue;
+                return;
             };
             match s.on_event(&e).await {
                 Ok(()) => {
@@ -796,7 +778,8 @@ async fn consume<C: Clock>(s: Arc<Scheduler<C>>, mut stop: tokio::sync::watch::R
                 }
             }
         }
-    }
+    })
+    .await;
 }
 
 pub async fn run<C: Clock>(
@@ -815,46 +798,31 @@ pub async fn run<C: Clock>(
         clock,
         settings,
     });
-    let admin_srv = Admin::new(prometheus_client::registry::Registry::default());
-    let readiness = admin_srv.readiness.clone();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut admin_stop = stop_rx.clone();
-    let admin_task = tokio::spawn(admin_srv.serve(admin, async move {
-        let _ = admin_stop.wait_for(|s| *s).await;
-    }));
-    let events = tokio::spawn(consume(s.clone(), stop_rx.clone()));
-    let ticker = {
-        let s = s.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = s.tick().await {
-                    tracing::warn!(error = %e, "scheduler tick");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(tick) => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                }
+    let mut life = Lifecycle::new();
+    life.serve_admin(admin, prometheus_client::registry::Registry::default());
+    let (events, stop) = (s.clone(), life.stop());
+    life.spawn("events", async move {
+        consume(events, stop).await;
+        Ok(())
+    });
+    let (ticker, mut stop) = (s.clone(), life.stop());
+    life.spawn("ticks", async move {
+        loop {
+            if let Err(e) = ticker.tick().await {
+                tracing::warn!(error = %e, "scheduler tick");
             }
-        })
-    };
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
+        }
+    });
     let g = sup_runtime::grpc::routes()?;
     let mut routes = g.routes;
     routes.add_service(v1::scheduler_server::SchedulerServer::new(Api(s.clone())));
     g.health
         .set_serving::<v1::scheduler_server::SchedulerServer<Api<C>>>()
         .await;
-    readiness.set(true);
-    let mut grpc_stop = stop_rx.clone();
-    let grpc_task = tokio::spawn(sup_runtime::grpc::serve(routes, grpc, async move {
-        let _ = grpc_stop.wait_for(|s| *s).await;
-    }));
-    shutdown.await;
-    readiness.set(false);
-    let _ = stop_tx.send(true);
-    let _ = ticker.await;
-    let _ = events.await;
-    grpc_task.await.context("gRPC task")??;
-    admin_task.await.context("admin task")??;
-    Ok(())
+    life.serve_grpc(grpc, routes);
+    life.run_until(shutdown).await
 }

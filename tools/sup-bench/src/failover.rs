@@ -24,7 +24,11 @@ impl Drop for Kid {
 
 fn bin(name: &str) -> anyhow::Result<PathBuf> {
     let p = std::env::current_exe()?.with_file_name(name);
-    anyhow::ensure!(p.exists(), "{} not built: build the workspace's binaries in the same profile", p.display());
+    anyhow::ensure!(
+        p.exists(),
+        "{} not built: build the workspace's binaries in the same profile",
+        p.display()
+    );
     Ok(p)
 }
 
@@ -42,7 +46,10 @@ fn spawn(name: &str, args: &[&str], log: &Path) -> anyhow::Result<Kid> {
 
 async fn wait_port(port: u16) -> anyhow::Result<()> {
     for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -52,7 +59,10 @@ async fn wait_port(port: u16) -> anyhow::Result<()> {
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i.min(sorted.len().saturating_sub(1))).copied().unwrap_or(f64::NAN)
+    sorted
+        .get(i.min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
 pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
@@ -68,10 +78,23 @@ pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let _emu = spawn(
         "wsus-emulator",
         &[
-            "run", "--http", &format!("127.0.0.1:{http}"), "--https", &format!("127.0.0.1:{https}"),
-            "--agent", &format!("127.0.0.1:{agent}"), "--control", &format!("127.0.0.1:{control}"),
-            "--logs", logs.to_str().unwrap_or("sites"), "--default-ports", &format!("{http},{https}"),
-            "--step-ms", "5", "--health-interval-ms", "250",
+            "run",
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--https",
+            &format!("127.0.0.1:{https}"),
+            "--agent",
+            &format!("127.0.0.1:{agent}"),
+            "--control",
+            &format!("127.0.0.1:{control}"),
+            "--logs",
+            logs.to_str().unwrap_or("sites"),
+            "--default-ports",
+            &format!("{http},{https}"),
+            "--step-ms",
+            "5",
+            "--health-interval-ms",
+            "250",
         ],
         &d.join("emulator.log"),
     )?;
@@ -82,33 +105,83 @@ pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
         std::fs::write(&p, body)?;
         Ok(p)
     };
-    let cc = write("coordinator.toml", format!("listen = \"127.0.0.1:{coord}\"\nadmin_listen = \"127.0.0.1:{}\"\nreconcile_interval_secs = 1\nfailover_after_secs = 0\n[nats]\nurl = \"{url}\"\n", port()?))?;
-    let pc = write("provisioner.toml", format!("admin_listen = \"127.0.0.1:{}\"\n[agents]\n\"*\" = \"http://127.0.0.1:{agent}\"\n[nats]\nurl = \"{url}\"\n", port()?))?;
-    let lc = write("logwatch.toml", format!("admin_listen = \"127.0.0.1:{}\"\npoll_interval_ms = 100\ndiscover_interval_secs = 1\nroot = \"{}\"\n[nats]\nurl = \"{url}\"\n", port()?, logs.display()))?;
-    let hc = write("health.toml", format!("listen = \"127.0.0.1:{health}\"\nadmin_listen = \"127.0.0.1:{}\"\ninterval_ms = {interval_ms}\ntimeout_ms = 300\nmilestone_max_age_secs = 0\n[resolve]\n\"*\" = \"127.0.0.1\"\n[nats]\nurl = \"{url}\"\n", port()?))?;
+    let cc = write(
+        "coordinator.toml",
+        format!(
+            "listen = \"127.0.0.1:{coord}\"\nadmin_listen = \"127.0.0.1:{}\"\nreconcile_interval_secs = 1\nfailover_after_secs = 0\n[nats]\nurl = \"{url}\"\n",
+            port()?
+        ),
+    )?;
+    let pc = write(
+        "provisioner.toml",
+        format!(
+            "admin_listen = \"127.0.0.1:{}\"\n[agents]\n\"*\" = \"http://127.0.0.1:{agent}\"\n[nats]\nurl = \"{url}\"\n",
+            port()?
+        ),
+    )?;
+    let lc = write(
+        "logwatch.toml",
+        format!(
+            "admin_listen = \"127.0.0.1:{}\"\npoll_interval_ms = 100\ndiscover_interval_secs = 1\nroot = \"{}\"\n[nats]\nurl = \"{url}\"\n",
+            port()?,
+            logs.display()
+        ),
+    )?;
+    let hc = write(
+        "health.toml",
+        format!(
+            "listen = \"127.0.0.1:{health}\"\nadmin_listen = \"127.0.0.1:{}\"\ninterval_ms = {interval_ms}\ntimeout_ms = 300\nmilestone_max_age_secs = 0\n[resolve]\n\"*\" = \"127.0.0.1\"\n[nats]\nurl = \"{url}\"\n",
+            port()?
+        ),
+    )?;
     let p = |x: &PathBuf| x.to_str().unwrap_or_default().to_string();
-    let _c = spawn("sup-coordinator", &["--config", &p(&cc)], &d.join("coordinator.log"))?;
-    let _p = spawn("sup-provisioner", &["--config", &p(&pc)], &d.join("provisioner.log"))?;
-    let _l = spawn("sup-logwatch", &["run", "--config", &p(&lc)], &d.join("logwatch.log"))?;
+    let _c = spawn(
+        "sup-coordinator",
+        &["--config", &p(&cc)],
+        &d.join("coordinator.log"),
+    )?;
+    let _p = spawn(
+        "sup-provisioner",
+        &["--config", &p(&pc)],
+        &d.join("provisioner.log"),
+    )?;
+    let _l = spawn(
+        "sup-logwatch",
+        &["run", "--config", &p(&lc)],
+        &d.join("logwatch.log"),
+    )?;
     let _h = spawn("sup-health", &["--config", &p(&hc)], &d.join("health.log"))?;
     wait_port(coord).await?;
     wait_port(health).await?;
     let site = write(
         "site.toml",
-        format!("[[site]]\ncode = \"FOV\"\nfailover = \"auto\"\n[[site.site_system]]\nserver = \"f1.corp.example.com\"\n[[site.site_system]]\nserver = \"f2.corp.example.com\"\n[[site.software_update_point]]\nserver = \"f1.corp.example.com\"\nactive = \"intranet\"\nhttp_port = {http}\nhttps_port = {https}\n[[site.software_update_point]]\nserver = \"f2.corp.example.com\"\nhttp_port = {http}\nhttps_port = {https}\n"),
+        format!(
+            "[[site]]\ncode = \"FOV\"\nfailover = \"auto\"\n[[site.site_system]]\nserver = \"f1.corp.example.com\"\n[[site.site_system]]\nserver = \"f2.corp.example.com\"\n[[site.software_update_point]]\nserver = \"f1.corp.example.com\"\nactive = \"intranet\"\nhttp_port = {http}\nhttps_port = {https}\n[[site.software_update_point]]\nserver = \"f2.corp.example.com\"\nhttp_port = {http}\nhttps_port = {https}\n"
+        ),
     )?;
     let out = Command::new(bin("supctl")?)
         .env("SUP_COORDINATOR", format!("http://127.0.0.1:{coord}"))
         .args(["apply", "-f", &p(&site), "--wait", "--timeout", "120s"])
         .output()?;
-    anyhow::ensure!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let bus = sup_bus::Bus::connect(&sup_bus::BusConfig::new(nats.url())).await?;
     let mut changes = bus.client.subscribe("sup.evt.FOV.active_changed").await?;
     bus.client.flush().await?;
     let ctl = |args: &[&str]| -> anyhow::Result<()> {
-        let out = Command::new(bin("wsus-emulator")?).args(["ctl", "--control", &format!("127.0.0.1:{control}")]).args(args).output()?;
-        anyhow::ensure!(out.status.success(), "ctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(bin("wsus-emulator")?)
+            .args(["ctl", "--control", &format!("127.0.0.1:{control}")])
+            .args(args)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(())
     };
     // Ready and healthy, from the role records.
@@ -118,14 +191,21 @@ pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let ok = bus.site_roles("FOV").await.ok().is_some_and(|rs| {
-                    rs.into_iter().filter_map(|b| v1::RoleStatus::decode(b).ok()).any(|r| {
-                        r.server == server && r.state == v1::RoleState::Ready as i32 && r.health == v1::Health::Healthy as i32
-                    })
+                    rs.into_iter()
+                        .filter_map(|b| v1::RoleStatus::decode(b).ok())
+                        .any(|r| {
+                            r.server == server
+                                && r.state == v1::RoleState::Ready as i32
+                                && r.health == v1::Health::Healthy as i32
+                        })
                 });
                 if ok {
                     return Ok(());
                 }
-                anyhow::ensure!(Instant::now() < deadline, "{server} never became ready and healthy");
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "{server} never became ready and healthy"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -133,7 +213,11 @@ pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let mut times = Vec::new();
     let mut active = "f1.corp.example.com";
     for trial in 0..trials {
-        let standby = if active == "f1.corp.example.com" { "f2.corp.example.com" } else { "f1.corp.example.com" };
+        let standby = if active == "f1.corp.example.com" {
+            "f2.corp.example.com"
+        } else {
+            "f1.corp.example.com"
+        };
         ready_healthy(standby).await?;
         let t = Instant::now();
         ctl(&["fault", active, "down"])?;
