@@ -274,8 +274,9 @@ async fn https_presents_a_certificate_for_each_server_name() {
     let e = start_emulator(&[]);
     let pem = std::fs::read_to_string(&e.ca).expect("ca written");
     let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-    let der = pem_to_der(&pem);
-    roots.add(der.into()).expect("ca");
+    for der in sup_wsus::probe::pem_certificates(pem.as_bytes()) {
+        roots.add(der.into()).expect("ca");
+    }
     let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
         tokio_rustls::rustls::crypto::ring::default_provider(),
     ))
@@ -293,29 +294,6 @@ async fn https_presents_a_certificate_for_each_server_name() {
         let tls = connector.connect(server_name, tcp).await;
         assert!(tls.is_ok(), "{name}: {:?}", tls.err());
     }
-}
-
-fn pem_to_der(pem: &str) -> Vec<u8> {
-    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64_decode(&b64)
-}
-
-fn base64_decode(s: &str) -> Vec<u8> {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::new();
-    let (mut buf, mut bits) = (0u32, 0);
-    for c in s.bytes().filter(|c| *c != b'=') {
-        let Some(v) = T.iter().position(|t| *t == c) else {
-            continue;
-        };
-        buf = (buf << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-        }
-    }
-    out
 }
 
 fn milestones(path: &Path) -> Vec<String> {
