@@ -225,3 +225,55 @@ async fn a_three_node_cluster_replicates_streams_and_buckets() {
         Cas::Won(_)
     ));
 }
+
+#[tokio::test]
+async fn trace_context_rides_in_nats_headers() {
+    use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = NatsServer::start().expect("nats-server");
+    let bus = bus(&server).await;
+    let span = tracing::info_span!("apply");
+    let trace_id = span.context().span().span_context().trace_id();
+    {
+        let _e = span.enter();
+        bus.publish_event(&milestone("traced-1"))
+            .await
+            .expect("publish");
+    }
+    let consumer = bus
+        .durable_consumer(
+            sup_bus::setup::EVENTS_STREAM,
+            "trace-reader",
+            vec![sup_bus::subjects::events_of("CEN")],
+            Duration::from_secs(30),
+            5,
+        )
+        .await
+        .expect("consumer");
+    let mut messages = consumer.messages().await.expect("messages");
+    let m = messages.next().await.expect("open").expect("message");
+    let traceparent = m
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("traceparent"))
+        .map(|v| v.to_string())
+        .expect("traceparent header");
+    assert!(
+        traceparent.contains(&trace_id.to_string()),
+        "{traceparent} carries {trace_id}"
+    );
+    // A consumer that follows the header continues the same trace.
+    let child = tracing::info_span!("handle");
+    sup_bus::trace::follow(m.headers.as_ref(), &child);
+    assert_eq!(child.context().span().span_context().trace_id(), trace_id);
+}

@@ -440,3 +440,208 @@ async fn events_follow_shows_changes_as_they_happen() {
     let _ = follower.kill();
     let _ = follower.wait();
 }
+
+#[tokio::test]
+async fn grpc_health_reflection_and_a_bad_config() {
+    let nats = NatsServer::start().expect("nats-server");
+    let c = coordinator(&nats);
+    let channel = tonic::transport::Channel::from_shared(c.endpoint.clone())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "sup.v1.Coordinator".into(),
+        })
+        .await
+        .expect("health")
+        .into_inner();
+    assert_eq!(
+        serving.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([req]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let answer = stream.message().await.expect("answer").expect("one");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("not a service list: {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"sup.v1.Coordinator".to_string())
+            && names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+
+    // A typo in the configuration stops the service at start, naming the key.
+    let dir = tempfile::tempdir().expect("dir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "reconcile_interval_secs = \"soon\"\n[nats]\nurll = \"x\"\n",
+    )
+    .expect("write");
+    let out = Command::new(sup_testkit::binary("sup-coordinator").expect("bin"))
+        .args(["--config", bad.to_str().expect("path")])
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("urll") || err.contains("reconcile_interval_secs"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_wizard_steps_as_commands() {
+    let nats = NatsServer::start().expect("nats-server");
+    let c = coordinator(&nats);
+    let file = site_file(HIERARCHY);
+    assert!(
+        supctl(
+            &c.endpoint,
+            &["apply", "-f", file.path().to_str().expect("path")]
+        )
+        .status
+        .success()
+    );
+
+    let add = supctl(
+        &c.endpoint,
+        &[
+            "sup",
+            "add",
+            "--site",
+            "CEN",
+            "--server",
+            "cen-sup03.corp.example.com",
+            "--http-port",
+            "8530",
+            "--https-port",
+            "8531",
+            "--proxy",
+            "proxy.corp.example.com:8080",
+        ],
+    );
+    assert!(add.status.success(), "{}", text(&add.stderr));
+    assert!(
+        text(&add.stdout).contains("declared"),
+        "{}",
+        text(&add.stdout)
+    );
+    let bad_proxy = supctl(
+        &c.endpoint,
+        &[
+            "sup",
+            "add",
+            "--site",
+            "CEN",
+            "--server",
+            "x.corp.example.com",
+            "--proxy",
+            "proxy-without-port",
+        ],
+    );
+    assert_eq!(bad_proxy.status.code(), Some(2));
+    let bad_ports = supctl(
+        &c.endpoint,
+        &[
+            "sup",
+            "add",
+            "--site",
+            "CEN",
+            "--server",
+            "y.corp.example.com",
+            "--http-port",
+            "8530",
+            "--https-port",
+            "8530",
+        ],
+    );
+    assert_eq!(
+        bad_ports.status.code(),
+        Some(2),
+        "{}",
+        text(&bad_ports.stderr)
+    );
+    assert!(text(&bad_ports.stderr).contains("[ports_distinct]"));
+
+    let get = supctl(&c.endpoint, &["site", "get", "CEN", "-o", "json"]);
+    let spec: serde_json::Value = serde_json::from_slice(&get.stdout).expect("json");
+    assert!(
+        spec["software_update_point"]
+            .as_array()
+            .expect("sups")
+            .iter()
+            .any(|s| s["server"] == "cen-sup03.corp.example.com" && s["proxy"]["port"] == 8080)
+    );
+
+    let rm = supctl(
+        &c.endpoint,
+        &[
+            "sup",
+            "remove",
+            "--site",
+            "CEN",
+            "--server",
+            "cen-sup03.corp.example.com",
+        ],
+    );
+    assert!(rm.status.success(), "{}", text(&rm.stderr));
+    // Declared but never installed: nothing to remove on the server.
+    assert!(text(&rm.stdout).contains("removed"), "{}", text(&rm.stdout));
+
+    // Activation needs a ready role.
+    let act = supctl(
+        &c.endpoint,
+        &[
+            "sup",
+            "activate",
+            "--site",
+            "CEN",
+            "--server",
+            "cen-sup02.corp.example.com",
+        ],
+    );
+    assert_eq!(act.status.code(), Some(1));
+    assert!(
+        text(&act.stderr).contains("not ready"),
+        "{}",
+        text(&act.stderr)
+    );
+
+    // A parent cannot go before its children.
+    let del = supctl(&c.endpoint, &["site", "delete", "CEN"]);
+    assert_eq!(del.status.code(), Some(1));
+    assert!(text(&del.stderr).contains("CH1"), "{}", text(&del.stderr));
+    assert!(
+        supctl(&c.endpoint, &["site", "delete", "CH1"])
+            .status
+            .success()
+    );
+    assert!(
+        supctl(&c.endpoint, &["site", "delete", "CEN"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        text(&supctl(&c.endpoint, &["site", "list", "-o", "json"]).stdout).trim(),
+        "[]"
+    );
+}

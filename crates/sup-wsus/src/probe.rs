@@ -496,3 +496,92 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod wire_tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A server that answers every connection with `behave`.
+    async fn server(behave: &'static str) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    match behave {
+                        "garbage" => {
+                            let _ = s.write_all(b"\x00\x01\xffNOT HTTP AT ALL\r\n\r\n").await;
+                        }
+                        "trickle" => {
+                            for b in b"HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\n" {
+                                if s.write_all(&[*b]).await.is_err() {
+                                    return;
+                                }
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                        }
+                        "reset" => drop(s),
+                        _ => {
+                            let body = "<html><body>Server Error</body></html>";
+                            let _ = s
+                                .write_all(format!("HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes())
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Runs the ladder; it must return (a stalled probe would hang the test).
+    async fn ladder(addr: SocketAddr) -> Vec<Component> {
+        let p = Prober::new(Duration::from_millis(500), b"");
+        p.probe(&Target {
+            host: "sup01.corp.example.com".into(),
+            addr,
+            http_port: addr.port(),
+            https_port: addr.port(),
+            ssl: false,
+        })
+        .await
+    }
+
+    fn result_of(c: &[Component], name: &str) -> ProbeResult {
+        c.iter()
+            .find(|x| x.name == name)
+            .map(|x| x.result)
+            .unwrap_or(ProbeResult::Ok)
+    }
+
+    #[tokio::test]
+    async fn garbage_html_trickle_and_resets_are_classified_in_bounded_time() {
+        for (behave, expected) in [
+            ("garbage", ProbeResult::ConnectFailed),
+            ("html", ProbeResult::HtmlError),
+            ("trickle", ProbeResult::Timeout),
+            ("reset", ProbeResult::ConnectFailed),
+        ] {
+            let addr = server(behave).await;
+            let c = ladder(addr).await;
+            assert_eq!(result_of(&c, "tcp"), ProbeResult::Ok, "{behave}");
+            assert_eq!(result_of(&c, "server_sync"), expected, "{behave}: {c:?}");
+        }
+        // Nothing listening: the ladder stops at TCP.
+        let unused = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+            .local_addr()
+            .expect("addr");
+        let c = ladder(unused).await;
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].result, ProbeResult::ConnectFailed);
+    }
+}
