@@ -111,6 +111,33 @@ fn gmtdate(message: &str) -> Option<String> {
     Some(t.and_utc().to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
+/// Every phrase that can make a line a milestone (or feed one), searched in one pass: most lines
+/// match none and are done with after it.
+static TRIGGERS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::new([
+            "Setup Started",
+            "Installation was successful",
+            "~RoleSetup()",
+            "Installation failed",
+            "Setup failed",
+            "Setting new configuration state to ",
+            "Successfully connected to",
+            "There are no unhealthy WSUS Server components on WSUS Server ",
+            "Successfully checked database connection on WSUS server ",
+            "STATMSG: ",
+            "Starting Sync",
+            "Done synchronizing",
+            "Sync failed",
+            "updates, processed",
+        ])
+        .ok()
+    });
+
+fn may_trigger(message: &str) -> bool {
+    TRIGGERS.as_ref().is_none_or(|ac| ac.is_match(message))
+}
+
 fn looks_like_error(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("error") || (m.contains("fail") && !m.contains("failover"))
@@ -163,6 +190,12 @@ impl Classifier {
         }
         let msg = record.message.as_str();
         if msg.is_empty() {
+            return None;
+        }
+        if !may_trigger(msg) {
+            if self.setup_open && looks_like_error(msg) {
+                self.last_error = Some(msg.to_string());
+            }
             return None;
         }
         // SUPSetup.log.
