@@ -424,6 +424,7 @@ async fn installs_write_logs_that_sup_smslog_recognises_and_faults_change_them()
         epoch: 5,
         run_id: run.into(),
         upstream_server: String::new(),
+        full: run == "r1",
     };
     assert!(
         agent
@@ -437,6 +438,11 @@ async fn installs_write_logs_that_sup_smslog_recognises_and_faults_change_them()
         milestones(&folder.join("wsyncmgr.log")).contains(&"sync_succeeded".to_string())
     })
     .await;
+    let sync_log = std::fs::read_to_string(folder.join("wsyncmgr.log")).expect("wsyncmgr.log");
+    assert!(
+        sync_log.contains("Performing full sync"),
+        "a full run says so"
+    );
     assert!(ctl(&e, &["fault", S1, "sync-fails"]).status.success());
     agent.start_sync(sync("r2")).await.expect("sync");
     wait_for("sync_failed", || {

@@ -527,6 +527,7 @@ impl<D: SiteDriver> Provisioner<D> {
                 epoch: cmd.epoch,
                 run_id: s.run_id.clone(),
                 upstream_server: String::new(),
+                full: s.full,
             })
             .await;
         match r {

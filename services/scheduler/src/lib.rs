@@ -395,6 +395,7 @@ impl<C: Clock> Scheduler<C> {
             kind: Some(v1::command::Kind::StartSync(v1::StartSync {
                 run_id: run.id.clone(),
                 trigger: run.trigger.clone(),
+                full: run.full,
             })),
         };
         self.bus.publish_command("provisioner", &cmd).await?;

@@ -641,11 +641,12 @@ impl Emulator {
         let me = self.clone();
         let site = req.site.clone();
         let upstream = req.upstream_server.clone();
-        tokio::spawn(async move { me.run_sync(&site, &server, &upstream).await });
+        let full = req.full;
+        tokio::spawn(async move { me.run_sync(&site, &server, &upstream, full).await });
         self.remember(key, reply(true, "synchronization requested"))
     }
 
-    async fn run_sync(&self, site: &str, server: &str, upstream: &str) {
+    async fn run_sync(&self, site: &str, server: &str, upstream: &str, full: bool) {
         let s = self.get(server);
         let bias = s.as_ref().map(|s| s.bias).unwrap_or(0);
         let site_server = self.site_server_of(site, server);
@@ -659,11 +660,22 @@ impl Emulator {
                 &m,
             )
         };
+        // A zero-byte FULL.SYN asks for a full synchronization, SELF.SYN for a delta.
         sync(vec![
             "Wakeup by inbox drop".into(),
-            "Found local sync request file".into(),
+            if full {
+                "Found full sync request file"
+            } else {
+                "Found local sync request file"
+            }
+            .into(),
             "Starting Sync".into(),
-            "Performing sync on local request".into(),
+            if full {
+                "Performing full sync on local request"
+            } else {
+                "Performing sync on local request"
+            }
+            .into(),
             format!("Found active SUP {server} from SCF File."),
             logs::statmsg(6701, 'I', &site_server, site),
             format!("Synchronizing WSUS server {server} ..."),
