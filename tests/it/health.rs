@@ -227,16 +227,28 @@ async fn faults_are_classified_and_an_auto_site_fails_over() {
 
     // Now the new active goes down too, with the old one still down: no healthy standby. The slot
     // stays where it is and an alert says so.
-    ctl(&s.emulator.control, &["fault", "a2.corp.example.com", "down"]);
+    ctl(
+        &s.emulator.control,
+        &["fault", "a2.corp.example.com", "down"],
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let events = all_events(&bus).await;
-        if events.iter().any(|(_, e)| e.site == "AUT" && matches!(&e.payload, Some(Payload::Alert(a)) if a.kind == "no_healthy_standby")) {
+        if events.iter().any(|(_, e)| {
+            e.site == "AUT"
+                && matches!(&e.payload, Some(Payload::Alert(a)) if a.kind == "no_healthy_standby")
+        }) {
             break;
         }
-        assert!(Instant::now() < deadline, "no alert about the missing standby");
+        assert!(
+            Instant::now() < deadline,
+            "no alert about the missing standby"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let st = wait_status(&s.coordinator.endpoint, "status", |_| true).await;
-    assert_eq!(st["sites"][0]["active"]["intranet"]["target"], "a2.corp.example.com", "the slot is kept");
+    assert_eq!(
+        st["sites"][0]["active"]["intranet"]["target"], "a2.corp.example.com",
+        "the slot is kept"
+    );
 }

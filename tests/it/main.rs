@@ -2,6 +2,7 @@
 //! workspace links it once).
 
 mod bus;
+mod chaos;
 mod coordinator;
 mod emulator;
 mod health;

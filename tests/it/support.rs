@@ -8,13 +8,18 @@ use sup_proto::v1::{self, Event, MilestoneObserved, event::Payload};
 use sup_testkit::{NatsServer, Process, free_port};
 
 pub struct Coordinator {
-    /// Kept so the process lives as long as the test needs it.
-    pub _process: Process,
+    /// The process; dropping it kills it.
+    pub process: Process,
     pub endpoint: String,
 }
 
 /// Starts a `sup-coordinator` process against `nats`.
 pub fn coordinator(nats: &NatsServer) -> Coordinator {
+    coordinator_at(nats.url(), 1)
+}
+
+/// Starts a `sup-coordinator` against any server list, with this many stream replicas.
+pub fn coordinator_at(url: &str, replicas: usize) -> Coordinator {
     let grpc = free_port().expect("port");
     let admin = free_port().expect("port");
     let mut process = Process::start(
@@ -26,18 +31,47 @@ pub fn coordinator(nats: &NatsServer) -> Coordinator {
                 "SUP_COORDINATOR__ADMIN_LISTEN",
                 format!("127.0.0.1:{admin}"),
             ),
-            ("SUP_COORDINATOR__NATS__URL", nats.url().to_string()),
+            ("SUP_COORDINATOR__NATS__URL", url.to_string()),
+            ("SUP_COORDINATOR__NATS__REPLICAS", replicas.to_string()),
             ("SUP_COORDINATOR__RECONCILE_INTERVAL_SECS", "1".to_string()),
             ("SUP_COORDINATOR__FAILOVER_AFTER_SECS", "1".to_string()),
         ],
     )
     .expect("start sup-coordinator");
     process
-        .wait_port(grpc, Duration::from_secs(30))
+        .wait_port(grpc, Duration::from_secs(60))
         .expect("coordinator listens");
+    wait_ready(&process, admin);
     Coordinator {
-        _process: process,
+        process,
         endpoint: format!("http://127.0.0.1:{grpc}"),
+    }
+}
+
+/// Waits until a service's `/readyz` answers 200 (its listeners are bound before it is ready).
+pub fn wait_ready(process: &Process, admin: u16) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ok = std::net::TcpStream::connect(("127.0.0.1", admin))
+            .ok()
+            .and_then(|mut s| {
+                s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                    .ok()?;
+                let mut answer = String::new();
+                s.read_to_string(&mut answer).ok()?;
+                Some(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"))
+            });
+        if ok == Some(true) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never became ready:\n{}",
+            process.name,
+            process.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -99,10 +133,20 @@ pub async fn make_ready(bus: &Bus, site: &str, server: &str) {
 /// Every event stored so far, in stream order.
 pub async fn all_events(bus: &Bus) -> Vec<(u64, Event)> {
     use futures::StreamExt;
-    let (stored, mut watch) = bus
-        .watch_events(sup_bus::subjects::EVENTS_ALL.into(), Some(1))
-        .await
-        .expect("watch");
+    // Right after a node is lost the stream may briefly have no leader; retry for a while.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (stored, mut watch) = loop {
+        match bus
+            .watch_events(sup_bus::subjects::EVENTS_ALL.into(), Some(1))
+            .await
+        {
+            Ok(w) => break w,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "watching events: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
     let mut out = Vec::new();
     if stored == 0 {
         return out;
@@ -120,7 +164,8 @@ pub async fn all_events(bus: &Bus) -> Vec<(u64, Event)> {
     out
 }
 
-/// Polls `supctl status -o json` until `pred` holds.
+/// Polls `supctl status -o json` until `pred` holds (a failing call is retried: on a cluster that
+/// is electing leaders the coordinator answers "unavailable" for a moment).
 pub async fn wait_status(
     endpoint: &str,
     what: &str,
@@ -129,14 +174,18 @@ pub async fn wait_status(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = supctl(endpoint, &["status", "-o", "json"]);
-        assert!(out.status.success(), "status failed: {}", text(&out.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
-        if pred(&v) {
-            return v;
-        }
+        let last = if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status json");
+            if pred(&v) {
+                return v;
+            }
+            format!("{v:#}")
+        } else {
+            text(&out.stderr)
+        };
         assert!(
             Instant::now() < deadline,
-            "timed out waiting for {what}; last status: {v:#}"
+            "timed out waiting for {what}; last: {last}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

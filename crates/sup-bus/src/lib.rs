@@ -118,7 +118,20 @@ impl Bus {
                 source,
             })?;
         let js = jetstream::new(client.clone());
-        let buckets = setup::ensure(&js, config).await?;
+        // A cluster that is still electing its meta leader refuses stream changes for a moment;
+        // keep trying for a while before giving up.
+        let mut attempt = 0;
+        let buckets = loop {
+            match setup::ensure(&js, config).await {
+                Ok(b) => break b,
+                Err(e) if attempt < 60 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "setting up streams and buckets; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         Ok(Self {
             client,
             js,
