@@ -388,10 +388,21 @@ impl HealthService {
                     continue;
                 }
             };
+            // Only the milestones young enough to matter are replayed.
+            let window = Duration::from_secs(self.settings.milestone_max_age_secs.max(60));
+            let since = SystemTime::now()
+                .checked_sub(window)
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos() as i128)
+                .unwrap_or(0);
+            let deliver_policy = match sup_bus::async_nats::datetime::from_nanos(since) {
+                Ok(start_time) => consumer::DeliverPolicy::ByStartTime { start_time },
+                Err(_) => consumer::DeliverPolicy::All,
+            };
             let c = stream
                 .create_consumer(consumer::pull::OrderedConfig {
                     filter_subject: "sup.evt.*.milestone".into(),
-                    deliver_policy: consumer::DeliverPolicy::All,
+                    deliver_policy,
                     ..Default::default()
                 })
                 .await;
