@@ -129,6 +129,13 @@ pub fn parse_text(text: &str) -> Result<SyncSchedule, ScheduleError> {
     if t == "manual" || t == "none" {
         return Ok(SyncSchedule::Manual);
     }
+    let alias = match t.as_str() {
+        "hourly" => Some("every 1 hour"),
+        "daily" => Some("every 1 day"),
+        "weekly" => Some("every 1 week"),
+        _ => None,
+    };
+    let t = alias.map(str::to_string).unwrap_or(t);
     let (every, unit) = parse_every(&t).ok_or_else(|| ScheduleError::Syntax(text.to_string()))?;
     check_interval(every, unit)?;
     Ok(SyncSchedule::Recurring(Schedule {

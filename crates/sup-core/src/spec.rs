@@ -80,6 +80,9 @@ pub enum RawSchedule {
 /// `{ type = "monthly_by_date", day = 15, at = "03:00" }` (day 0 = last day),
 /// `{ type = "monthly_by_weekday", week = "second", weekday = "Tuesday", at = "22:00" }`,
 /// or a simple one with a start: `{ every = "7 days", start = "2026-11-01T02:00:00" }`.
+/// The field names of the schedule-token JSON are accepted too (`type = "interval"` with
+/// `day_span`/`hour_span`, `weekday = 3` with 1 = Sunday, `weeks`, `week_order`, `months`,
+/// `month_day`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawScheduleTable {
@@ -92,17 +95,48 @@ pub struct RawScheduleTable {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub days: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<Vec<NameOrNumber>>,
+    #[serde(default, alias = "weeks", skip_serializing_if = "Option::is_none")]
     pub every_weeks: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "month_day", skip_serializing_if = "Option::is_none")]
     pub day: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "months", skip_serializing_if = "Option::is_none")]
     pub every_months: Option<i64>,
+    #[serde(default, alias = "week_order", skip_serializing_if = "Option::is_none")]
+    pub week: Option<NameOrNumber>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub week: Option<String>,
+    pub weekday: Option<NameOrNumber>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weekday: Option<String>,
+    pub day_span: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hour_span: Option<i64>,
+}
+
+/// A weekday or week given by name ("Tuesday", "second") or by number (3, 2).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum NameOrNumber {
+    Name(String),
+    Number(i64),
+}
+
+impl NameOrNumber {
+    fn text(&self) -> String {
+        match self {
+            NameOrNumber::Name(s) => s.clone(),
+            NameOrNumber::Number(n) => n.to_string(),
+        }
+    }
+
+    /// A weekday: a name, or 1 = Sunday … 7 = Saturday.
+    fn weekday(&self) -> Option<chrono::Weekday> {
+        match self {
+            NameOrNumber::Name(s) => parse_weekday(s),
+            NameOrNumber::Number(n) => u32::try_from(*n)
+                .ok()
+                .and_then(schedule::weekday_from_number),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -928,13 +962,33 @@ fn validate_schedule_table(
             }
         }
     };
+    let has_spans = t.day_span.is_some() || t.hour_span.is_some();
     let kind = t
         .kind
         .as_deref()
-        .unwrap_or(if t.every.is_some() { "simple" } else { "" });
+        .unwrap_or(if t.every.is_some() || has_spans {
+            "simple"
+        } else {
+            ""
+        });
+    // The token JSON's spans, as the simple schedule's phrase.
+    let spans = match (t.day_span.unwrap_or(0), t.hour_span.unwrap_or(0)) {
+        (0, 0) => None,
+        (d, 0) => Some(format!("{d} days")),
+        (0, h) => Some(format!("{h} hours")),
+        _ => {
+            c.push(
+                format!("{path}.day_span"),
+                "schedule",
+                "a simple schedule is every N hours or every N days, not both",
+            );
+            return None;
+        }
+    };
     let recurrence = match kind {
-        "simple" => {
-            let text = t.every.as_deref().unwrap_or("");
+        "simple" | "interval" => {
+            let text = t.every.clone().or(spans).unwrap_or_default();
+            let text = text.as_str();
             let Some((every, unit)) = parse_every(text) else {
                 c.push(
                     format!("{path}.every"),
@@ -950,7 +1004,11 @@ fn validate_schedule_table(
             Recurrence::Interval { every, unit }
         }
         "weekly" => {
-            let names = t.days.clone().unwrap_or_default();
+            let names = t
+                .days
+                .clone()
+                .or_else(|| t.weekday.clone().map(|w| vec![w]))
+                .unwrap_or_default();
             if names.is_empty() {
                 c.push(
                     format!("{path}.days"),
@@ -961,14 +1019,14 @@ fn validate_schedule_table(
             }
             let mut days = Vec::new();
             for (i, n) in names.iter().enumerate() {
-                match parse_weekday(n) {
+                match n.weekday() {
                     Some(d) if !days.contains(&d) => days.push(d),
                     Some(_) => {}
                     None => {
                         c.push(
                             format!("{path}.days[{i}]"),
                             "schedule",
-                            format!("\"{n}\" is not a day of the week"),
+                            format!("\"{}\" is not a day of the week", n.text()),
                         );
                         return None;
                     }
@@ -997,7 +1055,8 @@ fn validate_schedule_table(
             }
         }
         "monthly_by_weekday" => {
-            let week = match t.week.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            let week_text = t.week.as_ref().map(|w| w.text().to_ascii_lowercase());
+            let week = match week_text.as_deref() {
                 Some("first" | "1") => WeekOrder::Nth(1),
                 Some("second" | "2") => WeekOrder::Nth(2),
                 Some("third" | "3") => WeekOrder::Nth(3),
@@ -1012,7 +1071,7 @@ fn validate_schedule_table(
                     return None;
                 }
             };
-            let Some(weekday) = t.weekday.as_deref().and_then(parse_weekday) else {
+            let Some(weekday) = t.weekday.as_ref().and_then(NameOrNumber::weekday) else {
                 c.push(
                     format!("{path}.weekday"),
                     "schedule",
@@ -1159,7 +1218,7 @@ pub fn schedule_to_raw(s: &SyncSchedule) -> RawSchedule {
             start,
             days: Some(
                 days.iter()
-                    .map(|d| schedule::weekday_name(*d).to_string())
+                    .map(|d| NameOrNumber::Name(schedule::weekday_name(*d).to_string()))
                     .collect(),
             ),
             every_weeks: Some(i64::from(*every_weeks)),
@@ -1179,7 +1238,7 @@ pub fn schedule_to_raw(s: &SyncSchedule) -> RawSchedule {
         } => RawSchedule::Table(RawScheduleTable {
             kind: Some("monthly_by_weekday".into()),
             start,
-            week: Some(
+            week: Some(NameOrNumber::Name(
                 match week {
                     WeekOrder::Nth(1) => "first",
                     WeekOrder::Nth(2) => "second",
@@ -1188,8 +1247,10 @@ pub fn schedule_to_raw(s: &SyncSchedule) -> RawSchedule {
                     WeekOrder::Last => "last",
                 }
                 .into(),
-            ),
-            weekday: Some(schedule::weekday_name(*weekday).to_string()),
+            )),
+            weekday: Some(NameOrNumber::Name(
+                schedule::weekday_name(*weekday).to_string(),
+            )),
             every_months: Some(i64::from(*every_months)),
             ..Default::default()
         }),

@@ -543,3 +543,64 @@ fn schedule_as_a_configmgr_token() {
         "schedule_token",
     );
 }
+
+#[test]
+fn schedule_tables_take_the_token_json_names_too() {
+    for (table, expected) in [
+        (
+            "{ type = \"interval\", day_span = 3, start = \"2026-11-01T02:00:00\" }",
+            crate::schedule::Recurrence::Interval {
+                every: 3,
+                unit: crate::schedule::IntervalUnit::Days,
+            },
+        ),
+        (
+            "{ type = \"weekly\", weekday = 3, weeks = 2, start = \"2008-08-24T11:42:00\" }",
+            crate::schedule::Recurrence::Weekly {
+                days: vec![chrono::Weekday::Tue],
+                every_weeks: 2,
+            },
+        ),
+        (
+            "{ type = \"monthly_by_weekday\", weekday = 2, week_order = 0, months = 1 }",
+            crate::schedule::Recurrence::MonthlyByWeekday {
+                week: crate::schedule::WeekOrder::Last,
+                weekday: chrono::Weekday::Mon,
+                every_months: 1,
+            },
+        ),
+        (
+            "{ type = \"monthly_by_date\", month_day = 0, months = 3 }",
+            crate::schedule::Recurrence::MonthlyByDate {
+                day: 0,
+                every_months: 3,
+            },
+        ),
+        (
+            "\"daily\"",
+            crate::schedule::Recurrence::Interval {
+                every: 1,
+                unit: crate::schedule::IntervalUnit::Days,
+            },
+        ),
+    ] {
+        let text = VALID.replacen(
+            "schedule = \"every 7 days\"",
+            &format!("schedule = {table}"),
+            1,
+        );
+        let sites = load(&text).unwrap_or_else(|e| panic!("{table}: {e}"));
+        match &sites[0].software_updates.schedule {
+            crate::schedule::SyncSchedule::Recurring(s) => {
+                assert_eq!(s.recurrence, expected, "{table}")
+            }
+            other => panic!("{table}: {other:?}"),
+        }
+    }
+    check(
+        "schedule = \"every 7 days\"",
+        "schedule = { type = \"weekly\", weekday = 9 }",
+        "site[CEN].software_updates.schedule.days[0]",
+        "schedule",
+    );
+}

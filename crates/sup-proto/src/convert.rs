@@ -7,7 +7,7 @@ use sup_core::lifecycle::RoleState;
 use sup_core::model::{self, SlotKind};
 use sup_core::schedule::{IntervalUnit, Recurrence, SyncSchedule, WeekOrder};
 use sup_core::spec::{
-    RawNlbCluster, RawProxy, RawSchedule, RawScheduleTable, RawSite, RawSiteSystem,
+    NameOrNumber, RawNlbCluster, RawProxy, RawSchedule, RawScheduleTable, RawSite, RawSiteSystem,
     RawSoftwareUpdatePoint, RawSoftwareUpdates,
 };
 
@@ -79,8 +79,6 @@ pub fn health_name(h: i32) -> &'static str {
 fn weekday_number(d: Weekday) -> u32 {
     d.num_days_from_sunday() + 1
 }
-
-use sup_core::schedule::weekday_from_number;
 
 fn entries(list: &[Entry]) -> Vec<v1::CatalogEntry> {
     list.iter()
@@ -170,14 +168,11 @@ pub fn schedule_from_proto(s: &v1::Schedule) -> Option<RawSchedule> {
             })
         }
         Kind::Weekly(w) => RawSchedule::Table(RawScheduleTable {
+            // Numbers, 1 = Sunday: validation names whatever is out of range.
             days: Some(
                 w.weekdays
                     .iter()
-                    .map(|n| {
-                        weekday_from_number(*n)
-                            .map(|d| sup_core::schedule::weekday_name(d).to_string())
-                            .unwrap_or_else(|| format!("day {n}"))
-                    })
+                    .map(|n| NameOrNumber::Number(i64::from(*n)))
                     .collect(),
             ),
             every_weeks: (w.every_weeks > 0).then_some(i64::from(w.every_weeks)),
@@ -189,12 +184,8 @@ pub fn schedule_from_proto(s: &v1::Schedule) -> Option<RawSchedule> {
             ..table("monthly_by_date")
         }),
         Kind::MonthlyByWeekday(m) => RawSchedule::Table(RawScheduleTable {
-            week: Some(m.week_order.to_string()),
-            weekday: Some(
-                weekday_from_number(m.weekday)
-                    .map(|d| sup_core::schedule::weekday_name(d).to_string())
-                    .unwrap_or_else(|| format!("day {}", m.weekday)),
-            ),
+            week: Some(NameOrNumber::Number(i64::from(m.week_order))),
+            weekday: Some(NameOrNumber::Number(i64::from(m.weekday))),
             every_months: (m.every_months > 0).then_some(i64::from(m.every_months)),
             ..table("monthly_by_weekday")
         }),
