@@ -72,7 +72,7 @@ pub struct RawSoftwareUpdates {
 #[serde(untagged)]
 pub enum RawSchedule {
     Text(String),
-    Table(RawScheduleTable),
+    Table(Box<RawScheduleTable>),
 }
 
 /// A custom schedule:
@@ -1205,37 +1205,41 @@ pub fn schedule_to_raw(s: &SyncSchedule) -> RawSchedule {
             if s.start == schedule::default_start() {
                 RawSchedule::Text(format!("every {every} {unit}"))
             } else {
-                RawSchedule::Table(RawScheduleTable {
+                RawSchedule::Table(Box::new(RawScheduleTable {
                     kind: Some("simple".into()),
                     every: Some(format!("{every} {unit}")),
                     start,
                     ..Default::default()
-                })
+                }))
             }
         }
-        Recurrence::Weekly { days, every_weeks } => RawSchedule::Table(RawScheduleTable {
-            kind: Some("weekly".into()),
-            start,
-            days: Some(
-                days.iter()
-                    .map(|d| NameOrNumber::Name(schedule::weekday_name(*d).to_string()))
-                    .collect(),
-            ),
-            every_weeks: Some(i64::from(*every_weeks)),
-            ..Default::default()
-        }),
-        Recurrence::MonthlyByDate { day, every_months } => RawSchedule::Table(RawScheduleTable {
-            kind: Some("monthly_by_date".into()),
-            start,
-            day: Some(i64::from(*day)),
-            every_months: Some(i64::from(*every_months)),
-            ..Default::default()
-        }),
+        Recurrence::Weekly { days, every_weeks } => {
+            RawSchedule::Table(Box::new(RawScheduleTable {
+                kind: Some("weekly".into()),
+                start,
+                days: Some(
+                    days.iter()
+                        .map(|d| NameOrNumber::Name(schedule::weekday_name(*d).to_string()))
+                        .collect(),
+                ),
+                every_weeks: Some(i64::from(*every_weeks)),
+                ..Default::default()
+            }))
+        }
+        Recurrence::MonthlyByDate { day, every_months } => {
+            RawSchedule::Table(Box::new(RawScheduleTable {
+                kind: Some("monthly_by_date".into()),
+                start,
+                day: Some(i64::from(*day)),
+                every_months: Some(i64::from(*every_months)),
+                ..Default::default()
+            }))
+        }
         Recurrence::MonthlyByWeekday {
             week,
             weekday,
             every_months,
-        } => RawSchedule::Table(RawScheduleTable {
+        } => RawSchedule::Table(Box::new(RawScheduleTable {
             kind: Some("monthly_by_weekday".into()),
             start,
             week: Some(NameOrNumber::Name(
@@ -1253,6 +1257,6 @@ pub fn schedule_to_raw(s: &SyncSchedule) -> RawSchedule {
             )),
             every_months: Some(i64::from(*every_months)),
             ..Default::default()
-        }),
+        })),
     }
 }

@@ -162,12 +162,12 @@ pub fn schedule_from_proto(s: &v1::Schedule) -> Option<RawSchedule> {
                 (0, 0, w) => format!("{w} weeks"),
                 (h, d, w) => format!("{h} hours {d} days {w} weeks"),
             };
-            RawSchedule::Table(RawScheduleTable {
+            RawSchedule::Table(Box::new(RawScheduleTable {
                 every: Some(every),
                 ..table("simple")
-            })
+            }))
         }
-        Kind::Weekly(w) => RawSchedule::Table(RawScheduleTable {
+        Kind::Weekly(w) => RawSchedule::Table(Box::new(RawScheduleTable {
             // Numbers, 1 = Sunday: validation names whatever is out of range.
             days: Some(
                 w.weekdays
@@ -177,18 +177,18 @@ pub fn schedule_from_proto(s: &v1::Schedule) -> Option<RawSchedule> {
             ),
             every_weeks: (w.every_weeks > 0).then_some(i64::from(w.every_weeks)),
             ..table("weekly")
-        }),
-        Kind::MonthlyByDate(m) => RawSchedule::Table(RawScheduleTable {
+        })),
+        Kind::MonthlyByDate(m) => RawSchedule::Table(Box::new(RawScheduleTable {
             day: Some(i64::from(m.day)),
             every_months: (m.every_months > 0).then_some(i64::from(m.every_months)),
             ..table("monthly_by_date")
-        }),
-        Kind::MonthlyByWeekday(m) => RawSchedule::Table(RawScheduleTable {
+        })),
+        Kind::MonthlyByWeekday(m) => RawSchedule::Table(Box::new(RawScheduleTable {
             week: Some(NameOrNumber::Number(i64::from(m.week_order))),
             weekday: Some(NameOrNumber::Number(i64::from(m.weekday))),
             every_months: (m.every_months > 0).then_some(i64::from(m.every_months)),
             ..table("monthly_by_weekday")
-        }),
+        })),
     })
 }
 
