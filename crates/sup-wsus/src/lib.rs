@@ -15,12 +15,16 @@ pub const NS_DSS_AUTH: &str =
     "http://www.microsoft.com/SoftwareDistribution/Server/DssAuthWebService";
 pub const NS_REPORTING: &str = "http://www.microsoft.com/SoftwareDistribution";
 
+pub const NS_API: &str =
+    "http://www.microsoft.com/SoftwareDistribution/Server/ApiRemotingWebService";
+
 pub const PATH_SERVER_SYNC: &str = "/ServerSyncWebService/ServerSyncWebService.asmx";
 pub const PATH_CLIENT: &str = "/ClientWebService/client.asmx";
 pub const PATH_SIMPLE_AUTH: &str = "/SimpleAuthWebService/SimpleAuth.asmx";
 pub const PATH_DSS_AUTH: &str = "/DssAuthWebService/DssAuthWebService.asmx";
 pub const PATH_REPORTING: &str = "/ReportingWebService/ReportingWebService.asmx";
 pub const PATH_SELFUPDATE: &str = "/selfupdate/wuident.cab";
+pub const PATH_API: &str = "/ApiRemoting30/WebService.asmx";
 
 /// MS-WSUSSS 4, sample 1: GetAuthConfig (empty request).
 pub fn get_auth_config() -> String {

@@ -12,15 +12,8 @@ use bytes::Bytes;
 use crate::soap::{self, esc};
 use crate::state::{Emulator, Fault};
 
-pub const NS_SERVER_SYNC: &str = "http://www.microsoft.com/SoftwareDistribution";
-pub const NS_CLIENT: &str = "http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService";
-pub const NS_SIMPLE_AUTH: &str =
-    "http://www.microsoft.com/SoftwareDistribution/Server/SimpleAuthWebService";
-pub const NS_DSS_AUTH: &str =
-    "http://www.microsoft.com/SoftwareDistribution/Server/DssAuthWebService";
-pub const NS_REPORTING: &str = "http://www.microsoft.com/SoftwareDistribution";
-pub const NS_API: &str =
-    "http://www.microsoft.com/SoftwareDistribution/Server/ApiRemotingWebService";
+// The wire names are sup-wsus's: the probes and the emulator must agree on them.
+pub use sup_wsus::{NS_API, NS_CLIENT, NS_DSS_AUTH, NS_REPORTING, NS_SERVER_SYNC, NS_SIMPLE_AUTH};
 
 /// The ASMX services: path (lower case), namespace, service name.
 pub const SERVICES: &[(&str, &str, &str)] = &[
