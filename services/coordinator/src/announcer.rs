@@ -57,18 +57,37 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
                 }
             }
         };
+        // The marker moves at most every 250 ms (or when the watch goes quiet): after a crash a
+        // few entries are announced again, and the stream drops them as duplicates.
+        let mut pending: Option<u64> = None;
+        let mut flushed = std::time::Instant::now();
         loop {
-            let next = tokio::select! {
-                e = entries.next() => e,
-                _ = stop.wait_for(|s| *s) => return,
+            enum Step<T> {
+                Next(Option<T>),
+                Quiet,
+                Stop,
+            }
+            let step = tokio::select! {
+                e = entries.next() => Step::Next(e),
+                _ = tokio::time::sleep(Duration::from_millis(250)), if pending.is_some() => Step::Quiet,
+                _ = stop.wait_for(|s| *s) => Step::Stop,
             };
-            let entry = match next {
-                Some(Ok(e)) => e,
-                Some(Err(e)) => {
+            let entry = match step {
+                Step::Stop => {
+                    flush(&c, which, &mut pending).await;
+                    return;
+                }
+                Step::Quiet => {
+                    flush(&c, which, &mut pending).await;
+                    flushed = std::time::Instant::now();
+                    continue;
+                }
+                Step::Next(Some(Ok(e))) => e,
+                Step::Next(Some(Err(e))) => {
                     tracing::warn!(error = %e, which, "announcement watch");
                     break;
                 }
-                None => break,
+                Step::Next(None) => break,
             };
             let revision = entry.revision;
             let result = if which == ACTIVE {
@@ -82,10 +101,21 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 break;
             }
-            if let Err(e) = c.store.advance_marker(which, revision).await {
-                tracing::warn!(error = %e, which, "moving the announce marker");
+            pending = Some(revision);
+            if flushed.elapsed() >= Duration::from_millis(250) {
+                flush(&c, which, &mut pending).await;
+                flushed = std::time::Instant::now();
             }
         }
+        flush(&c, which, &mut pending).await;
+    }
+}
+
+async fn flush(c: &Coordinator, which: &str, pending: &mut Option<u64>) {
+    if let Some(revision) = pending.take()
+        && let Err(e) = c.store.advance_marker(which, revision).await
+    {
+        tracing::warn!(error = %e, which, "moving the announce marker");
     }
 }
 

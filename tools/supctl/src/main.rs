@@ -332,13 +332,40 @@ async fn main() -> ExitCode {
 }
 
 async fn connect(endpoint: &str) -> Result<CoordinatorClient<Channel>, Failure> {
+    let channel = ready_channel(endpoint, "coordinator", "sup.v1.Coordinator").await?;
+    Ok(CoordinatorClient::new(channel))
+}
+
+/// Connects and waits (a few seconds at most) until the service says it is serving: a service
+/// that has just started accepts connections before it can answer.
+async fn ready_channel(endpoint: &str, what: &str, service: &str) -> Result<Channel, Failure> {
     let channel = Channel::from_shared(endpoint.to_string())
-        .map_err(|e| invalid(format!("--coordinator {endpoint}: {e}")))?
+        .map_err(|e| invalid(format!("--{what} {endpoint}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
-        .with_context(|| format!("connecting to the coordinator at {endpoint}"))?;
-    Ok(CoordinatorClient::new(channel))
+        .with_context(|| format!("connecting to the {what} at {endpoint}"))?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    for _ in 0..40 {
+        let answer = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.to_string(),
+            })
+            .await;
+        match answer {
+            Ok(r) if r.get_ref().status == serving => return Ok(channel),
+            // A server without the health service: nothing to wait for.
+            Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(channel),
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    Err(Failure {
+        code: 1,
+        message: format!(
+            "the {what} at {endpoint} accepts connections but is not serving; see its logs"
+        ),
+    })
 }
 
 fn op_id() -> String {
@@ -810,12 +837,7 @@ fn run_json(r: &v1::SyncRun) -> serde_json::Value {
 
 async fn sync(endpoint: &str, command: SyncCommand) -> Result<(), Failure> {
     use sup_proto::v1::scheduler_client::SchedulerClient;
-    let channel = Channel::from_shared(endpoint.to_string())
-        .map_err(|e| invalid(format!("--scheduler {endpoint}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the scheduler at {endpoint}"))?;
+    let channel = ready_channel(endpoint, "scheduler", "sup.v1.Scheduler").await?;
     let mut c = SchedulerClient::new(channel);
     match command {
         SyncCommand::Run {
