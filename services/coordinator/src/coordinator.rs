@@ -481,7 +481,7 @@ impl Coordinator {
             if state_of(r) != RoleState::Unhealthy {
                 return None;
             }
-            let since = r.updated.and_then(|t| {
+            let since = r.unhealthy_since.or(r.updated).and_then(|t| {
                 SystemTime::UNIX_EPOCH
                     .checked_add(std::time::Duration::new(t.seconds.max(0) as u64, 0))
             })?;
@@ -968,6 +968,11 @@ impl Coordinator {
                 r.state = role_state_to_proto(state) as i32;
                 r.last_cause = cause.to_string();
                 r.updated = Some(now());
+                if state != RoleState::Unhealthy {
+                    r.unhealthy_since = None;
+                } else if r.unhealthy_since.is_none() {
+                    r.unhealthy_since = r.updated;
+                }
                 Some(r)
             })
             .await?;
