@@ -128,6 +128,28 @@ pub fn classify_soap(
     }
 }
 
+/// Reads an HTTP answer to a SOAP call or a WSDL request and classifies it.
+async fn classify_answer(
+    sent: Result<reqwest::Response, reqwest::Error>,
+    expect: &[&str],
+) -> (ProbeResult, String) {
+    let r = match sent {
+        Ok(r) => r,
+        Err(e) => return classify_error(&e),
+    };
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    match r.text().await {
+        Ok(text) => classify_soap(status, &ct, &text, expect),
+        Err(e) => classify_error(&e),
+    }
+}
+
 fn classify_error(e: &reqwest::Error) -> (ProbeResult, String) {
     if e.is_timeout() {
         (ProbeResult::Timeout, e.to_string())
@@ -285,22 +307,7 @@ impl Prober {
             .body(body)
             .send()
             .await;
-        let (result, detail) = match r {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let ct = r
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                match r.text().await {
-                    Ok(text) => classify_soap(status, &ct, &text, expect),
-                    Err(e) => classify_error(&e),
-                }
-            }
-            Err(e) => classify_error(&e),
-        };
+        let (result, detail) = classify_answer(r, expect).await;
         Component {
             name,
             result,
@@ -318,27 +325,9 @@ impl Prober {
         ns: &str,
     ) -> Component {
         let t = Instant::now();
-        let (result, detail) = match c.get(format!("{base}{path}?WSDL")).send().await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let ct = r
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                match r.text().await {
-                    Ok(text) => classify_soap(
-                        status,
-                        &ct,
-                        &text,
-                        &["wsdl:definitions", &format!("targetNamespace=\"{ns}\"")],
-                    ),
-                    Err(e) => classify_error(&e),
-                }
-            }
-            Err(e) => classify_error(&e),
-        };
+        let sent = c.get(format!("{base}{path}?WSDL")).send().await;
+        let namespace = format!("targetNamespace=\"{ns}\"");
+        let (result, detail) = classify_answer(sent, &["wsdl:definitions", &namespace]).await;
         Component {
             name,
             result,
