@@ -10,3 +10,4 @@ mod logwatch;
 mod procedure;
 mod scheduler;
 mod support;
+mod traces;

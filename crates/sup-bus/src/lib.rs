@@ -54,6 +54,15 @@ pub enum BusError {
     },
 }
 
+/// One message of a batch: subject, `Nats-Msg-Id`, payload, and the span whose trace context it
+/// carries (the current span when `None`).
+pub struct Outgoing {
+    pub subject: String,
+    pub msg_id: String,
+    pub payload: Bytes,
+    pub span: Option<tracing::Span>,
+}
+
 /// A published message's place in its stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Published {
@@ -187,16 +196,40 @@ impl Bus {
     }
 
     /// Publishes many messages, then waits for all their acks: one round trip per batch instead
-    /// of one per message. Each item is (subject, message id, payload).
+    /// of one per message. Each item is (subject, message id, payload), sent in the current
+    /// span's trace.
     pub async fn publish_many(
         &self,
         items: Vec<(String, String, Bytes)>,
     ) -> Result<Vec<Published>, BusError> {
+        let items = items
+            .into_iter()
+            .map(|(subject, msg_id, payload)| Outgoing {
+                subject,
+                msg_id,
+                payload,
+                span: None,
+            })
+            .collect();
+        self.publish_batch(items).await
+    }
+
+    /// [`Bus::publish_many`] where each message may carry the context of its own span.
+    pub async fn publish_batch(&self, items: Vec<Outgoing>) -> Result<Vec<Published>, BusError> {
         let mut pending = Vec::with_capacity(items.len());
-        for (subject, msg_id, payload) in items {
+        for Outgoing {
+            subject,
+            msg_id,
+            payload,
+            span,
+        } in items
+        {
             let mut headers = HeaderMap::new();
             headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
-            trace::inject(&mut headers);
+            match &span {
+                Some(span) => trace::inject_span(span, &mut headers),
+                None => trace::inject(&mut headers),
+            }
             let ack = self
                 .js
                 .publish_with_headers(subject.clone(), headers, payload)

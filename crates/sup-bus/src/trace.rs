@@ -30,7 +30,12 @@ impl Extractor for HeaderExtractor<'_> {
 
 /// Writes the current span's context into `headers`.
 pub fn inject(headers: &mut HeaderMap) {
-    let cx = tracing::Span::current().context();
+    inject_span(&tracing::Span::current(), headers);
+}
+
+/// Writes `span`'s context into `headers`.
+pub fn inject_span(span: &tracing::Span, headers: &mut HeaderMap) {
+    let cx = span.context();
     opentelemetry::global::get_text_map_propagator(|p| {
         p.inject_context(&cx, &mut HeaderInjector(headers))
     });
@@ -42,4 +47,21 @@ pub fn follow(headers: Option<&HeaderMap>, span: &tracing::Span) {
         let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(h)));
         let _ = span.set_parent(cx);
     }
+}
+
+/// The current span's `traceparent`, for a record whose later events (read from a log, say, which
+/// carries no trace context of its own) should join the trace of the operation that wrote it.
+pub fn current_traceparent() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    let mut carrier = std::collections::HashMap::<String, String>::new();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut carrier));
+    carrier.remove("traceparent")
+}
+
+/// Makes `span` a child of a stored `traceparent`; a malformed one is ignored.
+pub fn follow_traceparent(traceparent: &str, span: &tracing::Span) {
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
+    let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+    let _ = span.set_parent(cx);
 }

@@ -44,6 +44,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     Server::builder()
+        .layer(crate::rpc_trace::ServerTraceLayer)
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await

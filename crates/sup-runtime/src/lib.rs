@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod lifecycle;
+pub mod rpc_trace;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -15,5 +16,6 @@ pub use admin::{Admin, Readiness};
 pub use cli::{ServiceArgs, bind};
 pub use config::{ConfigError, load_config};
 pub use lifecycle::Lifecycle;
+pub use rpc_trace::TracedChannel;
 pub use shutdown::shutdown_signal;
 pub use telemetry::{LogFormat, Telemetry};

@@ -58,8 +58,10 @@ impl Lifecycle {
         self.tasks.push((name, tokio::spawn(task)));
     }
 
-    /// Serves `/metrics`, `/healthz` and `/readyz` on `listener`.
-    pub fn serve_admin(&mut self, listener: TcpListener, registry: Registry) {
+    /// Serves `/metrics` (with the gRPC server metrics added), `/healthz` and `/readyz` on
+    /// `listener`.
+    pub fn serve_admin(&mut self, listener: TcpListener, mut registry: Registry) {
+        crate::rpc_trace::GrpcMetrics::global().register(&mut registry);
         let mut admin = Admin::new(registry);
         admin.readiness = self.readiness.clone();
         let stopped = self.stopped();

@@ -13,6 +13,7 @@ use sup_proto::convert;
 use sup_proto::prost::Message;
 use sup_proto::v1::{self, event::Payload};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::coordinator::Coordinator;
 use crate::error::ApiError;
@@ -188,6 +189,21 @@ async fn announce_role(c: &Coordinator, entry: &Entry) -> Result<(), ApiError> {
             reason: r.reason.clone(),
         })),
     };
-    c.store.bus.publish_event(&e).await?;
+    // The change joins the trace of the operation that made it (the record keeps its context).
+    let span = tracing::info_span!(
+        "announce",
+        otel.name = "role_state_changed publish",
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.operation.type = "publish",
+        messaging.destination.name = %sup_bus::subjects::event(&r.site, "role_state_changed"),
+        sup.site = %r.site,
+        sup.server = %r.server,
+        sup.epoch = e.epoch,
+    );
+    if !r.trace_context.is_empty() {
+        sup_bus::trace::follow_traceparent(&r.trace_context, &span);
+    }
+    c.store.bus.publish_event(&e).instrument(span).await?;
     Ok(())
 }

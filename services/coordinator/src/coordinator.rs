@@ -933,6 +933,7 @@ impl Coordinator {
         create: bool,
         decide: impl Fn(&mut v1::RoleStatus) -> Vec<RoleEvent>,
     ) -> Result<Option<RoleState>, ApiError> {
+        let trace_context = sup_bus::trace::current_traceparent();
         let change = self
             .store
             .update_role(site, server, |cur| {
@@ -968,6 +969,9 @@ impl Coordinator {
                 r.state = role_state_to_proto(state) as i32;
                 r.last_cause = cause.to_string();
                 r.updated = Some(now());
+                if let Some(tc) = &trace_context {
+                    r.trace_context = tc.clone();
+                }
                 if state != RoleState::Unhealthy {
                     r.unhealthy_since = None;
                 } else if r.unhealthy_since.is_none() {

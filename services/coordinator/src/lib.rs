@@ -14,6 +14,7 @@ pub mod store;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use anyhow::Context as _;
 use serde::Deserialize;
@@ -143,12 +144,20 @@ async fn consume_events(c: Coordinator, stop: tokio::sync::watch::Receiver<bool>
                     return;
                 }
             };
-            let span = tracing::info_span!("handle_event", messaging.system = "nats", messaging.destination.name = %msg.subject, sup.site = %event.site, sup.server = %event.server);
+            let span = tracing::info_span!(
+                "handle_event",
+                otel.name = %format!("{} process", msg.subject),
+                otel.kind = "consumer",
+                messaging.system = "nats",
+                messaging.operation.type = "process",
+                messaging.destination.name = %msg.subject,
+                messaging.message.id = %event.id,
+                sup.site = %event.site,
+                sup.server = %event.server,
+                sup.epoch = event.epoch,
+            );
             sup_bus::trace::follow(msg.headers.as_ref(), &span);
-            let result = {
-                let _guard = span.enter();
-                c.handle_event(&event).await
-            };
+            let result = c.handle_event(&event).instrument(span).await;
             match result {
                 Ok(()) => {
                     c.metrics.events_handled.inc();

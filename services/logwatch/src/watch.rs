@@ -11,7 +11,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use sup_bus::{Bus, subjects};
+use sup_bus::{Bus, Outgoing, subjects};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
 use sup_smslog::{Classifier, LogReader, Position, parse_line};
@@ -374,16 +374,28 @@ impl Watcher {
                 milestones.push(event);
             }
         }
+        let mut outgoing: Vec<Outgoing> = batch
+            .into_iter()
+            .map(|(subject, msg_id, payload)| Outgoing {
+                subject,
+                msg_id,
+                payload,
+                span: None,
+            })
+            .collect();
         for e in &milestones {
-            batch.push((
-                subjects::event(&e.site, subjects::event_kind(e)),
-                e.id.clone(),
-                Bytes::from(e.encode_to_vec()),
-            ));
+            let subject = subjects::event(&e.site, subjects::event_kind(e));
+            let span = self.milestone_span(e, &subject).await;
+            outgoing.push(Outgoing {
+                subject,
+                msg_id: e.id.clone(),
+                payload: Bytes::from(e.encode_to_vec()),
+                span: Some(span),
+            });
         }
         // Acked by the streams before the position moves: a crash re-reads, and the stream
         // drops what it already has.
-        self.bus.publish_many(batch).await?;
+        self.bus.publish_batch(outgoing).await?;
         self.metrics
             .lines
             .get_or_create(&LogLabels { log: log.clone() })
@@ -399,6 +411,34 @@ impl Watcher {
                 .map_err(|e| anyhow::anyhow!("saving the position of {}: {e}", f.key))?;
         }
         Ok(lines.len())
+    }
+
+    /// A producer span for a milestone, in the trace of the operation that last moved the role
+    /// (its `trace_context`): a log line carries no trace context, the role record does.
+    async fn milestone_span(&self, e: &v1::Event, subject: &str) -> tracing::Span {
+        let name = match &e.payload {
+            Some(Payload::Milestone(m)) => m.name.as_str(),
+            _ => "",
+        };
+        let span = tracing::info_span!(
+            "milestone",
+            otel.name = %format!("{subject} publish"),
+            otel.kind = "producer",
+            messaging.system = "nats",
+            messaging.operation.type = "publish",
+            messaging.destination.name = %subject,
+            sup.site = %e.site,
+            sup.server = %e.server,
+            sup.milestone = %name,
+        );
+        let key = subjects::role_key(&e.site, &e.server);
+        if let Ok(Some(raw)) = self.bus.buckets.roles.get(&key).await
+            && let Ok(role) = v1::RoleStatus::decode(raw)
+            && !role.trace_context.is_empty()
+        {
+            sup_bus::trace::follow_traceparent(&role.trace_context, &span);
+        }
+        span
     }
 
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> anyhow::Result<()> {

@@ -1,11 +1,13 @@
 //! How the provisioner reaches a site system. The shipped driver calls the site-system agent
-//! over gRPC; a production Windows agent implements the same protocol against the SMS Provider.
+//! over gRPC (each call a client span, its trace context in the metadata); a production Windows
+//! agent implements the same protocol against the SMS Provider.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use sup_proto::v1::{self, site_system_agent_client::SiteSystemAgentClient};
+use sup_runtime::TracedChannel;
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -84,11 +86,14 @@ impl GrpcDriver {
     fn client(
         &self,
         server: &str,
-    ) -> Result<(String, SiteSystemAgentClient<Channel>), DriverError> {
+    ) -> Result<(String, SiteSystemAgentClient<TracedChannel>), DriverError> {
         let endpoint = self.endpoints.of(server);
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(&endpoint) {
-            return Ok((endpoint, SiteSystemAgentClient::new(c.clone())));
+            return Ok((
+                endpoint,
+                SiteSystemAgentClient::new(TracedChannel::new(c.clone())),
+            ));
         }
         let channel = Endpoint::from_shared(endpoint.clone())
             .map_err(|e| DriverError::Refused {
@@ -99,7 +104,10 @@ impl GrpcDriver {
             .timeout(self.timeout)
             .connect_lazy();
         channels.insert(endpoint.clone(), channel.clone());
-        Ok((endpoint, SiteSystemAgentClient::new(channel)))
+        Ok((
+            endpoint,
+            SiteSystemAgentClient::new(TracedChannel::new(channel)),
+        ))
     }
 }
 

@@ -12,6 +12,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tracing::Instrument as _;
 
 use anyhow::Context as _;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -667,12 +668,20 @@ async fn consume<D: SiteDriver>(p: Arc<Provisioner<D>>, stop: tokio::sync::watch
             if attempt > 1 {
                 p.metrics.redeliveries.inc();
             }
-            let span = tracing::info_span!("command", messaging.system = "nats", messaging.destination.name = %msg.subject, sup.site = %cmd.site, sup.server = %cmd.server, sup.epoch = cmd.epoch);
+            let span = tracing::info_span!(
+                "command",
+                otel.name = %format!("{} process", msg.subject),
+                otel.kind = "consumer",
+                messaging.system = "nats",
+                messaging.operation.type = "process",
+                messaging.destination.name = %msg.subject,
+                messaging.message.id = %cmd.id,
+                sup.site = %cmd.site,
+                sup.server = %cmd.server,
+                sup.epoch = cmd.epoch,
+            );
             sup_bus::trace::follow(msg.headers.as_ref(), &span);
-            let result = {
-                let _g = span.enter();
-                p.handle(&cmd, attempt).await
-            };
+            let result = p.handle(&cmd, attempt).instrument(span).await;
             let kind = kind_name(&cmd.kind).to_string();
             match result {
                 Ok(Outcome::Done(what)) => {

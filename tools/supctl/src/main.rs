@@ -12,10 +12,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 use sup_proto::convert;
 use sup_proto::v1::{self, coordinator_client::CoordinatorClient};
+use sup_runtime::TracedChannel;
 use tonic::transport::Channel;
+use tracing::Instrument as _;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -319,8 +321,27 @@ fn invalid(message: impl Into<String>) -> Failure {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli).await {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // Spans are exported when OTEL_EXPORTER_OTLP_ENDPOINT is set; the trace context always
+    // travels in the gRPC metadata, so one command is one trace across the services.
+    let telemetry = match sup_runtime::Telemetry::init_cli("supctl") {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!("warning: tracing is off: {e:#}");
+            None
+        }
+    };
+    let name = format!("supctl {}", matches.subcommand_name().unwrap_or("help"));
+    let span = tracing::info_span!("supctl", otel.name = %name, otel.kind = "client");
+    let result = run(cli).instrument(span).await;
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             for line in f.message.lines() {
@@ -331,20 +352,25 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn connect(endpoint: &str) -> Result<CoordinatorClient<Channel>, Failure> {
+async fn connect(endpoint: &str) -> Result<CoordinatorClient<TracedChannel>, Failure> {
     let channel = ready_channel(endpoint, "coordinator", "sup.v1.Coordinator").await?;
     Ok(CoordinatorClient::new(channel))
 }
 
 /// Connects and waits (a few seconds at most) until the service says it is serving: a service
 /// that has just started accepts connections before it can answer.
-async fn ready_channel(endpoint: &str, what: &str, service: &str) -> Result<Channel, Failure> {
+async fn ready_channel(
+    endpoint: &str,
+    what: &str,
+    service: &str,
+) -> Result<TracedChannel, Failure> {
     let channel = Channel::from_shared(endpoint.to_string())
         .map_err(|e| invalid(format!("--{what} {endpoint}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
         .connect()
         .await
         .with_context(|| format!("connecting to the {what} at {endpoint}"))?;
+    let channel = TracedChannel::new(channel);
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
     for _ in 0..40 {
@@ -510,7 +536,7 @@ async fn apply(
 /// Prints one line per role state change until every role of `codes` is where its spec wants
 /// it: active when it is declared in a slot, ready otherwise.
 async fn wait_for_roles(
-    c: &mut CoordinatorClient<Channel>,
+    c: &mut CoordinatorClient<TracedChannel>,
     codes: &[String],
     timeout: Duration,
 ) -> Result<(), Failure> {

@@ -137,7 +137,8 @@ async fn real_main() -> anyhow::Result<()> {
             slow_ms,
             max_log_size,
         } => {
-            sup_runtime::Telemetry::init("wsus-emulator", sup_runtime::LogFormat::Pretty)?;
+            let telemetry =
+                sup_runtime::Telemetry::init("wsus-emulator", sup_runtime::LogFormat::Pretty)?;
             let (dh, ds) = default_ports
                 .split_once(',')
                 .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
@@ -178,7 +179,9 @@ async fn real_main() -> anyhow::Result<()> {
                 ca_out,
                 strict_hosts,
             };
-            run(config, sup_runtime::shutdown_signal()).await
+            let result = run(config, sup_runtime::shutdown_signal()).await;
+            telemetry.shutdown();
+            result
         }
     }
 }
