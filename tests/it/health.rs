@@ -8,7 +8,11 @@ use sup_testkit::{Process, free_port};
 use crate::procedure::stack;
 use crate::support::*;
 
-fn start_health(nats_url: &str, dir: &std::path::Path, ca: &std::path::Path) -> (Process, String) {
+pub fn start_health(
+    nats_url: &str,
+    dir: &std::path::Path,
+    ca: &std::path::Path,
+) -> (Process, String) {
     let grpc = free_port().expect("port");
     let admin = free_port().expect("port");
     let config = dir.join("health.toml");
@@ -28,6 +32,7 @@ fn start_health(nats_url: &str, dir: &std::path::Path, ca: &std::path::Path) -> 
     .expect("health");
     p.wait_port(grpc, Duration::from_secs(30))
         .expect("health up");
+    p.admin_port = Some(admin);
     (p, format!("http://127.0.0.1:{grpc}"))
 }
 

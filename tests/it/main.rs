@@ -7,6 +7,7 @@ mod coordinator;
 mod emulator;
 mod health;
 mod logwatch;
+mod observability;
 mod procedure;
 mod scheduler;
 mod support;

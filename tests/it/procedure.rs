@@ -15,7 +15,7 @@ pub struct Stack {
     pub coordinator: Coordinator,
     pub emulator: Emulator,
     pub provisioner: Process,
-    pub _logwatch: Process,
+    pub logwatch: Process,
     pub dir: tempfile::TempDir,
 }
 
@@ -40,6 +40,7 @@ pub fn start_provisioner(nats: &NatsServer, emu: &Emulator, dir: &Path) -> Proce
     .expect("provisioner");
     p.wait_port(admin, Duration::from_secs(30))
         .expect("provisioner up");
+    p.admin_port = Some(admin);
     p
 }
 
@@ -63,6 +64,7 @@ fn start_logwatch(nats: &NatsServer, emu: &Emulator, dir: &Path) -> Process {
     .expect("logwatch");
     p.wait_port(admin, Duration::from_secs(30))
         .expect("logwatch up");
+    p.admin_port = Some(admin);
     p
 }
 
@@ -80,7 +82,7 @@ pub fn stack(emulator_args: &[&str]) -> Stack {
         coordinator,
         emulator,
         provisioner,
-        _logwatch: logwatch,
+        logwatch,
         dir,
     }
 }

@@ -13,7 +13,7 @@ use sup_testkit::{NatsServer, Process, free_port};
 use crate::procedure::{PROCEDURE, stack, start_provisioner};
 use crate::support::*;
 
-fn start_scheduler(nats_url: &str) -> (Process, String) {
+pub fn start_scheduler(nats_url: &str) -> (Process, String) {
     let grpc = free_port().expect("port");
     let admin = free_port().expect("port");
     let mut p = Process::start(
@@ -29,10 +29,11 @@ fn start_scheduler(nats_url: &str) -> (Process, String) {
     .expect("scheduler");
     p.wait_port(grpc, Duration::from_secs(30))
         .expect("scheduler up");
+    p.admin_port = Some(admin);
     (p, format!("http://127.0.0.1:{grpc}"))
 }
 
-fn sync_cli(coordinator: &str, scheduler: &str, args: &[&str]) -> std::process::Output {
+pub fn sync_cli(coordinator: &str, scheduler: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(sup_testkit::binary("supctl").expect("supctl"))
         .env("SUP_COORDINATOR", coordinator)
         .env("SUP_SCHEDULER", scheduler)
@@ -231,11 +232,13 @@ async fn two_replicas_fire_each_due_time_exactly_once() {
         bus: bus.clone(),
         clock: clock.clone(),
         settings: settings(nats.url()),
+        metrics: Default::default(),
     };
     let b = Scheduler {
         bus: bus.clone(),
         clock: clock.clone(),
         settings: settings(nats.url()),
+        metrics: Default::default(),
     };
     let tick_both = || async {
         let (x, y) = tokio::join!(a.tick(), b.tick());

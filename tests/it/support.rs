@@ -42,6 +42,7 @@ pub fn coordinator_at(url: &str, replicas: usize) -> Coordinator {
         .wait_port(grpc, Duration::from_secs(60))
         .expect("coordinator listens");
     wait_ready(&process, admin);
+    process.admin_port = Some(admin);
     Coordinator {
         process,
         endpoint: format!("http://127.0.0.1:{grpc}"),

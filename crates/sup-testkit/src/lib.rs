@@ -246,6 +246,8 @@ pub fn binary(name: &str) -> io::Result<PathBuf> {
 pub struct Process {
     pub child: Child,
     pub name: String,
+    /// The admin (`/metrics`, `/readyz`) port, when the starter knows it.
+    pub admin_port: Option<u16>,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -271,6 +273,7 @@ impl Process {
         Ok(Self {
             child,
             name: binary.to_string(),
+            admin_port: None,
             log,
             _dir: dir,
         })

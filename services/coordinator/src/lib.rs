@@ -8,7 +8,9 @@ pub mod announcer;
 pub mod api;
 pub mod coordinator;
 pub mod error;
+pub mod gauges;
 pub mod metrics;
+
 pub mod store;
 
 use std::future::Future;
@@ -79,6 +81,8 @@ pub async fn run(
     let metrics = metrics::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
+    let gauges = gauges::Gauges::default();
+    gauges.register(&mut registry);
     let mut coordinator = Coordinator::new(store::Store { bus: bus.clone() }, metrics.clone());
     coordinator.failover_after = Duration::from_secs(settings.failover_after_secs);
 
@@ -92,6 +96,11 @@ pub async fn run(
     let (c, stop) = (coordinator.clone(), life.stop());
     life.spawn("announcer", async move {
         announcer::run(c, stop).await;
+        Ok(())
+    });
+    let (c, stop) = (coordinator.clone(), life.stop());
+    life.spawn("gauges", async move {
+        gauges::run(c, gauges, stop).await;
         Ok(())
     });
     let (c, stop) = (coordinator.clone(), life.stop());

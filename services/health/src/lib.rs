@@ -17,6 +17,7 @@ use futures::StreamExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use serde::Deserialize;
 use sup_bus::async_nats::jetstream::consumer;
@@ -89,6 +90,15 @@ pub struct Metrics {
     pub results: Family<ProbeLabels, Counter>,
     pub latency: Family<ComponentLabel, Histogram>,
     pub transitions: Family<TransitionLabels, Counter>,
+    /// One-hot: 1 for each server's current health, 0 for the others.
+    pub current: Family<ServerHealthLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerHealthLabels {
+    pub site: String,
+    pub server: String,
+    pub health: String,
 }
 
 impl Default for Metrics {
@@ -101,6 +111,7 @@ impl Default for Metrics {
                 ])
             }),
             transitions: Family::default(),
+            current: Family::default(),
         }
     }
 }
@@ -319,6 +330,21 @@ impl HealthService {
                 None => self.bus.kv_create(kv, &key, bytes).await?,
             };
             let Cas::Won(rev) = cas else { continue };
+            for h in [
+                v1::Health::Unknown,
+                v1::Health::Healthy,
+                v1::Health::Degraded,
+                v1::Health::Unhealthy,
+            ] {
+                self.metrics
+                    .current
+                    .get_or_create(&ServerHealthLabels {
+                        site: report.site.clone(),
+                        server: report.server.clone(),
+                        health: format!("{h:?}").to_ascii_lowercase(),
+                    })
+                    .set(i64::from(h as i32 == report.health));
+            }
             if previous != report.health {
                 let to = v1::Health::try_from(report.health).unwrap_or(v1::Health::Unknown);
                 tracing::info!(site = %report.site, server = %report.server, from = previous, to = ?to, ?failing, "health changed");
@@ -555,6 +581,11 @@ pub async fn run(
         "sup_health_transitions",
         "Health transitions by new health",
         svc.metrics.transitions.clone(),
+    );
+    registry.register(
+        "sup_health",
+        "Each server's current health (1 for its health, 0 for the others)",
+        svc.metrics.current.clone(),
     );
     let mut life = Lifecycle::new();
     life.serve_admin(admin, registry);

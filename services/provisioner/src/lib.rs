@@ -18,6 +18,8 @@ use anyhow::Context as _;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use serde::Deserialize;
 use sup_bus::async_nats::jetstream::AckKind;
 use sup_bus::{Bus, BusConfig, subjects};
@@ -70,14 +72,45 @@ pub struct CommandLabels {
     pub outcome: String,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    /// `pending` (not yet delivered) or `unacked` (delivered, not yet acknowledged).
+    pub state: String,
+}
+
+#[derive(Clone)]
 pub struct Metrics {
     pub commands: Family<CommandLabels, Counter>,
     pub redeliveries: Counter,
+    pub duration: Family<CommandLabels, Histogram>,
+    pub queue: Family<QueueLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            commands: Family::default(),
+            redeliveries: Counter::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+            }),
+            queue: Family::default(),
+        }
+    }
 }
 
 impl Metrics {
     fn register(&self, r: &mut prometheus_client::registry::Registry) {
+        r.register(
+            "sup_provisioning_duration_seconds",
+            "Time to handle a command (agent calls included), by kind and outcome",
+            self.duration.clone(),
+        );
+        r.register(
+            "sup_command_queue_depth",
+            "Provisioner commands waiting in the queue: pending (undelivered) or unacked",
+            self.queue.clone(),
+        );
         r.register(
             "sup_provisioner_commands",
             "Commands handled, by kind and outcome",
@@ -550,6 +583,36 @@ impl<D: SiteDriver> Provisioner<D> {
     }
 
     /// Fails roles that started installing and never reached "Installation was successful".
+    /// Reads the command consumer's backlog into the queue-depth gauge.
+    async fn measure_queue(&self) {
+        let info = async {
+            let stream = self
+                .bus
+                .js
+                .get_stream(sup_bus::setup::COMMANDS_STREAM)
+                .await
+                .map_err(|e| e.to_string())?;
+            stream
+                .consumer_info("provisioner-commands")
+                .await
+                .map(|i| (i.num_pending, i.num_ack_pending))
+                .map_err(|e| e.to_string())
+        };
+        match info.await {
+            Ok((pending, unacked)) => {
+                for (state, n) in [("pending", pending), ("unacked", unacked as u64)] {
+                    self.metrics
+                        .queue
+                        .get_or_create(&QueueLabels {
+                            state: state.to_string(),
+                        })
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "reading the command queue depth"),
+        }
+    }
+
     pub async fn check_timeouts(&self) -> anyhow::Result<()> {
         let mut records = Vec::new();
         for (code, _) in self.bus.all_sites().await? {
@@ -636,6 +699,7 @@ pub async fn run_with<D: SiteDriver>(
     let (checker, mut stop) = (p.clone(), life.stop());
     life.spawn("timeouts", async move {
         loop {
+            checker.measure_queue().await;
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
                 _ = stop.wait_for(|s| *s) => return Ok(()),
@@ -681,8 +745,21 @@ async fn consume<D: SiteDriver>(p: Arc<Provisioner<D>>, stop: tokio::sync::watch
                 sup.epoch = cmd.epoch,
             );
             sup_bus::trace::follow(msg.headers.as_ref(), &span);
+            let started = std::time::Instant::now();
             let result = p.handle(&cmd, attempt).instrument(span).await;
             let kind = kind_name(&cmd.kind).to_string();
+            let outcome = match &result {
+                Ok(Outcome::Done(what)) => *what,
+                Ok(Outcome::Retry(_)) => "retry",
+                Err(_) => "error",
+            };
+            p.metrics
+                .duration
+                .get_or_create(&CommandLabels {
+                    kind: kind.clone(),
+                    outcome: outcome.to_string(),
+                })
+                .observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(Outcome::Done(what)) => {
                     p.metrics

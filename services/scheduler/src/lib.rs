@@ -5,6 +5,12 @@
 //! across replicas: the site's next-fire record in KV moves by compare-and-set, and only the
 //! writer that moved it starts the run. Time comes from a [`Clock`], so tests drive it.
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -128,6 +134,64 @@ pub struct Scheduler<C: Clock> {
     pub bus: Bus,
     pub clock: C,
     pub settings: Settings,
+    pub metrics: Metrics,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SiteLabels {
+    pub site: String,
+}
+
+/// Synchronization runs as this replica saw them end, and each top site's next due time.
+#[derive(Clone)]
+pub struct Metrics {
+    pub runs: Family<ResultLabels, Counter>,
+    pub duration: Family<ResultLabels, Histogram>,
+    pub last_success: Family<SiteLabels, Gauge>,
+    pub next_due: Family<SiteLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            runs: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new([5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0])
+            }),
+            last_success: Family::default(),
+            next_due: Family::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "sup_sync_runs",
+            "Synchronization runs ended, by result (succeeded, failed)",
+            self.runs.clone(),
+        );
+        r.register(
+            "sup_sync_duration_seconds",
+            "Synchronization run duration from start to its result, by result",
+            self.duration.clone(),
+        );
+        r.register(
+            "sup_sync_last_success_timestamp_seconds",
+            "When each site's last synchronization succeeded (Unix time)",
+            self.last_success.clone(),
+        );
+        r.register(
+            "sup_sync_next_due_timestamp_seconds",
+            "When each scheduled site's next synchronization is due (Unix time)",
+            self.next_due.clone(),
+        );
+    }
 }
 
 /// Why a run could not start.
@@ -247,6 +311,14 @@ impl<C: Clock> Scheduler<C> {
                 next,
                 retry_at: if due_retry { None } else { record.retry_at },
             };
+            if let Some(due) = updated.next {
+                self.metrics
+                    .next_due
+                    .get_or_create(&SiteLabels {
+                        site: site.code.clone(),
+                    })
+                    .set(due);
+            }
             if updated == record && current.is_some() {
                 continue;
             }
@@ -466,6 +538,23 @@ impl<C: Clock> Scheduler<C> {
         run.finished = true;
         if let Cas::Lost = self.cas_json(&key, &run, Some(rev)).await? {
             return Ok(None);
+        }
+        let result = ResultLabels {
+            result: if ok { "succeeded" } else { "failed" }.to_string(),
+        };
+        let now = self.clock.now().timestamp();
+        self.metrics.runs.get_or_create(&result).inc();
+        self.metrics
+            .duration
+            .get_or_create(&result)
+            .observe((now - run.started).max(0) as f64);
+        if ok {
+            self.metrics
+                .last_success
+                .get_or_create(&SiteLabels {
+                    site: code.to_string(),
+                })
+                .set(now);
         }
         let retry_minutes = self.settings.retry_after_secs / 60;
         let error = if ok {
@@ -794,13 +883,17 @@ pub async fn run<C: Clock>(
         .await
         .context("connecting to NATS")?;
     let tick = Duration::from_millis(settings.tick_ms.max(10));
+    let metrics = Metrics::default();
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
     let s = Arc::new(Scheduler {
         bus: bus.clone(),
         clock,
         settings,
+        metrics,
     });
     let mut life = Lifecycle::new();
-    life.serve_admin(admin, prometheus_client::registry::Registry::default());
+    life.serve_admin(admin, registry);
     let (events, stop) = (s.clone(), life.stop());
     life.spawn("events", async move {
         consume(events, stop).await;
