@@ -175,8 +175,12 @@ impl Telemetry {
         // The exporter's own transport would otherwise be traced and exported again.
         let otel_filter =
             EnvFilter::new("info,h2=off,hyper=off,tower=off,opentelemetry=off,tonic=off");
+        // Context activation (attaching each entered span's context to the thread) is off:
+        // propagation reads the tracing span's own context, and the activation stack grew
+        // without bound under load in async tasks, making every span exit slower.
         let otel = tracing_opentelemetry::layer()
             .with_tracer(tracer)
+            .with_context_activation(false)
             .with_filter(otel_filter);
         let provider = Some(provider);
         tracing_subscriber::registry()

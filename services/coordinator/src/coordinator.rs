@@ -62,6 +62,17 @@ fn event(
     }
 }
 
+/// Whether `new` differs from `old` only in the fields every write stamps.
+fn same_apart_from_bookkeeping(old: &v1::RoleStatus, new: &v1::RoleStatus) -> bool {
+    let mut n = new.clone();
+    n.previous = old.previous;
+    n.last_cause = old.last_cause.clone();
+    n.updated = old.updated;
+    n.unhealthy_since = old.unhealthy_since;
+    n.trace_context = old.trace_context.clone();
+    n == *old
+}
+
 fn verified_both(r: &v1::RoleStatus) -> bool {
     r.verified.iter().any(|v| v == VERIFY_COMPONENTS)
         && r.verified.iter().any(|v| v == VERIFY_DATABASE)
@@ -905,7 +916,8 @@ impl Coordinator {
     // ---- Role lifecycle --------------------------------------------------------------------
 
     /// Applies role events through the lifecycle, once per `cause` (an event id): a redelivered
-    /// cause changes nothing. Returns the state after. The announcer publishes the change.
+    /// cause changes nothing. Returns the state after a change, `None` when nothing changed. The
+    /// announcer publishes the change.
     pub async fn role_events(
         &self,
         site: &str,
@@ -965,6 +977,14 @@ impl Coordinator {
                 if before.is_none() {
                     state = RoleState::Declared;
                 }
+                // Nothing to record (a repeated health or verification milestone, say): no
+                // write, no announcement, no reconciliation.
+                if let Some(old) = cur
+                    && before == Some(state)
+                    && same_apart_from_bookkeeping(old, &r)
+                {
+                    return None;
+                }
                 r.previous = r.state;
                 r.state = role_state_to_proto(state) as i32;
                 r.last_cause = cause.to_string();
@@ -980,14 +1000,7 @@ impl Coordinator {
                 Some(r)
             })
             .await?;
-        match change {
-            Some(c) => Ok(Some(state_of(&c.after))),
-            None => Ok(self
-                .store
-                .role(site, server)
-                .await?
-                .map(|(r, _)| state_of(&r))),
-        }
+        Ok(change.map(|c| state_of(&c.after)))
     }
 
     /// Advances state from an event another service published.

@@ -128,6 +128,8 @@ pub async fn run(
     result
 }
 
+const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Consumes events with a durable consumer shared by all replicas; an event is acked only after
 /// its effects are stored and announced, so a crash redelivers it.
 async fn consume_events(c: Coordinator, stop: tokio::sync::watch::Receiver<bool>) {
@@ -166,7 +168,20 @@ async fn consume_events(c: Coordinator, stop: tokio::sync::watch::Receiver<bool>
                 sup.epoch = event.epoch,
             );
             sup_bus::trace::follow(msg.headers.as_ref(), &span);
-            let result = c.handle_event(&event).instrument(span).await;
+            // A handler stuck on a lost bus reply must not stall the whole queue: give up,
+            // and the event is redelivered.
+            let result = match tokio::time::timeout(
+                HANDLER_TIMEOUT,
+                c.handle_event(&event).instrument(span),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(error::ApiError::Aborted(format!(
+                    "no result within {} s",
+                    HANDLER_TIMEOUT.as_secs()
+                ))),
+            };
             match result {
                 Ok(()) => {
                     c.metrics.events_handled.inc();
