@@ -9,11 +9,13 @@ export NATS_SERVER_BIN := $(NATS_SERVER)
 # Property tests run this many cases per property in `make test`; `make proptest` runs 10,000.
 export SUP_PROPTEST_CASES ?= 2000
 
-.PHONY: help tools test fmt lint nextest proptest bench fuzz run stop clean
+.PHONY: help tools test fmt lint nextest proptest bench fuzz run stop images test-compose clean
 
 help:
 	@echo "make run       build and start the whole stack locally, apply deploy/examples/site.toml (SITE=path for another)"
 	@echo "make stop      stop what make run started"
+	@echo "make images    build the container images without a registry (debootstrap base + host binaries)"
+	@echo "make test-compose  run docker-compose.yml through NATS node loss, a partition and a replica stop (needs Docker)"
 	@echo "make test      format check, clippy, and every test (installs nats-server $(NATS_VERSION) into .tools/)"
 	@echo "make tools     install the test tools only"
 	@echo "make proptest  the model-based property tests with 10,000 cases each"
@@ -57,6 +59,14 @@ run: tools
 
 stop:
 	./scripts/stop.sh
+
+# Container images without a registry (debootstrap base, host-built binaries).
+images: tools
+	./scripts/images.sh
+
+# The compose stack through node loss, a partition and a coordinator replica going away.
+test-compose: tools
+	./scripts/test-compose.sh
 
 # Benchmarks: QUICK=1 for the short version. Figures go to target/bench/report.json.
 bench: tools

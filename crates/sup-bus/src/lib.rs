@@ -120,6 +120,10 @@ impl Bus {
             .name(config.client_name.as_str())
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
+            // A server cut off by a partition drops packets rather than closing the connection;
+            // unanswered pings (two outstanding) are how the client learns to move to another
+            // server, so ping often enough to notice within seconds, not minutes.
+            .ping_interval(Duration::from_secs(3))
             .connect(servers)
             .await
             .map_err(|source| BusError::Connect {

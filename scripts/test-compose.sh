@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# `make test-compose`: the compose stack for real, without a registry. Builds the images
+# (scripts/images.sh), starts docker-compose.yml with the local overlay, applies the example
+# hierarchy through supctl against the composed coordinator and waits for its declared state;
+# then takes a NATS node away (kill), cuts another off (network disconnect), stops a coordinator
+# replica, and moves the central site's active SUP during each, checking after every step that
+# each slot has one holder and that the event history's epochs only grow. Tears everything down
+# (down -v) however it ends.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PROJECT=${COMPOSE_PROJECT:-suptest}
+export SUP_COMPOSE_COORDINATOR_PORT=${SUP_COMPOSE_COORDINATOR_PORT:-51051}
+export SUP_COMPOSE_COORDINATOR2_PORT=${SUP_COMPOSE_COORDINATOR2_PORT:-51061}
+C1=http://127.0.0.1:$SUP_COMPOSE_COORDINATOR_PORT
+C2=http://127.0.0.1:$SUP_COMPOSE_COORDINATOR2_PORT
+
+docker info >/dev/null 2>&1 || {
+  echo "make test-compose: no Docker engine answers (docker info failed). It needs one; make test does not." >&2
+  exit 1
+}
+if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose); elif command -v docker-compose >/dev/null; then COMPOSE=(docker-compose); else
+  echo "make test-compose: neither 'docker compose' nor docker-compose is installed" >&2; exit 1
+fi
+compose() { "${COMPOSE[@]}" -p "$PROJECT" -f docker-compose.yml -f deploy/docker/compose.local.yml "$@"; }
+
+scripts/images.sh
+SUPCTL=$ROOT/target/release/supctl
+CHECK=$ROOT/scripts/compose-check.py
+
+cleanup() {
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "==> failed; the services' last log lines:"
+    compose logs --tail 30 2>&1 | tail -200 || true
+  fi
+  echo "==> docker compose down -v"
+  compose down -v --remove-orphans >/dev/null 2>&1 || true
+  exit $rc
+}
+trap cleanup EXIT
+
+step() { echo "==> $*"; }
+# Retries a command until it succeeds or the deadline passes.
+retry() { # seconds, command...
+  local until=$((SECONDS + $1)); shift
+  until "$@"; do
+    [ $SECONDS -lt $until ] || { echo "gave up after waiting: $*"; return 1; }
+    sleep 2
+  done
+}
+status_ok() { # coordinator, expected active servers...
+  local c=$1; shift
+  local out
+  out=$(SUP_COORDINATOR=$c "$SUPCTL" status -o json 2>/dev/null) || return 1
+  echo "$out" | python3 "$CHECK" status "$@" >/tmp/sup-compose-check.$$ 2>&1 || { cat /tmp/sup-compose-check.$$; return 1; }
+}
+# A NATS node is back in the cluster with JetStream current (its full /healthz).
+nats_current() {
+  compose exec -T "$1" bash -c "exec 3<>/dev/tcp/127.0.0.1/8222 && printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3 && grep -q ' 200 ' <&3"
+}
+history_ok() {
+  local out
+  out=$(SUP_COORDINATOR=$1 "$SUPCTL" events -o json) || return 1
+  python3 "$CHECK" events <<<"$out"
+}
+
+compose down -v --remove-orphans >/dev/null 2>&1 || true
+step "docker compose up (3 NATS nodes, 2 coordinators, provisioner, scheduler, health, logwatch, emulator, collector)"
+compose up -d --no-build
+retry 120 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SUP_COMPOSE_COORDINATOR_PORT" 2>/dev/null
+
+step "supctl apply deploy/examples/site.toml against the composed coordinator"
+retry 60 env SUP_COORDINATOR=$C1 "$SUPCTL" apply -f deploy/examples/site.toml --wait --timeout 5m
+retry 60 status_ok "$C1"
+retry 60 history_ok "$C1"
+
+step "kill one NATS node; move the central site's active SUP while it is gone"
+compose kill nats2
+retry 90 env SUP_COORDINATOR=$C1 "$SUPCTL" sup activate --site CEN --server cen-sup02.corp.example.com
+retry 90 status_ok "$C1" cen-sup02.corp.example.com
+retry 60 history_ok "$C1"
+compose start nats2
+retry 120 nats_current nats2
+
+step "partition another NATS node from the network; move the active SUP back"
+NATS3=$(compose ps -q nats3)
+NETWORK=${PROJECT}_default
+docker network disconnect "$NETWORK" "$NATS3"
+retry 90 env SUP_COORDINATOR=$C1 "$SUPCTL" sup activate --site CEN --server cen-sup01.corp.example.com
+retry 90 status_ok "$C1" cen-sup01.corp.example.com
+docker network connect "$NETWORK" "$NATS3"
+retry 120 nats_current nats3
+retry 60 history_ok "$C1"
+
+step "stop one coordinator replica; the other serves and moves the active SUP"
+compose stop coordinator-1
+retry 90 env SUP_COORDINATOR=$C2 "$SUPCTL" sup activate --site CEN --server cen-sup02.corp.example.com
+retry 90 status_ok "$C2" cen-sup02.corp.example.com
+compose start coordinator-1
+
+step "everything back: one holder per slot, epochs only grew, both replicas agree"
+retry 120 status_ok "$C1" cen-sup02.corp.example.com
+retry 60 status_ok "$C2" cen-sup02.corp.example.com
+retry 60 history_ok "$C1"
+step "the collector received spans"
+collector_log=$(compose logs otel-collector 2>&1)
+grep -q "span(s)" <<<"$collector_log" || { echo "no spans reached the collector"; exit 1; }
+echo "test-compose: passed"
