@@ -4,6 +4,7 @@
 mod bus;
 mod chaos;
 mod coordinator;
+mod deploy;
 mod emulator;
 mod health;
 mod logwatch;

@@ -159,6 +159,10 @@ async fn manual_runs_go_parent_first_are_refused_on_children_and_follow_the_acti
     );
 
     // A run queued while the active SUP changes is dropped as stale and run by the new one.
+    let earlier: Vec<String> = history(&c, &sched, "CEN")
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect();
     s.provisioner.kill();
     let out = sync_cli(&c, &sched, &["sync", "run", "--site", "CEN"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -180,7 +184,12 @@ async fn manual_runs_go_parent_first_are_refused_on_children_and_follow_the_acti
         &sched,
         "CEN",
         "the queued run finished on the new active SUP",
-        |h| h[0]["state"] == "succeeded",
+        |h| {
+            h[0]["state"] == "succeeded"
+                && h[0]["id"]
+                    .as_str()
+                    .is_some_and(|id| !earlier.iter().any(|e| e == id))
+        },
     )
     .await;
     assert_eq!(h[0]["server"], "cen-sup02.corp.example.com");

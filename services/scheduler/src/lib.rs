@@ -406,7 +406,10 @@ impl<C: Clock> Scheduler<C> {
             }
             None => (String::new(), 0),
         };
-        let id = format!("{code}-{now}-{trigger}");
+        // The run record's revision makes the id unique even for two runs within one second
+        // (event and command ids derive from it, and the streams drop repeated ids).
+        let previous = current.as_ref().map(|(_, rev)| *rev).unwrap_or(0);
+        let id = format!("{code}-{now}-{trigger}-{previous}");
         let run = RunRecord {
             id: id.clone(),
             server: server.clone(),
