@@ -597,13 +597,17 @@ pub async fn run(
     let (prober, mut stop) = (svc.clone(), life.stop());
     life.spawn("probes", async move {
         let every = Duration::from_millis(prober.settings.interval_ms.max(100));
+        // Rounds start at a fixed rate (each server probed once per interval), not an interval
+        // after the previous round ended; a round longer than the interval starts the next at once.
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stop.wait_for(|s| *s) => return Ok(()),
+            }
             if let Err(e) = prober.round().await {
                 tracing::warn!(error = %e, "probe round");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = stop.wait_for(|s| *s) => return Ok(()),
             }
         }
     });

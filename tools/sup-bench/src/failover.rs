@@ -13,7 +13,7 @@ use sup_proto::v1::{self, event::Payload};
 
 use crate::Figure;
 
-struct Kid(Child);
+pub struct Kid(pub Child);
 
 impl Drop for Kid {
     fn drop(&mut self) {
@@ -22,7 +22,7 @@ impl Drop for Kid {
     }
 }
 
-fn bin(name: &str) -> anyhow::Result<PathBuf> {
+pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
     let p = std::env::current_exe()?.with_file_name(name);
     anyhow::ensure!(
         p.exists(),
@@ -57,7 +57,7 @@ async fn wait_port(port: u16) -> anyhow::Result<()> {
     anyhow::bail!("nothing listens on {port}")
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted
         .get(i.min(sorted.len().saturating_sub(1)))

@@ -3,6 +3,7 @@
 
 mod failover;
 mod logs;
+mod scale;
 
 use std::path::PathBuf;
 
@@ -15,7 +16,8 @@ struct Cli {
     /// A smaller version of each benchmark (minutes, not tens of minutes).
     #[arg(long, env = "QUICK", value_parser = parse_flag, default_value = "0")]
     quick: bool,
-    /// Which benchmarks: all, or a comma-separated list of parse, latency, failover.
+    /// Which benchmarks: all, or a comma-separated list of parse, latency, failover, footprint,
+    /// apply, activate, probing.
     #[arg(long, default_value = "all")]
     only: String,
     /// Where the JSON report goes.
@@ -73,6 +75,18 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("failover") {
         figures.extend(failover::failover_time(cli.quick).await?);
+    }
+    if want("footprint") {
+        figures.extend(scale::footprint(cli.quick).await?);
+    }
+    if want("apply") {
+        figures.extend(scale::coordinator_apply(cli.quick).await?);
+    }
+    if want("probing") {
+        figures.extend(scale::probing(cli.quick).await?);
+    }
+    if want("activate") {
+        figures.extend(scale::activation_rate(cli.quick).await?);
     }
     print_table(&figures);
     if let Some(dir) = cli.report.parent() {

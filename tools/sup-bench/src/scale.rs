@@ -1,0 +1,557 @@
+//! Footprint and scale: each service's start-to-ready time and idle resident memory, and the
+//! coordinator applying 1,000 sites of five SUP roles each from one file, beside the same records
+//! written straight to KV.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::Figure;
+use crate::failover::bin;
+
+/// Resident memory of a process, from /proc (Linux).
+fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))?;
+    Ok(kib / 1024.0)
+}
+
+async fn ready(admin: u16, deadline: Instant) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    loop {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", admin)).await {
+            let _ = s
+                .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                .await;
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer).await;
+            if answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200") {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "not ready on {admin}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Start-to-ready (process spawned → `/readyz` answers 200) and idle RSS of each service.
+pub async fn footprint(quick: bool) -> anyhow::Result<Vec<Figure>> {
+    let rounds = if quick { 3 } else { 10 };
+    let nats = sup_testkit::NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let url = nats.url().to_string();
+    let mut figures = Vec::new();
+    for (service, prefix, args, grpc) in [
+        ("sup-coordinator", "SUP_COORDINATOR", vec![], true),
+        ("sup-provisioner", "SUP_PROVISIONER", vec![], false),
+        ("sup-scheduler", "SUP_SCHEDULER", vec![], true),
+        ("sup-health", "SUP_HEALTH", vec![], true),
+        ("sup-logwatch", "SUP_LOGWATCH", vec!["run"], false),
+    ] {
+        let mut starts = Vec::new();
+        let mut rss = 0.0f64;
+        for round in 0..rounds {
+            let admin = sup_testkit::free_port()?;
+            let mut env = vec![
+                (
+                    format!("{prefix}__ADMIN_LISTEN"),
+                    format!("127.0.0.1:{admin}"),
+                ),
+                (format!("{prefix}__NATS__URL"), url.clone()),
+                (format!("{prefix}__ROOT"), dir.path().display().to_string()),
+            ];
+            if grpc {
+                let port = sup_testkit::free_port()?;
+                env.push((format!("{prefix}__LISTEN"), format!("127.0.0.1:{port}")));
+            }
+            if service != "sup-logwatch" {
+                env.retain(|(k, _)| !k.ends_with("__ROOT"));
+            }
+            let log = dir.path().join(format!("{service}-{round}.log"));
+            let t = Instant::now();
+            let kid = spawn_env(service, &args, &env, &log)?;
+            ready(admin, Instant::now() + Duration::from_secs(30)).await?;
+            starts.push(t.elapsed().as_secs_f64() * 1000.0);
+            if round == 0 {
+                // Idle: connected, ready, nothing to do.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                rss = rss_mib(kid.0.id())?;
+            }
+        }
+        starts.sort_by(f64::total_cmp);
+        let p50 = crate::failover::percentile(&starts, 0.5);
+        figures.push(Figure {
+            name: format!("{service} start-to-ready p50 ({rounds} starts)"),
+            value: p50,
+            unit: "ms".into(),
+            baseline: 200.0,
+            ratio: p50 / 200.0,
+            goal: "<= 200 ms".into(),
+            met: p50 <= 200.0,
+        });
+        figures.push(Figure {
+            name: format!("{service} resident memory, idle"),
+            value: rss,
+            unit: "MiB".into(),
+            baseline: 20.0,
+            ratio: rss / 20.0,
+            goal: "<= 20 MiB".into(),
+            met: rss <= 20.0,
+        });
+    }
+    Ok(figures)
+}
+
+fn spawn_env(
+    name: &str,
+    args: &[&str],
+    env: &[(String, String)],
+    log: &Path,
+) -> anyhow::Result<crate::failover::Kid> {
+    let f = std::fs::File::create(log)?;
+    Ok(crate::failover::Kid(
+        Command::new(bin(name)?)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::from(f.try_clone()?))
+            .stderr(std::process::Stdio::from(f))
+            .spawn()?,
+    ))
+}
+
+/// A site file of `n` sites under one central site, five SUP roles each (one active).
+fn hierarchy(n: usize) -> String {
+    hierarchy_on(n, 8530, 8531)
+}
+
+fn hierarchy_on(n: usize, http: u16, https: u16) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        // Site codes are three letters or digits: the central site, then base-36 numbers.
+        let code = if i == 0 {
+            "CEN".to_string()
+        } else {
+            const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+            let d = |k: usize| DIGITS[k % 36] as char;
+            format!("{}{}{}", d(i / 1296 + 10), d(i / 36), d(i))
+        };
+        s.push_str(&format!("[[site]]\ncode = \"{code}\"\n"));
+        if i > 0 {
+            s.push_str("parent = \"CEN\"\n");
+        }
+        for j in 0..5 {
+            s.push_str(&format!(
+                "[[site.site_system]]\nserver = \"sup{j}.{}.corp.example.com\"\n",
+                code.to_ascii_lowercase()
+            ));
+        }
+        for j in 0..5 {
+            s.push_str(&format!(
+                "[[site.software_update_point]]\nserver = \"sup{j}.{}.corp.example.com\"\nhttp_port = {http}\nhttps_port = {https}\n{}",
+                code.to_ascii_lowercase(),
+                if j == 0 { "active = \"intranet\"\n" } else { "" }
+            ));
+        }
+    }
+    s
+}
+
+/// Applying 1,000 sites (5,000 roles) through supctl and the coordinator, against writing the same
+/// number of records straight to KV from one client.
+pub async fn coordinator_apply(quick: bool) -> anyhow::Result<Vec<Figure>> {
+    let sites = if quick { 100 } else { 1000 };
+    let nats = sup_testkit::NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let (grpc, admin) = (sup_testkit::free_port()?, sup_testkit::free_port()?);
+    let _coordinator = spawn_env(
+        "sup-coordinator",
+        &[],
+        &[
+            (
+                "SUP_COORDINATOR__LISTEN".into(),
+                format!("127.0.0.1:{grpc}"),
+            ),
+            (
+                "SUP_COORDINATOR__ADMIN_LISTEN".into(),
+                format!("127.0.0.1:{admin}"),
+            ),
+            ("SUP_COORDINATOR__NATS__URL".into(), nats.url().to_string()),
+            (
+                "SUP_COORDINATOR__RECONCILE_INTERVAL_SECS".into(),
+                "3600".into(),
+            ),
+        ],
+        &dir.path().join("coordinator.log"),
+    )?;
+    ready(admin, Instant::now() + Duration::from_secs(30)).await?;
+    let file = dir.path().join("sites.toml");
+    std::fs::write(&file, hierarchy(sites))?;
+    let t = Instant::now();
+    let out = Command::new(bin("supctl")?)
+        .env("SUP_COORDINATOR", format!("http://127.0.0.1:{grpc}"))
+        .args(["apply", "-f", file.to_str().unwrap_or_default()])
+        .output()?;
+    let apply = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        out.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The same number of records (one per site, one per role) written straight to KV.
+    let bus = sup_bus::Bus::connect(&sup_bus::BusConfig::new(nats.url())).await?;
+    let records = sites * 6;
+    let payload = bytes::Bytes::from(vec![b'x'; 600]);
+    let t = Instant::now();
+    for i in 0..records {
+        bus.buckets
+            .positions
+            .put(format!("bench.{i}"), payload.clone())
+            .await?;
+    }
+    let raw = t.elapsed().as_secs_f64();
+    Ok(vec![Figure {
+        name: format!("apply {sites} sites x 5 SUP roles, all stored"),
+        value: apply,
+        unit: "s".into(),
+        baseline: raw,
+        ratio: apply / raw,
+        goal: format!("report (baseline: {records} bare KV puts)"),
+        met: true,
+    }])
+}
+
+/// Activations (each a compare-and-set on the slot, then the role projections) per second
+/// through gRPC, spread over two coordinator replicas, against bare KV compare-and-sets from
+/// the same number of concurrent writers.
+pub async fn activation_rate(quick: bool) -> anyhow::Result<Vec<Figure>> {
+    use sup_proto::prost::Message as _;
+    use sup_proto::v1;
+    let sites = if quick { 16 } else { 64 };
+    let run_for = Duration::from_secs(if quick { 3 } else { 10 });
+    let nats = sup_testkit::NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let mut endpoints = Vec::new();
+    let mut replicas = Vec::new();
+    for r in 0..2 {
+        let (grpc, admin) = (sup_testkit::free_port()?, sup_testkit::free_port()?);
+        replicas.push(spawn_env(
+            "sup-coordinator",
+            &[],
+            &[
+                (
+                    "SUP_COORDINATOR__LISTEN".into(),
+                    format!("127.0.0.1:{grpc}"),
+                ),
+                (
+                    "SUP_COORDINATOR__ADMIN_LISTEN".into(),
+                    format!("127.0.0.1:{admin}"),
+                ),
+                ("SUP_COORDINATOR__NATS__URL".into(), nats.url().to_string()),
+                (
+                    "SUP_COORDINATOR__RECONCILE_INTERVAL_SECS".into(),
+                    "3600".into(),
+                ),
+            ],
+            &dir.path().join(format!("coordinator-{r}.log")),
+        )?);
+        ready(admin, Instant::now() + Duration::from_secs(30)).await?;
+        endpoints.push(format!("http://127.0.0.1:{grpc}"));
+    }
+    let file = dir.path().join("sites.toml");
+    std::fs::write(&file, hierarchy(sites))?;
+    let out = Command::new(bin("supctl")?)
+        .env("SUP_COORDINATOR", &endpoints[0])
+        .args(["apply", "-f", file.to_str().unwrap_or_default()])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No provisioner runs here: the first two roles of each site are marked installed and
+    // healthy directly, so that the slot can move between them.
+    let bus = sup_bus::Bus::connect(&sup_bus::BusConfig::new(nats.url())).await?;
+    let codes: Vec<String> = hierarchy(sites)
+        .lines()
+        .filter_map(|l| l.strip_prefix("code = \""))
+        .map(|c| c.trim_end_matches('"').to_string())
+        .collect();
+    let server =
+        |code: &str, j: usize| format!("sup{j}.{}.corp.example.com", code.to_ascii_lowercase());
+    for code in &codes {
+        for j in 0..2 {
+            let key = sup_bus::subjects::role_key(code, &server(code, j));
+            let mut r = match bus.buckets.roles.get(&key).await? {
+                Some(b) => v1::RoleStatus::decode(b)?,
+                None => anyhow::bail!("role {key} was not stored"),
+            };
+            r.state = v1::RoleState::Ready as i32;
+            r.health = v1::Health::Healthy as i32;
+            r.verified = vec!["wsus_components_healthy".into(), "wsus_database_ok".into()];
+            bus.buckets
+                .roles
+                .put(&key, r.encode_to_vec().into())
+                .await?;
+        }
+    }
+    let deadline = Instant::now() + run_for;
+    let mut tasks = Vec::new();
+    for (i, code) in codes.iter().enumerate() {
+        let endpoint = endpoints[i % 2].clone();
+        let (code, a, b) = (code.clone(), server(code, 0), server(code, 1));
+        tasks.push(tokio::spawn(async move {
+            let mut client = v1::coordinator_client::CoordinatorClient::connect(endpoint).await?;
+            let (mut won, mut failed, mut n) = (0u64, 0u64, 0u64);
+            while Instant::now() < deadline {
+                let target = if n % 2 == 0 { &b } else { &a };
+                n += 1;
+                let r = client
+                    .set_active(v1::SetActiveRequest {
+                        site: code.clone(),
+                        slot: v1::Slot::Intranet as i32,
+                        target: target.clone(),
+                        op_id: format!("bench-{code}-{n}"),
+                    })
+                    .await;
+                if r.is_ok() { won += 1 } else { failed += 1 }
+            }
+            anyhow::Ok((won, failed))
+        }));
+    }
+    let (mut won, mut failed) = (0, 0);
+    for t in tasks {
+        let (w, f) = t.await??;
+        won += w;
+        failed += f;
+    }
+    let rate = won as f64 / run_for.as_secs_f64();
+
+    // Bare compare-and-sets: the same number of writers, each on its own key.
+    let deadline = Instant::now() + run_for;
+    let mut tasks = Vec::new();
+    for i in 0..codes.len() {
+        let kv = bus.buckets.positions.clone();
+        tasks.push(tokio::spawn(async move {
+            let key = format!("cas.{i}");
+            let mut rev = kv.put(&key, bytes::Bytes::from_static(b"0")).await?;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                rev = kv
+                    .update(&key, bytes::Bytes::from_static(b"1"), rev)
+                    .await?;
+                n += 1;
+            }
+            anyhow::Ok(n)
+        }));
+    }
+    let mut bare = 0;
+    for t in tasks {
+        bare += t.await??;
+    }
+    let bare_rate = bare as f64 / run_for.as_secs_f64();
+    drop(replicas);
+    Ok(vec![Figure {
+        name: format!(
+            "activations/s via gRPC, 2 replicas, {} sites ({failed} refused)",
+            codes.len()
+        ),
+        value: rate,
+        unit: "ops/s".into(),
+        baseline: bare_rate,
+        ratio: rate / bare_rate,
+        goal: "report (baseline: bare KV CAS/s)".into(),
+        met: true,
+    }])
+}
+
+/// CPU seconds (user + system) a process has used, from /proc (Linux, 100 ticks a second).
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at state, field 3.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow::anyhow!("odd /proc/{pid}/stat"))?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>()? + f[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
+/// Probe ladders started so far: one `tcp` step per ladder.
+async fn ladders(admin: u16) -> anyhow::Result<f64> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", admin)).await?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await?;
+    Ok(body
+        .lines()
+        .filter(|l| l.starts_with("sup_probe_results_total{") && l.contains("component=\"tcp\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// 10,000 SUP servers (2,000 sites of five) in the emulator, probed every 10 s by one health
+/// service: the ladders per second it achieves against the 1,000/s the interval asks for, and
+/// the CPU and memory it takes to do it.
+pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
+    use sup_proto::prost::Message as _;
+    use sup_proto::v1;
+    let sites = if quick { 200 } else { 2000 };
+    let servers = sites * 5;
+    let interval = Duration::from_secs(10);
+    let want = servers as f64 / interval.as_secs_f64();
+    let nats = sup_testkit::NatsServer::start()?;
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let port = sup_testkit::free_port;
+    let (http, https, agent, control) = (port()?, port()?, port()?, port()?);
+    let ca = d.join("ca.pem");
+    let _emulator = spawn_env(
+        "wsus-emulator",
+        &[
+            "run",
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--https",
+            &format!("127.0.0.1:{https}"),
+            "--agent",
+            &format!("127.0.0.1:{agent}"),
+            "--control",
+            &format!("127.0.0.1:{control}"),
+            "--ca-out",
+            ca.to_str().unwrap_or_default(),
+            "--logs",
+            d.join("sites").to_str().unwrap_or_default(),
+            "--default-ports",
+            &format!("{http},{https}"),
+        ],
+        &[],
+        &d.join("emulator.log"),
+    )?;
+    let (grpc, admin) = (port()?, port()?);
+    let _coordinator = spawn_env(
+        "sup-coordinator",
+        &[],
+        &[
+            (
+                "SUP_COORDINATOR__LISTEN".into(),
+                format!("127.0.0.1:{grpc}"),
+            ),
+            (
+                "SUP_COORDINATOR__ADMIN_LISTEN".into(),
+                format!("127.0.0.1:{admin}"),
+            ),
+            ("SUP_COORDINATOR__NATS__URL".into(), nats.url().to_string()),
+            (
+                "SUP_COORDINATOR__RECONCILE_INTERVAL_SECS".into(),
+                "3600".into(),
+            ),
+        ],
+        &d.join("coordinator.log"),
+    )?;
+    ready(admin, Instant::now() + Duration::from_secs(30)).await?;
+    let text = hierarchy_on(sites, http, https);
+    let file = d.join("sites.toml");
+    std::fs::write(&file, &text)?;
+    let out = Command::new(bin("supctl")?)
+        .env("SUP_COORDINATOR", format!("http://127.0.0.1:{grpc}"))
+        .args(["apply", "-f", file.to_str().unwrap_or_default()])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No provisioner here: every role is marked installed directly, so health probes them all.
+    let bus = sup_bus::Bus::connect(&sup_bus::BusConfig::new(nats.url())).await?;
+    for code in text
+        .lines()
+        .filter_map(|l| l.strip_prefix("code = \""))
+        .map(|c| c.trim_end_matches('"'))
+    {
+        for j in 0..5 {
+            let server = format!("sup{j}.{}.corp.example.com", code.to_ascii_lowercase());
+            let key = sup_bus::subjects::role_key(code, &server);
+            if let Some(b) = bus.buckets.roles.get(&key).await? {
+                let mut r = v1::RoleStatus::decode(b)?;
+                r.state = v1::RoleState::Ready as i32;
+                bus.buckets
+                    .roles
+                    .put(&key, r.encode_to_vec().into())
+                    .await?;
+            }
+        }
+    }
+    let (hgrpc, hadmin) = (port()?, port()?);
+    let config = d.join("health.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{hgrpc}\"\nadmin_listen = \"127.0.0.1:{hadmin}\"\ninterval_ms = {}\nmilestone_max_age_secs = 0\nca_file = \"{}\"\n[resolve]\n\"*\" = \"127.0.0.1\"\n[nats]\nurl = \"{}\"\n",
+            interval.as_millis(),
+            ca.display(),
+            nats.url()
+        ),
+    )?;
+    let health = spawn_env(
+        "sup-health",
+        &["--config", config.to_str().unwrap_or_default()],
+        &[],
+        &d.join("health.log"),
+    )?;
+    ready(hadmin, Instant::now() + Duration::from_secs(30)).await?;
+    // One interval to warm up (the first round loads the registry), then measure over three.
+    tokio::time::sleep(interval).await;
+    let pid = health.0.id();
+    let (l0, c0, t0) = (ladders(hadmin).await?, cpu_seconds(pid)?, Instant::now());
+    tokio::time::sleep(interval * 3).await;
+    let (l1, c1, wall) = (
+        ladders(hadmin).await?,
+        cpu_seconds(pid)?,
+        t0.elapsed().as_secs_f64(),
+    );
+    let rate = (l1 - l0) / wall;
+    let cores = (c1 - c0) / wall;
+    let rss = rss_mib(pid)?;
+    Ok(vec![
+        Figure {
+            name: format!(
+                "probe ladders/s, {servers} SUPs every {} s",
+                interval.as_secs()
+            ),
+            value: rate,
+            unit: "ladders/s".into(),
+            baseline: want,
+            ratio: rate / want,
+            goal: format!("the full {want:.0}/s"),
+            met: rate >= 0.95 * want,
+        },
+        Figure {
+            name: format!("sup-health CPU at that rate ({servers} SUPs)"),
+            value: cores,
+            unit: "cores".into(),
+            baseline: 1.0,
+            ratio: cores,
+            goal: "< 1 core".into(),
+            met: cores < 1.0,
+        },
+        Figure {
+            name: format!("sup-health resident memory, {servers} SUPs"),
+            value: rss,
+            unit: "MiB".into(),
+            baseline: 20.0,
+            ratio: rss / 20.0,
+            goal: "report (idle goal 20 MiB)".into(),
+            met: true,
+        },
+    ])
+}
