@@ -62,6 +62,30 @@ fn event(
     }
 }
 
+/// What a repeated apply (same op id) answers. A large hierarchy's full answer would not fit in
+/// one NATS message (1 MiB by default), so past half of that the stored answer keeps each
+/// site's code, whether it changed and how, but not the whole canonical spec.
+fn replay_record(resp: &v1::ApplySitesResponse) -> v1::ApplySitesResponse {
+    const KEEP_WHOLE: usize = 512 * 1024;
+    if resp.encoded_len() <= KEEP_WHOLE {
+        return resp.clone();
+    }
+    v1::ApplySitesResponse {
+        results: resp
+            .results
+            .iter()
+            .map(|r| v1::SiteApplied {
+                site: r.site.as_ref().map(|s| v1::Site {
+                    code: s.code.clone(),
+                    ..Default::default()
+                }),
+                changed: r.changed,
+                changes: r.changes.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// Whether `new` differs from `old` only in the fields every write stamps.
 fn same_apart_from_bookkeeping(old: &v1::RoleStatus, new: &v1::RoleStatus) -> bool {
     let mut n = new.clone();
@@ -294,7 +318,7 @@ impl Coordinator {
         }
         let resp = v1::ApplySitesResponse { results };
         if !req.dry_run {
-            self.remember(&req.op_id, &resp).await?;
+            self.remember(&req.op_id, &replay_record(&resp)).await?;
         }
         Ok(resp)
     }

@@ -415,7 +415,7 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let port = sup_testkit::free_port;
     let (http, https, agent, control) = (port()?, port()?, port()?, port()?);
     let ca = d.join("ca.pem");
-    let _emulator = spawn_env(
+    let emulator = spawn_env(
         "wsus-emulator",
         &[
             "run",
@@ -511,16 +511,23 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
     ready(hadmin, Instant::now() + Duration::from_secs(30)).await?;
     // One interval to warm up (the first round loads the registry), then measure over three.
     tokio::time::sleep(interval).await;
-    let pid = health.0.id();
-    let (l0, c0, t0) = (ladders(hadmin).await?, cpu_seconds(pid)?, Instant::now());
-    tokio::time::sleep(interval * 3).await;
-    let (l1, c1, wall) = (
+    let (pid, epid) = (health.0.id(), emulator.0.id());
+    let (l0, c0, e0, t0) = (
         ladders(hadmin).await?,
         cpu_seconds(pid)?,
+        cpu_seconds(epid)?,
+        Instant::now(),
+    );
+    tokio::time::sleep(interval * 3).await;
+    let (l1, c1, e1, wall) = (
+        ladders(hadmin).await?,
+        cpu_seconds(pid)?,
+        cpu_seconds(epid)?,
         t0.elapsed().as_secs_f64(),
     );
     let rate = (l1 - l0) / wall;
     let cores = (c1 - c0) / wall;
+    let emulator_cores = (e1 - e0) / wall;
     let rss = rss_mib(pid)?;
     Ok(vec![
         Figure {
@@ -543,6 +550,15 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
             ratio: cores,
             goal: "< 1 core".into(),
             met: cores < 1.0,
+        },
+        Figure {
+            name: "wsus-emulator CPU answering them (same machine)".into(),
+            value: emulator_cores,
+            unit: "cores".into(),
+            baseline: 2.0,
+            ratio: emulator_cores / 2.0,
+            goal: "report (the machine has 2)".into(),
+            met: true,
         },
         Figure {
             name: format!("sup-health resident memory, {servers} SUPs"),
