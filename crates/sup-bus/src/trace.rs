@@ -65,3 +65,29 @@ pub fn follow_traceparent(traceparent: &str, span: &tracing::Span) {
     let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
     let _ = span.set_parent(cx);
 }
+
+/// The span in which a consumer processes one stream message, named and attributed per
+/// OpenTelemetry's messaging conventions plus the SUP attributes, and a child of the context
+/// the message carries.
+pub fn process_span(
+    msg: &async_nats::jetstream::Message,
+    id: &str,
+    site: &str,
+    server: &str,
+    epoch: u64,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        "process",
+        otel.name = %format!("{} process", msg.subject),
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation.type = "process",
+        messaging.destination.name = %msg.subject,
+        messaging.message.id = %id,
+        sup.site = %site,
+        sup.server = %server,
+        sup.epoch = epoch,
+    );
+    follow(msg.headers.as_ref(), &span);
+    span
+}

@@ -155,19 +155,8 @@ async fn consume_events(c: Coordinator, stop: tokio::sync::watch::Receiver<bool>
                     return;
                 }
             };
-            let span = tracing::info_span!(
-                "handle_event",
-                otel.name = %format!("{} process", msg.subject),
-                otel.kind = "consumer",
-                messaging.system = "nats",
-                messaging.operation.type = "process",
-                messaging.destination.name = %msg.subject,
-                messaging.message.id = %event.id,
-                sup.site = %event.site,
-                sup.server = %event.server,
-                sup.epoch = event.epoch,
-            );
-            sup_bus::trace::follow(msg.headers.as_ref(), &span);
+            let span =
+                sup_bus::trace::process_span(&msg, &event.id, &event.site, &event.server, event.epoch);
             // A handler stuck on a lost bus reply must not stall the whole queue: give up,
             // and the event is redelivered.
             let result = match tokio::time::timeout(

@@ -732,19 +732,8 @@ async fn consume<D: SiteDriver>(p: Arc<Provisioner<D>>, stop: tokio::sync::watch
             if attempt > 1 {
                 p.metrics.redeliveries.inc();
             }
-            let span = tracing::info_span!(
-                "command",
-                otel.name = %format!("{} process", msg.subject),
-                otel.kind = "consumer",
-                messaging.system = "nats",
-                messaging.operation.type = "process",
-                messaging.destination.name = %msg.subject,
-                messaging.message.id = %cmd.id,
-                sup.site = %cmd.site,
-                sup.server = %cmd.server,
-                sup.epoch = cmd.epoch,
-            );
-            sup_bus::trace::follow(msg.headers.as_ref(), &span);
+            let span =
+                sup_bus::trace::process_span(&msg, &cmd.id, &cmd.site, &cmd.server, cmd.epoch);
             let started = std::time::Instant::now();
             let result = p.handle(&cmd, attempt).instrument(span).await;
             let kind = kind_name(&cmd.kind).to_string();

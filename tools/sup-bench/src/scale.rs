@@ -125,6 +125,38 @@ fn spawn_env(
     ))
 }
 
+/// A coordinator on `grpc` and `admin` that does not reconcile on its own during the run, once
+/// it is ready.
+async fn start_coordinator(
+    nats: &sup_testkit::NatsServer,
+    grpc: u16,
+    admin: u16,
+    log: &Path,
+) -> anyhow::Result<crate::failover::Kid> {
+    let kid = spawn_env(
+        "sup-coordinator",
+        &[],
+        &[
+            (
+                "SUP_COORDINATOR__LISTEN".into(),
+                format!("127.0.0.1:{grpc}"),
+            ),
+            (
+                "SUP_COORDINATOR__ADMIN_LISTEN".into(),
+                format!("127.0.0.1:{admin}"),
+            ),
+            ("SUP_COORDINATOR__NATS__URL".into(), nats.url().to_string()),
+            (
+                "SUP_COORDINATOR__RECONCILE_INTERVAL_SECS".into(),
+                "3600".into(),
+            ),
+        ],
+        log,
+    )?;
+    ready(admin, Instant::now() + Duration::from_secs(30)).await?;
+    Ok(kid)
+}
+
 /// A site file of `n` sites under one central site, five SUP roles each (one active).
 fn hierarchy(n: usize) -> String {
     hierarchy_on(n, 8530, 8531)
@@ -169,27 +201,8 @@ pub async fn coordinator_apply(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let nats = sup_testkit::NatsServer::start()?;
     let dir = tempfile::tempdir()?;
     let (grpc, admin) = (sup_testkit::free_port()?, sup_testkit::free_port()?);
-    let _coordinator = spawn_env(
-        "sup-coordinator",
-        &[],
-        &[
-            (
-                "SUP_COORDINATOR__LISTEN".into(),
-                format!("127.0.0.1:{grpc}"),
-            ),
-            (
-                "SUP_COORDINATOR__ADMIN_LISTEN".into(),
-                format!("127.0.0.1:{admin}"),
-            ),
-            ("SUP_COORDINATOR__NATS__URL".into(), nats.url().to_string()),
-            (
-                "SUP_COORDINATOR__RECONCILE_INTERVAL_SECS".into(),
-                "3600".into(),
-            ),
-        ],
-        &dir.path().join("coordinator.log"),
-    )?;
-    ready(admin, Instant::now() + Duration::from_secs(30)).await?;
+    let _coordinator =
+        start_coordinator(&nats, grpc, admin, &dir.path().join("coordinator.log")).await?;
     let file = dir.path().join("sites.toml");
     std::fs::write(&file, hierarchy(sites))?;
     let t = Instant::now();
@@ -241,27 +254,15 @@ pub async fn activation_rate(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let mut replicas = Vec::new();
     for r in 0..2 {
         let (grpc, admin) = (sup_testkit::free_port()?, sup_testkit::free_port()?);
-        replicas.push(spawn_env(
-            "sup-coordinator",
-            &[],
-            &[
-                (
-                    "SUP_COORDINATOR__LISTEN".into(),
-                    format!("127.0.0.1:{grpc}"),
-                ),
-                (
-                    "SUP_COORDINATOR__ADMIN_LISTEN".into(),
-                    format!("127.0.0.1:{admin}"),
-                ),
-                ("SUP_COORDINATOR__NATS__URL".into(), nats.url().to_string()),
-                (
-                    "SUP_COORDINATOR__RECONCILE_INTERVAL_SECS".into(),
-                    "3600".into(),
-                ),
-            ],
-            &dir.path().join(format!("coordinator-{r}.log")),
-        )?);
-        ready(admin, Instant::now() + Duration::from_secs(30)).await?;
+        replicas.push(
+            start_coordinator(
+                &nats,
+                grpc,
+                admin,
+                &dir.path().join(format!("coordinator-{r}.log")),
+            )
+            .await?,
+        );
         endpoints.push(format!("http://127.0.0.1:{grpc}"));
     }
     let file = dir.path().join("sites.toml");
@@ -438,27 +439,7 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
         &d.join("emulator.log"),
     )?;
     let (grpc, admin) = (port()?, port()?);
-    let _coordinator = spawn_env(
-        "sup-coordinator",
-        &[],
-        &[
-            (
-                "SUP_COORDINATOR__LISTEN".into(),
-                format!("127.0.0.1:{grpc}"),
-            ),
-            (
-                "SUP_COORDINATOR__ADMIN_LISTEN".into(),
-                format!("127.0.0.1:{admin}"),
-            ),
-            ("SUP_COORDINATOR__NATS__URL".into(), nats.url().to_string()),
-            (
-                "SUP_COORDINATOR__RECONCILE_INTERVAL_SECS".into(),
-                "3600".into(),
-            ),
-        ],
-        &d.join("coordinator.log"),
-    )?;
-    ready(admin, Instant::now() + Duration::from_secs(30)).await?;
+    let _coordinator = start_coordinator(&nats, grpc, admin, &d.join("coordinator.log")).await?;
     let text = hierarchy_on(sites, http, https);
     let file = d.join("sites.toml");
     std::fs::write(&file, &text)?;
