@@ -118,6 +118,21 @@ fn split_path(path: &str) -> (&str, &str) {
     path.split_once('/').unwrap_or((path, ""))
 }
 
+/// A span for one call of `full` (`sup.v1.Coordinator/ApplySites`) on the `server` or `client`
+/// side, named and attributed per OpenTelemetry's RPC conventions; the status is recorded later.
+fn rpc_span(full: &str, kind: &'static str) -> tracing::Span {
+    let (service, method) = split_path(full);
+    tracing::info_span!(
+        "grpc",
+        otel.name = %full,
+        otel.kind = kind,
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
+    )
+}
+
 /// The status of a finished call: trailers-only answers (every error) carry it in the headers;
 /// a call whose headers do not is answered `OK` or fails later in its trailers.
 fn status_of<B>(answer: &Result<http::Response<B>, impl std::fmt::Display>) -> tonic::Code {
@@ -170,16 +185,7 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let full = req.uri().path().trim_start_matches('/').to_string();
-        let (service, method) = split_path(&full);
-        let span = tracing::info_span!(
-            "grpc.server",
-            otel.name = %full,
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = tracing::field::Empty,
-        );
+        let span = rpc_span(&full, "server");
         let parent = opentelemetry::global::get_text_map_propagator(|p| {
             p.extract(&HeaderExtractor(req.headers()))
         });
@@ -229,16 +235,7 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let full = req.uri().path().trim_start_matches('/').to_string();
-        let (service, method) = split_path(&full);
-        let span = tracing::info_span!(
-            "grpc.client",
-            otel.name = %full,
-            otel.kind = "client",
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
-            rpc.grpc.status_code = tracing::field::Empty,
-        );
+        let span = rpc_span(&full, "client");
         inject(&span, req.headers_mut());
         let fut = self.inner.call(req);
         Box::pin(async move {
