@@ -10,12 +10,15 @@
 //! - [`milestone`]: the milestone names (a contract) and the stateful [`Classifier`].
 //! - [`decode`]: bytes to text.
 //! - [`reader`]: [`LogReader`], following a file across rotation.
+//! - [`scan`]: milestones straight from a buffer, parsing only the lines that can hold one.
 
 pub mod decode;
 pub mod milestone;
 pub mod parse;
 pub mod reader;
+pub mod scan;
 
 pub use milestone::{Classifier, Milestone};
 pub use parse::{Format, Record, parse_line};
 pub use reader::{LogReader, Position, RawLine};
+pub use scan::{Found, scan_milestones};

@@ -113,25 +113,30 @@ fn gmtdate(message: &str) -> Option<String> {
 
 /// Every phrase that can make a line a milestone (or feed one), searched in one pass: most lines
 /// match none and are done with after it.
+pub(crate) const TRIGGER_PHRASES: [&str; 14] = [
+    "Setup Started",
+    "Installation was successful",
+    "~RoleSetup()",
+    "Installation failed",
+    "Setup failed",
+    "Setting new configuration state to ",
+    "Successfully connected to",
+    "There are no unhealthy WSUS Server components on WSUS Server ",
+    "Successfully checked database connection on WSUS server ",
+    "STATMSG: ",
+    "Starting Sync",
+    "Done synchronizing",
+    "Sync failed",
+    "updates, processed",
+];
+
 static TRIGGERS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
     std::sync::LazyLock::new(|| {
-        aho_corasick::AhoCorasick::new([
-            "Setup Started",
-            "Installation was successful",
-            "~RoleSetup()",
-            "Installation failed",
-            "Setup failed",
-            "Setting new configuration state to ",
-            "Successfully connected to",
-            "There are no unhealthy WSUS Server components on WSUS Server ",
-            "Successfully checked database connection on WSUS server ",
-            "STATMSG: ",
-            "Starting Sync",
-            "Done synchronizing",
-            "Sync failed",
-            "updates, processed",
-        ])
-        .ok()
+        // Leftmost-first (any match will do) lets the SIMD prefilter run.
+        aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(TRIGGER_PHRASES)
+            .ok()
     });
 
 fn may_trigger(message: &str) -> bool {
@@ -146,6 +151,12 @@ fn looks_like_error(message: &str) -> bool {
 impl Classifier {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Inside a role setup (started, not yet ended): every line may matter, since an error line
+    /// becomes the reason of a later `role_install_failed`.
+    pub fn in_setup(&self) -> bool {
+        self.setup_open
     }
 
     /// A compact form of the state to persist with the read position.
