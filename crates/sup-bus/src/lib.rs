@@ -524,38 +524,57 @@ impl Bus {
 
     /// Every applied site's stored spec, by code.
     pub async fn all_sites(&self) -> Result<Vec<(String, Bytes)>, BusError> {
-        let mut out = Vec::new();
-        for code in self
+        let codes = self
             .index_members(&self.buckets.sites, Self::SITES_INDEX)
-            .await?
-        {
-            if let Some((b, _)) = self
-                .kv_get(&self.buckets.sites, &subjects::site_key(&code))
-                .await?
-            {
-                out.push((code, b));
-            }
-        }
-        Ok(out)
+            .await?;
+        let store = &self.buckets.sites;
+        let records = self
+            .get_many(store, codes.iter().map(|c| subjects::site_key(c)).collect())
+            .await?;
+        Ok(codes
+            .into_iter()
+            .zip(records)
+            .filter_map(|(code, r)| Some((code, r?)))
+            .collect())
     }
 
     /// Every role record of a site.
     pub async fn site_roles(&self, site: &str) -> Result<Vec<Bytes>, BusError> {
-        let mut out = Vec::new();
-        for server in self
+        let servers = self
             .index_members(&self.buckets.sites, &Self::roles_index(site))
-            .await?
-        {
-            if let Some((b, _)) = self
-                .kv_get(&self.buckets.roles, &subjects::role_key(site, &server))
-                .await?
-            {
-                out.push(b);
-            }
-        }
-        Ok(out)
+            .await?;
+        let records = self
+            .get_many(
+                &self.buckets.roles,
+                servers
+                    .iter()
+                    .map(|s| subjects::role_key(site, s))
+                    .collect(),
+            )
+            .await?;
+        Ok(records.into_iter().flatten().collect())
+    }
+
+    /// Reads many keys with several requests in flight (a registry of thousands of records read
+    /// one round trip at a time takes seconds); the values come back in the keys' order.
+    pub async fn get_many(
+        &self,
+        store: &kv::Store,
+        keys: Vec<String>,
+    ) -> Result<Vec<Option<Bytes>>, BusError> {
+        use futures::StreamExt as _;
+        futures::stream::iter(keys)
+            .map(|key| async move { self.kv_get(store, &key).await.map(|v| v.map(|(b, _)| b)) })
+            .buffered(READS_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect()
     }
 }
+
+/// How many KV reads [`Bus::get_many`] keeps in flight.
+const READS_IN_FLIGHT: usize = 32;
 
 /// Pulls messages from a durable consumer until `stop` turns true, making the consumer again after
 /// any error (a restarted server, a lost connection). `handle` acks or naks each message; what it

@@ -72,6 +72,9 @@ struct SoapCall<'a> {
 pub struct Prober {
     timeout: Duration,
     tls: Arc<rustls::ClientConfig>,
+    /// One client for every ladder: requests go to the resolved address with the server's name
+    /// in `Host`, so nothing is built per probe. `Err` holds why it could not be built.
+    http: Result<reqwest::Client, String>,
 }
 
 /// Classifies an HTTP answer to a SOAP call: text/xml with the expected element is ok; HTML is
@@ -188,19 +191,20 @@ impl Prober {
             .with_root_certificates(rustls::RootCertStore::empty())
             .with_no_client_auth()
         });
+        // A ladder's steps share one connection; it is closed soon after, so thousands of servers
+        // leave no sockets open between rounds.
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .pool_max_idle_per_host(1)
+            .pool_idle_timeout(Duration::from_secs(1))
+            .build()
+            .map_err(|e| e.to_string());
         Self {
             timeout,
             tls: Arc::new(tls),
+            http,
         }
-    }
-
-    fn client(&self, t: &Target) -> Result<reqwest::Client, reqwest::Error> {
-        reqwest::Client::builder()
-            .resolve(&t.host, SocketAddr::new(t.addr.ip(), t.http_port))
-            .timeout(self.timeout)
-            .connect_timeout(self.timeout)
-            .pool_max_idle_per_host(0)
-            .build()
     }
 
     /// Runs the whole ladder. A failed TCP connect ends it early (nothing else can answer).
@@ -232,7 +236,7 @@ impl Prober {
         if t.ssl {
             out.push(self.tls(t).await);
         }
-        let client = match self.client(t) {
+        let client = match &self.http {
             Ok(c) => c,
             Err(e) => {
                 out.push(Component {
@@ -244,54 +248,76 @@ impl Prober {
                 return out;
             }
         };
-        let base = format!("http://{}:{}", t.host, t.http_port);
+        let web = Web {
+            base: format!("http://{}", SocketAddr::new(t.addr.ip(), t.http_port)),
+            host: if t.http_port == 80 {
+                t.host.clone()
+            } else {
+                format!("{}:{}", t.host, t.http_port)
+            },
+        };
+        let client = Step { client, web: &web };
         let sync_action = format!("{NS_SERVER_SYNC}/GetAuthConfig");
         let client_action = format!("{NS_CLIENT}/GetConfig");
-        let (a, b, c, d, e, f) = futures::join!(
-            self.soap(
-                &client,
-                &base,
-                SoapCall {
-                    name: "server_sync",
-                    path: PATH_SERVER_SYNC,
-                    action: &sync_action,
-                    body: get_auth_config(),
-                    expect: &["GetAuthConfigResponse", "<PlugInID>DssTargeting</PlugInID>"],
+        // The steps run one after another over one kept-alive connection (a client of the server
+        // does the same), rather than six connections at once. Once a step cannot connect or
+        // times out, the rest would only wait as long again: they are reported as not tried.
+        let first_http = out.len();
+        for (step, name) in LADDER.iter().copied().enumerate() {
+            if let Some(stop) = out[first_http..]
+                .iter()
+                .find(|c| matches!(c.result, ProbeResult::ConnectFailed | ProbeResult::Timeout))
+            {
+                let (result, detail) = (stop.result, format!("not tried: {} failed", stop.name));
+                out.push(Component {
+                    name,
+                    result,
+                    detail,
+                    latency: Duration::ZERO,
+                });
+                continue;
+            }
+            let done = match step {
+                0 => {
+                    self.soap(
+                        &client,
+                        SoapCall {
+                            name,
+                            path: PATH_SERVER_SYNC,
+                            action: &sync_action,
+                            body: get_auth_config(),
+                            expect: &["GetAuthConfigResponse", "<PlugInID>DssTargeting</PlugInID>"],
+                        },
+                    )
+                    .await
                 }
-            ),
-            self.soap(
-                &client,
-                &base,
-                SoapCall {
-                    name: "client_web_service",
-                    path: PATH_CLIENT,
-                    action: &client_action,
-                    body: get_config(),
-                    expect: &["GetConfigResponse", "SimpleTargeting"],
+                1 => {
+                    self.soap(
+                        &client,
+                        SoapCall {
+                            name,
+                            path: PATH_CLIENT,
+                            action: &client_action,
+                            body: get_config(),
+                            expect: &["GetConfigResponse", "SimpleTargeting"],
+                        },
+                    )
+                    .await
                 }
-            ),
-            self.wsdl(
-                &client,
-                "simple_auth_wsdl",
-                &base,
-                PATH_SIMPLE_AUTH,
-                NS_SIMPLE_AUTH
-            ),
-            self.wsdl(&client, "dss_auth_wsdl", &base, PATH_DSS_AUTH, NS_DSS_AUTH),
-            self.wsdl(
-                &client,
-                "reporting_wsdl",
-                &base,
-                PATH_REPORTING,
-                NS_REPORTING
-            ),
-            self.selfupdate(&client, &base),
-        );
-        out.extend([a, b, c, d, e, f]);
+                2 => {
+                    self.wsdl(&client, name, PATH_SIMPLE_AUTH, NS_SIMPLE_AUTH)
+                        .await
+                }
+                3 => self.wsdl(&client, name, PATH_DSS_AUTH, NS_DSS_AUTH).await,
+                4 => self.wsdl(&client, name, PATH_REPORTING, NS_REPORTING).await,
+                _ => self.selfupdate(&client).await,
+            };
+            out.push(done);
+        }
         out
     }
 
-    async fn soap(&self, c: &reqwest::Client, base: &str, call: SoapCall<'_>) -> Component {
+    async fn soap(&self, c: &Step<'_>, call: SoapCall<'_>) -> Component {
         let SoapCall {
             name,
             path,
@@ -301,7 +327,7 @@ impl Prober {
         } = call;
         let t = Instant::now();
         let r = c
-            .post(format!("{base}{path}"))
+            .request(reqwest::Method::POST, path)
             .header("Content-Type", "text/xml; charset=utf-8")
             .header("SOAPAction", format!("\"{action}\""))
             .body(body)
@@ -316,16 +342,12 @@ impl Prober {
         }
     }
 
-    async fn wsdl(
-        &self,
-        c: &reqwest::Client,
-        name: &'static str,
-        base: &str,
-        path: &str,
-        ns: &str,
-    ) -> Component {
+    async fn wsdl(&self, c: &Step<'_>, name: &'static str, path: &str, ns: &str) -> Component {
         let t = Instant::now();
-        let sent = c.get(format!("{base}{path}?WSDL")).send().await;
+        let sent = c
+            .request(reqwest::Method::GET, &format!("{path}?WSDL"))
+            .send()
+            .await;
         let namespace = format!("targetNamespace=\"{ns}\"");
         let (result, detail) = classify_answer(sent, &["wsdl:definitions", &namespace]).await;
         Component {
@@ -336,9 +358,13 @@ impl Prober {
         }
     }
 
-    async fn selfupdate(&self, c: &reqwest::Client, base: &str) -> Component {
+    async fn selfupdate(&self, c: &Step<'_>) -> Component {
         let t = Instant::now();
-        let (result, detail) = match c.get(format!("{base}{PATH_SELFUPDATE}")).send().await {
+        let (result, detail) = match c
+            .request(reqwest::Method::GET, PATH_SELFUPDATE)
+            .send()
+            .await
+        {
             Ok(r) => {
                 let status = r.status().as_u16();
                 let html = r
@@ -391,6 +417,36 @@ impl Prober {
             detail,
             latency: started.elapsed(),
         }
+    }
+}
+
+/// The HTTP steps of a ladder, in the order they run.
+pub const LADDER: [&str; 6] = [
+    "server_sync",
+    "client_web_service",
+    "simple_auth_wsdl",
+    "dss_auth_wsdl",
+    "reporting_wsdl",
+    "selfupdate",
+];
+
+/// Where a ladder's HTTP steps go: the resolved address, and the name the server answers to.
+struct Web {
+    base: String,
+    host: String,
+}
+
+/// The shared client aimed at one server.
+struct Step<'a> {
+    client: &'a reqwest::Client,
+    web: &'a Web,
+}
+
+impl Step<'_> {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.web.base))
+            .header(reqwest::header::HOST, &self.web.host)
     }
 }
 
@@ -572,5 +628,79 @@ mod wire_tests {
         let c = ladder(unused).await;
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].result, ProbeResult::ConnectFailed);
+    }
+
+    #[tokio::test]
+    async fn a_step_that_times_out_cuts_the_rest_of_the_ladder() {
+        let c = ladder(server("trickle").await).await;
+        assert_eq!(c.len(), 1 + LADDER.len(), "{c:?}");
+        for later in &c[2..] {
+            assert_eq!(later.result, ProbeResult::Timeout, "{c:?}");
+            assert!(later.detail.starts_with("not tried"), "{c:?}");
+        }
+    }
+
+    /// Answers every request of every connection with an IIS error page, keeping connections
+    /// open; counts the connections.
+    async fn keep_alive_server(connections: Arc<std::sync::atomic::AtomicUsize>) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        // One request: its head, then as many body bytes as it announces.
+                        let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match s.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+                        let body: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        while pending.len() < end + 4 + body {
+                            match s.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => pending.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        pending.drain(..end + 4 + body);
+                        let page = "<html><body>Server Error</body></html>";
+                        let answer = format!(
+                            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{page}",
+                            page.len()
+                        );
+                        if s.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_http_steps_share_one_connection() {
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let addr = keep_alive_server(connections.clone()).await;
+        let c = ladder(addr).await;
+        assert_eq!(c.len(), 1 + LADDER.len(), "{c:?}");
+        assert_eq!(
+            result_of(&c, "server_sync"),
+            ProbeResult::HtmlError,
+            "{c:?}"
+        );
+        assert_eq!(result_of(&c, "selfupdate"), ProbeResult::HtmlError, "{c:?}");
+        // The TCP step's own connection and one for every HTTP step.
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

@@ -184,7 +184,10 @@ impl Seen {
     }
 }
 
-/// Keeps the gauges current until `stop`.
+/// How often the per-site counts and slot gauges are recomputed while changes arrive.
+const PUBLISH_EVERY: Duration = Duration::from_millis(250);
+
+/// Keeps the gauges current (within [`PUBLISH_EVERY`]) until `stop`.
 pub async fn run(c: Coordinator, g: Gauges, mut stop: watch::Receiver<bool>) {
     loop {
         let watches = async {
@@ -203,19 +206,33 @@ pub async fn run(c: Coordinator, g: Gauges, mut stop: watch::Receiver<bool>) {
             }
         };
         let mut seen = Seen::default();
+        // Recounting walks every role, so a burst of changes (an apply of thousands of roles) is
+        // recounted once per tick rather than once per change.
+        let mut tick = tokio::time::interval(PUBLISH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut dirty = false;
         loop {
             tokio::select! {
                 e = roles.next() => match e {
-                    Some(Ok(e)) => seen.role(&g, &e),
+                    Some(Ok(e)) => {
+                        seen.role(&g, &e);
+                        dirty = true;
+                    }
                     _ => break,
                 },
                 e = slots.next() => match e {
-                    Some(Ok(e)) => seen.slot(&e),
+                    Some(Ok(e)) => {
+                        seen.slot(&e);
+                        dirty = true;
+                    }
                     _ => break,
                 },
+                _ = tick.tick(), if dirty => {
+                    seen.publish(&g);
+                    dirty = false;
+                }
                 _ = stop.wait_for(|s| *s) => return,
             }
-            seen.publish(&g);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -133,7 +133,13 @@ pub struct HealthService {
     pub metrics: Metrics,
     /// server → (milestone name → when seen).
     seen: Mutex<HashMap<String, HashMap<String, Instant>>>,
+    /// KV key → (revision, health) of the report this replica last wrote, so the next write is
+    /// one compare-and-set without a read first; another writer makes it fall back to a read.
+    written: Mutex<HashMap<String, (u64, i32)>>,
 }
+
+/// Sites whose roles are read at once when a round lists its targets.
+const SITES_IN_FLIGHT: usize = 16;
 
 fn proto_health(h: Health) -> v1::Health {
     match h {
@@ -170,17 +176,27 @@ impl HealthService {
             prober,
             metrics: Metrics::default(),
             seen: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
         })
     }
 
     /// Every installed role of every site (NLB nodes included: each has its role).
     pub async fn targets(&self) -> anyhow::Result<Vec<Probed>> {
         let mut out = Vec::new();
-        for (code, bytes) in self.bus.all_sites().await? {
+        // Sites read several at a time: one at a time, thousands of sites take seconds a round.
+        let sites: Vec<_> = futures::stream::iter(self.bus.all_sites().await?)
+            .map(|(code, bytes)| async move {
+                let roles = self.bus.site_roles(&code).await;
+                (code, bytes, roles)
+            })
+            .buffered(SITES_IN_FLIGHT)
+            .collect()
+            .await;
+        for (code, bytes, roles) in sites {
             let Ok(site) = v1::Site::decode(bytes) else {
                 continue;
             };
-            for b in self.bus.site_roles(&code).await? {
+            for b in roles? {
                 let Ok(r) = v1::RoleStatus::decode(b) else {
                     continue;
                 };
@@ -317,19 +333,35 @@ impl HealthService {
     ) -> anyhow::Result<()> {
         let key = subjects::role_key(&report.site, &report.server);
         let kv = &self.bus.buckets.health;
+        let mut known = self
+            .written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied();
         for _ in 0..16 {
-            let current = self.bus.kv_get(kv, &key).await?;
-            let previous = current
-                .as_ref()
-                .and_then(|(b, _)| v1::HealthReport::decode(b.clone()).ok())
-                .map(|r| r.health)
-                .unwrap_or(v1::Health::Unknown as i32);
+            let (revision, previous) = match known.take() {
+                Some((rev, health)) => (Some(rev), health),
+                None => {
+                    let current = self.bus.kv_get(kv, &key).await?;
+                    let previous = current
+                        .as_ref()
+                        .and_then(|(b, _)| v1::HealthReport::decode(b.clone()).ok())
+                        .map(|r| r.health)
+                        .unwrap_or(v1::Health::Unknown as i32);
+                    (current.map(|(_, rev)| rev), previous)
+                }
+            };
             let bytes = report.encode_to_vec().into();
-            let cas = match &current {
-                Some((_, rev)) => self.bus.kv_update(kv, &key, bytes, *rev).await?,
+            let cas = match revision {
+                Some(rev) => self.bus.kv_update(kv, &key, bytes, rev).await?,
                 None => self.bus.kv_create(kv, &key, bytes).await?,
             };
             let Cas::Won(rev) = cas else { continue };
+            self.written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), (rev, report.health));
             for h in [
                 v1::Health::Unknown,
                 v1::Health::Healthy,
@@ -385,7 +417,10 @@ impl HealthService {
     /// one slow server never holds up the others.
     pub async fn round(self: &Arc<Self>) -> anyhow::Result<()> {
         let targets = self.targets().await?;
-        let hard = Duration::from_millis(self.settings.timeout_ms.max(50) * 4);
+        // Each step has its own timeout and the HTTP steps run in turn: TCP, TLS and every step
+        // at their slowest, with room to spare.
+        let steps = sup_wsus::probe::LADDER.len() as u64 + 3;
+        let hard = Duration::from_millis(self.settings.timeout_ms.max(50) * steps);
         futures::stream::iter(targets)
             .for_each_concurrent(self.settings.concurrency.max(1), |t| {
                 let me = self.clone();
