@@ -20,7 +20,7 @@ help:
 	@echo "make tools     install the test tools only"
 	@echo "make proptest  the model-based property tests with 10,000 cases each"
 	@echo "make bench     the benchmark suite (QUICK=1 for a short run); report in target/bench/report.json"
-	@echo "make fuzz      fuzz the log parser for FUZZ_SECONDS (default 60)"
+	@echo "make fuzz      fuzz every target (FUZZ_TARGETS) for FUZZ_SECONDS each (default 60)"
 
 tools: $(NATS_SERVER) .tools/.rust-components
 
@@ -73,13 +73,20 @@ bench: tools
 	cargo build --release --locked --workspace --bins
 	./target/release/sup-bench
 
-# Fuzz the log parser (needs cargo-fuzz; RUSTC_BOOTSTRAP lets the stable toolchain take its flags).
-# New inputs go to target/fuzz-corpus; fuzz/corpus holds the seeds, the reference's real lines.
+# Fuzz every target for FUZZ_SECONDS each (needs cargo-fuzz; RUSTC_BOOTSTRAP lets the stable
+# toolchain take its flags): parse (log lines), scan (the buffer scanner against line by line),
+# soap (WSUS wire text: the emulator's parser, the probe's classifier) and site_file (site files,
+# schedule tokens). New inputs go to target/fuzz-corpus/<target>; fuzz/corpus/<target> is the
+# kept corpus (seeds from the references, then minimised finds).
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= parse scan soap site_file
 fuzz:
 	@cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz
-	mkdir -p target/fuzz-corpus/parse
-	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run parse ../target/fuzz-corpus/parse corpus/parse -- -max_total_time=$(FUZZ_SECONDS)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-corpus/$$t; \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+	  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $$t ../target/fuzz-corpus/$$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS)); \
+	done
 
 clean:
 	cargo clean

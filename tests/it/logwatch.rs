@@ -17,7 +17,7 @@ use crate::support::*;
 const SERVER: &str = "s1.corp.example.com";
 const MARKER: &str = "<MAXIMUM LOG FILE SIZE REACHED - FILE RENAMED>";
 
-fn start_logwatch(nats: &NatsServer, folder: &Path) -> Process {
+fn start_logwatch(nats: &NatsServer, folder: &Path, publish_lines: bool) -> Process {
     let admin = free_port().expect("port");
     let config = folder
         .parent()
@@ -26,7 +26,7 @@ fn start_logwatch(nats: &NatsServer, folder: &Path) -> Process {
     fs::write(
         &config,
         format!(
-            "discover = false\npoll_interval_ms = 50\nadmin_listen = \"127.0.0.1:{admin}\"\n[[watch]]\nsite = \"CEN\"\nserver = \"{SERVER}\"\nfolder = \"{}\"\nlogs = [\"WCM.log\"]\n[nats]\nurl = \"{}\"\n",
+            "discover = false\npoll_interval_ms = 50\npublish_lines = {publish_lines}\nadmin_listen = \"127.0.0.1:{admin}\"\n[[watch]]\nsite = \"CEN\"\nserver = \"{SERVER}\"\nfolder = \"{}\"\nlogs = [\"WCM.log\"]\n[nats]\nurl = \"{}\"\n",
             folder.display(),
             nats.url()
         ),
@@ -97,13 +97,24 @@ async fn logged_messages(bus: &sup_bus::Bus, expect: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn rotation_and_restarts_lose_and_repeat_nothing() {
+    rotations_and_restarts(true).await;
+}
+
+/// Without published lines the watcher reads only the lines that can hold a milestone; the
+/// milestones are the same, exactly once.
+#[tokio::test]
+async fn milestones_only_lose_and_repeat_nothing_either() {
+    rotations_and_restarts(false).await;
+}
+
+async fn rotations_and_restarts(publish_lines: bool) {
     let nats = NatsServer::start().expect("nats-server");
     let root = tempfile::tempdir().expect("dir");
     let folder = root.path().join(SERVER).join("Logs");
     fs::create_dir_all(&folder).expect("mkdir");
     let log = folder.join("WCM.log");
     let rotated = folder.join("WCM.lo_");
-    let mut watcher = start_logwatch(&nats, &folder);
+    let mut watcher = start_logwatch(&nats, &folder, publish_lines);
 
     let mut written = Vec::new();
     let mut n = 0;
@@ -136,24 +147,40 @@ async fn rotation_and_restarts_lose_and_repeat_nothing() {
             let msg = format!("line {n} written while the watcher was down");
             append(&log, &sms(&msg));
             written.push(msg);
-            watcher = start_logwatch(&nats, &folder);
+            watcher = start_logwatch(&nats, &folder, publish_lines);
         }
         // Let the watcher see each rotation before the next one (ConfigMgr keeps one .lo_).
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     let bus = bus(&nats).await;
-    let seen: Vec<String> = logged_messages(&bus, written.len() + 8)
-        .await
-        .into_iter()
-        .filter(|m| m != MARKER)
-        .collect();
-    assert_eq!(
-        seen.len(),
-        written.len(),
-        "every line exactly once:\n{}",
-        watcher.log()
-    );
-    assert_eq!(seen, written, "in order");
+    if publish_lines {
+        let seen: Vec<String> = logged_messages(&bus, written.len() + 8)
+            .await
+            .into_iter()
+            .filter(|m| m != MARKER)
+            .collect();
+        assert_eq!(
+            seen.len(),
+            written.len(),
+            "every line exactly once:\n{}",
+            watcher.log()
+        );
+        assert_eq!(seen, written, "in order");
+    } else {
+        // The last line's milestone is in once the watcher has caught up.
+        wait_for_milestones(
+            &bus,
+            written
+                .iter()
+                .filter(|w| w.starts_with("There are no"))
+                .count(),
+        )
+        .await;
+        assert!(
+            logged_messages(&bus, 0).await.is_empty(),
+            "no lines published"
+        );
+    }
 
     // Milestones: one event per milestone line, never repeated by the restarts.
     let events = all_events(&bus).await;
@@ -177,6 +204,22 @@ async fn rotation_and_restarts_lose_and_repeat_nothing() {
         healthy.iter().all(|(s, l)| s == SERVER && l == "WCM.log"),
         "{healthy:?}"
     );
+}
+
+/// Waits (up to a minute) until `n` components-healthy milestones are stored.
+async fn wait_for_milestones(bus: &sup_bus::Bus, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let got = all_events(bus)
+            .await
+            .iter()
+            .filter(|(_, e)| matches!(&e.payload, Some(Payload::Milestone(m)) if m.name == "wsus_components_healthy"))
+            .count();
+        if got >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[test]

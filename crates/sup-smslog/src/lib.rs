@@ -20,5 +20,5 @@ pub mod scan;
 
 pub use milestone::{Classifier, Milestone};
 pub use parse::{Format, Record, parse_line};
-pub use reader::{LogReader, Position, RawLine};
+pub use reader::{LogReader, MilestoneLine, Position, RawLine};
 pub use scan::{Found, scan_milestones};

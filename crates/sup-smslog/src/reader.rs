@@ -16,7 +16,8 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::decode::{Encoding, decode_line, find_newline};
-use crate::parse::{cmtrace_complete, cmtrace_open};
+use crate::milestone::{Classifier, Milestone};
+use crate::parse::{Record, cmtrace_complete, cmtrace_open, parse_line};
 
 /// How far the reader has got: the file's identity and the byte offset of the first line not yet
 /// emitted.
@@ -41,8 +42,35 @@ pub struct RawLine {
     pub rotated: bool,
 }
 
+/// A milestone read by [`LogReader::poll_milestones`], with where its line came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MilestoneLine {
+    pub file_id: String,
+    /// Byte offset of the line's start in its file.
+    pub offset: u64,
+    pub rotated: bool,
+    pub record: Record,
+    pub milestone: Milestone,
+}
+
+/// What a poll does with the bytes it reads.
+enum Sink<'a> {
+    /// Every line, decoded.
+    Lines(&'a mut Vec<RawLine>),
+    /// Only milestones, found with [`crate::scan::scan_milestones`]; `lines` counts what was read.
+    Milestones {
+        classifier: &'a mut Classifier,
+        zone_bias: Option<i32>,
+        log: &'a str,
+        found: &'a mut Vec<MilestoneLine>,
+        lines: &'a mut u64,
+    },
+}
+
 /// The most one poll reads from one file, so a huge backlog is consumed in bounded steps.
 const MAX_CHUNK: u64 = 8 * 1024 * 1024;
+/// The step [`LogReader::poll_milestones`] reads in.
+const SCAN_CHUNK: u64 = 256 * 1024;
 /// A CMTrace record longer than this is emitted as it is rather than held for its end.
 const MAX_RECORD: usize = 1024 * 1024;
 /// How many bytes of the first line identify a file.
@@ -126,6 +154,33 @@ impl LogReader {
     /// Reads every complete line added since the last poll.
     pub fn poll(&mut self) -> io::Result<Vec<RawLine>> {
         let mut out = Vec::new();
+        self.poll_into(&mut Sink::Lines(&mut out))?;
+        Ok(out)
+    }
+
+    /// Reads what was added since the last poll like [`LogReader::poll`], but hands on only the
+    /// milestones, classified in order with `classifier`, and how many lines were read. Lines
+    /// with no milestone phrase are not decoded or parsed, so a large backlog costs little more
+    /// than reading it.
+    pub fn poll_milestones(
+        &mut self,
+        classifier: &mut Classifier,
+        zone_bias: Option<i32>,
+        log: &str,
+    ) -> io::Result<(Vec<MilestoneLine>, u64)> {
+        let mut found = Vec::new();
+        let mut lines = 0;
+        self.poll_into(&mut Sink::Milestones {
+            classifier,
+            zone_bias,
+            log,
+            found: &mut found,
+            lines: &mut lines,
+        })?;
+        Ok((found, lines))
+    }
+
+    fn poll_into(&mut self, out: &mut Sink<'_>) -> io::Result<()> {
         let current = fingerprint(&self.path)?;
         let len = match std::fs::metadata(&self.path) {
             Ok(m) => Some(m.len()),
@@ -146,7 +201,7 @@ impl LogReader {
                 match fingerprint(&self.rotated)? {
                     Some((id, enc)) if id == self.pos.file_id => {
                         let rotated = self.rotated.clone();
-                        self.read_from(&rotated, enc, true, &mut out)?;
+                        self.read_from(&rotated, enc, true, out)?;
                         self.pos.rotated_done = id;
                     }
                     _ => self.gaps += 1,
@@ -167,7 +222,7 @@ impl LogReader {
                 self.pos.file_id = id.clone();
                 self.pos.offset = 0;
                 let rotated = self.rotated.clone();
-                self.read_from(&rotated, enc, true, &mut out)?;
+                self.read_from(&rotated, enc, true, out)?;
                 self.pos = Position {
                     rotated_done: id,
                     ..Position::default()
@@ -180,13 +235,13 @@ impl LogReader {
                     self.pos.file_id = id;
                 }
                 let path = self.path.clone();
-                self.read_from(&path, enc, false, &mut out)?;
+                self.read_from(&path, enc, false, out)?;
             }
             None => {
                 // No complete first line yet; nothing to emit.
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Reads complete lines of `path` from the current offset. A finished (rotated) file's last
@@ -196,7 +251,7 @@ impl LogReader {
         path: &Path,
         encoding: Encoding,
         finished: bool,
-        out: &mut Vec<RawLine>,
+        out: &mut Sink<'_>,
     ) -> io::Result<()> {
         let mut f = match File::open(path) {
             Ok(f) => f,
@@ -211,16 +266,27 @@ impl LogReader {
         if self.pos.offset < bom as u64 {
             self.pos.offset = bom as u64;
         }
+        // Scanning reads in cache-sized steps (the bytes are still in cache when searched), grown
+        // when a line is longer than a step; decoding every line reads big steps.
+        let mut chunk = match out {
+            Sink::Milestones { .. } => SCAN_CHUNK,
+            Sink::Lines(_) => MAX_CHUNK,
+        };
+        let mut buf = Vec::new();
         loop {
             f.seek(SeekFrom::Start(self.pos.offset))?;
-            let mut buf = Vec::new();
-            let read = (&mut f).take(MAX_CHUNK).read_to_end(&mut buf)?;
+            buf.clear();
+            let read = (&mut f).take(chunk).read_to_end(&mut buf)?;
             if read == 0 {
                 return Ok(());
             }
-            let at_end = (read as u64) < MAX_CHUNK;
+            let at_end = (read as u64) < chunk;
             let consumed = self.split(&buf, encoding, (finished && at_end, finished), out);
             self.pos.offset += consumed as u64;
+            if consumed == 0 && !at_end && chunk < MAX_CHUNK {
+                chunk = (chunk * 4).min(MAX_CHUNK);
+                continue;
+            }
             if at_end || consumed == 0 {
                 return Ok(());
             }
@@ -232,16 +298,60 @@ impl LogReader {
         buf: &[u8],
         encoding: Encoding,
         (finished, rotated): (bool, bool),
-        out: &mut Vec<RawLine>,
+        out: &mut Sink<'_>,
     ) -> usize {
-        split_lines(
-            buf,
-            self.pos.offset,
-            &self.pos.file_id,
-            encoding,
-            (finished, rotated),
-            out,
-        )
+        let (base, file_id) = (self.pos.offset, self.pos.file_id.as_str());
+        let Sink::Milestones {
+            classifier,
+            zone_bias,
+            log,
+            found,
+            lines,
+        } = out
+        else {
+            let Sink::Lines(out) = out else {
+                return 0;
+            };
+            return split_lines(buf, base, file_id, encoding, (finished, rotated), out);
+        };
+        let at = |offset: u64, record: Record, milestone: Milestone| MilestoneLine {
+            file_id: file_id.to_string(),
+            offset,
+            rotated,
+            record,
+            milestone,
+        };
+        // Whole lines only, as for `poll`: the last bytes of a finished file count as a line.
+        let whole = if finished {
+            buf.len()
+        } else {
+            memchr::memrchr(b'\n', buf).map_or(0, |i| i + 1)
+        };
+        if encoding != Encoding::Utf16Le {
+            // `None` leaves the classifier as it was: the bytes go the line-by-line way below.
+            if let Some(hits) =
+                crate::scan::scan_milestones(&buf[..whole], encoding, *zone_bias, classifier, log)
+            {
+                **lines += memchr::memchr_iter(b'\n', &buf[..whole]).count() as u64
+                    + u64::from(whole > 0 && buf[whole - 1] != b'\n');
+                found.extend(
+                    hits.into_iter()
+                        .map(|h| at(base + h.offset as u64, h.record, h.milestone)),
+                );
+                return whole;
+            }
+        }
+        // UTF-16, or CMTrace records (which span lines): line by line.
+        let mut raw = Vec::new();
+        let consumed = split_lines(buf, base, file_id, encoding, (finished, rotated), &mut raw);
+        **lines += raw.len() as u64;
+        for l in raw {
+            let record = parse_line(&l.text, *zone_bias);
+            if let Some(m) = classifier.classify(&record, log) {
+                found.push(at(l.offset, record, m));
+            }
+        }
+        consumed
     }
 }
 

@@ -289,13 +289,57 @@ impl Watcher {
         Ok(total)
     }
 
+    /// Reads one followed file once; publishes its lines (when configured) and milestones, then
+    /// saves its position. Returns how many lines were read.
     async fn poll_file(&mut self, key: &str) -> anyhow::Result<usize> {
+        let Some(server) = self.files.get(key).map(|f| f.server.clone()) else {
+            return Ok(0);
+        };
+        let bias = self.bias(&server);
+        let publish_lines = self.settings.publish_lines;
         let Some(f) = self.files.get_mut(key) else {
             return Ok(0);
         };
         let gaps_before = f.reader.gaps;
-        let lines = match f.reader.poll() {
-            Ok(l) => l,
+        let mut classifier = f.classifier.clone();
+        // Published lines need every line parsed; otherwise only the lines that can hold a
+        // milestone are, which keeps a large backlog cheap.
+        let read = if publish_lines {
+            f.reader.poll().map(|lines| {
+                let n = lines.len() as u64;
+                let items: Vec<Read> = lines
+                    .into_iter()
+                    .map(|l| {
+                        let record = parse_line(&l.text, bias);
+                        let milestone = classifier.classify(&record, &f.log);
+                        Read {
+                            file_id: l.file_id,
+                            offset: l.offset,
+                            record,
+                            milestone,
+                        }
+                    })
+                    .collect();
+                (items, n)
+            })
+        } else {
+            f.reader
+                .poll_milestones(&mut classifier, bias, &f.log)
+                .map(|(found, n)| {
+                    let items = found
+                        .into_iter()
+                        .map(|m| Read {
+                            file_id: m.file_id,
+                            offset: m.offset,
+                            record: m.record,
+                            milestone: Some(m.milestone),
+                        })
+                        .collect();
+                    (items, n)
+                })
+        };
+        let (lines, read_lines) = match read {
+            Ok(r) => r,
             Err(e) => {
                 tracing::warn!(path = %f.reader.path().display(), error = %e, "reading a log");
                 return Ok(0);
@@ -315,23 +359,18 @@ impl Watcher {
                 log: log.clone(),
             })
             .set(i64::try_from(lag).unwrap_or(i64::MAX));
-        if lines.is_empty() {
+        if read_lines == 0 {
             return Ok(0);
         }
-        let bias = self.bias(&server);
         let mut batch: Vec<(String, String, Bytes)> = Vec::new();
         let mut milestones = Vec::new();
         let line_subject = subjects::log_line(&site, &server, &log);
-        let mut classifier = self
-            .files
-            .get(key)
-            .map(|f| f.classifier.clone())
-            .unwrap_or_default();
-        for l in &lines {
-            let record = parse_line(&l.text, bias);
-            let milestone = classifier.classify(&record, &log);
-            if self.settings.publish_lines {
-                let json = crate::records::json(&log, 0, &record, milestone.as_ref());
+        for l in lines {
+            let Read {
+                record, milestone, ..
+            } = &l;
+            if publish_lines {
+                let json = crate::records::json(&log, 0, record, milestone.as_ref());
                 batch.push((
                     line_subject.clone(),
                     format!("line:{}:{}:{}", key, l.file_id, l.offset),
@@ -399,7 +438,7 @@ impl Watcher {
         self.metrics
             .lines
             .get_or_create(&LogLabels { log: log.clone() })
-            .inc_by(lines.len() as u64);
+            .inc_by(read_lines);
         if let Some(f) = self.files.get_mut(key) {
             f.classifier = classifier;
             let text = position_to_text(f.reader.position(), &f.classifier);
@@ -410,7 +449,7 @@ impl Watcher {
                 .await
                 .map_err(|e| anyhow::anyhow!("saving the position of {}: {e}", f.key))?;
         }
-        Ok(lines.len())
+        Ok(usize::try_from(read_lines).unwrap_or(usize::MAX))
     }
 
     /// A producer span for a milestone, in the trace of the operation that last moved the role
@@ -478,6 +517,14 @@ impl Watcher {
             }
         }
     }
+}
+
+/// A line read by a poll: every line when lines are published, otherwise only milestone lines.
+struct Read {
+    file_id: String,
+    offset: u64,
+    record: sup_smslog::Record,
+    milestone: Option<sup_smslog::Milestone>,
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use futures::StreamExt;
 use sup_smslog::decode::Encoding;
-use sup_smslog::{Classifier, parse_line, scan_milestones};
+use sup_smslog::{Classifier, LogReader, parse_line};
 
 use crate::Figure;
 
@@ -67,48 +67,14 @@ fn generate(path: &Path, size: u64) -> anyhow::Result<u64> {
     Ok(hits)
 }
 
-/// Small enough to stay in the CPU's cache between the read that fills it and the scan.
-const SCAN_BUFFER: usize = 256 << 10;
-
-/// Finds every milestone the way the watcher reads a backlog: cache-sized reads, each scanned for
-/// milestone phrases with only the lines holding one parsed and classified. Returns the count.
+/// Reads the file as the log watcher does when it does not publish every line: one
+/// `LogReader::poll_milestones` from the start, which scans cache-sized reads for milestone
+/// phrases and parses only the lines holding one. Returns the milestones found.
 fn scan_file(path: &Path) -> anyhow::Result<u64> {
-    let mut f = File::open(path)?;
-    let mut buf = vec![0u8; SCAN_BUFFER];
-    // Bytes of an incomplete last line carried to the front of the next read.
-    let mut carry = 0;
+    let mut reader = LogReader::new(path);
     let mut classifier = Classifier::new();
-    let mut milestones = 0u64;
-    loop {
-        let n = f.read(&mut buf[carry..])?;
-        let filled = carry + n;
-        let whole = if n == 0 {
-            filled
-        } else {
-            match memchr::memrchr(b'\n', &buf[..filled]) {
-                Some(i) => i + 1,
-                None if filled == buf.len() => filled,
-                None => {
-                    carry = filled;
-                    continue;
-                }
-            }
-        };
-        let found = scan_milestones(
-            &buf[..whole],
-            Encoding::Ansi,
-            None,
-            &mut classifier,
-            "WCM.log",
-        )
-        .context("the benchmark file is ANSI without CMTrace records")?;
-        milestones += found.len() as u64;
-        if n == 0 {
-            return Ok(milestones);
-        }
-        buf.copy_within(whole..filled, 0);
-        carry = filled - whole;
-    }
+    let (found, _lines) = reader.poll_milestones(&mut classifier, None, "WCM.log")?;
+    Ok(found.len() as u64)
 }
 
 /// Parses and classifies every line, one by one (the path of `publish_lines`); returns (lines,

@@ -247,3 +247,88 @@ proptest! {
         prop_assert_eq!(r.gaps, 0);
     }
 }
+
+/// Lines for the milestone property: milestones, a setup with an error, noise.
+const MIXED: &[&str] = &[
+    "There are no unhealthy WSUS Server components on WSUS Server SUP01  $$<SMS_WSUS_CONTROL_MANAGER><01-02-2009 03:04:05.006+480><thread=1 (0x1)>",
+    "Waiting for changes for 59 minutes  $$<SMS_WSUS_SYNC_MANAGER><01-02-2009 03:04:05.006+480><thread=1 (0x1)>",
+    "<02/09/14 22:53:28> SMSWSUS Setup Started....",
+    "<02/09/14 22:53:31> ERROR: something failed",
+    "<02/09/14 22:53:44> ~RoleSetup().",
+    "Done synchronizing SMS with WSUS Server SUP01  $$<SMS_WSUS_SYNC_MANAGER><01-02-2009 03:04:05.006+480><thread=1 (0x1)>",
+];
+
+fn classified(r: &mut LogReader, c: &mut Classifier) -> Vec<(String, u64, &'static str)> {
+    r.poll()
+        .expect("poll")
+        .into_iter()
+        .filter_map(|l| {
+            let record = parse_line(&l.text, None);
+            c.classify(&record, "X.log")
+                .map(|m| (l.file_id.clone(), l.offset, m.name))
+        })
+        .collect()
+}
+
+fn scanned(r: &mut LogReader, c: &mut Classifier) -> Vec<(String, u64, &'static str)> {
+    let (found, _) = r.poll_milestones(c, None, "X.log").expect("poll");
+    found
+        .into_iter()
+        .map(|m| (m.file_id, m.offset, m.milestone.name))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Reading only milestones gives, poll for poll, what reading every line and classifying it
+    /// gives, across partial lines and both kinds of rotation; the positions agree.
+    #[test]
+    fn milestones_poll_for_poll_as_every_line(
+        ops in proptest::collection::vec((any_op(), 0..MIXED.len()), 1..50)
+    ) {
+        let dir = tempfile::tempdir().expect("dir");
+        let p = dir.path().join("WCM.log");
+        let (mut every, mut only) = (LogReader::new(&p), LogReader::new(&p));
+        let (mut c_every, mut c_only) = (Classifier::new(), Classifier::new());
+        let mut partial = false;
+        let mut rotated_since_poll = false;
+        for (op, pick) in ops {
+            match op {
+                Op::Write(k) => {
+                    for _ in 0..k {
+                        if std::mem::take(&mut partial) {
+                            append(&p, b" (end)\r\n");
+                        } else {
+                            append(&p, format!("{}\r\n", MIXED[pick]).as_bytes());
+                        }
+                    }
+                }
+                Op::Partial => {
+                    if !partial {
+                        append(&p, MIXED[pick].as_bytes());
+                        partial = true;
+                    }
+                }
+                Op::Rotate { rename } => {
+                    if rotated_since_poll {
+                        prop_assert_eq!(classified(&mut every, &mut c_every), scanned(&mut only, &mut c_only));
+                    }
+                    if std::mem::take(&mut partial) {
+                        append(&p, b"\r\n");
+                    }
+                    if p.exists() {
+                        if rename { rotate_rename(&p) } else { rotate_copy_truncate(&p) }
+                        rotated_since_poll = true;
+                    }
+                }
+                Op::Poll | Op::Restart => {
+                    prop_assert_eq!(classified(&mut every, &mut c_every), scanned(&mut only, &mut c_only));
+                    prop_assert_eq!(every.position(), only.position());
+                    rotated_since_poll = false;
+                }
+            }
+        }
+        prop_assert_eq!(classified(&mut every, &mut c_every), scanned(&mut only, &mut c_only));
+        prop_assert_eq!(&c_every, &c_only);
+    }
+}
