@@ -207,7 +207,8 @@ pub fn parse_site_file(text: &str) -> Result<RawSiteFile, Violations> {
     })?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." {
+        // The root, or a key with an empty name (`'' = 1`), has no path of its own to show.
+        let path = if path == "." || path.is_empty() {
             "<file>".to_string()
         } else {
             path

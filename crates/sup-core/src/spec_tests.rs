@@ -507,6 +507,9 @@ fn unknown_keys_and_wrong_types_name_the_path() {
     assert!(err.to_string().contains("sll"), "{err}");
     let err = parse_site_file("[[site]\n").expect_err("syntax");
     assert_eq!(err.0[0].rule, "toml_syntax");
+    // A key with an empty name still gets a place to point at (found by fuzzing).
+    let err = parse_site_file("''=''").expect_err("unknown empty key");
+    assert_eq!(err.0[0].path, "<file>", "{err}");
 }
 
 #[test]
