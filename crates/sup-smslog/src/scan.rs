@@ -23,41 +23,34 @@ pub struct Found {
     pub milestone: Milestone,
 }
 
-/// A piece of every phrase a milestone line contains (the classifier's triggers and the rotation
-/// marker). All are ASCII, so finding them in the raw bytes is the same as finding them in the decoded
-/// text of a UTF-8 or Windows-1252 line.
-///
-/// Each needle is a piece of a trigger phrase chosen to start with bytes that ordinary lines
-/// rarely have, because the SIMD search proposes a candidate wherever a needle's first bytes
-/// occur: `Sync failed` would stop at every `Synchronizing update …` line. The property test
-/// checks that every trigger phrase contains a needle.
-pub(crate) const NEEDLES_TEXT: [&str; 16] = [
-    "Setup Started",
-    "Installation was successful",
-    "~RoleSetup()",
-    "Installation failed",
-    "Setup failed",
-    "Setting new configuration state to ",
-    "Successfully connected to",
-    "There are no unhealthy WSUS Server components on WSUS Server ",
-    "Successfully checked database connection on WSUS server ",
-    "STATMSG: ",
-    "Starting Sync",
-    "Done synchronizing",
-    "ync failed",
-    "s, processed",
-    crate::parse::ROTATION_MARKER,
-    // Not a milestone: a CMTrace record, which sends the buffer to the line-by-line path.
-    CMTRACE_OPEN,
-];
+/// The piece of a trigger phrase the buffer-wide search looks for: the phrase itself, unless its
+/// first bytes are common in ordinary lines. The SIMD search proposes a candidate wherever a
+/// needle's first bytes occur, so `Sync failed` would stop at every `Synchronizing update …` line.
+/// All needles are ASCII, so finding them in the raw bytes is the same as finding them in the
+/// decoded text of a UTF-8 or Windows-1252 line.
+fn needle(phrase: &'static str) -> &'static str {
+    match phrase {
+        "Sync failed" => "ync failed",
+        "updates, processed" => "s, processed",
+        other => other,
+    }
+}
+
+/// What the search looks for: a needle for every trigger phrase, the rotation marker, and the
+/// start of a CMTrace record (not a milestone: it sends the buffer to the line-by-line path).
+fn needles() -> impl Iterator<Item = &'static str> {
+    crate::milestone::TRIGGER_PHRASES
+        .into_iter()
+        .map(needle)
+        .chain([crate::parse::ROTATION_MARKER, CMTRACE_OPEN])
+}
 
 static NEEDLES: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
     std::sync::LazyLock::new(|| {
-        let needles = NEEDLES_TEXT;
         // Leftmost-first lets the packed (SIMD) prefilter run; any match will do here.
         aho_corasick::AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-            .build(needles)
+            .build(needles())
             .ok()
     });
 

@@ -84,18 +84,10 @@ mod tests {
     }
 
     fn all_ok() -> Vec<Component> {
-        [
-            "tcp",
-            "server_sync",
-            "client_web_service",
-            "simple_auth_wsdl",
-            "dss_auth_wsdl",
-            "reporting_wsdl",
-            "selfupdate",
-        ]
-        .into_iter()
-        .map(|n| c(n, ProbeResult::Ok))
-        .collect()
+        std::iter::once("tcp")
+            .chain(sup_wsus::probe::LADDER)
+            .map(|n| c(n, ProbeResult::Ok))
+            .collect()
     }
 
     const FRESH: LogView = LogView {
