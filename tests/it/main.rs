@@ -11,5 +11,6 @@ mod logwatch;
 mod observability;
 mod procedure;
 mod scheduler;
+mod secure;
 mod support;
 mod traces;

@@ -207,6 +207,7 @@ fn settings(url: &str) -> Settings {
         // No retries inside the test's hours: every run counted is a scheduled one.
         retry_after_secs: 1_000_000,
         nats: sup_bus::BusConfig::new(url),
+        tls: None,
     }
 }
 

@@ -116,8 +116,25 @@ impl Bus {
                     })?,
             );
         }
-        let client = async_nats::ConnectOptions::new()
+        let options = config
+            .apply_security(async_nats::ConnectOptions::new())
+            .await?;
+        let client = options
             .name(config.client_name.as_str())
+            // Authorization and TLS errors are otherwise silent retries: say what the server said.
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::ServerError(e) => {
+                        tracing::error!(error = %e, "NATS server error")
+                    }
+                    async_nats::Event::ClientError(e) => {
+                        tracing::warn!(error = %e, "NATS client error")
+                    }
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    other => tracing::debug!(event = %other, "NATS"),
+                }
+            })
             .retry_on_initial_connect()
             .connection_timeout(Duration::from_secs(5))
             // A server cut off by a partition drops packets rather than closing the connection;

@@ -39,6 +39,150 @@ pub struct BusConfig {
     /// How long log lines are kept.
     #[serde(default = "default_log_age", with = "secs")]
     pub log_max_age: Duration,
+    // TLS and credentials. Secrets are named by reference only (a file or an environment
+    // variable), so they never sit in a config file, KV, an event or a log line. One of user +
+    // password, an nkey seed, or a creds file (user JWT + seed).
+    /// Use TLS even if the URLs say `nats://` (implied by any of the TLS files).
+    #[serde(default)]
+    pub tls_required: bool,
+    /// The CA that signed the servers' certificates, PEM.
+    #[serde(default)]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// This client's certificate (PEM), for servers that verify clients.
+    #[serde(default)]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// This client's private key, PEM.
+    #[serde(default)]
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// The user name (with `password_env` or `password_file`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The environment variable that holds the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The file that holds the password (one line).
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
+    /// The file that holds the user's nkey seed (`SU…`).
+    #[serde(default)]
+    pub nkey_seed_file: Option<std::path::PathBuf>,
+    /// The environment variable that holds the user's nkey seed.
+    #[serde(default)]
+    pub nkey_seed_env: Option<String>,
+    /// A NATS creds file (decentralised auth: user JWT and nkey seed).
+    #[serde(default)]
+    pub creds_file: Option<std::path::PathBuf>,
+}
+
+/// A secret read from its reference; its Debug never shows it.
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+fn secret(
+    what: &str,
+    env: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<Secret>, BusError> {
+    let setup = |message: String| BusError::Setup {
+        what: format!("NATS {what}"),
+        message,
+    };
+    let value = match (env, file) {
+        (Some(_), Some(_)) => {
+            return Err(setup(format!("give {what}_env or {what}_file, not both")));
+        }
+        (Some(var), None) => std::env::var(var)
+            .map_err(|_| setup(format!("environment variable {var} is not set")))?,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| setup(format!("reading {}: {e}", path.display())))?,
+        (None, None) => return Ok(None),
+    };
+    // Files usually end in a newline that is not part of the secret.
+    let value = value.trim_end_matches(['\r', '\n']).to_string();
+    if value.is_empty() {
+        return Err(setup("the secret is empty".into()));
+    }
+    Ok(Some(Secret(value)))
+}
+
+impl BusConfig {
+    /// Adds TLS and credentials to connect options, reading every referenced secret now.
+    pub(crate) async fn apply_security(
+        &self,
+        mut options: async_nats::ConnectOptions,
+    ) -> Result<async_nats::ConnectOptions, BusError> {
+        let setup = |what: &str, message: String| BusError::Setup {
+            what: what.into(),
+            message,
+        };
+        let password = secret(
+            "password",
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+        )?;
+        let seed = secret(
+            "nkey_seed",
+            self.nkey_seed_env.as_deref(),
+            self.nkey_seed_file.as_deref(),
+        )?;
+        let schemes = [
+            self.user.is_some() || password.is_some(),
+            seed.is_some(),
+            self.creds_file.is_some(),
+        ];
+        if schemes.iter().filter(|s| **s).count() > 1 {
+            return Err(setup(
+                "NATS credentials",
+                "give one of user + password, an nkey seed, or a creds file".into(),
+            ));
+        }
+        match (&self.user, password) {
+            (Some(user), Some(password)) => {
+                options = options.user_and_password(user.clone(), password.0);
+            }
+            (Some(_), None) => {
+                return Err(setup(
+                    "NATS user",
+                    "a user needs password_env or password_file".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(setup("NATS password", "a password needs a user".into()));
+            }
+            (None, None) => {}
+        }
+        if let Some(seed) = seed {
+            options = options.nkey(seed.0);
+        }
+        if let Some(path) = &self.creds_file {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|e| setup("NATS creds file", format!("{}: {e}", path.display())))?;
+        }
+        if let Some(ca) = &self.tls_ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+            (None, None) => {}
+            _ => {
+                return Err(setup(
+                    "NATS TLS",
+                    "a client certificate needs both tls_cert_file and tls_key_file".into(),
+                ));
+            }
+        }
+        let tls = self.tls_required || self.tls_ca_file.is_some() || self.tls_cert_file.is_some();
+        Ok(options.require_tls(tls))
+    }
 }
 
 fn one() -> usize {
@@ -72,6 +216,16 @@ impl BusConfig {
             client_name: default_name(),
             duplicate_window: default_duplicate_window(),
             log_max_age: default_log_age(),
+            tls_required: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            user: None,
+            password_env: None,
+            password_file: None,
+            nkey_seed_file: None,
+            nkey_seed_env: None,
+            creds_file: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::RoutesBuilder;
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::server::HealthReporter;
 
 /// Routes with health and reflection already added; add the service's own, then [`serve`].
@@ -37,13 +37,19 @@ pub fn routes() -> anyhow::Result<GrpcRoutes> {
     Ok(GrpcRoutes { routes, health })
 }
 
-/// Serves `routes` on `listener` until `shutdown` resolves, then drains in-flight calls.
+/// Serves `routes` on `listener` (over TLS when `tls` is given) until `shutdown` resolves, then
+/// drains in-flight calls.
 pub async fn serve(
     routes: RoutesBuilder,
     listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).context("configuring gRPC TLS")?;
+    }
+    server
         .layer(crate::rpc_trace::ServerTraceLayer)
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)

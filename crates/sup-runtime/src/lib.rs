@@ -1,6 +1,7 @@
 //! What every SUP service binary shares, so that each `main.rs` stays thin: layered config,
 //! telemetry (tracing, OTLP export, W3C propagation), the admin HTTP listener (`/metrics`,
-//! `/healthz`, `/readyz`), a gRPC server with health checking and reflection, and graceful
+//! `/healthz`, `/readyz`), a gRPC server with health checking and reflection (over TLS or mutual
+//! TLS when configured), and graceful
 //! shutdown on SIGINT and SIGTERM.
 
 pub mod admin;
@@ -11,6 +12,7 @@ pub mod lifecycle;
 pub mod rpc_trace;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use admin::{Admin, Readiness};
 pub use cli::{ServiceArgs, bind};
@@ -19,3 +21,4 @@ pub use lifecycle::Lifecycle;
 pub use rpc_trace::TracedChannel;
 pub use shutdown::shutdown_signal;
 pub use telemetry::{LogFormat, Telemetry};
+pub use tls::{ClientTls, ServerTls};

@@ -74,9 +74,14 @@ impl Lifecycle {
     }
 
     /// Serves gRPC `routes` (health and reflection included by `grpc::routes`).
-    pub fn serve_grpc(&mut self, listener: TcpListener, routes: RoutesBuilder) {
+    pub fn serve_grpc(
+        &mut self,
+        listener: TcpListener,
+        routes: RoutesBuilder,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) {
         let stopped = self.stopped();
-        self.spawn("grpc", crate::grpc::serve(routes, listener, stopped));
+        self.spawn("grpc", crate::grpc::serve(routes, listener, tls, stopped));
     }
 
     /// Ready until `shutdown` resolves; then everything stops and is awaited.

@@ -100,6 +100,45 @@ impl NatsServer {
         Ok(server)
     }
 
+    /// A JetStream node on a free port configured by `server.conf` (written with the other
+    /// `files` into the node's own folder, so an `include` of one of them resolves), with `env`
+    /// for the config's `$VARIABLES`. The URL is `tls://` when `tls` is set.
+    pub fn start_with_config(
+        config: &str,
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+        tls: bool,
+    ) -> io::Result<Self> {
+        let port = free_port()?;
+        let dir = tempfile::tempdir()?;
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text)?;
+        }
+        let conf = dir.path().join("server.conf");
+        std::fs::write(&conf, config)?;
+        let child = Command::new(nats_server_bin()?)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir.path().join("store"))
+            .arg("-c")
+            .arg(&conf)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(
+                dir.path().join("server.log"),
+            )?))
+            .spawn()?;
+        let scheme = if tls { "tls" } else { "nats" };
+        let mut server = Self {
+            child,
+            url: format!("{scheme}://127.0.0.1:{port}"),
+            port,
+            _dir: dir,
+        };
+        server.wait_ready(Duration::from_secs(15))?;
+        Ok(server)
+    }
+
     fn wait_ready(&mut self, patience: Duration) -> io::Result<()> {
         let deadline = Instant::now() + patience;
         loop {
@@ -258,13 +297,17 @@ impl Process {
         let dir = tempfile::tempdir()?;
         let log = dir.path().join(format!("{binary}.log"));
         let file = std::fs::File::create(&log)?;
+        // RUST_LOG from `env`, else the test's own, else info.
+        let rust_log = env
+            .iter()
+            .find(|(k, _)| *k == "RUST_LOG")
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var("RUST_LOG").ok())
+            .unwrap_or_else(|| "info".into());
         let child = Command::new(self::binary(binary)?)
             .args(args)
             .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", rust_log)
             .env_remove("RUST_BACKTRACE")
             .stdin(Stdio::null())
             .stdout(Stdio::from(file.try_clone()?))

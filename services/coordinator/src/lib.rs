@@ -52,6 +52,9 @@ pub struct Settings {
     /// How long the active SUP of an `auto` site must be unhealthy before the slot moves.
     pub failover_after_secs: u64,
     pub nats: BusConfig,
+    /// gRPC over TLS (and, with `client_ca_file`, mutual TLS); plain gRPC when absent.
+    #[serde(default)]
+    pub tls: Option<sup_runtime::ServerTls>,
 }
 
 /// The event kinds the coordinator consumes.
@@ -75,6 +78,8 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Certificate files are read before anything else, so a bad path stops the start at once.
+    let tls = sup_runtime::tls::server_config(settings.tls.as_ref())?;
     let bus = Bus::connect(&settings.nats)
         .await
         .context("connecting to NATS")?;
@@ -121,7 +126,7 @@ pub async fn run(
         .set_serving::<sup_proto::v1::coordinator_server::CoordinatorServer<api::Api>>()
         .await;
     tracing::info!(grpc = %grpc.local_addr()?, "coordinator serving");
-    life.serve_grpc(grpc, routes);
+    life.serve_grpc(grpc, routes, tls);
     let result = life.run_until(shutdown).await;
     bus.client.flush().await.ok();
     tracing::info!("coordinator stopped");

@@ -67,6 +67,9 @@ pub struct Settings {
     /// Host name (or `*`) → IP address, before the system resolver.
     pub resolve: BTreeMap<String, String>,
     pub nats: BusConfig,
+    /// gRPC over TLS (and, with `client_ca_file`, mutual TLS); plain gRPC when absent.
+    #[serde(default)]
+    pub tls: Option<sup_runtime::ServerTls>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -597,6 +600,8 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Certificate files are read before anything else, so a bad path stops the start at once.
+    let tls = sup_runtime::tls::server_config(settings.tls.as_ref())?;
     let bus = Bus::connect(&settings.nats)
         .await
         .context("connecting to NATS")?;
@@ -654,6 +659,6 @@ pub async fn run(
     g.health
         .set_serving::<v1::health_service_server::HealthServiceServer<Api>>()
         .await;
-    life.serve_grpc(grpc, routes);
+    life.serve_grpc(grpc, routes, tls);
     life.run_until(shutdown).await
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sup_proto::v1::{self, site_system_agent_client::SiteSystemAgentClient};
 use sup_runtime::TracedChannel;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DriverError {
@@ -71,14 +71,17 @@ impl Endpoints {
 pub struct GrpcDriver {
     endpoints: Endpoints,
     timeout: Duration,
+    /// TLS for `https://` agent endpoints.
+    tls: Option<ClientTlsConfig>,
     channels: Mutex<BTreeMap<String, Channel>>,
 }
 
 impl GrpcDriver {
-    pub fn new(endpoints: Endpoints, timeout: Duration) -> Self {
+    pub fn new(endpoints: Endpoints, timeout: Duration, tls: Option<ClientTlsConfig>) -> Self {
         Self {
             endpoints,
             timeout,
+            tls,
             channels: Mutex::new(BTreeMap::new()),
         }
     }
@@ -95,14 +98,26 @@ impl GrpcDriver {
                 SiteSystemAgentClient::new(TracedChannel::new(c.clone())),
             ));
         }
-        let channel = Endpoint::from_shared(endpoint.clone())
-            .map_err(|e| DriverError::Refused {
-                endpoint: endpoint.clone(),
-                message: format!("invalid endpoint: {e}"),
-            })?
+        let refused = |message: String| DriverError::Refused {
+            endpoint: endpoint.clone(),
+            message,
+        };
+        let mut builder = Endpoint::from_shared(endpoint.clone())
+            .map_err(|e| refused(format!("invalid endpoint: {e}")))?
             .connect_timeout(Duration::from_secs(3))
-            .timeout(self.timeout)
-            .connect_lazy();
+            .timeout(self.timeout);
+        if endpoint.starts_with("https://") {
+            let tls = self.tls.clone().ok_or_else(|| {
+                refused(
+                    "an https:// agent endpoint needs [agent_tls] in the provisioner's config"
+                        .into(),
+                )
+            })?;
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| refused(format!("TLS: {e}")))?;
+        }
+        let channel = builder.connect_lazy();
         channels.insert(endpoint.clone(), channel.clone());
         Ok((
             endpoint,

@@ -64,6 +64,10 @@ pub struct Settings {
     /// First retry delay; doubles per attempt.
     pub retry_base_ms: u64,
     pub nats: BusConfig,
+    /// TLS to `https://` agent endpoints (with `cert_file`/`key_file` for agents that require
+    /// client certificates).
+    #[serde(default)]
+    pub agent_tls: Option<sup_runtime::ClientTls>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -659,6 +663,12 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let agent_tls = settings
+        .agent_tls
+        .as_ref()
+        .map(sup_runtime::ClientTls::tonic)
+        .transpose()
+        .context("agent_tls")?;
     let bus = Bus::connect(&settings.nats)
         .await
         .context("connecting to NATS")?;
@@ -668,6 +678,7 @@ pub async fn run(
             table: settings.agents.clone(),
         },
         Duration::from_secs(settings.agent_timeout_secs.max(1)),
+        agent_tls,
     );
     run_with(admin, settings, bus, driver, shutdown).await
 }

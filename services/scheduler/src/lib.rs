@@ -57,6 +57,9 @@ pub struct Settings {
     /// After a failed run, the next attempt ("Sync failed. Will retry in 60 minutes").
     pub retry_after_secs: u64,
     pub nats: BusConfig,
+    /// gRPC over TLS (and, with `client_ca_file`, mutual TLS); plain gRPC when absent.
+    #[serde(default)]
+    pub tls: Option<sup_runtime::ServerTls>,
 }
 
 /// Where time comes from.
@@ -882,6 +885,8 @@ pub async fn run<C: Clock>(
     clock: C,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Certificate files are read before anything else, so a bad path stops the start at once.
+    let tls = sup_runtime::tls::server_config(settings.tls.as_ref())?;
     let bus = Bus::connect(&settings.nats)
         .await
         .context("connecting to NATS")?;
@@ -920,6 +925,6 @@ pub async fn run<C: Clock>(
     g.health
         .set_serving::<v1::scheduler_server::SchedulerServer<Api<C>>>()
         .await;
-    life.serve_grpc(grpc, routes);
+    life.serve_grpc(grpc, routes, tls);
     life.run_until(shutdown).await
 }

@@ -42,9 +42,33 @@ struct Cli {
         default_value = "http://127.0.0.1:50052"
     )]
     scheduler: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(subcommand)]
     command: Command,
 }
+
+/// TLS to the services: needed for `https://` endpoints; the certificate and key are for servers
+/// that require client certificates (mutual TLS).
+#[derive(Debug, Clone, Args)]
+struct TlsArgs {
+    /// The CA certificate (PEM) that signed the services' certificates.
+    #[arg(long, global = true, env = "SUP_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// This client's certificate (PEM), for mutual TLS.
+    #[arg(long, global = true, env = "SUP_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// This client's private key (PEM), for mutual TLS.
+    #[arg(long, global = true, env = "SUP_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The name the services' certificates must carry, when it is not the endpoint's host.
+    #[arg(long, global = true, env = "SUP_TLS_DOMAIN")]
+    tls_domain: Option<String>,
+}
+
+/// The TLS of this invocation, set once from the command line before any connection.
+static TLS: std::sync::OnceLock<Option<tonic::transport::ClientTlsConfig>> =
+    std::sync::OnceLock::new();
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum Format {
@@ -364,9 +388,29 @@ async fn ready_channel(
     what: &str,
     service: &str,
 ) -> Result<TracedChannel, Failure> {
-    let channel = Channel::from_shared(endpoint.to_string())
+    let mut builder = Channel::from_shared(endpoint.to_string())
         .map_err(|e| invalid(format!("--{what} {endpoint}: {e}")))?
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(5));
+    let https = endpoint.starts_with("https://");
+    match (TLS.get().and_then(Option::as_ref), https) {
+        (Some(tls), true) => {
+            builder = builder
+                .tls_config(tls.clone())
+                .map_err(|e| invalid(format!("--{what} {endpoint}: {e}")))?;
+        }
+        (None, true) => {
+            return Err(invalid(format!(
+                "--{what} {endpoint} is https: give --tls-ca (or SUP_TLS_CA), the CA that signed its certificate"
+            )));
+        }
+        (Some(_), false) => {
+            return Err(invalid(format!(
+                "--tls-ca is given but --{what} {endpoint} is not https://; use https://"
+            )));
+        }
+        (None, false) => {}
+    }
+    let channel = builder
         .connect()
         .await
         .with_context(|| format!("connecting to the {what} at {endpoint}"))?;
@@ -399,6 +443,20 @@ fn op_id() -> String {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
+    let tls = match &cli.tls.tls_ca {
+        Some(ca) => Some(
+            sup_runtime::ClientTls {
+                ca_file: ca.clone(),
+                cert_file: cli.tls.tls_cert.clone(),
+                key_file: cli.tls.tls_key.clone(),
+                domain: cli.tls.tls_domain.clone(),
+            }
+            .tonic()
+            .map_err(|e| invalid(format!("{e:#}")))?,
+        ),
+        None => None,
+    };
+    let _ = TLS.set(tls);
     match cli.command {
         Command::Apply {
             file,

@@ -36,6 +36,8 @@ pub struct Config {
     pub http: Vec<TcpListener>,
     pub https: Vec<TcpListener>,
     pub agent: Option<TcpListener>,
+    /// TLS (and client certificates) for the agent's gRPC listener.
+    pub agent_tls: Option<sup_runtime::ServerTls>,
     pub control: Option<TcpListener>,
     pub logs_root: PathBuf,
     pub max_log_size: u64,
@@ -159,9 +161,10 @@ pub async fn run(
         grpc.health
             .set_serving::<sup_proto::v1::site_system_agent_server::SiteSystemAgentServer<agent::Agent>>()
             .await;
+        let tls = sup_runtime::tls::server_config(config.agent_tls.as_ref())?;
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = sup_runtime::grpc::serve(routes, l, async move {
+            if let Err(e) = sup_runtime::grpc::serve(routes, l, tls, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await

@@ -22,6 +22,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start; the size of the `run` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the emulator.
@@ -39,6 +41,15 @@ enum Command {
         /// Site-system agent (gRPC) listener.
         #[arg(long, default_value = "127.0.0.1:7700")]
         agent: SocketAddr,
+        /// The agent's TLS certificate (PEM); with --agent-tls-key the agent speaks gRPC over TLS.
+        #[arg(long, requires = "agent_tls_key")]
+        agent_tls_cert: Option<PathBuf>,
+        /// The agent's TLS private key (PEM).
+        #[arg(long, requires = "agent_tls_cert")]
+        agent_tls_key: Option<PathBuf>,
+        /// Require agent clients to present a certificate signed by this CA (mutual TLS).
+        #[arg(long, requires = "agent_tls_cert")]
+        agent_client_ca: Option<PathBuf>,
         /// Control API listener (fault injection).
         #[arg(long, env = "WSUS_EMULATOR_CONTROL", default_value = "127.0.0.1:7701")]
         control: SocketAddr,
@@ -125,6 +136,9 @@ async fn real_main() -> anyhow::Result<()> {
             https,
             ca_out,
             agent,
+            agent_tls_cert,
+            agent_tls_key,
+            agent_client_ca,
             control,
             logs,
             servers,
@@ -161,6 +175,14 @@ async fn real_main() -> anyhow::Result<()> {
                 http: bind_all(&http).await?,
                 https: bind_all(&https).await?,
                 agent: Some(bind_all(&[agent]).await?.remove(0)),
+                agent_tls: match (agent_tls_cert, agent_tls_key) {
+                    (Some(cert_file), Some(key_file)) => Some(sup_runtime::ServerTls {
+                        cert_file,
+                        key_file,
+                        client_ca_file: agent_client_ca,
+                    }),
+                    _ => None,
+                },
                 control: Some(bind_all(&[control]).await?.remove(0)),
                 logs_root: logs,
                 max_log_size,
