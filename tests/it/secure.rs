@@ -167,7 +167,7 @@ fn supctl_tls(pki: &Pki, coordinator: &str, scheduler: &str, args: &[&str]) -> O
         .expect("run supctl")
 }
 
-fn site(http: u16, https: u16, password_file: &Path) -> String {
+fn site(http: u16, https: u16, password_file: &Path, proxy_password_file: &Path) -> String {
     format!(
         r#"
 [[site]]
@@ -189,8 +189,10 @@ server = "cen-sup01.corp.example.com"
 active = "intranet"
 http_port = {http}
 https_port = {https}
+proxy = {{ server = "proxy.corp.example.com", port = 8080, account = 'CORP\svc-proxy', password_file = "{}" }}
 "#,
-        password_file.display()
+        password_file.display(),
+        proxy_password_file.display()
     )
 }
 
@@ -315,10 +317,12 @@ async fn mutual_tls_everywhere_least_privilege_and_no_secret_leaks() {
         format!("https://127.0.0.1:{sgrpc}"),
     );
 
-    // The procedure through mutual TLS, the installation account's password by file.
+    // The procedure through mutual TLS, the installation and proxy accounts' passwords by file.
     let install_pw = pki.path("install-account.pw");
     std::fs::write(&install_pw, format!("{PLANTED}-install-account\n")).expect("write");
-    let file = site_file(&site(http, https, &install_pw));
+    let proxy_pw = pki.path("proxy-account.pw");
+    std::fs::write(&proxy_pw, format!("{PLANTED}-proxy-account\n")).expect("write");
+    let file = site_file(&site(http, https, &install_pw, &proxy_pw));
     let path = file.path().to_str().expect("path");
     let out = supctl_tls(
         &pki,
@@ -509,9 +513,8 @@ async fn mutual_tls_everywhere_least_privilege_and_no_secret_leaks() {
     }
     let messages = every_stream_message(&coordinator_bus).await;
     assert!(
-        messages
-            .iter()
-            .any(|m| m.contains("install_password") || m.contains("install-account.pw")),
+        messages.iter().any(|m| m.contains("install-account.pw"))
+            && messages.iter().any(|m| m.contains("proxy-account.pw")),
         "the password reference is stored (the check looks in the right place)"
     );
     for m in messages {

@@ -102,6 +102,9 @@ pub struct SiteSystem {
 pub struct Proxy {
     pub server: String,
     pub port: u16,
+    /// The proxy account and its password reference, when the proxy needs credentials.
+    pub account: Option<String>,
+    pub password: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

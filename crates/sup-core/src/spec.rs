@@ -183,6 +183,16 @@ pub struct RawProxy {
     pub server: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
+    /// The proxy account (`DOMAIN\user` or `user@domain`), when the proxy needs credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    /// Never accepted: present only so that a password written here is named in the error.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -663,9 +673,40 @@ fn validate_sup(s: &RawSoftwareUpdatePoint, path: &str, c: &mut Collector) -> So
             }
             Some(v) => port(Some(v), 0, format!("{path}.proxy.port"), c),
         };
+        let password = secret_ref(
+            p.password.is_some(),
+            p.password_env.as_ref(),
+            p.password_file.as_ref(),
+            &format!("{path}.proxy.password"),
+            c,
+        );
+        if let Some(a) = &p.account
+            && !is_account_name(a)
+        {
+            c.push(
+                format!("{path}.proxy.account"),
+                "account_name",
+                format!("\"{a}\" is not DOMAIN\\user or user@domain"),
+            );
+        }
+        match (&p.account, &password) {
+            (Some(_), None) if p.password.is_none() => c.push(
+                format!("{path}.proxy.password_env"),
+                "proxy_account_complete",
+                "the proxy account needs its password by reference: password_env or password_file",
+            ),
+            (None, Some(_)) => c.push(
+                format!("{path}.proxy.account"),
+                "proxy_account_complete",
+                "a proxy password needs the account it belongs to",
+            ),
+            _ => {}
+        }
         Some(Proxy {
             server: normalize_host(server),
             port,
+            account: p.account.clone(),
+            password,
         })
     });
     SoftwareUpdatePoint {
@@ -675,6 +716,38 @@ fn validate_sup(s: &RawSoftwareUpdatePoint, path: &str, c: &mut Collector) -> So
         https_port,
         ssl: s.ssl.unwrap_or(false),
         proxy,
+    }
+}
+
+/// A password given by reference (`<path>_env` or `<path>_file`); a password written inline, or
+/// both references, is a violation.
+fn secret_ref(
+    inline: bool,
+    env: Option<&String>,
+    file: Option<&String>,
+    path: &str,
+    c: &mut Collector,
+) -> Option<SecretRef> {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    if inline {
+        c.push(
+            path.to_string(),
+            "secret_by_reference",
+            format!("passwords are never written in a site file: use {key}_env or {key}_file"),
+        );
+    }
+    match (env, file) {
+        (Some(_), Some(_)) => {
+            c.push(
+                format!("{path}_env"),
+                "secret_by_reference",
+                format!("give the password by one reference: {key}_env or {key}_file, not both"),
+            );
+            None
+        }
+        (Some(e), None) => Some(SecretRef::Env(e.clone())),
+        (None, Some(f)) => Some(SecretRef::File(f.clone())),
+        (None, None) => None,
     }
 }
 
@@ -708,26 +781,13 @@ fn validate_site_system(
             format!("\"{f}\" is not a fully qualified domain name"),
         );
     }
-    if s.install_password.is_some() {
-        c.push(
-            format!("{path}.install_password"),
-            "secret_by_reference",
-            "passwords are never written in a site file: use install_password_env or install_password_file",
-        );
-    }
-    let install_password = match (&s.install_password_env, &s.install_password_file) {
-        (Some(_), Some(_)) => {
-            c.push(
-                format!("{path}.install_password_env"),
-                "secret_by_reference",
-                "give the password by one reference: install_password_env or install_password_file, not both",
-            );
-            None
-        }
-        (Some(e), None) => Some(SecretRef::Env(e.clone())),
-        (None, Some(f)) => Some(SecretRef::File(f.clone())),
-        (None, None) => None,
-    };
+    let install_password = secret_ref(
+        s.install_password.is_some(),
+        s.install_password_env.as_ref(),
+        s.install_password_file.as_ref(),
+        &format!("{path}.install_password"),
+        c,
+    );
     let access = s.computer_account_access.unwrap_or(true);
     if let Some(a) = &s.install_account
         && !is_account_name(a)
@@ -1174,6 +1234,16 @@ pub fn to_raw(site: &Site) -> RawSite {
                     enabled: None,
                     server: Some(p.server.clone()),
                     port: Some(i64::from(p.port)),
+                    account: p.account.clone(),
+                    password_env: match &p.password {
+                        Some(SecretRef::Env(e)) => Some(e.clone()),
+                        _ => None,
+                    },
+                    password_file: match &p.password {
+                        Some(SecretRef::File(f)) => Some(f.clone()),
+                        _ => None,
+                    },
+                    password: None,
                 }),
             })
             .collect(),

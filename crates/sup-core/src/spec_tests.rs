@@ -607,3 +607,56 @@ fn schedule_tables_take_the_token_json_names_too() {
         "schedule",
     );
 }
+
+#[test]
+fn proxy_account_by_reference_only() {
+    const PROXY: &str = "proxy = { server = \"proxy.corp.example.com\", port = 8080 }";
+    let with = |extra: &str| {
+        format!("proxy = {{ server = \"proxy.corp.example.com\", port = 8080, {extra} }}")
+    };
+    check(
+        PROXY,
+        &with("account = 'CORP\\svc-proxy', password = \"hunter2\""),
+        "site[CEN].software_update_point[0].proxy.password",
+        "secret_by_reference",
+    );
+    check(
+        PROXY,
+        &with("account = 'CORP\\svc-proxy'"),
+        "site[CEN].software_update_point[0].proxy.password_env",
+        "proxy_account_complete",
+    );
+    check(
+        PROXY,
+        &with("password_env = \"PROXY_PW\""),
+        "site[CEN].software_update_point[0].proxy.account",
+        "proxy_account_complete",
+    );
+    check(
+        PROXY,
+        &with("account = 'svc-proxy', password_file = \"/run/secrets/proxy\""),
+        "site[CEN].software_update_point[0].proxy.account",
+        "account_name",
+    );
+    check(
+        PROXY,
+        &with("account = 'CORP\\svc-proxy', password_env = \"A\", password_file = \"/b\""),
+        "site[CEN].software_update_point[0].proxy.password_env",
+        "secret_by_reference",
+    );
+    let text = VALID.replacen(
+        PROXY,
+        &with("account = 'CORP\\svc-proxy', password_file = \"/run/secrets/proxy\""),
+        1,
+    );
+    let sites = load(&text).expect("a proxy account by reference is valid");
+    let proxy = sites[0].software_update_points[0]
+        .proxy
+        .clone()
+        .expect("proxy");
+    assert_eq!(proxy.account.as_deref(), Some("CORP\\svc-proxy"));
+    assert_eq!(
+        proxy.password,
+        Some(crate::model::SecretRef::File("/run/secrets/proxy".into()))
+    );
+}

@@ -230,12 +230,7 @@ pub fn site_to_proto(site: &model::Site) -> v1::Site {
                 internet_fqdn: s.internet_fqdn.clone().unwrap_or_default(),
                 computer_account_access: Some(s.computer_account_access),
                 install_account: s.install_account.clone().unwrap_or_default(),
-                install_password: s.install_password.as_ref().map(|r| v1::SecretRef {
-                    source: Some(match r {
-                        model::SecretRef::Env(e) => v1::secret_ref::Source::Env(e.clone()),
-                        model::SecretRef::File(f) => v1::secret_ref::Source::File(f.clone()),
-                    }),
-                }),
+                install_password: s.install_password.as_ref().map(secret_ref_to_proto),
             })
             .collect(),
         software_update_points: site
@@ -266,6 +261,8 @@ pub fn sup_to_proto(s: &model::SoftwareUpdatePoint) -> v1::SoftwareUpdatePoint {
         proxy: s.proxy.as_ref().map(|p| v1::Proxy {
             server: p.server.clone(),
             port: u32::from(p.port),
+            account: p.account.clone().unwrap_or_default(),
+            password: p.password.as_ref().map(secret_ref_to_proto),
         }),
     }
 }
@@ -293,20 +290,41 @@ pub fn sup_from_proto(s: &v1::SoftwareUpdatePoint) -> RawSoftwareUpdatePoint {
         http_port: (s.http_port != 0).then_some(i64::from(s.http_port)),
         https_port: (s.https_port != 0).then_some(i64::from(s.https_port)),
         ssl: Some(s.ssl),
-        proxy: s.proxy.as_ref().map(|p| RawProxy {
-            enabled: None,
-            server: Some(p.server.clone()),
-            port: Some(i64::from(p.port)),
+        proxy: s.proxy.as_ref().map(|p| {
+            let (password_env, password_file) = secret_ref_from_proto(p.password.as_ref());
+            RawProxy {
+                enabled: None,
+                server: Some(p.server.clone()),
+                port: Some(i64::from(p.port)),
+                account: non_empty(&p.account),
+                password_env,
+                password_file,
+                password: None,
+            }
         }),
     }
 }
 
-pub fn site_system_from_proto(s: &v1::SiteSystem) -> RawSiteSystem {
-    let (env, file) = match s.install_password.as_ref().and_then(|r| r.source.as_ref()) {
+fn secret_ref_to_proto(r: &model::SecretRef) -> v1::SecretRef {
+    v1::SecretRef {
+        source: Some(match r {
+            model::SecretRef::Env(e) => v1::secret_ref::Source::Env(e.clone()),
+            model::SecretRef::File(f) => v1::secret_ref::Source::File(f.clone()),
+        }),
+    }
+}
+
+/// A secret reference as the spec's `(…_env, …_file)` pair.
+fn secret_ref_from_proto(r: Option<&v1::SecretRef>) -> (Option<String>, Option<String>) {
+    match r.and_then(|r| r.source.as_ref()) {
         Some(v1::secret_ref::Source::Env(e)) => (Some(e.clone()), None),
         Some(v1::secret_ref::Source::File(f)) => (None, Some(f.clone())),
         None => (None, None),
-    };
+    }
+}
+
+pub fn site_system_from_proto(s: &v1::SiteSystem) -> RawSiteSystem {
+    let (env, file) = secret_ref_from_proto(s.install_password.as_ref());
     RawSiteSystem {
         server: s.server.clone(),
         internet_fqdn: non_empty(&s.internet_fqdn),
@@ -415,7 +433,7 @@ server = "b.corp.example.com"
 active = "intranet"
 http_port = 8530
 https_port = 8531
-proxy = { server = "proxy.corp.example.com", port = 8080 }
+proxy = { server = "proxy.corp.example.com", port = 8080, account = "CORP\\proxy", password_env = "PROXY_PW" }
 [[site.nlb_cluster]]
 name = "nlb.corp.example.com"
 members = ["b.corp.example.com"]

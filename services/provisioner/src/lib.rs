@@ -197,34 +197,40 @@ pub fn prerequisites(
     if let Some(sys) = system
         && sys.computer_account_access == Some(false)
     {
-        match sys
-            .install_password
-            .as_ref()
-            .and_then(|p| p.source.as_ref())
-        {
-            Some(v1::secret_ref::Source::Env(var)) => {
-                if std::env::var(var).map(|v| v.is_empty()).unwrap_or(true) {
-                    return Err(format!(
-                        "the installation account {}'s password is to come from environment variable {var}, which is not set for the provisioner",
-                        sys.install_account
-                    ));
-                }
-            }
-            Some(v1::secret_ref::Source::File(path)) => {
-                if std::fs::read(path).map(|b| b.is_empty()).unwrap_or(true) {
-                    return Err(format!(
-                        "the installation account {}'s password is to come from file {path}, which the provisioner cannot read",
-                        sys.install_account
-                    ));
-                }
-            }
-            None => {
+        resolvable(
+            &format!("the installation account {}", sys.install_account),
+            sys.install_password.as_ref(),
+        )?;
+    }
+    if let Some(proxy) = &role.proxy
+        && !proxy.account.is_empty()
+    {
+        resolvable(
+            &format!("the proxy account {}", proxy.account),
+            proxy.password.as_ref(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Checks that a password reference can be read here, without keeping or showing the password.
+fn resolvable(account: &str, secret: Option<&v1::SecretRef>) -> Result<(), String> {
+    match secret.and_then(|p| p.source.as_ref()) {
+        Some(v1::secret_ref::Source::Env(var)) => {
+            if std::env::var(var).map(|v| v.is_empty()).unwrap_or(true) {
                 return Err(format!(
-                    "the installation account {} has no password reference",
-                    sys.install_account
+                    "{account}'s password is to come from environment variable {var}, which is not set for the provisioner"
                 ));
             }
         }
+        Some(v1::secret_ref::Source::File(path)) => {
+            if std::fs::read(path).map(|b| b.is_empty()).unwrap_or(true) {
+                return Err(format!(
+                    "{account}'s password is to come from file {path}, which the provisioner cannot read"
+                ));
+            }
+        }
+        None => return Err(format!("{account} has no password reference")),
     }
     Ok(())
 }
@@ -860,5 +866,22 @@ mod tests {
         )
         .expect_err("secret");
         assert!(e.contains("SUP_TEST_SURELY_UNSET_PW"), "{e}");
+        let mut proxied = role(8530, 8531);
+        proxied.proxy = Some(v1::Proxy {
+            server: "proxy.corp.example.com".into(),
+            port: 8080,
+            account: "CORP\\proxy".into(),
+            password: Some(v1::SecretRef {
+                source: Some(v1::secret_ref::Source::File(
+                    "/nonexistent/proxy-password".into(),
+                )),
+            }),
+        });
+        let e = prerequisites(&info(true, "3.2.7600.226", 8530, 8531), &proxied, None)
+            .expect_err("proxy secret");
+        assert!(
+            e.contains("proxy account") && e.contains("/nonexistent/proxy-password"),
+            "{e}"
+        );
     }
 }

@@ -681,6 +681,7 @@ async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failure> {
                     Some(v1::Proxy {
                         server: host.to_string(),
                         port,
+                        ..Default::default()
                     })
                 }
                 None => None,
