@@ -9,7 +9,7 @@ export NATS_SERVER_BIN := $(NATS_SERVER)
 # Property tests run this many cases per property in `make test`; `make proptest` runs 10,000.
 export SUP_PROPTEST_CASES ?= 2000
 
-.PHONY: help tools test fmt lint nextest proptest bench fuzz run stop images test-compose clean
+.PHONY: help tools test fmt lint nextest proptest bench chaos fuzz run stop images test-compose clean
 
 help:
 	@echo "make run       build and start the whole stack locally, apply deploy/examples/site.toml (SITE=path for another)"
@@ -21,6 +21,7 @@ help:
 	@echo "make proptest  the model-based property tests with 10,000 cases each"
 	@echo "make bench     the benchmark suite (QUICK=1 for a short run); report in target/bench/report.json"
 	@echo "make fuzz      fuzz every target (FUZZ_TARGETS) for FUZZ_SECONDS each (default 60)"
+	@echo "make chaos     chaos trials on a 3-node NATS cluster (TRIALS per fault kind, default 100); report in target/chaos/report.json"
 
 tools: $(NATS_SERVER) .tools/.rust-components
 
@@ -72,6 +73,13 @@ test-compose: tools
 bench: tools
 	cargo build --release --locked --workspace --bins
 	./target/release/sup-bench
+
+# Chaos trials on a real three-node NATS cluster, TRIALS per fault kind; the report is printed and
+# written to target/chaos/report.json, and the exit status says whether every check held.
+TRIALS ?= 100
+chaos: tools
+	cargo build --release --locked --workspace --bins
+	TRIALS=$(TRIALS) ./target/release/sup-chaos
 
 # Fuzz every target for FUZZ_SECONDS each (needs cargo-fuzz; RUSTC_BOOTSTRAP lets the stable
 # toolchain take its flags): parse (log lines), scan (the buffer scanner against line by line),

@@ -168,3 +168,34 @@ async fn the_invariant_survives_killed_replicas_and_a_lost_nats_node() {
         }
     }
 }
+
+/// The chaos trials of `make chaos` in small: two trials of each process-level fault kind on a
+/// durable three-node cluster, and every check of the independent checker at 0. (The KV-leader
+/// kill trials run in `make chaos`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chaos_smoke_every_check_holds() {
+    let bins = sup_testkit::binary("sup-coordinator")
+        .expect("binaries")
+        .parent()
+        .expect("folder")
+        .to_path_buf();
+    let options = sup_chaos::Options {
+        trials: 2,
+        kinds: vec![
+            sup_chaos::Kind::CoordinatorKill,
+            sup_chaos::Kind::CoordinatorPause,
+            sup_chaos::Kind::Failover,
+            sup_chaos::Kind::LogwatchKill,
+        ],
+        bins,
+    };
+    let report = sup_chaos::run(&options, |m| eprintln!("[chaos] {m}"))
+        .await
+        .expect("chaos run");
+    assert!(report.passed, "{}", report.table());
+    assert!(
+        report.kinds.iter().all(|k| k.recovered == k.trials),
+        "{}",
+        report.table()
+    );
+}

@@ -203,17 +203,34 @@ impl Bus {
             subject: subject.clone(),
             message,
         };
-        let ack = self
-            .js
-            .publish_with_headers(subject.clone(), headers, payload)
-            .await
-            .map_err(|e| err(e.to_string()))?
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        Ok(Published {
-            sequence: ack.sequence,
-            duplicate: ack.duplicate,
-        })
+        let mut attempt = 0;
+        loop {
+            let result = match self
+                .js
+                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                .await
+            {
+                Ok(ack) => ack.await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match result {
+                Ok(ack) => {
+                    return Ok(Published {
+                        sequence: ack.sequence,
+                        duplicate: ack.duplicate,
+                    });
+                }
+                // JetStream 10158, "duplicate message id is in process": another publisher's
+                // copy of this message (a second replica announcing the same revision) is
+                // being stored. Once it settles, publishing again answers `duplicate`, or stores
+                // this copy if the other one failed.
+                Err(e) if e.contains("10158") && attempt < 40 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
     }
 
     /// Publishes many messages, then waits for all their acks: one round trip per batch instead
@@ -421,6 +438,10 @@ impl Bus {
         match store.update(key, value, revision).await {
             Ok(rev) => Ok(Cas::Won(rev)),
             Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(Cas::Lost),
+            // A clustered stream can refuse the same race with JetStream error 10164 ("wrong
+            // last sequence", without the number), which the client does not classify: a lost
+            // compare-and-set all the same, not a failure to retry from scratch.
+            Err(e) if e.to_string().contains("10164") => Ok(Cas::Lost),
             Err(e) => Err(kv_err("update", store, key, e)),
         }
     }
@@ -435,6 +456,53 @@ impl Bus {
             Ok(Some(e)) if e.operation == kv::Operation::Put => Ok(Some((e.value, e.revision))),
             Ok(_) => Ok(None),
             Err(e) => Err(kv_err("get", store, key, e)),
+        }
+    }
+}
+
+/// How long a read through a stream's leader waits for an answer.
+const LEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Bus {
+    /// A key read through the stream's leader, never a follower: for a read that a decision
+    /// rests on. (`kv_get` may be answered by any replica, which can be behind, or — just after
+    /// a restart — hold writes the cluster never committed.)
+    pub async fn kv_get_from_leader(
+        &self,
+        store: &kv::Store,
+        key: &str,
+    ) -> Result<Option<(Bytes, u64)>, BusError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        let stream = self
+            .js
+            .get_stream_no_info(format!("KV_{}", store.name))
+            .await
+            .map_err(|e| kv_err("leader get", store, key, e))?;
+        // While the stream elects a new leader nobody answers: give up after a short while
+        // (the caller is told to retry) rather than the client's long default.
+        let read = tokio::time::timeout(
+            LEADER_READ_TIMEOUT,
+            stream.get_last_raw_message_by_subject(&format!("$KV.{}.{key}", store.name)),
+        )
+        .await
+        .map_err(|_| {
+            kv_err(
+                "leader get",
+                store,
+                key,
+                "no stream leader answered in time",
+            )
+        })?;
+        match read {
+            Ok(m) => {
+                let deleted = m
+                    .headers
+                    .get("KV-Operation")
+                    .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
+                Ok((!deleted).then_some((m.payload, m.sequence)))
+            }
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(kv_err("leader get", store, key, e)),
         }
     }
 }

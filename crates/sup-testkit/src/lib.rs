@@ -16,6 +16,9 @@ pub struct NatsServer {
     url: String,
     port: u16,
     _dir: tempfile::TempDir,
+    /// How it was started, so that it can be started again on the same store.
+    args: Vec<std::ffi::OsString>,
+    env: Vec<(String, String)>,
 }
 
 /// Where the nats-server binary is, or an error that says how to install it.
@@ -79,25 +82,81 @@ impl NatsServer {
     /// A node on `port` with extra command-line arguments.
     pub fn start_on(port: u16, extra: &[String]) -> io::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let store = dir.path().join("store");
-        let mut cmd = Command::new(nats_server_bin()?);
-        cmd.args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(&store)
-            .args(extra)
+        let mut args: Vec<std::ffi::OsString> = ["-js", "-a", "127.0.0.1", "-p", &port.to_string()]
+            .iter()
+            .map(Into::into)
+            .collect();
+        args.push("-sd".into());
+        args.push(dir.path().join("store").into());
+        args.extend(extra.iter().map(Into::into));
+        Self::launch(dir, port, args, Vec::new(), "nats")
+    }
+
+    fn spawn_child(
+        dir: &Path,
+        args: &[std::ffi::OsString],
+        env: &[(String, String)],
+    ) -> io::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))?;
+        Command::new(nats_server_bin()?)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(
-                dir.path().join("server.log"),
-            )?));
-        let child = cmd.spawn()?;
+            .stderr(Stdio::from(log))
+            .spawn()
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        port: u16,
+        args: Vec<std::ffi::OsString>,
+        env: Vec<(String, String)>,
+        scheme: &str,
+    ) -> io::Result<Self> {
+        let child = Self::spawn_child(dir.path(), &args, &env)?;
         let mut server = Self {
             child,
-            url: format!("nats://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             port,
             _dir: dir,
+            args,
+            env,
         };
         server.wait_ready(Duration::from_secs(15))?;
         Ok(server)
+    }
+
+    /// A node on `port` configured by `config` (no extra files, no TLS).
+    pub fn start_with_config_on(port: u16, config: &str) -> io::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let conf = dir.path().join("server.conf");
+        std::fs::write(&conf, config)?;
+        let mut args: Vec<std::ffi::OsString> = ["-js", "-a", "127.0.0.1", "-p", &port.to_string()]
+            .iter()
+            .map(Into::into)
+            .collect();
+        args.push("-sd".into());
+        args.push(dir.path().join("store").into());
+        args.push("-c".into());
+        args.push(conf.into());
+        Self::launch(dir, port, args, Vec::new(), "nats")
+    }
+
+    /// SIGKILL: the node stops at once, its store stays for [`NatsServer::restart`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the node again on the same port and store (after [`NatsServer::kill`]).
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.kill();
+        self.child = Self::spawn_child(self._dir.path(), &self.args, &self.env)?;
+        self.wait_ready(Duration::from_secs(30))
     }
 
     /// A JetStream node on a free port configured by `server.conf` (written with the other
@@ -116,27 +175,19 @@ impl NatsServer {
         }
         let conf = dir.path().join("server.conf");
         std::fs::write(&conf, config)?;
-        let child = Command::new(nats_server_bin()?)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path().join("store"))
-            .arg("-c")
-            .arg(&conf)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(
-                dir.path().join("server.log"),
-            )?))
-            .spawn()?;
-        let scheme = if tls { "tls" } else { "nats" };
-        let mut server = Self {
-            child,
-            url: format!("{scheme}://127.0.0.1:{port}"),
-            port,
-            _dir: dir,
-        };
-        server.wait_ready(Duration::from_secs(15))?;
-        Ok(server)
+        let mut args: Vec<std::ffi::OsString> = ["-js", "-a", "127.0.0.1", "-p", &port.to_string()]
+            .iter()
+            .map(Into::into)
+            .collect();
+        args.push("-sd".into());
+        args.push(dir.path().join("store").into());
+        args.push("-c".into());
+        args.push(conf.into());
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self::launch(dir, port, args, env, if tls { "tls" } else { "nats" })
     }
 
     fn wait_ready(&mut self, patience: Duration) -> io::Result<()> {
@@ -217,6 +268,36 @@ impl NatsCluster {
             nodes.push(NatsServer::start_on(client_ports[i], &extra)?);
         }
         Ok(Self { nodes })
+    }
+
+    /// Three nodes for failure trials: every write on disk before it is acknowledged
+    /// (`sync_interval: always`), named `n0`..`n2` (the names JetStream reports as leaders), each
+    /// restartable on its own store.
+    pub fn start_durable() -> io::Result<Self> {
+        let client_ports = [free_port()?, free_port()?, free_port()?];
+        let cluster_ports = [free_port()?, free_port()?, free_port()?];
+        let routes = cluster_ports
+            .iter()
+            .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let config = format!(
+                "server_name: n{i}\nping_interval: \"2s\"\nping_max: 2\njetstream {{\n  sync_interval: always\n}}\ncluster {{\n  name: sup\n  listen: \"127.0.0.1:{}\"\n  routes: [{routes}]\n}}\n",
+                cluster_ports[i]
+            );
+            nodes.push(NatsServer::start_with_config_on(client_ports[i], &config)?);
+        }
+        Ok(Self { nodes })
+    }
+
+    /// The index of the node named `name` (`n0`..`n2`).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        name.strip_prefix('n')?
+            .parse()
+            .ok()
+            .filter(|i| *i < self.nodes.len())
     }
 
     /// A comma-separated server list for clients.

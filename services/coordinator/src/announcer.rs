@@ -62,21 +62,40 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
         // few entries are announced again, and the stream drops them as duplicates.
         let mut pending: Option<u64> = None;
         let mut flushed = std::time::Instant::now();
+        // A watch whose stream lost its leader can go silent for good (its consumer lived on the
+        // dead node): when nothing arrives for a while but the bucket has moved past what was
+        // delivered, start again from the marker.
+        let mut delivered = from.saturating_sub(1);
+        let mut heard = std::time::Instant::now();
+        let mut check = tokio::time::interval(STALL_CHECK);
         loop {
             enum Step<T> {
                 Next(Option<T>),
                 Quiet,
+                Check,
                 Stop,
             }
             let step = tokio::select! {
                 e = entries.next() => Step::Next(e),
                 _ = tokio::time::sleep(Duration::from_millis(250)), if pending.is_some() => Step::Quiet,
+                _ = check.tick() => Step::Check,
                 _ = stop.wait_for(|s| *s) => Step::Stop,
             };
             let entry = match step {
                 Step::Stop => {
                     flush(&c, which, &mut pending).await;
                     return;
+                }
+                Step::Check => {
+                    if heard.elapsed() >= STALL_CHECK && stalled(&c, which, delivered).await {
+                        tracing::warn!(
+                            which,
+                            delivered,
+                            "announcement watch stalled; watching again"
+                        );
+                        break;
+                    }
+                    continue;
                 }
                 Step::Quiet => {
                     flush(&c, which, &mut pending).await;
@@ -91,6 +110,8 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
                 Step::Next(None) => break,
             };
             let revision = entry.revision;
+            delivered = revision;
+            heard = std::time::Instant::now();
             let result = if which == ACTIVE {
                 announce_slot(&c, &entry).await
             } else {
@@ -109,6 +130,18 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
             }
         }
         flush(&c, which, &mut pending).await;
+    }
+}
+
+/// How long a watch may be silent before the bucket is asked whether it missed something.
+const STALL_CHECK: Duration = Duration::from_secs(2);
+
+/// The bucket holds revisions past `delivered` (asked of the stream leader; no answer, as during
+/// an election, is not a stall).
+async fn stalled(c: &Coordinator, which: &str, delivered: u64) -> bool {
+    match bucket(c, which).status().await {
+        Ok(status) => status.info.state.last_sequence > delivered,
+        Err(_) => false,
     }
 }
 

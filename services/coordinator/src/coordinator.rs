@@ -799,7 +799,8 @@ impl Coordinator {
             other.as_ref(),
         )
         .map_err(|e| ApiError::Precondition(e.to_string()))?;
-        let current = self.store.slot(code, slot_name(slot)).await?;
+        // "Already active" is an answer, so it comes from the leader, like the CAS base.
+        let current = self.store.slot_from_leader(code, slot_name(slot)).await?;
         if let Some((a, rev)) = &current
             && a.target == t.name
         {

@@ -248,6 +248,24 @@ impl Store {
         .await
     }
 
+    /// The slot as its stream's leader has it: the base of a decision (a follower's copy may be
+    /// behind or, just after a restart, hold a write the cluster never committed).
+    pub async fn slot_from_leader(
+        &self,
+        site: &str,
+        slot: &str,
+    ) -> Result<Option<(v1::ActiveSlot, u64)>, StoreError> {
+        let key = subjects::active_key(site, slot);
+        match self
+            .bus
+            .kv_get_from_leader(&self.bus.buckets.active, &key)
+            .await?
+        {
+            Some((bytes, rev)) => Ok(Some((decode(&key, "active slot", &bytes)?, rev))),
+            None => Ok(None),
+        }
+    }
+
     /// Writes the slot only if it is still at `expected` (or absent when `None`).
     pub async fn cas_slot(
         &self,

@@ -13,6 +13,7 @@ use crate::state::{Emulator, Fault, Server};
 pub fn router(emu: Arc<Emulator>) -> Router {
     Router::new()
         .route("/servers", get(list))
+        .route("/journal", get(journal))
         .route("/servers/{server}", post(add))
         .route("/faults/{server}/{kind}", post(fault))
         .route("/faults/{server}", delete(clear))
@@ -21,6 +22,11 @@ pub fn router(emu: Arc<Emulator>) -> Router {
 
 async fn list(State(emu): State<Arc<Emulator>>) -> Json<Vec<Server>> {
     Json(emu.servers())
+}
+
+/// The agent's fenced commands in decision order (site, server, kind, epoch, accepted).
+async fn journal(State(emu): State<Arc<Emulator>>) -> Json<Vec<crate::state::Fenced>> {
+    Json(emu.journal())
 }
 
 async fn add(State(emu): State<Arc<Emulator>>, Path(server): Path<String>) -> StatusCode {

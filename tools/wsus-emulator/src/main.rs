@@ -102,6 +102,8 @@ enum Ctl {
     Clear { server: String },
     /// The emulated servers and their state, as JSON.
     List,
+    /// The agent's fenced commands (configure, start_sync) in decision order, as JSON.
+    Journal,
 }
 
 #[tokio::main]
@@ -124,9 +126,10 @@ async fn real_main() -> anyhow::Result<()> {
                 }
                 Ctl::Clear { server } => (reqwest::Method::DELETE, format!("/faults/{server}")),
                 Ctl::List => (reqwest::Method::GET, "/servers".to_string()),
+                Ctl::Journal => (reqwest::Method::GET, "/journal".to_string()),
             };
             print!("{}", control::client(&control, method, &path).await?);
-            if matches!(command, Ctl::List) {
+            if matches!(command, Ctl::List | Ctl::Journal) {
                 println!();
             }
             Ok(())

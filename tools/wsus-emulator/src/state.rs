@@ -89,6 +89,17 @@ pub struct Subscription {
     pub proxy: Option<(String, u32)>,
 }
 
+/// One fenced command as the agent decided it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fenced {
+    pub site: String,
+    pub server: String,
+    /// `configure` or `start_sync`.
+    pub kind: String,
+    pub epoch: u64,
+    pub accepted: bool,
+}
+
 /// How fast the emulated world moves.
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub struct Timing {
@@ -139,6 +150,9 @@ pub struct Emulator {
     ops: Mutex<HashMap<String, v1::AgentReply>>,
     /// The highest epoch seen per site: a configuration under an older epoch is refused.
     epochs: Mutex<HashMap<String, u64>>,
+    /// Every fenced command in the order the agent decided it: its own record, which a checker
+    /// can hold against the event history.
+    journal: Mutex<Vec<Fenced>>,
     /// When true, servers not configured up front are refused on HTTP.
     pub strict_hosts: bool,
 }
@@ -168,6 +182,7 @@ impl Emulator {
             site_servers,
             ops: Mutex::new(HashMap::new()),
             epochs: Mutex::new(HashMap::new()),
+            journal: Mutex::new(Vec::new()),
             strict_hosts: false,
         }
     }
@@ -496,11 +511,29 @@ impl Emulator {
         self.remember(key, reply(true, "SMSWSUS removed"))
     }
 
-    /// Refuses work under an epoch older than one already seen for the site (fencing).
-    fn fence(&self, site: &str, epoch: u64) -> Result<(), v1::AgentReply> {
+    /// Refuses work under an epoch older than one already seen for the site (fencing), and
+    /// journals the decision.
+    fn fence(
+        &self,
+        site: &str,
+        server: &str,
+        kind: &str,
+        epoch: u64,
+    ) -> Result<(), v1::AgentReply> {
         let mut epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
         let seen = epochs.entry(site.to_string()).or_insert(0);
-        if epoch < *seen {
+        let accepted = epoch >= *seen;
+        self.journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Fenced {
+                site: site.to_string(),
+                server: server.to_ascii_lowercase(),
+                kind: kind.to_string(),
+                epoch,
+                accepted,
+            });
+        if !accepted {
             return Err(reply(
                 false,
                 format!("stale epoch {epoch}: the site's active SUP is at epoch {seen}"),
@@ -510,12 +543,20 @@ impl Emulator {
         Ok(())
     }
 
+    /// The fenced commands so far, in decision order.
+    pub fn journal(&self) -> Vec<Fenced> {
+        self.journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     pub fn configure(self: &Arc<Self>, req: v1::AgentConfigureRequest) -> v1::AgentReply {
         let key = format!("configure:{}:{}", req.server, req.op_id);
         if let Some(r) = self.replay(&key) {
             return r;
         }
-        if let Err(r) = self.fence(&req.site, req.epoch) {
+        if let Err(r) = self.fence(&req.site, &req.server, "configure", req.epoch) {
             return r;
         }
         let cfg = req.configure.clone().unwrap_or_default();
@@ -634,7 +675,7 @@ impl Emulator {
         if let Some(r) = self.replay(&key) {
             return r;
         }
-        if let Err(r) = self.fence(&req.site, req.epoch) {
+        if let Err(r) = self.fence(&req.site, &req.server, "start_sync", req.epoch) {
             return r;
         }
         let server = req.server.to_ascii_lowercase();

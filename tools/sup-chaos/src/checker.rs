@@ -1,0 +1,319 @@
+//! The independent checker: it trusts none of the services' own bookkeeping, only the stored
+//! event history, the site-system agent's journal and what the trial driver was told.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use sup_proto::v1::{self, event::Payload};
+
+use crate::{Acked, Stack};
+
+/// One figure that must hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub value: f64,
+    pub goal: String,
+    pub met: bool,
+}
+
+fn zero(name: &str, value: usize) -> Check {
+    Check {
+        name: name.into(),
+        value: value as f64,
+        goal: "0".into(),
+        met: value == 0,
+    }
+}
+
+/// One entry of the agent's journal (`GET /journal`).
+#[derive(Debug, Deserialize)]
+struct Fenced {
+    site: String,
+    epoch: u64,
+    accepted: bool,
+}
+
+/// Every event in stream order (tried for a minute: after a node loss the stream may be
+/// between leaders for a while).
+async fn history(stack: &Stack) -> anyhow::Result<Vec<(u64, v1::Event)>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match read_history(stack).await {
+            Ok(h) => return Ok(h),
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("[checker] reading the history: {e:#}; again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn read_history(stack: &Stack) -> anyhow::Result<Vec<(u64, v1::Event)>> {
+    let (stored, mut watch) = stack
+        .bus
+        .watch_events(sup_bus::subjects::EVENTS_ALL.into(), Some(1))
+        .await?;
+    let mut out = Vec::new();
+    if stored == 0 {
+        return Ok(out);
+    }
+    while let Some(item) = tokio::time::timeout(Duration::from_secs(30), watch.next()).await? {
+        let w = item?;
+        out.push((w.sequence, w.event));
+        if w.pending == 0 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Counts, in stream order, the events after which a site has two active roles.
+fn double_active(events: &[(u64, v1::Event)]) -> usize {
+    let mut active: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut doubles = 0;
+    for (_, e) in events {
+        if let Some(Payload::RoleStateChanged(r)) = &e.payload {
+            let set = active.entry(e.site.as_str()).or_default();
+            if r.to == v1::RoleState::Active as i32 {
+                set.insert(e.server.as_str());
+            } else {
+                set.remove(e.server.as_str());
+            }
+            if set.len() > 1 {
+                doubles += 1;
+            }
+        }
+    }
+    doubles
+}
+
+/// `ActiveChanged` events whose epoch is not above the slot's previous one.
+fn epoch_regressions(events: &[(u64, v1::Event)]) -> usize {
+    let mut last: BTreeMap<(&str, i32), u64> = BTreeMap::new();
+    let mut regressions = 0;
+    for (seq, e) in events {
+        if let Some(Payload::ActiveChanged(a)) = &e.payload {
+            let prev = last.entry((e.site.as_str(), a.slot)).or_insert(0);
+            if e.epoch <= *prev {
+                regressions += 1;
+                if regressions <= 5 {
+                    eprintln!(
+                        "[checker] #{seq} {} ActiveChanged epoch {} after {} (id {}, target {})",
+                        e.site, e.epoch, prev, e.id, a.target
+                    );
+                }
+            }
+            *prev = (*prev).max(e.epoch);
+        }
+    }
+    regressions
+}
+
+/// Acknowledged activations with no `ActiveChanged` of their epoch and target.
+fn acked_missing(events: &[(u64, v1::Event)], acked: &[Acked]) -> usize {
+    let announced: BTreeSet<(&str, u64, &str)> = events
+        .iter()
+        .filter_map(|(_, e)| match &e.payload {
+            Some(Payload::ActiveChanged(a)) => Some((e.site.as_str(), e.epoch, a.target.as_str())),
+            _ => None,
+        })
+        .collect();
+    acked
+        .iter()
+        .filter(|a| !announced.contains(&(a.site.as_str(), a.epoch, a.target.as_str())))
+        .count()
+}
+
+/// Milestones published more than once for the same line (file and offset).
+fn duplicated_milestones(events: &[(u64, v1::Event)]) -> (usize, usize) {
+    let mut seen: BTreeMap<(&str, &str, &str, u64), usize> = BTreeMap::new();
+    for (_, e) in events {
+        if let Some(Payload::Milestone(m)) = &e.payload {
+            *seen
+                .entry((
+                    e.server.as_str(),
+                    m.log.as_str(),
+                    m.file_id.as_str(),
+                    m.offset,
+                ))
+                .or_default() += 1;
+        }
+    }
+    (seen.len(), seen.values().map(|n| n - 1).sum())
+}
+
+/// Commands the agent accepted under an epoch below one it had already accepted for the site.
+fn stale_accepted(journal: &[Fenced]) -> usize {
+    let mut highest: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut stale = 0;
+    for f in journal.iter().filter(|f| f.accepted) {
+        let h = highest.entry(f.site.as_str()).or_insert(0);
+        if f.epoch < *h {
+            stale += 1;
+        }
+        *h = (*h).max(f.epoch);
+    }
+    stale
+}
+
+pub async fn check(stack: &Stack, acked: &[Acked]) -> anyhow::Result<Vec<Check>> {
+    let journal: Vec<Fenced> =
+        serde_json::from_str(&stack.control(reqwest::Method::GET, "/journal").await?)?;
+    // Events are derived from KV after the fact: the announcer may still be working through the
+    // storms' last transitions. Read until every acknowledged one is there, or no new
+    // transition is announced for 20 s (a minute at most).
+    let changes = |events: &[(u64, v1::Event)]| {
+        events
+            .iter()
+            .filter(|(_, e)| matches!(e.payload, Some(Payload::ActiveChanged(_))))
+            .count()
+    };
+    let mut events = history(stack).await?;
+    let (mut announced_so_far, begun) = (changes(&events), std::time::Instant::now());
+    let mut quiet = begun;
+    while acked_missing(&events, acked) > 0
+        && quiet.elapsed() < Duration::from_secs(20)
+        && begun.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        events = history(stack).await?;
+        if changes(&events) != announced_so_far {
+            announced_so_far = changes(&events);
+            quiet = std::time::Instant::now();
+        }
+    }
+    let announced: BTreeSet<(&str, u64, &str)> = events
+        .iter()
+        .filter_map(|(_, e)| match &e.payload {
+            Some(Payload::ActiveChanged(a)) => Some((e.site.as_str(), e.epoch, a.target.as_str())),
+            _ => None,
+        })
+        .collect();
+    let missing: BTreeSet<(&str, u64, &str)> = acked
+        .iter()
+        .map(|a| (a.site.as_str(), a.epoch, a.target.as_str()))
+        .filter(|k| !announced.contains(k))
+        .collect();
+    for (site, epoch, target) in missing.iter().take(5) {
+        eprintln!("[checker] acknowledged {site} -> {target} at epoch {epoch} never announced");
+        let near: Vec<String> = events
+            .iter()
+            .filter_map(|(seq, e)| match &e.payload {
+                Some(Payload::ActiveChanged(a))
+                    if e.site == *site && e.epoch + 5 >= *epoch && e.epoch <= epoch + 5 =>
+                {
+                    Some(format!("#{seq} {}@{}", a.target, e.epoch))
+                }
+                _ => None,
+            })
+            .collect();
+        eprintln!("[checker]   announced near it: {near:?}");
+    }
+    let (milestones, duplicates) = duplicated_milestones(&events);
+    let accepted = journal.iter().filter(|f| f.accepted).count();
+    Ok(vec![
+        zero(
+            "double active observations (event history)",
+            double_active(&events),
+        ),
+        zero(
+            "ActiveChanged epochs not increasing",
+            epoch_regressions(&events),
+        ),
+        zero(
+            &format!("acknowledged transitions missing (of {})", acked.len()),
+            acked_missing(&events, acked),
+        ),
+        zero(
+            &format!("duplicated milestones (of {milestones})"),
+            duplicates,
+        ),
+        zero(
+            &format!("stale-epoch commands accepted by the agent (of {accepted})"),
+            stale_accepted(&journal),
+        ),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(site: &str, server: &str, epoch: u64, payload: Payload) -> (u64, v1::Event) {
+        (
+            0,
+            v1::Event {
+                site: site.into(),
+                server: server.into(),
+                epoch,
+                payload: Some(payload),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn role(to: v1::RoleState) -> Payload {
+        Payload::RoleStateChanged(v1::RoleStateChanged {
+            to: to as i32,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn two_active_roles_of_one_site_are_counted() {
+        let events = vec![
+            event("A", "x1", 0, role(v1::RoleState::Active)),
+            event("B", "y1", 0, role(v1::RoleState::Active)),
+            event("A", "x2", 0, role(v1::RoleState::Active)),
+            event("A", "x1", 0, role(v1::RoleState::Ready)),
+        ];
+        assert_eq!(double_active(&events), 1);
+    }
+
+    #[test]
+    fn an_acknowledged_epoch_must_be_announced_with_its_target() {
+        let changed = |epoch, target: &str| {
+            event(
+                "A",
+                "",
+                epoch,
+                Payload::ActiveChanged(v1::ActiveChanged {
+                    target: target.into(),
+                    ..Default::default()
+                }),
+            )
+        };
+        let events = vec![changed(3, "x1"), changed(5, "x2"), changed(4, "x3")];
+        let acked = |epoch, target: &str| Acked {
+            site: "A".into(),
+            target: target.into(),
+            epoch,
+        };
+        assert_eq!(
+            acked_missing(&events, &[acked(3, "x1"), acked(5, "x1"), acked(6, "x2")]),
+            2
+        );
+        assert_eq!(epoch_regressions(&events), 1);
+    }
+
+    #[test]
+    fn a_lower_epoch_accepted_after_a_higher_one_is_stale() {
+        let f = |site: &str, epoch, accepted| Fenced {
+            site: site.into(),
+            epoch,
+            accepted,
+        };
+        let journal = vec![
+            f("A", 5, true),
+            f("A", 4, false),
+            f("B", 1, true),
+            f("A", 3, true),
+            f("A", 5, true),
+        ];
+        assert_eq!(stale_accepted(&journal), 1);
+    }
+}

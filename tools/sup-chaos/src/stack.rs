@@ -1,0 +1,416 @@
+//! The system under trial: a durable three-node NATS cluster, two coordinator replicas, the
+//! provisioner, the log watcher, the health service and the WSUS emulator, every process
+//! restartable with the arguments it was started with.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sup_proto::v1::{self, coordinator_client::CoordinatorClient};
+use sup_testkit::{NatsCluster, free_port};
+use tonic::transport::Channel;
+
+/// A service process that can be killed, frozen and started again.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    /// The admin listener (`/readyz`).
+    pub admin: u16,
+}
+
+impl Proc {
+    fn start(
+        bins: &Path,
+        name: &str,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        dir: &Path,
+        admin: u16,
+    ) -> anyhow::Result<Self> {
+        let mut p = Self {
+            name: name.to_string(),
+            child: None,
+            program: bins.join(name),
+            args,
+            env,
+            log: dir.join(format!("{name}-{admin}.log")),
+            admin,
+        };
+        anyhow::ensure!(
+            p.program.exists(),
+            "{} not built: build the workspace's binaries first",
+            p.program.display()
+        );
+        p.spawn()?;
+        Ok(p)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .env_remove("RUST_BACKTRACE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("starting {}", self.name))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`).
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let pid = self.pid().context("not running")?;
+        let ok = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "kill -{name} {pid} failed");
+        Ok(())
+    }
+
+    /// Starts the process again (after [`Proc::kill`]) and waits until it is ready.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()?;
+        self.ready(Duration::from_secs(60)).await
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn ready(&self, patience: Duration) -> anyhow::Result<()> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let deadline = Instant::now() + patience;
+        loop {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.admin)).await {
+                let _ = s
+                    .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                    .await;
+                let mut answer = Vec::new();
+                let _ = s.read_to_end(&mut answer).await;
+                if answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200") {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                anyhow::bail!(
+                    "{} not ready on {}:\n{}",
+                    self.name,
+                    self.admin,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A frozen process must be thawed to die cleanly.
+        let _ = self.signal("CONT");
+        self.kill();
+    }
+}
+
+/// The sites under trial: CHX (three SUPs, moved by activation storms) and FOV (two SUPs in an
+/// `auto` site, moved by failover when the active one goes down).
+pub const CHX: [&str; 3] = [
+    "x1.chaos.example.com",
+    "x2.chaos.example.com",
+    "x3.chaos.example.com",
+];
+pub const FOV: [&str; 2] = ["f1.chaos.example.com", "f2.chaos.example.com"];
+
+fn site_file(http: u16, https: u16) -> String {
+    let mut s = String::new();
+    for (code, servers, extra) in [
+        (
+            "CHX",
+            &CHX[..],
+            "site_server = \"chx-site.chaos.example.com\"\n",
+        ),
+        ("FOV", &FOV[..], "failover = \"auto\"\n"),
+    ] {
+        s.push_str(&format!("[[site]]\ncode = \"{code}\"\n{extra}"));
+        for server in servers {
+            s.push_str(&format!("[[site.site_system]]\nserver = \"{server}\"\n"));
+        }
+        for (i, server) in servers.iter().enumerate() {
+            s.push_str(&format!(
+                "[[site.software_update_point]]\nserver = \"{server}\"\nhttp_port = {http}\nhttps_port = {https}\n{}",
+                if i == 0 { "active = \"intranet\"\n" } else { "" }
+            ));
+        }
+    }
+    s
+}
+
+/// Shared by the trial driver's tasks; what a trial kills sits behind a lock.
+pub struct Stack {
+    pub cluster: std::sync::Mutex<NatsCluster>,
+    pub coordinators: Vec<tokio::sync::Mutex<Proc>>,
+    pub endpoints: Vec<String>,
+    pub provisioner: Proc,
+    pub logwatch: tokio::sync::Mutex<Proc>,
+    pub health: Proc,
+    pub emulator: tokio::sync::Mutex<Proc>,
+    /// The emulator's control API, `host:port`.
+    pub control: String,
+    pub bus: sup_bus::Bus,
+    pub dir: tempfile::TempDir,
+}
+
+fn env(prefix: &str, pairs: &[(&str, String)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (format!("{prefix}__{k}"), v.clone()))
+        .collect()
+}
+
+impl Stack {
+    /// Starts everything, applies the two sites and waits until each has its active SUP.
+    pub async fn start(bins: &Path) -> anyhow::Result<Self> {
+        let mut dir = tempfile::Builder::new().prefix("sup-chaos-").tempdir()?;
+        // SUP_CHAOS_KEEP keeps every process's log (and the stores) for a post-mortem.
+        if std::env::var_os("SUP_CHAOS_KEEP").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("[chaos] logs and stores kept in {}", dir.path().display());
+        }
+        let d = dir.path().to_path_buf();
+        let cluster = NatsCluster::start_durable().context("starting the NATS cluster")?;
+        let urls = cluster.urls();
+        let port = free_port;
+        let (http, https, agent, control, eadmin) = (port()?, port()?, port()?, port()?, port()?);
+        let ca = d.join("ca.pem");
+        let logs = d.join("logs");
+        let s = |p: &Path| p.display().to_string();
+        // The emulator has no admin listener; its control API answering is its readiness.
+        let emulator = Proc::start(
+            bins,
+            "wsus-emulator",
+            [
+                "run",
+                "--http",
+                &format!("127.0.0.1:{http}"),
+                "--https",
+                &format!("127.0.0.1:{https}"),
+                "--default-ports",
+                &format!("{http},{https}"),
+                "--agent",
+                &format!("127.0.0.1:{agent}"),
+                "--control",
+                &format!("127.0.0.1:{control}"),
+                "--ca-out",
+                &s(&ca),
+                "--logs",
+                &s(&logs),
+                "--site-server",
+                "CHX=chx-site.chaos.example.com",
+                "--step-ms",
+                "5",
+                "--health-interval-ms",
+                "100",
+                // Rotation every few seconds, so log watchers are killed across rotations.
+                "--max-log-size",
+                "8192",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+            Vec::new(),
+            &d,
+            eadmin,
+        )?;
+        wait_port(control, Duration::from_secs(30)).await?;
+        let nats = |name: &str| {
+            vec![
+                ("NATS__URL", urls.clone()),
+                ("NATS__REPLICAS", "3".to_string()),
+                ("NATS__CLIENT_NAME", name.to_string()),
+            ]
+        };
+        let mut coordinators = Vec::new();
+        let mut endpoints = Vec::new();
+        for i in 0..2 {
+            let (grpc, admin) = (port()?, port()?);
+            let mut pairs = nats(&format!("sup-coordinator-{i}"));
+            pairs.extend([
+                ("LISTEN", format!("127.0.0.1:{grpc}")),
+                ("ADMIN_LISTEN", format!("127.0.0.1:{admin}")),
+                ("RECONCILE_INTERVAL_SECS", "1".into()),
+                ("FAILOVER_AFTER_SECS", "1".into()),
+            ]);
+            let p = Proc::start(
+                bins,
+                "sup-coordinator",
+                Vec::new(),
+                env("SUP_COORDINATOR", &pairs),
+                &d,
+                admin,
+            )?;
+            coordinators.push(p);
+            endpoints.push(format!("http://127.0.0.1:{grpc}"));
+        }
+        let padmin = port()?;
+        let mut pairs = nats("sup-provisioner");
+        pairs.extend([
+            ("ADMIN_LISTEN", format!("127.0.0.1:{padmin}")),
+            ("AGENT_ENDPOINT", format!("http://127.0.0.1:{agent}")),
+            ("RETRY_BASE_MS", "100".into()),
+        ]);
+        let provisioner = Proc::start(
+            bins,
+            "sup-provisioner",
+            Vec::new(),
+            env("SUP_PROVISIONER", &pairs),
+            &d,
+            padmin,
+        )?;
+        let ladmin = port()?;
+        let mut pairs = nats("sup-logwatch");
+        pairs.extend([
+            ("ADMIN_LISTEN", format!("127.0.0.1:{ladmin}")),
+            ("ROOT", s(&logs)),
+            ("POLL_INTERVAL_MS", "100".into()),
+            ("DISCOVER_INTERVAL_SECS", "1".into()),
+        ]);
+        let logwatch = Proc::start(
+            bins,
+            "sup-logwatch",
+            vec!["run".into()],
+            env("SUP_LOGWATCH", &pairs),
+            &d,
+            ladmin,
+        )?;
+        let (hgrpc, hadmin) = (port()?, port()?);
+        let hconf = d.join("health.toml");
+        std::fs::write(
+            &hconf,
+            format!(
+                "listen = \"127.0.0.1:{hgrpc}\"\nadmin_listen = \"127.0.0.1:{hadmin}\"\ninterval_ms = 300\ntimeout_ms = 500\nmilestone_max_age_secs = 0\nca_file = \"{}\"\n[resolve]\n\"*\" = \"127.0.0.1\"\n[nats]\nurl = \"{urls}\"\nreplicas = 3\nclient_name = \"sup-health\"\n",
+                ca.display()
+            ),
+        )?;
+        let health = Proc::start(
+            bins,
+            "sup-health",
+            vec!["--config".into(), s(&hconf)],
+            Vec::new(),
+            &d,
+            hadmin,
+        )?;
+        for p in coordinators
+            .iter()
+            .chain([&provisioner, &logwatch, &health])
+        {
+            p.ready(Duration::from_secs(120)).await?;
+        }
+        let mut config = sup_bus::BusConfig::new(urls.clone());
+        config.replicas = 3;
+        config.client_name = "sup-chaos".into();
+        let bus = sup_bus::Bus::connect(&config).await?;
+        let stack = Self {
+            cluster: std::sync::Mutex::new(cluster),
+            coordinators: coordinators
+                .into_iter()
+                .map(tokio::sync::Mutex::new)
+                .collect(),
+            endpoints,
+            provisioner,
+            logwatch: tokio::sync::Mutex::new(logwatch),
+            health,
+            emulator: tokio::sync::Mutex::new(emulator),
+            control: format!("127.0.0.1:{control}"),
+            bus,
+            dir,
+        };
+        let file = d.join("sites.toml");
+        std::fs::write(&file, site_file(http, https))?;
+        let out = Command::new(bins.join("supctl"))
+            .env("SUP_COORDINATOR", &stack.endpoints[0])
+            .env_remove("RUST_BACKTRACE")
+            .args(["apply", "-f", &s(&file), "--wait", "--timeout", "180s"])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "applying the trial sites failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(stack)
+    }
+
+    pub async fn client(&self, i: usize) -> Option<CoordinatorClient<Channel>> {
+        let endpoint = Channel::from_shared(self.endpoints[i % self.endpoints.len()].clone())
+            .ok()?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(5));
+        endpoint.connect().await.ok().map(CoordinatorClient::new)
+    }
+
+    /// One site's status from any replica that answers.
+    pub async fn site(&self, code: &str) -> Option<v1::SiteStatus> {
+        for i in 0..self.endpoints.len() {
+            if let Some(mut c) = self.client(i).await
+                && let Ok(r) = c
+                    .get_status(v1::GetStatusRequest { site: code.into() })
+                    .await
+            {
+                return r.into_inner().sites.into_iter().next();
+            }
+        }
+        None
+    }
+
+    /// An emulator control call.
+    pub async fn control(&self, method: reqwest::Method, path: &str) -> anyhow::Result<String> {
+        let r = reqwest::Client::new()
+            .request(method, format!("http://{}{path}", self.control))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "{path}: {}", r.status());
+        Ok(r.text().await?)
+    }
+}
+
+async fn wait_port(port: u16, patience: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + patience;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        anyhow::ensure!(Instant::now() < deadline, "nothing listens on {port}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
