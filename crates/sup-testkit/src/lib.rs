@@ -10,6 +10,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The arguments of a JetStream node on `port`, its store in `dir`, configured by `conf`.
+fn config_args(port: u16, dir: &Path, conf: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = ["-js", "-a", "127.0.0.1", "-p", &port.to_string()]
+        .iter()
+        .map(Into::into)
+        .collect();
+    args.extend([
+        "-sd".into(),
+        dir.join("store").into(),
+        "-c".into(),
+        conf.into(),
+    ]);
+    args
+}
+
 /// A running nats-server; killed and its store removed when dropped.
 pub struct NatsServer {
     child: Child,
@@ -135,14 +150,7 @@ impl NatsServer {
         let dir = tempfile::tempdir()?;
         let conf = dir.path().join("server.conf");
         std::fs::write(&conf, config)?;
-        let mut args: Vec<std::ffi::OsString> = ["-js", "-a", "127.0.0.1", "-p", &port.to_string()]
-            .iter()
-            .map(Into::into)
-            .collect();
-        args.push("-sd".into());
-        args.push(dir.path().join("store").into());
-        args.push("-c".into());
-        args.push(conf.into());
+        let args = config_args(port, dir.path(), &conf);
         Self::launch(dir, port, args, Vec::new(), "nats")
     }
 
@@ -175,14 +183,7 @@ impl NatsServer {
         }
         let conf = dir.path().join("server.conf");
         std::fs::write(&conf, config)?;
-        let mut args: Vec<std::ffi::OsString> = ["-js", "-a", "127.0.0.1", "-p", &port.to_string()]
-            .iter()
-            .map(Into::into)
-            .collect();
-        args.push("-sd".into());
-        args.push(dir.path().join("store").into());
-        args.push("-c".into());
-        args.push(conf.into());
+        let args = config_args(port, dir.path(), &conf);
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
