@@ -171,7 +171,7 @@ async fn the_invariant_survives_killed_replicas_and_a_lost_nats_node() {
 
 /// The chaos trials of `make chaos` in small: two trials of each process-level fault kind on a
 /// durable three-node cluster, and every check of the independent checker at 0. (The KV-leader
-/// kill trials run in `make chaos`.)
+/// kill trials wait out a NATS election each, 4-9 s, so they run in `make chaos` only.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chaos_smoke_every_check_holds() {
     let bins = sup_testkit::binary("sup-coordinator")

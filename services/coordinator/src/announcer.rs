@@ -18,7 +18,7 @@ use tracing::Instrument as _;
 use crate::coordinator::Coordinator;
 use crate::error::ApiError;
 
-const ACTIVE: &str = "active";
+pub(crate) const ACTIVE: &str = "active";
 const ROLES: &str = "roles";
 
 pub async fn run(c: Coordinator, stop: watch::Receiver<bool>) {
@@ -58,8 +58,9 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
                 }
             }
         };
-        // The marker moves at most every 250 ms (or when the watch goes quiet): after a crash a
-        // few entries are announced again, and the stream drops them as duplicates.
+        // The marker moves at most every 250 ms while entries keep coming, and as soon as the
+        // watch is caught up: after a crash a few entries are announced again, and the stream
+        // drops them as duplicates.
         let mut pending: Option<u64> = None;
         let mut flushed = std::time::Instant::now();
         // A watch whose stream lost its leader can go silent for good (its consumer lived on the
@@ -77,7 +78,8 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
             }
             let step = tokio::select! {
                 e = entries.next() => Step::Next(e),
-                _ = tokio::time::sleep(Duration::from_millis(250)), if pending.is_some() => Step::Quiet,
+                // Caught up: record it at once (activations wait for the marker to pass them).
+                _ = tokio::time::sleep(Duration::from_millis(10)), if pending.is_some() => Step::Quiet,
                 _ = check.tick() => Step::Check,
                 _ = stop.wait_for(|s| *s) => Step::Stop,
             };

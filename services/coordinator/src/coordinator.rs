@@ -3,7 +3,7 @@
 //! any number of replicas can run side by side; the compare-and-sets serialize them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use sup_bus::{Cas, subjects};
@@ -178,6 +178,9 @@ fn describe_changes(old: Option<&Site>, new: &Site) -> Vec<String> {
     }
     out
 }
+
+/// How long an activation waits for its change to be announced before answering "retry".
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(10);
 
 impl Coordinator {
     pub fn new(store: Store, metrics: Metrics) -> Self {
@@ -1365,8 +1368,38 @@ impl Coordinator {
         {
             tracing::warn!(site = %site.code, error = %e, "recording the operator's activation as the intent");
         }
+        // The answer promises the change is in the audit trail too: wait until the announcer has
+        // passed its revision. This also keeps operators' writes to a slot from running further
+        // ahead of the announcements than the slot's KV history reaches.
+        self.announced(crate::announcer::ACTIVE, active.epoch)
+            .await
+            .map_err(|_| {
+                ApiError::Unconfirmed(format!(
+                    "the {} slot of {} is {} at epoch {}, but the change is not yet in the event history; retry with the same op id",
+                    slot_name(slot),
+                    site.code,
+                    active.target,
+                    active.epoch
+                ))
+            })?;
         self.remember(&req.op_id, &active).await?;
         Ok(active)
+    }
+
+    /// Waits (a bounded while) until the announcer's marker for `which` reaches `revision`.
+    async fn announced(&self, which: &str, revision: u64) -> Result<(), ()> {
+        let deadline = tokio::time::Instant::now() + ANNOUNCE_WAIT;
+        loop {
+            if let Ok(m) = self.store.marker_from_leader(which).await
+                && m >= revision
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub async fn status(&self, only: &str) -> Result<v1::StatusResponse, ApiError> {

@@ -19,6 +19,9 @@ pub enum ApiError {
     /// Another writer won the compare-and-set; retrying may succeed.
     #[error("{0}")]
     Aborted(String),
+    /// Done, but not yet confirmed as the request promises; retrying (same op id) may succeed.
+    #[error("{0}")]
+    Unconfirmed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -44,6 +47,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::NotFound(m) => tonic::Status::not_found(m.clone()),
             ApiError::Precondition(m) => tonic::Status::failed_precondition(m.clone()),
             ApiError::Aborted(m) => tonic::Status::aborted(m.clone()),
+            ApiError::Unconfirmed(m) => tonic::Status::unavailable(m.clone()),
             ApiError::Store(_) | ApiError::Bus(_) => tonic::Status::unavailable(e.to_string()),
         }
     }

@@ -331,6 +331,17 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// The marker as its stream's leader has it: what an answer to a client may rest on.
+    pub async fn marker_from_leader(&self, name: &str) -> Result<u64, StoreError> {
+        let key = format!("announced.{name}");
+        Ok(self
+            .bus
+            .kv_get_from_leader(&self.bus.buckets.ops, &key)
+            .await?
+            .and_then(|(b, _)| std::str::from_utf8(&b).ok()?.parse().ok())
+            .unwrap_or(0))
+    }
+
     /// Moves a marker forward (never back: a slower replica's older value is ignored).
     pub async fn advance_marker(&self, name: &str, revision: u64) -> Result<(), StoreError> {
         let key = format!("announced.{name}");

@@ -62,9 +62,10 @@ impl Kind {
     /// What the kind's time figure measures.
     fn timed(self) -> &'static str {
         match self {
-            Kind::CoordinatorKill | Kind::CoordinatorPause | Kind::KvLeaderKill => {
+            Kind::CoordinatorKill | Kind::CoordinatorPause => {
                 "fault -> next acknowledged compare-and-set"
             }
+            Kind::KvLeaderKill => "kill -> next compare-and-set in the store",
             Kind::Failover => "SUP down -> slot moved to the other SUP",
             Kind::LogwatchKill => "kill -> log watcher ready again",
         }
@@ -216,6 +217,45 @@ async fn next_ok_after(record: &Record, fault: Instant, patience: Duration) -> O
     }
 }
 
+/// CHX's intranet slot revision as the stream leader has it (tried for a while).
+async fn slot_revision(stack: &Stack) -> Option<u64> {
+    let key = sup_bus::subjects::active_key("CHX", "intranet");
+    for _ in 0..50 {
+        if let Ok(Some((_, rev))) = stack
+            .bus
+            .kv_get_from_leader(&stack.bus.buckets.active, &key)
+            .await
+        {
+            return Some(rev);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// The time from `fault` until the slot's revision, read through the (new) stream leader, is
+/// above `before`: the next compare-and-set that succeeded, seen in the store itself.
+async fn next_cas_after(
+    stack: &Stack,
+    before: u64,
+    fault: Instant,
+    patience: Duration,
+) -> Option<f64> {
+    let key = sup_bus::subjects::active_key("CHX", "intranet");
+    while fault.elapsed() < patience {
+        if let Ok(Some((_, rev))) = stack
+            .bus
+            .kv_get_from_leader(&stack.bus.buckets.active, &key)
+            .await
+            && rev > before
+        {
+            return Some(fault.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
 /// The node that leads the `sup_active` bucket's stream, from the JetStream API.
 async fn kv_leader(stack: &Stack) -> Option<usize> {
     let mut s = stack.bus.js.get_stream("KV_sup_active").await.ok()?;
@@ -288,12 +328,16 @@ async fn storm_trial(
                 stop.store(true, Ordering::Relaxed);
                 return Ok(None);
             };
+            let before = slot_revision(stack).await;
             with_node(stack, leader, |n| {
                 n.kill();
                 Ok(())
             })?;
             let fault = Instant::now();
-            let t = next_ok_after(record, fault, Duration::from_secs(30)).await;
+            let t = match before {
+                Some(before) => next_cas_after(stack, before, fault, Duration::from_secs(30)).await,
+                None => None,
+            };
             // The compare-and-set went through a new leader (the old one is down), or the kill
             // missed the leader and the trial does not count.
             // Right after the kill the client may still be moving to another server: ask again
