@@ -567,3 +567,153 @@ async fn a_service_connects_with_an_nkey_seed_from_a_file() {
         "the error names the variable: {e}"
     );
 }
+
+/// A NATS JWT (header.claims.signature, base64url without padding), signed by `issuer`: what
+/// `nsc` writes, made here because no maintained crate issues accounts with JetStream limits.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use data_encoding::BASE64URL_NOPAD;
+    let header = BASE64URL_NOPAD.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = serde_json::json!({
+        "jti": format!("{subject}{now}"),
+        "iat": now,
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let body = BASE64URL_NOPAD.encode(claims.to_string().as_bytes());
+    let signed = format!("{header}.{body}");
+    let signature = issuer.sign(signed.as_bytes()).expect("sign");
+    format!("{signed}.{}", BASE64URL_NOPAD.encode(&signature))
+}
+
+/// A `.creds` file as `nsc generate creds` writes it.
+fn creds(jwt: &str, seed: &str) -> String {
+    format!(
+        "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+         ************************* IMPORTANT *************************\n\
+         NKEY Seed printed below can be used to sign and prove identity.\n\n\
+         -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+    )
+}
+
+/// Decentralised authentication: the server trusts an operator key, the account (with
+/// JetStream) is signed by the operator, the user by the account, and the coordinator connects
+/// with nothing but the user's `.creds` file, sets up its streams and serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coordinator_connects_with_a_creds_file() {
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let account_jwt = nats_jwt(
+        &operator,
+        &account.public_key(),
+        "SUP",
+        serde_json::json!({
+            "limits": {
+                "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                "wildcards": true, "conn": -1, "leaf": -1,
+                "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+            },
+            "type": "account",
+            "version": 2
+        }),
+    );
+    let user_jwt = nats_jwt(
+        &account,
+        &user.public_key(),
+        "coordinator",
+        serde_json::json!({
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+            "type": "user", "version": 2
+        }),
+    );
+    // JetStream needs the server's own (system) account too.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = nats_jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({ "type": "account", "version": 2 }),
+    );
+    let config = format!(
+        "trusted_keys: [\"{}\"]\nsystem_account: {sys}\nresolver: MEMORY\nresolver_preload: {{\n  {}: \"{account_jwt}\"\n  {sys}: \"{system_jwt}\"\n}}\n",
+        operator.public_key(),
+        account.public_key(),
+        sys = system.public_key(),
+    );
+    let nats = NatsServer::start_with_config(&config, &[], &[], false).expect("nats-server");
+    let dir = tempfile::tempdir().expect("dir");
+    let creds_file = dir.path().join("coordinator.creds");
+    let seed = user.seed().expect("seed");
+    std::fs::write(&creds_file, creds(&user_jwt, &seed)).expect("creds");
+
+    let (grpc, admin) = (free_port().expect("port"), free_port().expect("port"));
+    let file = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:{grpc}\"\nadmin_listen = \"127.0.0.1:{admin}\"\n[nats]\nurl = \"{}\"\ncreds_file = \"{}\"\n",
+            nats.url(),
+            creds_file.display()
+        ),
+    )
+    .expect("config");
+    let mut coordinator = Process::start(
+        "sup-coordinator",
+        &["--config", file.to_str().expect("path")],
+        &[("RUST_LOG", "debug,h2=info,hyper=info".into())],
+    )
+    .expect("start");
+    coordinator.admin_port = Some(admin);
+    wait_ready(&coordinator, admin);
+
+    // Streams and buckets were made as the creds user: a site applies and reads back.
+    let endpoint = format!("http://127.0.0.1:{grpc}");
+    let sites = site_file(
+        "[[site]]\ncode = \"CRD\"\nname = \"Creds site\"\nsite_server = \"crd-site.corp.example.com\"\n",
+    );
+    let applied = supctl(
+        &endpoint,
+        &["apply", "-f", sites.path().to_str().expect("path")],
+    );
+    assert!(applied.status.success(), "apply: {}", text(&applied.stderr));
+    let status = supctl(&endpoint, &["status", "-o", "json"]);
+    assert!(status.status.success(), "status: {}", text(&status.stderr));
+    assert!(
+        text(&status.stdout).contains("CRD"),
+        "{}",
+        text(&status.stdout)
+    );
+    // The seed is a secret: it is in no line the coordinator logged.
+    assert!(
+        !coordinator.log().contains(&seed),
+        "the creds seed leaked into the log"
+    );
+
+    // The server really checks the chain: a user signed by an account it does not trust is
+    // refused.
+    let stranger = nkeys::KeyPair::new_account();
+    let intruder = nkeys::KeyPair::new_user();
+    let intruder_jwt = nats_jwt(
+        &stranger,
+        &intruder.public_key(),
+        "intruder",
+        serde_json::json!({ "pub": {}, "sub": {}, "type": "user", "version": 2 }),
+    );
+    let bad = dir.path().join("intruder.creds");
+    std::fs::write(&bad, creds(&intruder_jwt, &intruder.seed().expect("seed"))).expect("creds");
+    let refused = async_nats::ConnectOptions::with_credentials_file(&bad)
+        .await
+        .expect("a well-formed creds file")
+        .connect(nats.url())
+        .await;
+    assert!(
+        refused.is_err(),
+        "a user of an untrusted account was accepted"
+    );
+}

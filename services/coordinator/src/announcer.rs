@@ -38,7 +38,9 @@ fn bucket<'a>(c: &'a Coordinator, which: &str) -> &'a Bucket {
 
 async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<bool>) {
     loop {
-        let from = match c.store.marker(which).await {
+        // From the leader: a follower (or a node just back from a crash) may hold an older marker,
+        // and a watch from there would announce again entries the stream has long had.
+        let from = match c.store.marker_from_leader(which).await {
             Ok(m) => m + 1,
             Err(e) => {
                 tracing::warn!(error = %e, which, "reading the announce marker");
@@ -61,6 +63,7 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
         // The marker moves at most every 250 ms while entries keep coming, and as soon as the
         // watch is caught up: after a crash a few entries are announced again, and the stream
         // drops them as duplicates.
+        tracing::debug!(which, from, "announcement watch started");
         let mut pending: Option<u64> = None;
         let mut flushed = std::time::Instant::now();
         // A watch whose stream lost its leader can go silent for good (its consumer lived on the
@@ -112,6 +115,16 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
                 Step::Next(None) => break,
             };
             let revision = entry.revision;
+            if revision > delivered + 1 && delivered > 0 && which == ACTIVE {
+                // Only the history limit removes slot revisions, and a slot is written only over
+                // an announced revision (`write_slot`): the event history lacks these changes.
+                tracing::error!(
+                    which,
+                    after = delivered,
+                    revision,
+                    "slot revisions purged before they were announced"
+                );
+            }
             delivered = revision;
             heard = std::time::Instant::now();
             let result = if which == ACTIVE {

@@ -751,11 +751,7 @@ impl Coordinator {
             cause: why.to_string(),
             ..Default::default()
         };
-        match self
-            .store
-            .cas_slot(code, slot_name(slot), &cleared, Some(rev))
-            .await?
-        {
+        match self.write_slot(code, slot, &cleared, Some(rev)).await? {
             Cas::Won(epoch) => {
                 self.metrics.slot_changes.inc();
                 self.project_slot(code, slot, &cleared, epoch).await
@@ -770,6 +766,20 @@ impl Coordinator {
     /// Makes `target` the holder of `slot`: validated against current role states, decided by
     /// compare-and-set on the slot key. The new revision is the epoch.
     pub async fn activate(
+        &self,
+        site: &Site,
+        slot: SlotKind,
+        target: &str,
+        cause: &str,
+        op_id: &str,
+    ) -> Result<v1::ActiveSlot, ApiError> {
+        let active = self.transition(site, slot, target, cause, op_id).await?;
+        self.confirm(&site.code, slot, &active).await?;
+        Ok(active)
+    }
+
+    /// Moves the slot to `target` (or finds it there) without waiting for the announcement.
+    async fn transition(
         &self,
         site: &Site,
         slot: SlotKind,
@@ -828,13 +838,7 @@ impl Coordinator {
             op_id: op_id.to_string(),
         };
         let epoch = match self
-            .store
-            .cas_slot(
-                code,
-                slot_name(slot),
-                &value,
-                current.as_ref().map(|(_, r)| *r),
-            )
+            .write_slot(code, slot, &value, current.as_ref().map(|(_, r)| *r))
             .await?
         {
             Cas::Won(epoch) => epoch,
@@ -1354,7 +1358,7 @@ impl Coordinator {
         let site = model_of(&self.get_site(&req.site).await?)?;
         let target = sup_core::names::normalize_host(&req.target);
         let active = self
-            .activate(&site, slot, &target, "operator", &req.op_id)
+            .transition(&site, slot, &target, "operator", &req.op_id)
             .await?;
         // The operator's choice is the new intent, stamped with the epoch it won.
         let key = Self::intent_key(&site.code, slot);
@@ -1368,38 +1372,74 @@ impl Coordinator {
         {
             tracing::warn!(site = %site.code, error = %e, "recording the operator's activation as the intent");
         }
-        // The answer promises the change is in the audit trail too: wait until the announcer has
-        // passed its revision. This also keeps operators' writes to a slot from running further
-        // ahead of the announcements than the slot's KV history reaches.
-        self.announced(crate::announcer::ACTIVE, active.epoch)
-            .await
-            .map_err(|_| {
-                ApiError::Unconfirmed(format!(
-                    "the {} slot of {} is {} at epoch {}, but the change is not yet in the event history; retry with the same op id",
-                    slot_name(slot),
-                    site.code,
-                    active.target,
-                    active.epoch
-                ))
-            })?;
+        self.confirm(&site.code, slot, &active).await?;
         self.remember(&req.op_id, &active).await?;
         Ok(active)
     }
 
-    /// Waits (a bounded while) until the announcer's marker for `which` reaches `revision`.
-    async fn announced(&self, which: &str, revision: u64) -> Result<(), ()> {
+    /// Waits (a bounded while) until the announcer has passed the slot's revision. An operator's
+    /// answer promises the change is in the audit trail too, and every writer of a slot (operator,
+    /// reconcile, failover) waiting like this keeps the writes from running further ahead of the
+    /// announcements than the slot's KV history reaches.
+    async fn confirm(
+        &self,
+        code: &str,
+        slot: SlotKind,
+        active: &v1::ActiveSlot,
+    ) -> Result<(), ApiError> {
+        if self.announced(active.epoch).await {
+            return Ok(());
+        }
+        Err(ApiError::Unconfirmed(format!(
+            "the {} slot of {code} is {} at epoch {}, but the change is not yet in the event history; retry with the same op id",
+            slot_name(slot),
+            active.target,
+            active.epoch
+        )))
+    }
+
+    /// Whether the announcer's marker reaches `revision` within [`ANNOUNCE_WAIT`].
+    async fn announced(&self, revision: u64) -> bool {
         let deadline = tokio::time::Instant::now() + ANNOUNCE_WAIT;
         loop {
-            if let Ok(m) = self.store.marker_from_leader(which).await
+            if let Ok(m) = self
+                .store
+                .marker_from_leader(crate::announcer::ACTIVE)
+                .await
                 && m >= revision
             {
-                return Ok(());
+                return true;
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(());
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Compare-and-set of a slot over `base`, written only once `base` itself is announced: a
+    /// slot then never holds more than one revision the event history lacks, so its KV history
+    /// can never drop an unannounced change, however many writers storm it while the
+    /// announcers are down.
+    async fn write_slot(
+        &self,
+        code: &str,
+        slot: SlotKind,
+        value: &v1::ActiveSlot,
+        base: Option<u64>,
+    ) -> Result<Cas, ApiError> {
+        if let Some(base) = base
+            && !self.announced(base).await
+        {
+            return Err(ApiError::Unconfirmed(format!(
+                "the {} slot of {code} changed at epoch {base} and that change is not yet in the event history; retry",
+                slot_name(slot)
+            )));
+        }
+        Ok(self
+            .store
+            .cas_slot(code, slot_name(slot), value, base)
+            .await?)
     }
 
     pub async fn status(&self, only: &str) -> Result<v1::StatusResponse, ApiError> {

@@ -320,18 +320,8 @@ impl Store {
         Ok(())
     }
 
-    /// A bucket revision up to which changes are known to be announced as events.
-    pub async fn marker(&self, name: &str) -> Result<u64, StoreError> {
-        let key = format!("announced.{name}");
-        Ok(self
-            .bus
-            .kv_get(&self.bus.buckets.ops, &key)
-            .await?
-            .and_then(|(b, _)| std::str::from_utf8(&b).ok()?.parse().ok())
-            .unwrap_or(0))
-    }
-
-    /// The marker as its stream's leader has it: what an answer to a client may rest on.
+    /// A bucket revision up to which changes are known to be announced as events, as the
+    /// stream's leader has it: what an answer to a client or a new watch may rest on.
     pub async fn marker_from_leader(&self, name: &str) -> Result<u64, StoreError> {
         let key = format!("announced.{name}");
         Ok(self

@@ -94,16 +94,23 @@ fn double_active(events: &[(u64, v1::Event)]) -> usize {
 /// `ActiveChanged` events whose epoch is not above the slot's previous one.
 fn epoch_regressions(events: &[(u64, v1::Event)]) -> usize {
     let mut last: BTreeMap<(&str, i32), u64> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
     let mut regressions = 0;
     for (seq, e) in events {
         if let Some(Payload::ActiveChanged(a)) = &e.payload {
+            let earlier = seen.insert(e.id.as_str(), *seq);
             let prev = last.entry((e.site.as_str(), a.slot)).or_insert(0);
             if e.epoch <= *prev {
                 regressions += 1;
                 if regressions <= 5 {
+                    // A second copy of one event (the stream's de-duplication failed) and an
+                    // event published late are different defects.
+                    let copy =
+                        earlier.map_or("first copy".to_string(), |s| format!("copy of #{s}"));
                     eprintln!(
-                        "[checker] #{seq} {} ActiveChanged epoch {} after {} (id {}, target {})",
-                        e.site, e.epoch, prev, e.id, a.target
+                        "[checker] #{seq} {} ActiveChanged epoch {} after {} (id {}, target {}, \
+                         cause {:?}, {copy})",
+                        e.site, e.epoch, prev, e.id, a.target, a.cause
                     );
                 }
             }
