@@ -22,7 +22,7 @@ use sup_proto::prost::Message as _;
 use sup_proto::v1::{Command, Event};
 
 pub use async_nats;
-pub use setup::{Buckets, BusConfig};
+pub use setup::{ACTIVE_HISTORY, Buckets, BusConfig};
 
 /// Errors from the bus, classified so callers can decide to retry.
 #[derive(Debug, thiserror::Error)]
@@ -462,6 +462,8 @@ impl Bus {
 
 /// How long a read through a stream's leader waits for an answer.
 const LEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one attempt of a leader read waits before it is sent again.
+const LEADER_READ_RETRY: Duration = Duration::from_millis(250);
 
 impl Bus {
     /// A key read through the stream's leader, never a follower: for a read that a decision
@@ -478,21 +480,30 @@ impl Bus {
             .get_stream_no_info(format!("KV_{}", store.name))
             .await
             .map_err(|e| kv_err("leader get", store, key, e))?;
-        // While the stream elects a new leader nobody answers: give up after a short while
-        // (the caller is told to retry) rather than the client's long default.
-        let read = tokio::time::timeout(
-            LEADER_READ_TIMEOUT,
-            stream.get_last_raw_message_by_subject(&format!("$KV.{}.{key}", store.name)),
-        )
-        .await
-        .map_err(|_| {
-            kv_err(
-                "leader get",
-                store,
-                key,
-                "no stream leader answered in time",
-            )
-        })?;
+        // While the stream elects a new leader nobody answers, and a request sent before the
+        // election is never answered after it: ask again every LEADER_READ_RETRY so the new
+        // leader is heard at once, and give up (the caller is told to retry) after
+        // LEADER_READ_TIMEOUT rather than the client's long default.
+        let subject = format!("$KV.{}.{key}", store.name);
+        let deadline = tokio::time::Instant::now() + LEADER_READ_TIMEOUT;
+        let read = loop {
+            let patience = LEADER_READ_RETRY
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(patience, stream.get_last_raw_message_by_subject(&subject))
+                .await
+            {
+                Ok(read) => break read,
+                Err(_) if tokio::time::Instant::now() < deadline => continue,
+                Err(_) => {
+                    return Err(kv_err(
+                        "leader get",
+                        store,
+                        key,
+                        "no stream leader answered in time",
+                    ));
+                }
+            }
+        };
         match read {
             Ok(m) => {
                 let deleted = m

@@ -14,6 +14,9 @@ pub const LOGS_STREAM: &str = "SUP_LOGS";
 pub const SITES_BUCKET: &str = "sup_sites";
 pub const ROLES_BUCKET: &str = "sup_roles";
 pub const ACTIVE_BUCKET: &str = "sup_active";
+/// Revisions the active bucket keeps per slot: how far writers may run ahead of the
+/// announcements before a change could be dropped unannounced.
+pub const ACTIVE_HISTORY: i64 = 20;
 /// Results of mutating requests by op id, so a retried request acts once.
 pub const OPS_BUCKET: &str = "sup_ops";
 /// Read positions of the log watcher, per file.
@@ -301,7 +304,7 @@ pub async fn ensure(js: &jetstream::Context, config: &BusConfig) -> Result<Bucke
         bucket(ROLES_BUCKET, 64, "SUP role state per server"),
         bucket(
             ACTIVE_BUCKET,
-            20,
+            ACTIVE_HISTORY,
             "active slot per site; the revision is the epoch",
         ),
         bucket(OPS_BUCKET, 1, "results of mutating requests by op id"),

@@ -5,6 +5,7 @@
 //! order whichever replica published first, and a crash between a KV write and its event only
 //! delays the event.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -64,6 +65,9 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
         // watch is caught up: after a crash a few entries are announced again, and the stream
         // drops them as duplicates.
         tracing::debug!(which, from, "announcement watch started");
+        if which == ACTIVE {
+            c.announced_here.fetch_max(from - 1, Ordering::AcqRel);
+        }
         let mut pending: Option<u64> = None;
         let mut flushed = std::time::Instant::now();
         // A watch whose stream lost its leader can go silent for good (its consumer lived on the
@@ -116,27 +120,49 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
             };
             let revision = entry.revision;
             if revision > delivered + 1 && delivered > 0 && which == ACTIVE {
-                // Only the history limit removes slot revisions, and a slot is written only over
-                // an announced revision (`write_slot`): the event history lacks these changes.
-                tracing::error!(
+                // Sequences a stream leader assigned and lost with its node are skipped; the
+                // history limit could purge revisions too, but a slot is written only over an
+                // announced revision (`write_slot`), so none of these should be a change.
+                tracing::warn!(
                     which,
                     after = delivered,
                     revision,
-                    "slot revisions purged before they were announced"
+                    "slot revisions skipped by the announcement watch"
                 );
             }
             delivered = revision;
             heard = std::time::Instant::now();
-            let result = if which == ACTIVE {
-                announce_slot(&c, &entry).await
-            } else {
-                announce_role(&c, &entry).await
+            // A failure (a stream electing its leader) is retried in place: the watch outlives
+            // the election, while building it again costs requests to a cluster that is busy.
+            // After ANNOUNCE_RETRIES the watch starts again from the marker.
+            let mut attempt = 0;
+            let announced = loop {
+                let result = if which == ACTIVE {
+                    announce_slot(&c, &entry).await
+                } else {
+                    announce_role(&c, &entry).await
+                };
+                let Err(e) = result else { break true };
+                attempt += 1;
+                tracing::warn!(error = %e, which, revision, attempt, "announcing; will retry");
+                if attempt >= ANNOUNCE_RETRIES {
+                    break false;
+                }
+                let pause = Duration::from_millis(100 << attempt.min(4));
+                let stopping = tokio::select! {
+                    _ = tokio::time::sleep(pause) => false,
+                    _ = stop.wait_for(|s| *s) => true,
+                };
+                if stopping {
+                    flush(&c, which, &mut pending).await;
+                    return;
+                }
             };
-            if let Err(e) = result {
-                // Start again from the marker: the failed entry is retried.
-                tracing::warn!(error = %e, which, revision, "announcing; will retry");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            if !announced {
                 break;
+            }
+            if which == ACTIVE {
+                c.announced_here.fetch_max(revision, Ordering::AcqRel);
             }
             pending = Some(revision);
             if flushed.elapsed() >= Duration::from_millis(250) {
@@ -147,6 +173,9 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
         flush(&c, which, &mut pending).await;
     }
 }
+
+/// Attempts at announcing one entry before its watch is built again (about 12 s in all).
+const ANNOUNCE_RETRIES: u32 = 10;
 
 /// How long a watch may be silent before the bucket is asked whether it missed something.
 const STALL_CHECK: Duration = Duration::from_secs(2);

@@ -33,6 +33,10 @@ pub struct Coordinator {
     pub metrics: Metrics,
     /// How long an active SUP must be unhealthy before an `auto` site fails over.
     pub failover_after: std::time::Duration,
+    /// The slot revision up to which this replica's announcer has put every change in the event
+    /// history: known without asking the store, so a slot write does not wait on the election
+    /// of the stream that holds the shared marker.
+    pub announced_here: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn now() -> sup_proto::prost_types::Timestamp {
@@ -182,12 +186,17 @@ fn describe_changes(old: Option<&Site>, new: &Site) -> Vec<String> {
 /// How long an activation waits for its change to be announced before answering "retry".
 const ANNOUNCE_WAIT: Duration = Duration::from_secs(10);
 
+/// How many bucket revisions a slot write may be ahead of the announcements: half of what the
+/// bucket keeps per slot, so an unannounced change is never pushed out of the history.
+const UNANNOUNCED_MAX: u64 = sup_bus::ACTIVE_HISTORY as u64 / 2;
+
 impl Coordinator {
     pub fn new(store: Store, metrics: Metrics) -> Self {
         Self {
             store,
             metrics,
             failover_after: std::time::Duration::from_secs(30),
+            announced_here: Default::default(),
         }
     }
 
@@ -1402,6 +1411,13 @@ impl Coordinator {
     async fn announced(&self, revision: u64) -> bool {
         let deadline = tokio::time::Instant::now() + ANNOUNCE_WAIT;
         loop {
+            if self
+                .announced_here
+                .load(std::sync::atomic::Ordering::Acquire)
+                >= revision
+            {
+                return true;
+            }
             if let Ok(m) = self
                 .store
                 .marker_from_leader(crate::announcer::ACTIVE)
@@ -1417,10 +1433,11 @@ impl Coordinator {
         }
     }
 
-    /// Compare-and-set of a slot over `base`, written only once `base` itself is announced: a
-    /// slot then never holds more than one revision the event history lacks, so its KV history
-    /// can never drop an unannounced change, however many writers storm it while the
-    /// announcers are down.
+    /// Compare-and-set of a slot over `base`, written only while the announcements are less
+    /// than [`UNANNOUNCED_MAX`] revisions behind `base`: a slot then never holds more changes the
+    /// event history lacks than its KV history keeps, however many writers storm it while the
+    /// announcers are down, and a write right after a NATS election does not wait for the
+    /// announcers to recover first.
     async fn write_slot(
         &self,
         code: &str,
@@ -1429,10 +1446,10 @@ impl Coordinator {
         base: Option<u64>,
     ) -> Result<Cas, ApiError> {
         if let Some(base) = base
-            && !self.announced(base).await
+            && !self.announced(base.saturating_sub(UNANNOUNCED_MAX)).await
         {
             return Err(ApiError::Unconfirmed(format!(
-                "the {} slot of {code} changed at epoch {base} and that change is not yet in the event history; retry",
+                "the {} slot of {code} is at epoch {base} and the event history is more than {UNANNOUNCED_MAX} changes behind; retry",
                 slot_name(slot)
             )));
         }

@@ -11,8 +11,9 @@ mod stack;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt as _;
 use serde::Serialize;
 use sup_proto::v1;
 use tokio::sync::Mutex;
@@ -233,27 +234,68 @@ async fn slot_revision(stack: &Stack) -> Option<u64> {
     None
 }
 
-/// The time from `fault` until the slot's revision, read through the (new) stream leader, is
-/// above `before`: the next compare-and-set that succeeded, seen in the store itself.
+/// The time from `fault` (wall clock) to the first compare-and-set of the slot after `before`,
+/// by the store's own timestamp of that revision: when the write happened, not when a poll
+/// happened to see it (reads sent during the election are never answered and would round the
+/// figure up to their timeout). Waits at most `patience` for the store to show a new revision.
 async fn next_cas_after(
     stack: &Stack,
     before: u64,
-    fault: Instant,
+    fault: SystemTime,
     patience: Duration,
 ) -> Option<f64> {
     let key = sup_bus::subjects::active_key("CHX", "intranet");
-    while fault.elapsed() < patience {
+    let deadline = Instant::now() + patience;
+    loop {
         if let Ok(Some((_, rev))) = stack
             .bus
             .kv_get_from_leader(&stack.bus.buckets.active, &key)
             .await
             && rev > before
         {
-            return Some(fault.elapsed().as_secs_f64());
+            break;
+        }
+        if Instant::now() > deadline {
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    None
+    let mut history = stack.bus.buckets.active.history(&key).await.ok()?;
+    // A write that landed between reading `before` and the kill is not the one measured.
+    let fault = fault.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i128;
+    let mut first: Option<(u64, i128)> = None;
+    while let Some(Ok(e)) = history.next().await {
+        let created = e.created.unix_timestamp_nanos();
+        if e.revision > before && created >= fault && first.is_none_or(|(r, _)| e.revision < r) {
+            first = Some((e.revision, created));
+        }
+        if e.delta == 0 {
+            break;
+        }
+    }
+    let (_, created) = first?;
+    Some((created - fault) as f64 / 1e9)
+}
+
+/// Waits until the event history holds CHX's current slot revision (the audit trail caught up
+/// with the store): a trial has recovered only then, and the next fault starts from a settled
+/// system rather than from the last one's backlog.
+async fn history_caught_up(stack: &Stack, patience: Duration) -> bool {
+    use sup_proto::prost::Message as _;
+    let deadline = Instant::now() + patience;
+    let subject = sup_bus::subjects::event("CHX", "active_changed");
+    while Instant::now() < deadline {
+        if let Some(rev) = slot_revision(stack).await
+            && let Ok(events) = stack.bus.js.get_stream(sup_bus::setup::EVENTS_STREAM).await
+            && let Ok(m) = events.get_last_raw_message_by_subject(&subject).await
+            && let Ok(e) = v1::Event::decode(m.payload)
+            && e.epoch >= rev
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// The node that leads the `sup_active` bucket's stream, from the JetStream API.
@@ -333,7 +375,7 @@ async fn storm_trial(
                 n.kill();
                 Ok(())
             })?;
-            let fault = Instant::now();
+            let fault = SystemTime::now();
             let t = match before {
                 Some(before) => next_cas_after(stack, before, fault, Duration::from_secs(30)).await,
                 None => None,
@@ -371,6 +413,10 @@ async fn storm_trial(
     stop.store(true, Ordering::Relaxed);
     // Let the storm's last requests finish before the next trial touches the stack.
     tokio::time::sleep(Duration::from_millis(600)).await;
+    if !history_caught_up(stack, Duration::from_secs(60)).await {
+        eprintln!("[chaos] {kind:?} trial {trial}: the event history did not catch up in 60 s");
+        return Ok(None);
+    }
     if kind == Kind::KvLeaderKill {
         kv_settled(stack, Duration::from_secs(60)).await;
         if std::env::var_os("SUP_CHAOS_DEBUG").is_some() {
