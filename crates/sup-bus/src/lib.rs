@@ -452,13 +452,30 @@ impl Bus {
         store: &kv::Store,
         key: &str,
     ) -> Result<Option<(Bytes, u64)>, BusError> {
-        match store.entry(key).await {
+        // A get sent while the stream elects a leader may never be answered, even once the
+        // election is over: send it again every KV_READ_RETRY, for KV_READ_TIMEOUT in all.
+        let deadline = tokio::time::Instant::now() + KV_READ_TIMEOUT;
+        let read = loop {
+            let patience =
+                KV_READ_RETRY.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            match tokio::time::timeout(patience, store.entry(key)).await {
+                Ok(read) => break read,
+                Err(_) if tokio::time::Instant::now() < deadline => continue,
+                Err(_) => return Err(kv_err("get", store, key, "timed out")),
+            }
+        };
+        match read {
             Ok(Some(e)) if e.operation == kv::Operation::Put => Ok(Some((e.value, e.revision))),
             Ok(_) => Ok(None),
             Err(e) => Err(kv_err("get", store, key, e)),
         }
     }
 }
+
+/// How long a key read waits for an answer in all, and how long each attempt waits before the
+/// read is sent again.
+const KV_READ_TIMEOUT: Duration = Duration::from_secs(5);
+const KV_READ_RETRY: Duration = Duration::from_millis(500);
 
 /// How long a read through a stream's leader waits for an answer.
 const LEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);

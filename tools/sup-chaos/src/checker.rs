@@ -120,8 +120,12 @@ fn epoch_regressions(events: &[(u64, v1::Event)]) -> usize {
     regressions
 }
 
-/// Acknowledged activations with no `ActiveChanged` of their epoch and target.
-fn acked_missing(events: &[(u64, v1::Event)], acked: &[Acked]) -> usize {
+/// Acknowledged activations (site, epoch, target) with no `ActiveChanged` of their epoch and
+/// target.
+fn missing<'a>(
+    events: &'a [(u64, v1::Event)],
+    acked: &'a [Acked],
+) -> BTreeSet<(&'a str, u64, &'a str)> {
     let announced: BTreeSet<(&str, u64, &str)> = events
         .iter()
         .filter_map(|(_, e)| match &e.payload {
@@ -131,8 +135,9 @@ fn acked_missing(events: &[(u64, v1::Event)], acked: &[Acked]) -> usize {
         .collect();
     acked
         .iter()
-        .filter(|a| !announced.contains(&(a.site.as_str(), a.epoch, a.target.as_str())))
-        .count()
+        .map(|a| (a.site.as_str(), a.epoch, a.target.as_str()))
+        .filter(|k| !announced.contains(k))
+        .collect()
 }
 
 /// Milestones published more than once for the same line (file and offset).
@@ -182,7 +187,7 @@ pub async fn check(stack: &Stack, acked: &[Acked]) -> anyhow::Result<Vec<Check>>
     let mut events = history(stack).await?;
     let (mut announced_so_far, begun) = (changes(&events), std::time::Instant::now());
     let mut quiet = begun;
-    while acked_missing(&events, acked) > 0
+    while !missing(&events, acked).is_empty()
         && quiet.elapsed() < Duration::from_secs(20)
         && begun.elapsed() < Duration::from_secs(60)
     {
@@ -193,18 +198,7 @@ pub async fn check(stack: &Stack, acked: &[Acked]) -> anyhow::Result<Vec<Check>>
             quiet = std::time::Instant::now();
         }
     }
-    let announced: BTreeSet<(&str, u64, &str)> = events
-        .iter()
-        .filter_map(|(_, e)| match &e.payload {
-            Some(Payload::ActiveChanged(a)) => Some((e.site.as_str(), e.epoch, a.target.as_str())),
-            _ => None,
-        })
-        .collect();
-    let missing: BTreeSet<(&str, u64, &str)> = acked
-        .iter()
-        .map(|a| (a.site.as_str(), a.epoch, a.target.as_str()))
-        .filter(|k| !announced.contains(k))
-        .collect();
+    let missing = missing(&events, acked);
     for (site, epoch, target) in missing.iter().take(5) {
         eprintln!("[checker] acknowledged {site} -> {target} at epoch {epoch} never announced");
         let near: Vec<String> = events
@@ -233,7 +227,7 @@ pub async fn check(stack: &Stack, acked: &[Acked]) -> anyhow::Result<Vec<Check>>
         ),
         zero(
             &format!("acknowledged transitions missing (of {})", acked.len()),
-            acked_missing(&events, acked),
+            missing.len(),
         ),
         zero(
             &format!("duplicated milestones (of {milestones})"),
@@ -301,7 +295,7 @@ mod tests {
             epoch,
         };
         assert_eq!(
-            acked_missing(&events, &[acked(3, "x1"), acked(5, "x1"), acked(6, "x2")]),
+            missing(&events, &[acked(3, "x1"), acked(5, "x1"), acked(6, "x2")]).len(),
             2
         );
         assert_eq!(epoch_regressions(&events), 1);

@@ -137,6 +137,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Concurrent SetActive requests on CHX until `stop`; each task keeps to one replica (as a
 /// client of one replica would), half the tasks on each.
+/// How long a storm client waits for one `SetActive`.
+const STORM_REQUEST_DEADLINE: Duration = Duration::from_secs(3);
+
 fn storm(stack: &Arc<Stack>, record: &Arc<Record>, stop: &Arc<AtomicBool>, tasks: usize) {
     static OP: AtomicU64 = AtomicU64::new(0);
     for t in 0..tasks {
@@ -148,16 +151,21 @@ fn storm(stack: &Arc<Stack>, record: &Arc<Record>, stop: &Arc<AtomicBool>, tasks
                 let started = Instant::now();
                 let op = OP.fetch_add(1, Ordering::Relaxed);
                 let target = stack::CHX[(n * 7 + t) % 3];
+                // Like any automation, a storm client gives a request a deadline: one held while
+                // its change waits to be announced does not keep the client from asking again.
                 let answer = match stack.client(t).await {
-                    Some(mut c) => c
-                        .set_active(v1::SetActiveRequest {
+                    Some(mut c) => tokio::time::timeout(
+                        STORM_REQUEST_DEADLINE,
+                        c.set_active(v1::SetActiveRequest {
                             site: "CHX".into(),
                             slot: v1::Slot::Intranet as i32,
                             target: target.into(),
                             op_id: format!("chaos-{}-{op}", std::process::id()),
-                        })
-                        .await
-                        .ok(),
+                        }),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::ok),
                     None => None,
                 };
                 match answer {
@@ -256,21 +264,39 @@ async fn next_cas_after(
             break;
         }
         if Instant::now() > deadline {
+            eprintln!(
+                "[chaos] no compare-and-set of the slot within {patience:?} of a leader kill"
+            );
             return None;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut history = stack.bus.buckets.active.history(&key).await.ok()?;
-    // A write that landed between reading `before` and the kill is not the one measured.
+    // Reading the history needs a consumer, which a cluster just out of an election may refuse
+    // for a while: try again rather than lose the trial.
     let fault = fault.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i128;
     let mut first: Option<(u64, i128)> = None;
-    while let Some(Ok(e)) = history.next().await {
-        let created = e.created.unix_timestamp_nanos();
-        if e.revision > before && created >= fault && first.is_none_or(|(r, _)| e.revision < r) {
-            first = Some((e.revision, created));
+    while first.is_none() {
+        if Instant::now() > deadline + patience {
+            eprintln!("[chaos] the slot's history could not be read after a leader kill");
+            return None;
         }
-        if e.delta == 0 {
-            break;
+        // A write that landed between reading `before` and the kill is not the one measured.
+        if let Ok(mut history) = stack.bus.buckets.active.history(&key).await {
+            while let Some(Ok(e)) = history.next().await {
+                let created = e.created.unix_timestamp_nanos();
+                if e.revision > before
+                    && created >= fault
+                    && first.is_none_or(|(r, _)| e.revision < r)
+                {
+                    first = Some((e.revision, created));
+                }
+                if e.delta == 0 {
+                    break;
+                }
+            }
+        }
+        if first.is_none() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     let (_, created) = first?;
@@ -393,6 +419,11 @@ async fn storm_trial(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             let moved = now.is_some_and(|now| now != leader);
+            if !moved {
+                eprintln!(
+                    "[chaos] kv_leader_kill trial {trial}: the leader did not move (n{leader} -> {now:?}); not counted"
+                );
+            }
             if std::env::var_os("SUP_CHAOS_DEBUG").is_some() {
                 let state = match stack.bus.js.get_stream("KV_sup_active").await {
                     Ok(mut s) => s
