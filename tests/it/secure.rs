@@ -2,7 +2,7 @@
 //! agent), every service on NATS over TLS as its own user with only the permissions of
 //! `deploy/nats/permissions.conf`, and secrets only by reference: a planted secret shows up in no
 //! service's log, no stream message (events, commands, log lines, every KV bucket's history) and
-//! no `supctl` output. Also NATS nkey authentication.
+//! no `supctl` output. Also NATS nkey and `.creds` (decentralised, JWT) authentication.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
