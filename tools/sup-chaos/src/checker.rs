@@ -75,7 +75,7 @@ async fn read_history(stack: &Stack) -> anyhow::Result<Vec<(u64, v1::Event)>> {
 fn double_active(events: &[(u64, v1::Event)]) -> usize {
     let mut active: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut doubles = 0;
-    for (_, e) in events {
+    for (seq, e) in events {
         if let Some(Payload::RoleStateChanged(r)) = &e.payload {
             let set = active.entry(e.site.as_str()).or_default();
             if r.to == v1::RoleState::Active as i32 {
@@ -85,6 +85,12 @@ fn double_active(events: &[(u64, v1::Event)]) -> usize {
             }
             if set.len() > 1 {
                 doubles += 1;
+                if doubles <= 5 {
+                    eprintln!(
+                        "[checker] #{seq} {}: active {set:?} after {} {} -> {} (epoch {}, {:?})",
+                        e.site, e.server, r.from, r.to, e.epoch, r.reason
+                    );
+                }
             }
         }
     }
