@@ -22,7 +22,7 @@ use sup_proto::prost::Message as _;
 use sup_proto::v1::{Command, Event};
 
 pub use async_nats;
-pub use setup::{ACTIVE_HISTORY, Buckets, BusConfig};
+pub use setup::{ACTIVE_HISTORY, Buckets, BusConfig, ROLES_HISTORY};
 
 /// Errors from the bus, classified so callers can decide to retry.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +167,18 @@ impl Bus {
             js,
             buckets,
         })
+    }
+
+    /// Sends what the connection still buffers before the process exits, waiting at most
+    /// [`CLOSE_FLUSH`]: with every server down a flush would wait for a reconnection that may
+    /// never come, and a service asked to stop must stop.
+    pub async fn close(&self) {
+        if tokio::time::timeout(CLOSE_FLUSH, self.client.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("no NATS server took the last buffered messages before exit");
+        }
     }
 
     /// Publishes an event to `sup.evt.<site>.<kind>` and waits for the stream's ack. The event id
@@ -471,6 +483,9 @@ impl Bus {
         }
     }
 }
+
+/// How long [`Bus::close`] waits for a server to take what is buffered.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
 
 /// How long a key read waits for an answer in all, and how long each attempt waits before the
 /// read is sent again.

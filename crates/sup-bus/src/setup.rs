@@ -17,6 +17,9 @@ pub const ACTIVE_BUCKET: &str = "sup_active";
 /// Revisions the active bucket keeps per slot: how far writers may run ahead of the
 /// announcements before a change could be dropped unannounced.
 pub const ACTIVE_HISTORY: i64 = 20;
+/// Revisions the roles bucket keeps per role (the most JetStream allows): the same bound for
+/// role records.
+pub const ROLES_HISTORY: i64 = 64;
 /// Results of mutating requests by op id, so a retried request acts once.
 pub const OPS_BUCKET: &str = "sup_ops";
 /// Read positions of the log watcher, per file.
@@ -301,7 +304,7 @@ pub async fn ensure(js: &jetstream::Context, config: &BusConfig) -> Result<Bucke
     let mut stores = Vec::new();
     for cfg in [
         bucket(SITES_BUCKET, 5, "site specs"),
-        bucket(ROLES_BUCKET, 64, "SUP role state per server"),
+        bucket(ROLES_BUCKET, ROLES_HISTORY, "SUP role state per server"),
         bucket(
             ACTIVE_BUCKET,
             ACTIVE_HISTORY,

@@ -5,7 +5,6 @@
 //! order whichever replica published first, and a crash between a KV write and its event only
 //! delays the event.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -18,33 +17,30 @@ use tracing::Instrument as _;
 
 use crate::coordinator::Coordinator;
 use crate::error::ApiError;
-
-pub(crate) const ACTIVE: &str = "active";
-const ROLES: &str = "roles";
+use crate::store::Announced;
 
 pub async fn run(c: Coordinator, stop: watch::Receiver<bool>) {
     tokio::join!(
-        follow(c.clone(), ACTIVE, stop.clone()),
-        follow(c, ROLES, stop)
+        follow(c.clone(), Announced::Active, stop.clone()),
+        follow(c, Announced::Roles, stop)
     );
 }
 
-fn bucket<'a>(c: &'a Coordinator, which: &str) -> &'a Bucket {
-    if which == ACTIVE {
-        &c.store.bus.buckets.active
-    } else {
-        &c.store.bus.buckets.roles
+fn bucket(c: &Coordinator, which: Announced) -> &Bucket {
+    match which {
+        Announced::Active => &c.store.bus.buckets.active,
+        Announced::Roles => &c.store.bus.buckets.roles,
     }
 }
 
-async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<bool>) {
+async fn follow(c: Coordinator, which: Announced, mut stop: watch::Receiver<bool>) {
     loop {
         // From the leader: a follower (or a node just back from a crash) may hold an older marker,
         // and a watch from there would announce again entries the stream has long had.
-        let from = match c.store.marker_from_leader(which).await {
+        let from = match c.store.marker_from_leader(which.as_str()).await {
             Ok(m) => m + 1,
             Err(e) => {
-                tracing::warn!(error = %e, which, "reading the announce marker");
+                tracing::warn!(error = %e, which = which.as_str(), "reading the announce marker");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     _ = stop.wait_for(|s| *s) => return,
@@ -54,7 +50,7 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
         let mut entries = match bucket(&c, which).watch_all_from_revision(from).await {
             Ok(w) => w,
             Err(e) => {
-                tracing::warn!(error = %e, which, "watching for announcements");
+                tracing::warn!(error = %e, which = which.as_str(), "watching for announcements");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                     _ = stop.wait_for(|s| *s) => return,
@@ -64,10 +60,8 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
         // The marker moves at most every 250 ms while entries keep coming, and as soon as the
         // watch is caught up: after a crash a few entries are announced again, and the stream
         // drops them as duplicates.
-        tracing::debug!(which, from, "announcement watch started");
-        if which == ACTIVE {
-            c.announced_here.fetch_max(from - 1, Ordering::AcqRel);
-        }
+        tracing::debug!(which = which.as_str(), from, "announcement watch started");
+        c.store.announced_to(which, from - 1);
         let mut pending: Option<u64> = None;
         let mut flushed = std::time::Instant::now();
         // A watch whose stream lost its leader can go silent for good (its consumer lived on the
@@ -98,7 +92,7 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
                 Step::Check => {
                     if heard.elapsed() >= STALL_CHECK && stalled(&c, which, delivered).await {
                         tracing::warn!(
-                            which,
+                            which = which.as_str(),
                             delivered,
                             "announcement watch stalled; watching again"
                         );
@@ -113,22 +107,37 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
                 }
                 Step::Next(Some(Ok(e))) => e,
                 Step::Next(Some(Err(e))) => {
-                    tracing::warn!(error = %e, which, "announcement watch");
+                    tracing::warn!(error = %e, which = which.as_str(), "announcement watch");
                     break;
                 }
                 Step::Next(None) => break,
             };
             let revision = entry.revision;
-            if revision > delivered + 1 && delivered > 0 && which == ACTIVE {
-                // Sequences a stream leader assigned and lost with its node are skipped; the
-                // history limit could purge revisions too, but a slot is written only over an
-                // announced revision (`write_slot`), so none of these should be a change.
-                tracing::warn!(
-                    which,
-                    after = delivered,
-                    revision,
-                    "slot revisions skipped by the announcement watch"
-                );
+            if revision > delivered + 1 && delivered > 0 {
+                // Revisions are missing when a stream leader assigned sequences and lost them
+                // with its node, or when the history limit purged them while this watch was
+                // behind; the latter is harmless if another replica announced them (writes
+                // stay within half the history of the announcements), which the marker tells.
+                let covered = c
+                    .store
+                    .marker_from_leader(which.as_str())
+                    .await
+                    .is_ok_and(|m| m + 1 >= revision);
+                if covered {
+                    tracing::debug!(
+                        which = which.as_str(),
+                        after = delivered,
+                        revision,
+                        "watch behind the other announcers; revisions it skipped were announced"
+                    );
+                } else {
+                    tracing::warn!(
+                        which = which.as_str(),
+                        after = delivered,
+                        revision,
+                        "revisions skipped by the announcement watch"
+                    );
+                }
             }
             delivered = revision;
             heard = std::time::Instant::now();
@@ -137,14 +146,13 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
             // After ANNOUNCE_RETRIES the watch starts again from the marker.
             let mut attempt = 0;
             let announced = loop {
-                let result = if which == ACTIVE {
-                    announce_slot(&c, &entry).await
-                } else {
-                    announce_role(&c, &entry).await
+                let result = match which {
+                    Announced::Active => announce_slot(&c, &entry).await,
+                    Announced::Roles => announce_role(&c, &entry).await,
                 };
                 let Err(e) = result else { break true };
                 attempt += 1;
-                tracing::warn!(error = %e, which, revision, attempt, "announcing; will retry");
+                tracing::warn!(error = %e, which = which.as_str(), revision, attempt, "announcing; will retry");
                 if attempt >= ANNOUNCE_RETRIES {
                     break false;
                 }
@@ -161,9 +169,7 @@ async fn follow(c: Coordinator, which: &'static str, mut stop: watch::Receiver<b
             if !announced {
                 break;
             }
-            if which == ACTIVE {
-                c.announced_here.fetch_max(revision, Ordering::AcqRel);
-            }
+            c.store.announced_to(which, revision);
             pending = Some(revision);
             if flushed.elapsed() >= Duration::from_millis(250) {
                 flush(&c, which, &mut pending).await;
@@ -180,20 +186,21 @@ const ANNOUNCE_RETRIES: u32 = 10;
 /// How long a watch may be silent before the bucket is asked whether it missed something.
 const STALL_CHECK: Duration = Duration::from_secs(2);
 
-/// The bucket holds revisions past `delivered` (asked of the stream leader; no answer, as during
-/// an election, is not a stall).
-async fn stalled(c: &Coordinator, which: &str, delivered: u64) -> bool {
-    match bucket(c, which).status().await {
-        Ok(status) => status.info.state.last_sequence > delivered,
+/// The bucket holds revisions past `delivered` (asked of the stream leader: the bucket's own
+/// `status()` answers from what it learnt when it was opened; no answer, as during an election,
+/// is not a stall).
+async fn stalled(c: &Coordinator, which: Announced, delivered: u64) -> bool {
+    match bucket(c, which).stream.get_info().await {
+        Ok(info) => info.state.last_sequence > delivered,
         Err(_) => false,
     }
 }
 
-async fn flush(c: &Coordinator, which: &str, pending: &mut Option<u64>) {
+async fn flush(c: &Coordinator, which: Announced, pending: &mut Option<u64>) {
     if let Some(revision) = pending.take()
-        && let Err(e) = c.store.advance_marker(which, revision).await
+        && let Err(e) = c.store.advance_marker(which.as_str(), revision).await
     {
-        tracing::warn!(error = %e, which, "moving the announce marker");
+        tracing::warn!(error = %e, which = which.as_str(), "moving the announce marker");
     }
 }
 

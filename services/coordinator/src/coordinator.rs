@@ -3,7 +3,7 @@
 //! any number of replicas can run side by side; the compare-and-sets serialize them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use sup_bus::{Cas, subjects};
@@ -19,7 +19,7 @@ use sup_proto::v1::{self, event::Payload};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{ANNOUNCE_WAIT, Announced, Store};
 
 /// The service that provisions roles; commands for it go to `sup.cmd.provisioner.<site>`.
 pub const PROVISIONER: &str = "provisioner";
@@ -33,10 +33,6 @@ pub struct Coordinator {
     pub metrics: Metrics,
     /// How long an active SUP must be unhealthy before an `auto` site fails over.
     pub failover_after: std::time::Duration,
-    /// The slot revision up to which this replica's announcer has put every change in the event
-    /// history: known without asking the store, so a slot write does not wait on the election
-    /// of the stream that holds the shared marker.
-    pub announced_here: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn now() -> sup_proto::prost_types::Timestamp {
@@ -183,9 +179,6 @@ fn describe_changes(old: Option<&Site>, new: &Site) -> Vec<String> {
     out
 }
 
-/// How long an activation waits for its change to be announced before answering "retry".
-const ANNOUNCE_WAIT: Duration = Duration::from_secs(10);
-
 /// How many bucket revisions a slot write may be ahead of the announcements: half of what the
 /// bucket keeps per slot, so an unannounced change is never pushed out of the history.
 const UNANNOUNCED_MAX: u64 = sup_bus::ACTIVE_HISTORY as u64 / 2;
@@ -196,7 +189,6 @@ impl Coordinator {
             store,
             metrics,
             failover_after: std::time::Duration::from_secs(30),
-            announced_here: Default::default(),
         }
     }
 
@@ -1407,30 +1399,11 @@ impl Coordinator {
         )))
     }
 
-    /// Whether the announcer's marker reaches `revision` within [`ANNOUNCE_WAIT`].
+    /// Whether the slot announcements reach `revision` within [`ANNOUNCE_WAIT`].
     async fn announced(&self, revision: u64) -> bool {
-        let deadline = tokio::time::Instant::now() + ANNOUNCE_WAIT;
-        loop {
-            if self
-                .announced_here
-                .load(std::sync::atomic::Ordering::Acquire)
-                >= revision
-            {
-                return true;
-            }
-            if let Ok(m) = self
-                .store
-                .marker_from_leader(crate::announcer::ACTIVE)
-                .await
-                && m >= revision
-            {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.store
+            .announced(Announced::Active, revision, ANNOUNCE_WAIT)
+            .await
     }
 
     /// Compare-and-set of a slot over `base`, written only while the announcements are less

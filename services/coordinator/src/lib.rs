@@ -88,7 +88,7 @@ pub async fn run(
     metrics.register(&mut registry);
     let gauges = gauges::Gauges::default();
     gauges.register(&mut registry);
-    let mut coordinator = Coordinator::new(store::Store { bus: bus.clone() }, metrics.clone());
+    let mut coordinator = Coordinator::new(store::Store::new(bus.clone()), metrics.clone());
     coordinator.failover_after = Duration::from_secs(settings.failover_after_secs);
 
     let mut life = Lifecycle::new();
@@ -128,7 +128,7 @@ pub async fn run(
     tracing::info!(grpc = %grpc.local_addr()?, "coordinator serving");
     life.serve_grpc(grpc, routes, tls);
     let result = life.run_until(shutdown).await;
-    bus.client.flush().await.ok();
+    bus.close().await;
     tracing::info!("coordinator stopped");
     result
 }

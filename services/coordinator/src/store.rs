@@ -2,6 +2,10 @@
 //! (whose revision is the epoch) and op-id results. Nothing is cached: every decision reads the
 //! bucket, and every write that matters is a compare-and-set.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use bytes::Bytes;
 use sup_bus::async_nats::jetstream::kv;
 use sup_bus::{Bus, BusError, Cas, subjects};
@@ -32,11 +36,44 @@ pub enum StoreError {
         "{key} kept changing under concurrent writers; giving up after {CAS_ATTEMPTS} attempts"
     )]
     Contended { key: String },
+    #[error(
+        "{key} is at revision {revision} and the event history is more than \
+         {ROLES_UNANNOUNCED_MAX} role changes behind; retry"
+    )]
+    Unannounced { key: String, revision: u64 },
 }
+
+/// The two buckets whose changes are announced as events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announced {
+    Active,
+    Roles,
+}
+
+impl Announced {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Announced::Active => "active",
+            Announced::Roles => "roles",
+        }
+    }
+}
+
+/// How long a write waits for the announcements to come within its bound.
+pub const ANNOUNCE_WAIT: Duration = Duration::from_secs(10);
+
+/// How many bucket revisions a role write may be ahead of the role announcements: half of what
+/// the bucket keeps per role, so an unannounced change is never pushed out of the history (a
+/// role's own revisions are a subset of the bucket's).
+pub const ROLES_UNANNOUNCED_MAX: u64 = sup_bus::ROLES_HISTORY as u64 / 2;
 
 #[derive(Clone)]
 pub struct Store {
     pub bus: Bus,
+    /// The revision of each announced bucket up to which this process's announcer has put every
+    /// change in the event history: known without asking the store, so a write does not wait on
+    /// the election of the stream that holds the shared marker.
+    progress: Arc<[AtomicU64; 2]>,
 }
 
 /// A role record change: the record before, after, and the new revision.
@@ -59,6 +96,38 @@ fn decode<M: Message + Default>(
 }
 
 impl Store {
+    pub fn new(bus: Bus) -> Self {
+        Self {
+            bus,
+            progress: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
+        }
+    }
+
+    /// Records that this process's announcer has announced `which` up to `revision`.
+    pub fn announced_to(&self, which: Announced, revision: u64) {
+        self.progress[which as usize].fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// Whether the announcements of `which` reach `revision` within `wait`: this process's own
+    /// announcer first, then the shared marker as the stream leader has it.
+    pub async fn announced(&self, which: Announced, revision: u64, wait: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if self.progress[which as usize].load(Ordering::Acquire) >= revision {
+                return true;
+            }
+            if let Ok(m) = self.marker_from_leader(which.as_str()).await
+                && m >= revision
+            {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn get<M: Message + Default>(
         &self,
         kv: &kv::Store,
@@ -195,6 +264,22 @@ impl Store {
             let Some(after) = f(before.as_ref()) else {
                 return Ok(None);
             };
+            // Like a slot, a role record runs at most half its history ahead of the
+            // announcements, so no change of it leaves the history before it is an event.
+            if let Some((_, revision)) = &current
+                && !self
+                    .announced(
+                        Announced::Roles,
+                        revision.saturating_sub(ROLES_UNANNOUNCED_MAX),
+                        ANNOUNCE_WAIT,
+                    )
+                    .await
+            {
+                return Err(StoreError::Unannounced {
+                    key,
+                    revision: *revision,
+                });
+            }
             let bytes: Bytes = after.encode_to_vec().into();
             let cas = match &current {
                 Some((_, rev)) => self.bus.kv_update(kv, &key, bytes, *rev).await?,

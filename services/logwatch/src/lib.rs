@@ -99,6 +99,6 @@ pub async fn run(
         watch::Watcher::new(bus.clone(), settings, metrics).run(stop),
     );
     let result = life.run_until(shutdown).await;
-    bus.client.flush().await.ok();
+    bus.close().await;
     result
 }

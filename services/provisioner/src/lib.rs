@@ -727,7 +727,7 @@ pub async fn run_with<D: SiteDriver>(
         }
     });
     let result = life.run_until(shutdown).await;
-    bus.client.flush().await.ok();
+    bus.close().await;
     result
 }
 

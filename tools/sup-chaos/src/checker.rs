@@ -97,6 +97,57 @@ fn double_active(events: &[(u64, v1::Event)]) -> usize {
     doubles
 }
 
+/// The role records' KV revision an event was derived from (the announcer names its ids so).
+fn role_revision(e: &v1::Event) -> Option<u64> {
+    e.id.rsplit(':').next()?.parse().ok()
+}
+
+/// Role events that do not continue their role's previous one: a `from` other than the last
+/// `to` (a change of the record never announced), or a revision not above the last one announced
+/// (announced out of the records' order). Printed for a post-mortem; returns the two counts.
+fn role_chain_breaks(events: &[(u64, v1::Event)]) -> (usize, usize) {
+    let mut last: BTreeMap<(&str, &str), (u64, i32, u64)> = BTreeMap::new();
+    let mut last_revision: Option<(u64, u64)> = None;
+    let (mut breaks, mut inversions) = (0, 0);
+    for (seq, e) in events {
+        let Some(Payload::RoleStateChanged(r)) = &e.payload else {
+            continue;
+        };
+        let Some(revision) = role_revision(e) else {
+            continue;
+        };
+        if let Some((s, rev)) = last_revision
+            && revision <= rev
+        {
+            inversions += 1;
+            if inversions <= 5 {
+                eprintln!(
+                    "[checker] #{seq} {} {} role revision {revision} after revision {rev} (#{s})",
+                    e.site, e.server
+                );
+            }
+        }
+        last_revision = Some((*seq, revision.max(last_revision.map_or(0, |(_, r)| r))));
+        let key = (e.site.as_str(), e.server.as_str());
+        // A record created again after a removal starts from nothing.
+        if let Some((s, to, rev)) = last.get(&key)
+            && *to != r.from
+            && r.from != v1::RoleState::Unspecified as i32
+        {
+            breaks += 1;
+            if breaks <= 5 {
+                eprintln!(
+                    "[checker] #{seq} {} {}: {} -> {} at revision {revision}, but #{s} left it \
+                     {} at revision {rev}",
+                    e.site, e.server, r.from, r.to, to
+                );
+            }
+        }
+        last.insert(key, (*seq, r.to, revision));
+    }
+    (breaks, inversions)
+}
+
 /// `ActiveChanged` events whose epoch is not above the slot's previous one.
 fn epoch_regressions(events: &[(u64, v1::Event)]) -> usize {
     let mut last: BTreeMap<(&str, i32), u64> = BTreeMap::new();
@@ -220,12 +271,17 @@ pub async fn check(stack: &Stack, acked: &[Acked]) -> anyhow::Result<Vec<Check>>
             .collect();
         eprintln!("[checker]   announced near it: {near:?}");
     }
+    let (breaks, inversions) = role_chain_breaks(&events);
     let (milestones, duplicates) = duplicated_milestones(&events);
     let accepted = journal.iter().filter(|f| f.accepted).count();
     Ok(vec![
         zero(
             "double active observations (event history)",
             double_active(&events),
+        ),
+        zero(
+            "role changes missing or out of order (event history)",
+            breaks + inversions,
         ),
         zero(
             "ActiveChanged epochs not increasing",
@@ -279,6 +335,43 @@ mod tests {
             event("A", "x1", 0, role(v1::RoleState::Ready)),
         ];
         assert_eq!(double_active(&events), 1);
+    }
+
+    #[test]
+    fn a_role_change_missing_from_the_history_or_out_of_order_is_counted() {
+        use v1::RoleState::{Active, Ready, Unspecified};
+        let change = |server: &str, revision: u64, from: v1::RoleState, to: v1::RoleState| {
+            let mut e = event(
+                "A",
+                server,
+                0,
+                Payload::RoleStateChanged(v1::RoleStateChanged {
+                    from: from as i32,
+                    to: to as i32,
+                    ..Default::default()
+                }),
+            );
+            e.1.id = format!("role:A:{server}:{revision}");
+            e
+        };
+        let whole = vec![
+            change("x1", 1, Unspecified, Ready),
+            change("x2", 2, Unspecified, Ready),
+            change("x1", 3, Ready, Active),
+            change("x1", 4, Active, Ready),
+            change("x2", 6, Ready, Active),
+        ];
+        assert_eq!(role_chain_breaks(&whole), (0, 0));
+        // x1's deactivation (revision 4) never announced: x1's next change does not follow on.
+        let mut gap = whole.clone();
+        gap.remove(3);
+        gap.push(change("x1", 7, Ready, Active));
+        assert_eq!(role_chain_breaks(&gap), (1, 0));
+        // x2's activation announced before x1's deactivation.
+        let mut swapped = whole.clone();
+        swapped.swap(3, 4);
+        assert_eq!(role_chain_breaks(&swapped), (0, 1));
+        assert_eq!(double_active(&swapped), 1);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt as _;
 use serde::Serialize;
+use sup_bus::async_nats::jetstream::message::StreamMessage;
 use sup_proto::v1;
 use tokio::sync::Mutex;
 
@@ -245,23 +245,35 @@ async fn slot_revision(stack: &Stack) -> Option<u64> {
 /// The time from `fault` (wall clock) to the first compare-and-set of the slot after `before`,
 /// by the store's own timestamp of that revision: when the write happened, not when a poll
 /// happened to see it (reads sent during the election are never answered and would round the
-/// figure up to their timeout). Waits at most `patience` for the store to show a new revision.
+/// figure up to their timeout). Messages are read by sequence from the stream leader, not
+/// through a history consumer: the storm goes on, and the key keeps only its last revisions, so
+/// the first write after the kill must be read before it leaves. Waits at most `patience`.
 async fn next_cas_after(
     stack: &Stack,
     before: u64,
     fault: SystemTime,
     patience: Duration,
 ) -> Option<f64> {
-    let key = sup_bus::subjects::active_key("CHX", "intranet");
+    let bucket = &stack.bus.buckets.active;
+    let subject = format!(
+        "{}{}",
+        bucket.prefix,
+        sup_bus::subjects::active_key("CHX", "intranet")
+    );
+    let fault = fault.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i128;
+    let written = |m: &StreamMessage| m.time.unix_timestamp_nanos();
     let deadline = Instant::now() + patience;
-    loop {
-        if let Ok(Some((_, rev))) = stack
-            .bus
-            .kv_get_from_leader(&stack.bus.buckets.active, &key)
-            .await
-            && rev > before
+    // The slot's latest revision once it is a write made after the kill.
+    let latest = loop {
+        if let Ok(Ok(m)) = tokio::time::timeout(
+            Duration::from_millis(300),
+            bucket.stream.get_last_raw_message_by_subject(&subject),
+        )
+        .await
+            && m.sequence > before
+            && written(&m) >= fault
         {
-            break;
+            break m;
         }
         if Instant::now() > deadline {
             eprintln!(
@@ -270,37 +282,32 @@ async fn next_cas_after(
             return None;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Reading the history needs a consumer, which a cluster just out of an election may refuse
-    // for a while: try again rather than lose the trial.
-    let fault = fault.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i128;
-    let mut first: Option<(u64, i128)> = None;
-    while first.is_none() {
-        if Instant::now() > deadline + patience {
-            eprintln!("[chaos] the slot's history could not be read after a leader kill");
-            return None;
-        }
-        // A write that landed between reading `before` and the kill is not the one measured.
-        if let Ok(mut history) = stack.bus.buckets.active.history(&key).await {
-            while let Some(Ok(e)) = history.next().await {
-                let created = e.created.unix_timestamp_nanos();
-                if e.revision > before
-                    && created >= fault
-                    && first.is_none_or(|(r, _)| e.revision < r)
-                {
-                    first = Some((e.revision, created));
-                }
-                if e.delta == 0 {
-                    break;
-                }
+    };
+    // An earlier write after the kill, if the store still has it (sequence = revision; other
+    // keys' revisions and purged ones are passed over).
+    let mut first = written(&latest);
+    for sequence in before + 1..latest.sequence {
+        let m = loop {
+            match tokio::time::timeout(
+                Duration::from_millis(300),
+                bucket.stream.get_raw_message(sequence),
+            )
+            .await
+            {
+                Ok(read) => break read.ok(),
+                Err(_) if Instant::now() < deadline + patience => continue,
+                Err(_) => break None,
             }
-        }
-        if first.is_none() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        if let Some(m) = m
+            && m.subject.as_str() == subject
+            && written(&m) >= fault
+        {
+            first = first.min(written(&m));
+            break;
         }
     }
-    let (_, created) = first?;
-    Some((created - fault) as f64 / 1e9)
+    Some((first - fault) as f64 / 1e9)
 }
 
 /// Waits until the event history holds CHX's current slot revision (the audit trail caught up
@@ -433,7 +440,13 @@ async fn storm_trial(
                         .unwrap_or_else(|e| e.to_string()),
                     Err(e) => e.to_string(),
                 };
-                eprintln!("[debug] killed n{leader}; next CAS {t:?}; leader now {now:?}; {state}");
+                let at = fault
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or_default();
+                eprintln!(
+                    "[debug] killed n{leader} at {at:.3} (unix); next CAS {t:?}; leader now {now:?}; {state}"
+                );
             }
             with_node(stack, leader, |n| n.restart())?;
             t.filter(|_| moved)
