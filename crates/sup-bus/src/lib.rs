@@ -466,16 +466,9 @@ impl Bus {
     ) -> Result<Option<(Bytes, u64)>, BusError> {
         // A get sent while the stream elects a leader may never be answered, even once the
         // election is over: send it again every KV_READ_RETRY, for KV_READ_TIMEOUT in all.
-        let deadline = tokio::time::Instant::now() + KV_READ_TIMEOUT;
-        let read = loop {
-            let patience =
-                KV_READ_RETRY.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-            match tokio::time::timeout(patience, store.entry(key)).await {
-                Ok(read) => break read,
-                Err(_) if tokio::time::Instant::now() < deadline => continue,
-                Err(_) => return Err(kv_err("get", store, key, "timed out")),
-            }
-        };
+        let read = resend(KV_READ_TIMEOUT, KV_READ_RETRY, || store.entry(key))
+            .await
+            .ok_or_else(|| kv_err("get", store, key, "timed out"))?;
         match read {
             Ok(Some(e)) if e.operation == kv::Operation::Put => Ok(Some((e.value, e.revision))),
             Ok(_) => Ok(None),
@@ -517,25 +510,18 @@ impl Bus {
         // leader is heard at once, and give up (the caller is told to retry) after
         // LEADER_READ_TIMEOUT rather than the client's long default.
         let subject = format!("$KV.{}.{key}", store.name);
-        let deadline = tokio::time::Instant::now() + LEADER_READ_TIMEOUT;
-        let read = loop {
-            let patience = LEADER_READ_RETRY
-                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-            match tokio::time::timeout(patience, stream.get_last_raw_message_by_subject(&subject))
-                .await
-            {
-                Ok(read) => break read,
-                Err(_) if tokio::time::Instant::now() < deadline => continue,
-                Err(_) => {
-                    return Err(kv_err(
-                        "leader get",
-                        store,
-                        key,
-                        "no stream leader answered in time",
-                    ));
-                }
-            }
-        };
+        let read = resend(LEADER_READ_TIMEOUT, LEADER_READ_RETRY, || {
+            stream.get_last_raw_message_by_subject(&subject)
+        })
+        .await
+        .ok_or_else(|| {
+            kv_err(
+                "leader get",
+                store,
+                key,
+                "no stream leader answered in time",
+            )
+        })?;
         match read {
             Ok(m) => {
                 let deleted = m
@@ -546,6 +532,25 @@ impl Bus {
             }
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(kv_err("leader get", store, key, e)),
+        }
+    }
+}
+
+/// Sends a request again every `every` until one is answered, for `total` in all; `None` when
+/// none was. A request sent while a stream elects its leader is never answered, even once the
+/// election is over, so waiting on it longer would only delay the answer.
+async fn resend<T, Fut: std::future::Future<Output = T>>(
+    total: Duration,
+    every: Duration,
+    mut request: impl FnMut() -> Fut,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + total;
+    loop {
+        let patience = every.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(patience, request()).await {
+            Ok(answer) => return Some(answer),
+            Err(_) if tokio::time::Instant::now() < deadline => continue,
+            Err(_) => return None,
         }
     }
 }
@@ -748,5 +753,39 @@ pub async fn consume_durable<Make, MakeFut, Handle, HandleFut>(
                 None => break,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unanswered_request_is_sent_again_until_one_is_answered() {
+        let mut sent = 0;
+        let answer = resend(Duration::from_secs(5), Duration::from_millis(10), || {
+            sent += 1;
+            let answered = sent >= 3;
+            async move {
+                if !answered {
+                    std::future::pending::<()>().await;
+                }
+                sent
+            }
+        })
+        .await;
+        assert_eq!(answer, Some(3));
+    }
+
+    #[tokio::test]
+    async fn a_request_never_answered_gives_none_once_the_time_is_up() {
+        let mut sent = 0;
+        let answer = resend(Duration::from_millis(50), Duration::from_millis(10), || {
+            sent += 1;
+            std::future::pending::<()>()
+        })
+        .await;
+        assert_eq!(answer, None);
+        assert!(sent >= 2, "sent {sent} times");
     }
 }
