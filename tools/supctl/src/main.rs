@@ -44,6 +44,11 @@ struct Cli {
     scheduler: String,
     #[command(flatten)]
     tls: TlsArgs,
+    /// How long a change (apply, delete, add, remove, activate, sync run) is sent again while the
+    /// service answers UNAVAILABLE, as during a NATS election; every attempt carries the same op
+    /// id, so the change is made once. 0s sends it once.
+    #[arg(long, global = true, env = "SUPCTL_RETRY_FOR", default_value = "30s", value_parser = parse_duration)]
+    retry_for: Duration,
     #[command(subcommand)]
     command: Command,
 }
@@ -442,7 +447,50 @@ fn op_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// `--retry-for`, set once at start.
+static RETRY_FOR: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Sends a change, and sends the same request again (so the same op id: the service acts once)
+/// while the service answers UNAVAILABLE, with a growing pause, for `retry_for` in all.
+async fn send<Req: Clone, T, Fut>(
+    request: Req,
+    retry_for: Duration,
+    mut call: impl FnMut(Req) -> Fut,
+) -> Result<T, tonic::Status>
+where
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let deadline = Instant::now() + retry_for;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match call(request.clone()).await {
+            Ok(answer) => return Ok(answer.into_inner()),
+            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() + pause < deadline => {
+                eprintln!(
+                    "unavailable ({}); sending again with the same op id",
+                    s.message()
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(4));
+            }
+            Err(s) => return Err(s),
+        }
+    }
+}
+
+/// [`send`] with `--retry-for`.
+async fn change<Req: Clone, T, Fut>(
+    request: Req,
+    call: impl FnMut(Req) -> Fut,
+) -> Result<T, tonic::Status>
+where
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    send(request, RETRY_FOR.get().copied().unwrap_or_default(), call).await
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
+    RETRY_FOR.get_or_init(|| cli.retry_for);
     let tls = match &cli.tls.tls_ca {
         Some(ca) => Some(
             sup_runtime::ClientTls {
@@ -500,10 +548,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     }
                 }
                 SiteCommand::Delete { code } => {
-                    c.delete_site(v1::DeleteSiteRequest {
-                        code: code.clone(),
-                        op_id: op_id(),
-                    })
+                    change(
+                        v1::DeleteSiteRequest {
+                            code: code.clone(),
+                            op_id: op_id(),
+                        },
+                        |r| {
+                            let mut c = c.clone();
+                            async move { c.delete_site(r).await }
+                        },
+                    )
                     .await?;
                     println!("site {code} deleted; its roles are being removed");
                 }
@@ -564,14 +618,18 @@ async fn apply(
         .collect();
     let sites =
         sup_core::spec::load_site_file(&text, &known).map_err(|v| invalid(v.to_string()))?;
-    let resp = c
-        .apply_sites(v1::ApplySitesRequest {
+    let resp = change(
+        v1::ApplySitesRequest {
             sites: sites.iter().map(convert::site_to_proto).collect(),
             op_id: op_id(),
             dry_run,
-        })
-        .await?
-        .into_inner();
+        },
+        |r| {
+            let mut c = c.clone();
+            async move { c.apply_sites(r).await }
+        },
+    )
+    .await?;
     for r in &resp.results {
         let code = r.site.as_ref().map(|s| s.code.as_str()).unwrap_or("?");
         if r.changed {
@@ -701,9 +759,9 @@ async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failure> {
                 (true, false) => v1::Slot::Intranet,
                 _ => v1::Slot::Unspecified,
             };
-            let mut c = connect(endpoint).await?;
-            let status = c
-                .add_role(v1::AddRoleRequest {
+            let c = connect(endpoint).await?;
+            let status = change(
+                v1::AddRoleRequest {
                     site: role.site.clone(),
                     site_system: Some(v1::SiteSystem {
                         server: role.server.clone(),
@@ -721,9 +779,13 @@ async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failure> {
                         proxy,
                     }),
                     op_id: op_id(),
-                })
-                .await?
-                .into_inner();
+                },
+                |r| {
+                    let mut c = c.clone();
+                    async move { c.add_role(r).await }
+                },
+            )
+            .await?;
             println!(
                 "{} {}: software update point {}",
                 role.site,
@@ -733,15 +795,19 @@ async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failure> {
             Ok(())
         }
         SupCommand::Remove { role } => {
-            let mut c = connect(endpoint).await?;
-            let status = c
-                .remove_role(v1::RemoveRoleRequest {
+            let c = connect(endpoint).await?;
+            let status = change(
+                v1::RemoveRoleRequest {
                     site: role.site.clone(),
                     server: role.server.clone(),
                     op_id: op_id(),
-                })
-                .await?
-                .into_inner();
+                },
+                |r| {
+                    let mut c = c.clone();
+                    async move { c.remove_role(r).await }
+                },
+            )
+            .await?;
             println!(
                 "{} {}: {}",
                 role.site,
@@ -759,21 +825,25 @@ async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failure> {
             let target = server
                 .or(nlb)
                 .ok_or_else(|| invalid("give --server or --nlb"))?;
-            let mut c = connect(endpoint).await?;
+            let c = connect(endpoint).await?;
             let slot = if internet {
                 v1::Slot::Internet
             } else {
                 v1::Slot::Intranet
             };
-            let a = c
-                .set_active(v1::SetActiveRequest {
+            let a = change(
+                v1::SetActiveRequest {
                     site: site.clone(),
                     slot: slot as i32,
                     target,
                     op_id: op_id(),
-                })
-                .await?
-                .into_inner();
+                },
+                |r| {
+                    let mut c = c.clone();
+                    async move { c.set_active(r).await }
+                },
+            )
+            .await?;
             println!(
                 "{site}: {} is the active {} SUP (epoch {})",
                 a.target,
@@ -931,14 +1001,18 @@ async fn sync(endpoint: &str, command: SyncCommand) -> Result<(), Failure> {
             wait,
             timeout,
         } => {
-            let run = c
-                .run_sync(v1::RunSyncRequest {
+            let run = change(
+                v1::RunSyncRequest {
                     site: site.clone(),
                     op_id: op_id(),
                     full,
-                })
-                .await?
-                .into_inner();
+                },
+                |r| {
+                    let mut c = c.clone();
+                    async move { c.run_sync(r).await }
+                },
+            )
+            .await?;
             println!(
                 "{site}: {} synchronization {} started on {} (epoch {})",
                 if full { "full" } else { "delta" },
@@ -1035,5 +1109,59 @@ async fn sync(endpoint: &str, command: SyncCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call that answers with `answers` in turn, counting the attempts and the op ids sent.
+    async fn attempts(
+        answers: Vec<tonic::Code>,
+        retry_for: Duration,
+    ) -> (Result<u8, tonic::Code>, Vec<String>) {
+        let sent = std::sync::Mutex::new(Vec::new());
+        let result = send(
+            v1::SetActiveRequest {
+                op_id: "op-1".into(),
+                ..Default::default()
+            },
+            retry_for,
+            |r: v1::SetActiveRequest| {
+                let n = {
+                    let mut sent = sent.lock().unwrap_or_else(|e| e.into_inner());
+                    sent.push(r.op_id);
+                    sent.len()
+                };
+                let code = answers.get(n - 1).copied().unwrap_or(tonic::Code::Ok);
+                async move {
+                    match code {
+                        tonic::Code::Ok => Ok(tonic::Response::new(n as u8)),
+                        code => Err(tonic::Status::new(code, "no")),
+                    }
+                }
+            },
+        )
+        .await
+        .map_err(|s| s.code());
+        (result, sent.into_inner().unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_change_is_sent_again_with_the_same_op_id() {
+        use tonic::Code::Unavailable;
+        let (result, sent) =
+            attempts(vec![Unavailable, Unavailable], Duration::from_secs(30)).await;
+        assert_eq!(result, Ok(3));
+        assert_eq!(sent, vec!["op-1"; 3]);
+    }
+
+    #[tokio::test]
+    async fn other_refusals_and_a_zero_retry_time_are_answered_at_once() {
+        let (result, sent) = attempts(vec![tonic::Code::Aborted], Duration::from_secs(30)).await;
+        assert_eq!((result, sent.len()), (Err(tonic::Code::Aborted), 1));
+        let (result, sent) = attempts(vec![tonic::Code::Unavailable], Duration::ZERO).await;
+        assert_eq!((result, sent.len()), (Err(tonic::Code::Unavailable), 1));
     }
 }
