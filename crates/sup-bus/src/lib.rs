@@ -539,7 +539,7 @@ impl Bus {
 /// Sends a request again every `every` until one is answered, for `total` in all; `None` when
 /// none was. A request sent while a stream elects its leader is never answered, even once the
 /// election is over, so waiting on it longer would only delay the answer.
-async fn resend<T, Fut: std::future::Future<Output = T>>(
+pub async fn resend<T, Fut: std::future::Future<Output = T>>(
     total: Duration,
     every: Duration,
     mut request: impl FnMut() -> Fut,

@@ -37,7 +37,7 @@ async fn follow(c: Coordinator, which: Announced, mut stop: watch::Receiver<bool
     loop {
         // From the leader: a follower (or a node just back from a crash) may hold an older marker,
         // and a watch from there would announce again entries the stream has long had.
-        let from = match c.store.marker_from_leader(which.as_str()).await {
+        let from = match c.store.marker_from_leader(which).await {
             Ok(m) => m + 1,
             Err(e) => {
                 tracing::warn!(error = %e, which = which.as_str(), "reading the announce marker");
@@ -120,7 +120,7 @@ async fn follow(c: Coordinator, which: Announced, mut stop: watch::Receiver<bool
                 // stay within half the history of the announcements), which the marker tells.
                 let covered = c
                     .store
-                    .marker_from_leader(which.as_str())
+                    .marker_from_leader(which)
                     .await
                     .is_ok_and(|m| m + 1 >= revision);
                 if covered {
@@ -198,7 +198,7 @@ async fn stalled(c: &Coordinator, which: Announced, delivered: u64) -> bool {
 
 async fn flush(c: &Coordinator, which: Announced, pending: &mut Option<u64>) {
     if let Some(revision) = pending.take()
-        && let Err(e) = c.store.advance_marker(which.as_str(), revision).await
+        && let Err(e) = c.store.advance_marker(which, revision).await
     {
         tracing::warn!(error = %e, which = which.as_str(), "moving the announce marker");
     }

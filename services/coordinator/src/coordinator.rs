@@ -179,10 +179,6 @@ fn describe_changes(old: Option<&Site>, new: &Site) -> Vec<String> {
     out
 }
 
-/// How many bucket revisions a slot write may be ahead of the announcements: half of what the
-/// bucket keeps per slot, so an unannounced change is never pushed out of the history.
-const UNANNOUNCED_MAX: u64 = sup_bus::ACTIVE_HISTORY as u64 / 2;
-
 impl Coordinator {
     pub fn new(store: Store, metrics: Metrics) -> Self {
         Self {
@@ -1407,10 +1403,10 @@ impl Coordinator {
     }
 
     /// Compare-and-set of a slot over `base`, written only while the announcements are less
-    /// than [`UNANNOUNCED_MAX`] revisions behind `base`: a slot then never holds more changes the
-    /// event history lacks than its KV history keeps, however many writers storm it while the
-    /// announcers are down, and a write right after a NATS election does not wait for the
-    /// announcers to recover first.
+    /// than [`Announced::unannounced_max`] revisions behind `base`: a slot then never holds more
+    /// changes the event history lacks than its KV history keeps, however many writers storm it
+    /// while the announcers are down, and a write right after a NATS election does not wait for
+    /// the announcers to recover first.
     async fn write_slot(
         &self,
         code: &str,
@@ -1418,11 +1414,12 @@ impl Coordinator {
         value: &v1::ActiveSlot,
         base: Option<u64>,
     ) -> Result<Cas, ApiError> {
+        let behind = Announced::Active.unannounced_max();
         if let Some(base) = base
-            && !self.announced(base.saturating_sub(UNANNOUNCED_MAX)).await
+            && !self.announced(base.saturating_sub(behind)).await
         {
             return Err(ApiError::Unconfirmed(format!(
-                "the {} slot of {code} is at epoch {base} and the event history is more than {UNANNOUNCED_MAX} changes behind; retry",
+                "the {} slot of {code} is at epoch {base} and the event history is more than {behind} changes behind; retry",
                 slot_name(slot)
             )));
         }

@@ -37,10 +37,14 @@ pub enum StoreError {
     )]
     Contended { key: String },
     #[error(
-        "{key} is at revision {revision} and the event history is more than \
-         {ROLES_UNANNOUNCED_MAX} role changes behind; retry"
+        "{key} is at revision {revision} and the event history is more than {behind} role \
+         changes behind; retry"
     )]
-    Unannounced { key: String, revision: u64 },
+    Unannounced {
+        key: String,
+        revision: u64,
+        behind: u64,
+    },
 }
 
 /// The two buckets whose changes are announced as events.
@@ -57,15 +61,21 @@ impl Announced {
             Announced::Roles => "roles",
         }
     }
+
+    /// How many bucket revisions a write may be ahead of the announcements: half of what the
+    /// bucket keeps per key, so an unannounced change is never pushed out of the history (a
+    /// key's own revisions are a subset of the bucket's).
+    pub fn unannounced_max(self) -> u64 {
+        let history = match self {
+            Announced::Active => sup_bus::ACTIVE_HISTORY,
+            Announced::Roles => sup_bus::ROLES_HISTORY,
+        };
+        history as u64 / 2
+    }
 }
 
 /// How long a write waits for the announcements to come within its bound.
 pub const ANNOUNCE_WAIT: Duration = Duration::from_secs(10);
-
-/// How many bucket revisions a role write may be ahead of the role announcements: half of what
-/// the bucket keeps per role, so an unannounced change is never pushed out of the history (a
-/// role's own revisions are a subset of the bucket's).
-pub const ROLES_UNANNOUNCED_MAX: u64 = sup_bus::ROLES_HISTORY as u64 / 2;
 
 #[derive(Clone)]
 pub struct Store {
@@ -116,7 +126,7 @@ impl Store {
             if self.progress[which as usize].load(Ordering::Acquire) >= revision {
                 return true;
             }
-            if let Ok(m) = self.marker_from_leader(which.as_str()).await
+            if let Ok(m) = self.marker_from_leader(which).await
                 && m >= revision
             {
                 return true;
@@ -266,11 +276,12 @@ impl Store {
             };
             // Like a slot, a role record runs at most half its history ahead of the
             // announcements, so no change of it leaves the history before it is an event.
+            let behind = Announced::Roles.unannounced_max();
             if let Some((_, revision)) = &current
                 && !self
                     .announced(
                         Announced::Roles,
-                        revision.saturating_sub(ROLES_UNANNOUNCED_MAX),
+                        revision.saturating_sub(behind),
                         ANNOUNCE_WAIT,
                     )
                     .await
@@ -278,6 +289,7 @@ impl Store {
                 return Err(StoreError::Unannounced {
                     key,
                     revision: *revision,
+                    behind,
                 });
             }
             let bytes: Bytes = after.encode_to_vec().into();
@@ -407,8 +419,8 @@ impl Store {
 
     /// A bucket revision up to which changes are known to be announced as events, as the
     /// stream's leader has it: what an answer to a client or a new watch may rest on.
-    pub async fn marker_from_leader(&self, name: &str) -> Result<u64, StoreError> {
-        let key = format!("announced.{name}");
+    pub async fn marker_from_leader(&self, which: Announced) -> Result<u64, StoreError> {
+        let key = format!("announced.{}", which.as_str());
         Ok(self
             .bus
             .kv_get_from_leader(&self.bus.buckets.ops, &key)
@@ -418,8 +430,8 @@ impl Store {
     }
 
     /// Moves a marker forward (never back: a slower replica's older value is ignored).
-    pub async fn advance_marker(&self, name: &str, revision: u64) -> Result<(), StoreError> {
-        let key = format!("announced.{name}");
+    pub async fn advance_marker(&self, which: Announced, revision: u64) -> Result<(), StoreError> {
+        let key = format!("announced.{}", which.as_str());
         let kv = &self.bus.buckets.ops;
         for _ in 0..CAS_ATTEMPTS {
             let current = self.bus.kv_get(kv, &key).await?;

@@ -287,19 +287,12 @@ async fn next_cas_after(
     // keys' revisions and purged ones are passed over).
     let mut first = written(&latest);
     for sequence in before + 1..latest.sequence {
-        let m = loop {
-            match tokio::time::timeout(
-                Duration::from_millis(300),
-                bucket.stream.get_raw_message(sequence),
-            )
-            .await
-            {
-                Ok(read) => break read.ok(),
-                Err(_) if Instant::now() < deadline + patience => continue,
-                Err(_) => break None,
-            }
-        };
-        if let Some(m) = m
+        let left = (deadline + patience).saturating_duration_since(Instant::now());
+        let read = sup_bus::resend(left, Duration::from_millis(300), || {
+            bucket.stream.get_raw_message(sequence)
+        })
+        .await;
+        if let Some(Ok(m)) = read
             && m.subject.as_str() == subject
             && written(&m) >= fault
         {
