@@ -425,6 +425,8 @@ async fn installs_write_logs_that_sup_smslog_recognises_and_faults_change_them()
         run_id: run.into(),
         upstream_server: String::new(),
         full: run == "r1",
+        trigger: "manual".into(),
+        ..Default::default()
     };
     assert!(
         agent

@@ -166,36 +166,44 @@ pub const PRODUCTS: &[Entry] = &[
     e("Virtual Server", "f61ce0bd-ba78-4399-bb1c-098da328f2cc"),
 ];
 
-/// Update-file languages with their WSUS codes (lower case, as WSUS stores them). Only `en` and
-/// `pt-br` are confirmed codes; the rest are MS-LCID short names. A real server's own list
-/// (GetConfigData) is authoritative; this table names them for people.
+/// Update languages with their WSUS codes, for both lists of the Languages page.
+///
+/// Sources, per row: the code is the [MS-LCID] language tag of the LCID in the comment (MS-LCID
+/// §2.2, "LCID Structure"; the title is MS-LCID's language name, shortened where the console's
+/// culture name is shorter), written lower case because WSUS stores codes lower case
+/// ("If you set the property to pt-BR, WSUS returns the property value as pt-br",
+/// IUpdateServer.PreferredCulture, learn.microsoft.com ms751963). Server-to-server sync names
+/// languages by MS-LCID short names (MS-WSUSSS 3.1.4.4.3.3, `ServerSyncLanguageData`), and the
+/// same LCIDs are the `Locale:<n>` values of ConfigMgr's update-language rules. Only `en` and
+/// `pt-br` are also printed in WSUS's own documentation; a real server's list (GetConfigData) is
+/// authoritative, and this table names its entries for people.
 pub const LANGUAGES: &[Entry] = &[
-    e("English", "en"),
-    e("Arabic", "ar"),
-    e("Chinese (Simplified)", "zh-cn"),
-    e("Chinese (Traditional)", "zh-tw"),
-    e("Chinese (Hong Kong S.A.R.)", "zh-hk"),
-    e("Czech", "cs"),
-    e("Danish", "da"),
-    e("Dutch", "nl"),
-    e("Finnish", "fi"),
-    e("French", "fr"),
-    e("German", "de"),
-    e("Greek", "el"),
-    e("Hebrew", "he"),
-    e("Hindi", "hi"),
-    e("Hungarian", "hu"),
-    e("Italian", "it"),
-    e("Japanese", "ja"),
-    e("Korean", "ko"),
-    e("Norwegian", "no"),
-    e("Polish", "pl"),
-    e("Portuguese", "pt"),
-    e("Portuguese (Brazil)", "pt-br"),
-    e("Russian", "ru"),
-    e("Spanish", "es"),
-    e("Swedish", "sv"),
-    e("Turkish", "tr"),
+    e("English", "en"), // MS-LCID 9: en, English
+    e("Arabic", "ar"), // MS-LCID 1: ar, Arabic
+    e("Chinese (Simplified)", "zh-cn"), // MS-LCID 2052: zh-CN, Chinese (Simplified), People's Republic of China
+    e("Chinese (Traditional)", "zh-tw"), // MS-LCID 1028: zh-TW, Chinese (Traditional), Taiwan
+    e("Chinese (Hong Kong S.A.R.)", "zh-hk"), // MS-LCID 3076: zh-HK, Chinese (Traditional), Hong Kong S.A.R.
+    e("Czech", "cs"), // MS-LCID 5: cs, Czech
+    e("Danish", "da"), // MS-LCID 6: da, Danish
+    e("Dutch", "nl"), // MS-LCID 19: nl, Dutch
+    e("Finnish", "fi"), // MS-LCID 11: fi, Finnish
+    e("French", "fr"), // MS-LCID 12: fr, French
+    e("German", "de"), // MS-LCID 7: de, German
+    e("Greek", "el"), // MS-LCID 8: el, Greek
+    e("Hebrew", "he"), // MS-LCID 13: he, Hebrew
+    e("Hindi", "hi"), // MS-LCID 57: hi, Hindi
+    e("Hungarian", "hu"), // MS-LCID 14: hu, Hungarian
+    e("Italian", "it"), // MS-LCID 16: it, Italian
+    e("Japanese", "ja"), // MS-LCID 17: ja, Japanese
+    e("Korean", "ko"), // MS-LCID 18: ko, Korean
+    e("Norwegian", "no"), // MS-LCID 20: no, Norwegian (Bokmal)
+    e("Polish", "pl"), // MS-LCID 21: pl, Polish
+    e("Portuguese", "pt"), // MS-LCID 22: pt, Portuguese
+    e("Portuguese (Brazil)", "pt-br"), // MS-LCID 1046: pt-BR, Portuguese, Brazil
+    e("Russian", "ru"), // MS-LCID 25: ru, Russian
+    e("Spanish", "es"), // MS-LCID 10: es, Spanish
+    e("Swedish", "sv"), // MS-LCID 29: sv, Swedish
+    e("Turkish", "tr"), // MS-LCID 31: tr, Turkish
 ];
 
 /// What ConfigMgr 2007 selects when nothing is said.

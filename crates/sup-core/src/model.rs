@@ -3,6 +3,7 @@
 
 use crate::catalog::Entry;
 use crate::schedule::SyncSchedule;
+use chrono_tz::Tz;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SiteMode {
@@ -115,6 +116,9 @@ pub struct SoftwareUpdatePoint {
     pub https_port: u16,
     pub ssl: bool,
     pub proxy: Option<Proxy>,
+    /// The General tab's choice for the active intranet SUP of a native-mode site: accept
+    /// Internet-based clients too, instead of "Allow intranet-only client connections".
+    pub allow_internet_clients: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,10 +133,22 @@ pub struct NlbCluster {
 pub struct SoftwareUpdates {
     pub sync_source: SyncSource,
     pub reporting_events: ReportingEvents,
+    /// Declared on the top site of a hierarchy only: a child site, which synchronizes from its
+    /// parent, inherits them (ConfigMgr 2007 hides those pages there).
+    pub top: Option<TopSettings>,
+}
+
+/// The settings ConfigMgr 2007 keeps at the top of a hierarchy: the Sync Schedule,
+/// Classifications, Products and Languages pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopSettings {
     pub schedule: SyncSchedule,
     pub classifications: Vec<Entry>,
     pub products: Vec<Entry>,
-    pub languages: Vec<Entry>,
+    /// The Languages page's "Update Files" list (`SupportedUpdateLanguages`).
+    pub update_file_languages: Vec<Entry>,
+    /// The Languages page's "Summary Details" list (`SupportedTitleLanguages`).
+    pub summary_languages: Vec<Entry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +163,8 @@ pub struct Site {
     pub software_update_points: Vec<SoftwareUpdatePoint>,
     pub nlb_clusters: Vec<NlbCluster>,
     pub site_server: Option<String>,
+    /// The site's time zone: schedules fire at its wall-clock time.
+    pub time_zone: Tz,
 }
 
 /// What holds a slot: one server, or an NLB cluster and its nodes.

@@ -1,10 +1,15 @@
 //! Synchronization schedules as the Sync Schedule tab offers them, and a pure next-fire function.
 //!
-//! Times are the site's local wall-clock time (`NaiveDateTime`); the scheduler maps them to UTC
-//! with the site's zone. A simple schedule fires at `start + k × interval`; a custom one on its
+//! Times are the site's local wall-clock time (`NaiveDateTime`); `next_fire_utc` maps them to
+//! instants with the site's IANA time zone, across daylight-saving changes. A simple schedule fires at `start + k × interval`; a custom one on its
 //! calendar rule at the time of day of `start`, counting every-N weeks or months from `start`.
 
-use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
+use chrono::offset::LocalResult;
+use chrono::{
+    DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone,
+    Utc, Weekday,
+};
+use chrono_tz::Tz;
 
 /// When a site synchronizes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,8 +22,11 @@ pub enum SyncSchedule {
 /// A recurring schedule anchored at `start`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
+    /// The site's local wall-clock time, or UTC when `gmt` is set.
     pub start: NaiveDateTime,
     pub recurrence: Recurrence,
+    /// The token's IsGMT flag: the schedule runs on UTC rather than the site's local time.
+    pub gmt: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +63,7 @@ pub enum Recurrence {
     },
 }
 
-/// The default simple schedule: every 7 days.
+/// The default simple schedule: every 7 days (the console's token `0001200000100038`).
 pub fn default_schedule() -> SyncSchedule {
     SyncSchedule::Recurring(Schedule {
         start: default_start(),
@@ -63,12 +71,14 @@ pub fn default_schedule() -> SyncSchedule {
             every: 7,
             unit: IntervalUnit::Days,
         },
+        gmt: false,
     })
 }
 
-/// The anchor used when a schedule names no start: 2000-01-01 00:00 local time.
+/// The anchor of a schedule that names no start: 1970-02-01 00:00 local time, the start the
+/// console writes into a simple schedule's token (`0001200000100038` decodes to it).
 pub fn default_start() -> NaiveDateTime {
-    NaiveDate::from_ymd_opt(2000, 1, 1)
+    NaiveDate::from_ymd_opt(1970, 2, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .unwrap_or_default()
 }
@@ -141,6 +151,7 @@ pub fn parse_text(text: &str) -> Result<SyncSchedule, ScheduleError> {
     Ok(SyncSchedule::Recurring(Schedule {
         start: default_start(),
         recurrence: Recurrence::Interval { every, unit },
+        gmt: false,
     }))
 }
 
@@ -234,9 +245,56 @@ impl SyncSchedule {
             SyncSchedule::Recurring(s) => s.next_fire(after),
         }
     }
+
+    /// The first fire time strictly after the instant `after`, for a site in `zone`: the
+    /// schedule's wall-clock times are the site's (or UTC for a GMT schedule).
+    pub fn next_fire_utc(&self, zone: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            SyncSchedule::Manual => None,
+            SyncSchedule::Recurring(s) => s.next_fire_utc(zone, after),
+        }
+    }
+}
+
+/// The instant a site-local wall-clock time stands for. A time that occurs twice (the hour the
+/// clocks go back) is its first occurrence; a time the clocks skip (the hour they go forward) is
+/// read with the offset in force before the change, so it fires as many minutes after the jump
+/// as it was meant to be after the hour.
+pub fn local_to_utc(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+    match zone.from_local_datetime(&local) {
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
+        LocalResult::None => {
+            let before = local.checked_sub_signed(Duration::hours(3))?;
+            let offset = zone.offset_from_local_datetime(&before).earliest()?;
+            let utc = local.checked_sub_signed(Duration::seconds(i64::from(
+                offset.fix().local_minus_utc(),
+            )))?;
+            Some(utc.and_utc())
+        }
+    }
 }
 
 impl Schedule {
+    /// As [`SyncSchedule::next_fire_utc`].
+    pub fn next_fire_utc(&self, zone: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.gmt {
+            return self.next_fire(after.naive_utc()).map(|t| t.and_utc());
+        }
+        let mut local = after.with_timezone(&zone).naive_local();
+        // Local times can repeat (the hour the clocks go back): skip fires that map to an
+        // instant not after `after`.
+        for _ in 0..4 {
+            let next = self.next_fire(local)?;
+            let at = local_to_utc(zone, next)?;
+            if at > after {
+                return Some(at);
+            }
+            local = next;
+        }
+        None
+    }
+
     /// The first fire time strictly after `after`. Never before `start`.
     pub fn next_fire(&self, after: NaiveDateTime) -> Option<NaiveDateTime> {
         let at = self.start.time();
@@ -364,6 +422,7 @@ mod tests {
         Schedule {
             start: dt(start),
             recurrence,
+            gmt: false,
         }
     }
 
@@ -559,7 +618,7 @@ mod tests {
             let base = dt("2000-01-01T00:00:00");
             let start = base + Duration::minutes(start_min);
             let after = base + Duration::minutes(after_min);
-            let s = Schedule { start, recurrence: rec.clone() };
+            let s = Schedule { start, recurrence: rec.clone(), gmt: false };
             let next = s.next_fire(after).expect("recurring schedules always fire again");
             prop_assert!(next > after);
             prop_assert!(next >= start);

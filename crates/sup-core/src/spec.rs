@@ -40,6 +40,9 @@ pub struct RawSite {
     pub failover: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_server: Option<String>,
+    /// An IANA time zone name ("America/New_York"); schedules fire at its wall-clock time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub software_updates: Option<RawSoftwareUpdates>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -63,8 +66,15 @@ pub struct RawSoftwareUpdates {
     pub classifications: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub products: Option<Vec<String>>,
+    /// Both language lists at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub languages: Option<Vec<String>>,
+    /// The Languages page's "Update Files" list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_file_languages: Option<Vec<String>>,
+    /// The Languages page's "Summary Details" list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_languages: Option<Vec<String>>,
 }
 
 /// `schedule = "every 7 days"`, `"manual"`, or a custom table.
@@ -110,6 +120,9 @@ pub struct RawScheduleTable {
     pub day_span: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hour_span: Option<i64>,
+    /// The token's IsGMT flag: the times are UTC, not the site's local time.
+    #[serde(default, alias = "gmt", skip_serializing_if = "Option::is_none")]
+    pub is_gmt: Option<bool>,
 }
 
 /// A weekday or week given by name ("Tuesday", "second") or by number (3, 2).
@@ -172,6 +185,8 @@ pub struct RawSoftwareUpdatePoint {
     pub ssl: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<RawProxy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_internet_clients: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -381,6 +396,20 @@ fn validate_site(r: &RawSite, path: &str, c: &mut Collector) -> Option<Site> {
         }
         normalize_host(s)
     });
+    let time_zone = match r.time_zone.as_deref() {
+        None => chrono_tz::UTC,
+        Some(name) => match name.trim().parse::<chrono_tz::Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                c.push(
+                    format!("{path}.time_zone"),
+                    "time_zone",
+                    format!("\"{name}\" is not an IANA time zone name, such as \"America/New_York\" or \"UTC\""),
+                );
+                chrono_tz::UTC
+            }
+        },
+    };
     let software_updates = validate_software_updates(
         r.software_updates.as_ref(),
         &format!("{path}.software_updates"),
@@ -436,7 +465,16 @@ fn validate_site(r: &RawSite, path: &str, c: &mut Collector) -> Option<Site> {
         .enumerate()
         .map(|(i, n)| validate_nlb(n, &format!("{path}.nlb_cluster[{i}]"), &sup_names, c))
         .collect();
-    check_slots(path, mode, &site_systems, &sups, &clusters, c);
+    check_slots(
+        path,
+        mode,
+        site_server.as_deref(),
+        &site_systems,
+        &sups,
+        &clusters,
+        c,
+    );
+    check_ssl_and_internet_clients(path, mode, &site_systems, &sups, &clusters, c);
 
     if c.0.len() > before {
         return None;
@@ -452,6 +490,7 @@ fn validate_site(r: &RawSite, path: &str, c: &mut Collector) -> Option<Site> {
         software_update_points: sups,
         nlb_clusters: clusters,
         site_server,
+        time_zone,
     })
 }
 
@@ -469,6 +508,7 @@ fn parse_slot(value: Option<&str>, path: String, c: &mut Collector) -> Option<Sl
 fn check_slots(
     path: &str,
     mode: SiteMode,
+    site_server: Option<&str>,
     systems: &[SiteSystem],
     sups: &[SoftwareUpdatePoint],
     clusters: &[NlbCluster],
@@ -536,6 +576,21 @@ fn check_slots(
                     format!("{m} is the active intranet SUP; the Internet-based one must be another, remote server"),
                 );
             }
+            if site_server == Some(m.as_str()) {
+                c.push(
+                    p.clone(),
+                    "internet_not_site_server",
+                    format!("{m} is the site server; the active Internet-based SUP must be a server remote from it"),
+                );
+            }
+        }
+        // Its metadata comes from the active intranet SUP's WSUS database.
+        if intranet.is_empty() {
+            c.push(
+                p.clone(),
+                "internet_needs_intranet",
+                "an active Internet-based software update point synchronizes from the site's active intranet SUP: declare one (a server or an NLB cluster) active = \"intranet\"",
+            );
         }
     }
     // A server that is an NLB node serves through its cluster, not on its own as well.
@@ -549,6 +604,74 @@ fn check_slots(
                 format!("{path}.software_update_point[{i}].active"),
                 "nlb_member_active_alone",
                 format!("{} is a node of an active NLB cluster; declare the cluster active, not the node", s.server),
+            );
+        }
+    }
+}
+
+/// SSL as native mode demands it, and who may accept Internet-based clients: in native mode every
+/// SUP uses SSL; the active intranet SUP may accept Internet clients too (the General tab's
+/// alternative to "Allow intranet-only client connections"), which needs an Internet FQDN and
+/// excludes an active Internet-based SUP (that tab is configurable only with intranet-only).
+fn check_ssl_and_internet_clients(
+    path: &str,
+    mode: SiteMode,
+    systems: &[SiteSystem],
+    sups: &[SoftwareUpdatePoint],
+    clusters: &[NlbCluster],
+    c: &mut Collector,
+) {
+    let internet_declared = sups.iter().any(|s| s.active == Some(SlotKind::Internet))
+        || clusters.iter().any(|n| n.active == Some(SlotKind::Internet));
+    let active_intranet = |server: &str| {
+        sups.iter()
+            .any(|s| s.server == server && s.active == Some(SlotKind::Intranet))
+            || clusters.iter().any(|n| {
+                n.active == Some(SlotKind::Intranet) && n.members.iter().any(|m| m == server)
+            })
+    };
+    for (i, s) in sups.iter().enumerate() {
+        let p = format!("{path}.software_update_point[{i}]");
+        if mode == SiteMode::Native && !s.ssl {
+            c.push(
+                format!("{p}.ssl"),
+                "native_requires_ssl",
+                format!("{} is a SUP of a native-mode site: native mode requires SSL, set ssl = true (and require SSL on its WSUS web site)", s.server),
+            );
+        }
+        if !s.allow_internet_clients {
+            continue;
+        }
+        let p = format!("{p}.allow_internet_clients");
+        if mode != SiteMode::Native {
+            c.push(
+                p.clone(),
+                "internet_clients_need_native",
+                "Internet-based clients connect only to a site in native mode",
+            );
+        }
+        if !active_intranet(&s.server) {
+            c.push(
+                p.clone(),
+                "internet_clients_active_only",
+                format!("{} is not the active intranet SUP: only the active intranet SUP may also accept Internet-based clients", s.server),
+            );
+        }
+        if systems
+            .iter()
+            .any(|sys| sys.server == s.server && sys.internet_fqdn.is_none())
+        {
+            c.push(
+                p.clone(),
+                "internet_clients_need_fqdn",
+                format!("{} accepts Internet-based clients and needs an internet_fqdn on its site_system", s.server),
+            );
+        }
+        if internet_declared {
+            c.push(
+                p,
+                "internet_clients_or_internet_sup",
+                "the site declares an active Internet-based SUP, so its intranet SUP serves intranet clients only: drop allow_internet_clients or the Internet-based SUP",
             );
         }
     }
@@ -716,6 +839,7 @@ fn validate_sup(s: &RawSoftwareUpdatePoint, path: &str, c: &mut Collector) -> So
         https_port,
         ssl: s.ssl.unwrap_or(false),
         proxy,
+        allow_internet_clients: s.allow_internet_clients.unwrap_or(false),
     }
 }
 
@@ -873,6 +997,42 @@ fn validate_software_updates(
             ReportingEvents::None
         }
     };
+    let top = if is_child {
+        check_child_inherits(r, path, c);
+        None
+    } else {
+        Some(validate_top_settings(r, path, c))
+    };
+    SoftwareUpdates {
+        sync_source,
+        reporting_events,
+        top,
+    }
+}
+
+/// A child site inherits the Sync Schedule, Classifications, Products and Languages pages from
+/// the top of its hierarchy: ConfigMgr 2007 hides them on a site that synchronizes from upstream.
+fn check_child_inherits(r: &RawSoftwareUpdates, path: &str, c: &mut Collector) {
+    let declared = [
+        ("schedule", r.schedule.is_some()),
+        ("classifications", r.classifications.is_some()),
+        ("products", r.products.is_some()),
+        ("languages", r.languages.is_some()),
+        ("update_file_languages", r.update_file_languages.is_some()),
+        ("summary_languages", r.summary_languages.is_some()),
+    ];
+    for (key, _) in declared.iter().filter(|(_, set)| *set) {
+        c.push(
+            format!("{path}.{key}"),
+            "child_inherits_settings",
+            format!(
+                "a child site inherits {key} from the top site of its hierarchy (the site that synchronizes from Microsoft Update): declare it there"
+            ),
+        );
+    }
+}
+
+fn validate_top_settings(r: &RawSoftwareUpdates, path: &str, c: &mut Collector) -> TopSettings {
     let schedule = match &r.schedule {
         None => schedule::default_schedule(),
         Some(s) => validate_schedule(s, &format!("{path}.schedule"), c),
@@ -898,20 +1058,48 @@ fn validate_software_updates(
         c,
     );
     let default_languages = vec!["English".to_string()];
-    let languages = lookup_all(
+    // `languages` sets both lists; each may also be given on its own, but not with it.
+    if r.languages.is_some()
+        && (r.update_file_languages.is_some() || r.summary_languages.is_some())
+    {
+        c.push(
+            format!("{path}.languages"),
+            "languages_once",
+            "languages sets both update_file_languages and summary_languages: give either languages or the two lists",
+        );
+    }
+    let pick = |own: &Option<Vec<String>>, key: &'static str| match (own, &r.languages) {
+        (Some(list), _) => (list.clone(), key),
+        (None, Some(both)) => (both.clone(), "languages"),
+        (None, None) => (default_languages.clone(), "languages"),
+    };
+    let (update_files, update_files_key) = pick(&r.update_file_languages, "update_file_languages");
+    let (summary, summary_key) = pick(&r.summary_languages, "summary_languages");
+    let update_file_languages = lookup_all(
         catalog::LANGUAGES,
-        r.languages.as_ref().unwrap_or(&default_languages),
-        &format!("{path}.languages"),
+        &update_files,
+        &format!("{path}.{update_files_key}"),
         "language",
         c,
     );
-    SoftwareUpdates {
-        sync_source,
-        reporting_events,
+    // One list read once reports its mistakes once.
+    let summary_languages = if summary_key == update_files_key {
+        update_file_languages.clone()
+    } else {
+        lookup_all(
+            catalog::LANGUAGES,
+            &summary,
+            &format!("{path}.{summary_key}"),
+            "language",
+            c,
+        )
+    };
+    TopSettings {
         schedule,
         classifications,
         products,
-        languages,
+        update_file_languages,
+        summary_languages,
     }
 }
 
@@ -1155,7 +1343,11 @@ fn validate_schedule_table(
             return None;
         }
     };
-    Some(SyncSchedule::Recurring(Schedule { start, recurrence }))
+    Some(SyncSchedule::Recurring(Schedule {
+        start,
+        recurrence,
+        gmt: t.is_gmt.unwrap_or(false),
+    }))
 }
 
 /// Turns a validated site back into its spec form (for storage and display); validating the
@@ -1175,6 +1367,7 @@ pub fn to_raw(site: &Site) -> RawSite {
             .to_string(),
         ),
         site_server: site.site_server.clone(),
+        time_zone: Some(site.time_zone.name().to_string()),
         software_updates: Some(RawSoftwareUpdates {
             sync_source: Some(
                 match su.sync_source {
@@ -1192,15 +1385,12 @@ pub fn to_raw(site: &Site) -> RawSite {
                 }
                 .to_string(),
             ),
-            schedule: Some(schedule_to_raw(&su.schedule)),
-            classifications: Some(
-                su.classifications
-                    .iter()
-                    .map(|e| e.title.to_string())
-                    .collect(),
-            ),
-            products: Some(su.products.iter().map(|e| e.title.to_string()).collect()),
-            languages: Some(su.languages.iter().map(|e| e.title.to_string()).collect()),
+            schedule: su.top.as_ref().map(|t| schedule_to_raw(&t.schedule)),
+            classifications: su.top.as_ref().map(|t| titles(&t.classifications)),
+            products: su.top.as_ref().map(|t| titles(&t.products)),
+            languages: None,
+            update_file_languages: su.top.as_ref().map(|t| titles(&t.update_file_languages)),
+            summary_languages: su.top.as_ref().map(|t| titles(&t.summary_languages)),
         }),
         site_system: site
             .site_systems
@@ -1245,6 +1435,7 @@ pub fn to_raw(site: &Site) -> RawSite {
                     },
                     password: None,
                 }),
+                allow_internet_clients: s.allow_internet_clients.then_some(true),
             })
             .collect(),
         nlb_cluster: site
@@ -1259,6 +1450,10 @@ pub fn to_raw(site: &Site) -> RawSite {
     }
 }
 
+fn titles(entries: &[Entry]) -> Vec<String> {
+    entries.iter().map(|e| e.title.to_string()).collect()
+}
+
 /// The spec form of a schedule: text for manual and for simple schedules at the default start,
 /// a table otherwise.
 pub fn schedule_to_raw(s: &SyncSchedule) -> RawSchedule {
@@ -1266,6 +1461,7 @@ pub fn schedule_to_raw(s: &SyncSchedule) -> RawSchedule {
         return RawSchedule::Text("manual".into());
     };
     let start = Some(s.start.format("%Y-%m-%dT%H:%M:%S").to_string());
+    let is_gmt = s.gmt.then_some(true);
     match &s.recurrence {
         Recurrence::Interval { every, unit } => {
             let unit = match unit {
@@ -1273,13 +1469,14 @@ pub fn schedule_to_raw(s: &SyncSchedule) -> RawSchedule {
                 IntervalUnit::Days => "days",
                 IntervalUnit::Weeks => "weeks",
             };
-            if s.start == schedule::default_start() {
+            if s.start == schedule::default_start() && !s.gmt {
                 RawSchedule::Text(format!("every {every} {unit}"))
             } else {
                 RawSchedule::Table(Box::new(RawScheduleTable {
                     kind: Some("simple".into()),
                     every: Some(format!("{every} {unit}")),
                     start,
+                    is_gmt,
                     ..Default::default()
                 }))
             }
@@ -1294,6 +1491,7 @@ pub fn schedule_to_raw(s: &SyncSchedule) -> RawSchedule {
                         .collect(),
                 ),
                 every_weeks: Some(i64::from(*every_weeks)),
+                is_gmt,
                 ..Default::default()
             }))
         }
@@ -1303,6 +1501,7 @@ pub fn schedule_to_raw(s: &SyncSchedule) -> RawSchedule {
                 start,
                 day: Some(i64::from(*day)),
                 every_months: Some(i64::from(*every_months)),
+                is_gmt,
                 ..Default::default()
             }))
         }
@@ -1327,6 +1526,7 @@ pub fn schedule_to_raw(s: &SyncSchedule) -> RawSchedule {
                 schedule::weekday_name(*weekday).to_string(),
             )),
             every_months: Some(i64::from(*every_months)),
+            is_gmt,
             ..Default::default()
         })),
     }

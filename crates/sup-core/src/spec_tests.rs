@@ -107,7 +107,7 @@ fn the_valid_file_loads() {
         ch1.declared_slot_of("n2.corp.example.com"),
         Some(SlotKind::Intranet)
     );
-    assert_eq!(cen.software_updates.classifications.len(), 2);
+    assert_eq!(cen.software_updates.top.as_ref().expect("top site").classifications.len(), 2);
 }
 
 #[test]
@@ -530,7 +530,7 @@ fn schedule_as_a_configmgr_token() {
     );
     let sites = load(&text).expect("a token is a schedule");
     assert!(matches!(
-        &sites[0].software_updates.schedule,
+        &sites[0].software_updates.top.as_ref().expect("top site").schedule,
         crate::schedule::SyncSchedule::Recurring(s) if s.recurrence == crate::schedule::Recurrence::Interval { every: 7, unit: crate::schedule::IntervalUnit::Days }
     ));
     check(
@@ -593,7 +593,7 @@ fn schedule_tables_take_the_token_json_names_too() {
             1,
         );
         let sites = load(&text).unwrap_or_else(|e| panic!("{table}: {e}"));
-        match &sites[0].software_updates.schedule {
+        match &sites[0].software_updates.top.as_ref().expect("top site").schedule {
             crate::schedule::SyncSchedule::Recurring(s) => {
                 assert_eq!(s.recurrence, expected, "{table}")
             }

@@ -495,6 +495,7 @@ pub fn to_schedule(tokens: &[Token]) -> Result<SyncSchedule, TokenError> {
     Ok(SyncSchedule::Recurring(Schedule {
         start: first.start,
         recurrence,
+        gmt: first.is_gmt,
     }))
 }
 
@@ -505,7 +506,7 @@ pub fn from_schedule(s: &SyncSchedule) -> Result<String, TokenError> {
     };
     let base = Token {
         start: s.start,
-        is_gmt: false,
+        is_gmt: s.gmt,
         day_duration: 0,
         hour_duration: 0,
         minute_duration: 0,
@@ -729,8 +730,22 @@ mod tests {
                     every: 7,
                     unit: IntervalUnit::Days
                 },
+                gmt: false,
             })
         );
+        // The console's default: a simple schedule of 7 days with no start of its own.
+        assert_eq!(
+            from_schedule(&crate::schedule::default_schedule()).expect("export"),
+            "0001200000100038"
+        );
+        assert_eq!(
+            from_schedule(&crate::schedule::parse_text("every 7 days").expect("text")).expect("export"),
+            "0001200000100038"
+        );
+        // IsGMT survives the import and the export.
+        let gmt = to_schedule(&decode("0001200000100039").expect("t")).expect("s");
+        assert!(matches!(&gmt, SyncSchedule::Recurring(s) if s.gmt));
+        assert_eq!(from_schedule(&gmt).expect("export"), "0001200000100039");
         let s = to_schedule(&decode("A9788980001B4000").expect("t")).expect("s");
         assert_eq!(from_schedule(&s).expect("export"), "A9788980001B4000");
         assert_eq!(from_schedule(&SyncSchedule::Manual).expect("manual"), "");

@@ -138,6 +138,7 @@ pub fn schedule_to_proto(s: &SyncSchedule) -> v1::Schedule {
         token: sup_core::token::from_schedule(&SyncSchedule::Recurring(s.clone()))
             .unwrap_or_default(),
         start: s.start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+        is_gmt: s.gmt,
     }
 }
 
@@ -148,6 +149,7 @@ pub fn schedule_from_proto(s: &v1::Schedule) -> Option<RawSchedule> {
     let table = |kind: &str| RawScheduleTable {
         kind: Some(kind.to_string()),
         start: start.clone(),
+        is_gmt: s.is_gmt.then_some(true),
         ..Default::default()
     };
     let Some(kind) = s.kind.as_ref() else {
@@ -217,10 +219,32 @@ pub fn site_to_proto(site: &model::Site) -> v1::Site {
                 model::ReportingEvents::StatusOnly => v1::ReportingEvents::StatusOnly,
                 model::ReportingEvents::All => v1::ReportingEvents::All,
             } as i32,
-            schedule: Some(schedule_to_proto(&su.schedule)),
-            classifications: entries(&su.classifications),
-            products: entries(&su.products),
-            languages: entries(&su.languages),
+            schedule: su.top.as_ref().map(|t| schedule_to_proto(&t.schedule)),
+            classifications: su
+                .top
+                .as_ref()
+                .map(|t| entries(&t.classifications))
+                .unwrap_or_default(),
+            products: su
+                .top
+                .as_ref()
+                .map(|t| entries(&t.products))
+                .unwrap_or_default(),
+            languages: su
+                .top
+                .as_ref()
+                .map(|t| entries(&t.update_file_languages))
+                .unwrap_or_default(),
+            update_file_languages: su
+                .top
+                .as_ref()
+                .map(|t| entries(&t.update_file_languages))
+                .unwrap_or_default(),
+            summary_languages: su
+                .top
+                .as_ref()
+                .map(|t| entries(&t.summary_languages))
+                .unwrap_or_default(),
         }),
         site_systems: site
             .site_systems
@@ -248,6 +272,7 @@ pub fn site_to_proto(site: &model::Site) -> v1::Site {
             })
             .collect(),
         site_server: site.site_server.clone().unwrap_or_default(),
+        time_zone: site.time_zone.name().to_string(),
     }
 }
 
@@ -264,6 +289,7 @@ pub fn sup_to_proto(s: &model::SoftwareUpdatePoint) -> v1::SoftwareUpdatePoint {
             account: p.account.clone().unwrap_or_default(),
             password: p.password.as_ref().map(secret_ref_to_proto),
         }),
+        allow_internet_clients: s.allow_internet_clients,
     }
 }
 
@@ -302,6 +328,7 @@ pub fn sup_from_proto(s: &v1::SoftwareUpdatePoint) -> RawSoftwareUpdatePoint {
                 password: None,
             }
         }),
+        allow_internet_clients: s.allow_internet_clients.then_some(true),
     }
 }
 
@@ -364,6 +391,7 @@ pub fn site_from_proto(s: &v1::Site) -> RawSite {
             v1::FailoverPolicy::Auto => Some("auto"),
         }),
         site_server: non_empty(&s.site_server),
+        time_zone: non_empty(&s.time_zone),
         software_updates: s.software_updates.as_ref().map(|su| RawSoftwareUpdates {
             sync_source: enum_name::<v1::SyncSource>(su.sync_source, |x| match x {
                 v1::SyncSource::Unspecified => None,
@@ -380,7 +408,15 @@ pub fn site_from_proto(s: &v1::Site) -> RawSite {
             schedule: su.schedule.as_ref().and_then(schedule_from_proto),
             classifications: (!su.classifications.is_empty()).then(|| titles(&su.classifications)),
             products: (!su.products.is_empty()).then(|| titles(&su.products)),
-            languages: (!su.languages.is_empty()).then(|| titles(&su.languages)),
+            // The two lists when given; the one list of older writers otherwise.
+            languages: (su.update_file_languages.is_empty()
+                && su.summary_languages.is_empty()
+                && !su.languages.is_empty())
+            .then(|| titles(&su.languages)),
+            update_file_languages: (!su.update_file_languages.is_empty())
+                .then(|| titles(&su.update_file_languages)),
+            summary_languages: (!su.summary_languages.is_empty())
+                .then(|| titles(&su.summary_languages)),
         }),
         site_system: s.site_systems.iter().map(site_system_from_proto).collect(),
         software_update_point: s
@@ -458,7 +494,7 @@ members = ["b.corp.example.com"]
                 toml_value(&raw)
             );
             let back = sup_core::spec::load_site_file(&file, &BTreeMap::new()).expect("valid");
-            assert_eq!(back[0].software_updates.schedule, s, "{text}");
+            assert_eq!(back[0].software_updates.top.as_ref().map(|t| &t.schedule), Some(&s), "{text}");
         }
     }
 

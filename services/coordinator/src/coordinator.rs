@@ -20,6 +20,7 @@ use sup_proto::v1::{self, event::Payload};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::store::{ANNOUNCE_WAIT, Announced, Store};
+use crate::upstream::Upstream;
 
 /// The service that provisions roles; commands for it go to `sup.cmd.provisioner.<site>`.
 pub const PROVISIONER: &str = "provisioner";
@@ -875,41 +876,43 @@ impl Coordinator {
 
     /// Sends the site's component settings to the active SUP(s), fenced by the slot's epoch. The
     /// command id names the epoch, the spec revision and the upstream, so re-sending is a no-op.
+    /// A SUP whose upstream has no holder is not configured (never pointed at Microsoft Update
+    /// instead): an alert says what it waits for.
     async fn configure_component(&self, site: &Site, spec_rev: u64) -> Result<(), ApiError> {
         let code = site.code.as_str();
-        let settings = site_to_proto(site).software_updates;
-        let (upstream_server, upstream_port, upstream_ssl) = match &site.parent {
-            Some(parent) => match self.store.slot(parent, "intranet").await? {
-                Some((a, _)) if !a.target.is_empty() => {
-                    let parent_sup = match self.store.site(parent).await? {
-                        Some((p, _)) => p
-                            .software_update_points
-                            .iter()
-                            .find(|s| a.members.contains(&s.server))
-                            .cloned(),
-                        None => None,
-                    };
-                    let (port, ssl) = parent_sup
-                        .map(|s| {
-                            if s.ssl {
-                                (s.https_port, true)
-                            } else {
-                                (s.http_port, false)
-                            }
-                        })
-                        .unwrap_or((80, false));
-                    (a.target.clone(), port, ssl)
-                }
-                _ => (String::new(), 0, false),
-            },
-            None => (String::new(), 0, false),
-        };
+        let mut settings = None;
         for slot in [SlotKind::Intranet, SlotKind::Internet] {
             let Some((a, epoch)) = self.store.slot(code, slot_name(slot)).await? else {
                 continue;
             };
             if a.target.is_empty() {
                 continue;
+            }
+            let (upstream_server, upstream_port, upstream_ssl) =
+                match self.upstream(site, slot).await? {
+                    Upstream::Server { name, port, ssl } => (name, port, ssl),
+                    Upstream::MicrosoftUpdate | Upstream::None => (String::new(), 0, false),
+                    Upstream::Waiting(why) => {
+                        self.publish(&event(
+                            code,
+                            &a.target,
+                            epoch,
+                            "",
+                            format!(
+                                "alert:waiting-upstream:{code}:{}:{epoch}:{spec_rev}",
+                                slot_name(slot)
+                            ),
+                            Payload::Alert(v1::Alert {
+                                kind: "waiting_for_upstream".into(),
+                                message: format!("{}: {why}", a.target),
+                            }),
+                        ))
+                        .await?;
+                        continue;
+                    }
+                };
+            if settings.is_none() {
+                settings = Some(self.effective_settings(site).await?);
             }
             let role = a
                 .members
@@ -928,7 +931,7 @@ impl Coordinator {
                 kind: Some(v1::command::Kind::ConfigureComponent(
                     v1::ConfigureComponent {
                         settings: settings.clone(),
-                        upstream_server: upstream_server.clone(),
+                        upstream_server,
                         upstream_port,
                         upstream_ssl,
                         slot: convert::slot_to_proto(Some(slot)) as i32,
@@ -1477,6 +1480,7 @@ impl Coordinator {
                     }),
                 None => None,
             };
+            let model = model_of(&s).ok();
             match planned {
                 Some(secs) => {
                     sync.next = Some(sup_proto::prost_types::Timestamp {
@@ -1485,16 +1489,46 @@ impl Coordinator {
                     });
                 }
                 None if s.parent.is_empty() => {
-                    if let Ok(m) = model_of(&s) {
-                        let now_local = chrono::Utc::now().naive_utc();
-                        sync.next = m
-                            .software_updates
+                    if let Some(m) = &model
+                        && let Some(top) = &m.software_updates.top
+                    {
+                        sync.next = top
                             .schedule
-                            .next_fire(now_local)
-                            .map(|t| SystemTime::from(t.and_utc()).into());
+                            .next_fire_utc(m.time_zone, chrono::Utc::now())
+                            .map(|t| SystemTime::from(t).into());
                     }
                 }
                 None => {}
+            }
+            if let Some(m) = &model {
+                sync.time_zone = m.time_zone.name().to_string();
+                sync.schedule_token = m
+                    .software_updates
+                    .top
+                    .as_ref()
+                    .and_then(|t| sup_core::token::from_schedule(&t.schedule).ok())
+                    .unwrap_or_default();
+            }
+            let mut role_sync = Vec::new();
+            if let Some(m) = &model {
+                for slot in [SlotKind::Intranet, SlotKind::Internet] {
+                    let holder = match slot {
+                        SlotKind::Intranet => &intranet,
+                        SlotKind::Internet => &internet,
+                    };
+                    let Some(holder) = holder else { continue };
+                    let upstream = self.upstream(m, slot).await?;
+                    for server in &holder.members {
+                        role_sync.push(v1::RoleSync {
+                            server: server.clone(),
+                            upstream: upstream.label().unwrap_or_default(),
+                            waiting: match &upstream {
+                                Upstream::Waiting(why) => why.clone(),
+                                _ => String::new(),
+                            },
+                        });
+                    }
+                }
             }
             out.push(v1::SiteStatus {
                 site: Some(s),
@@ -1502,6 +1536,7 @@ impl Coordinator {
                 internet,
                 roles,
                 sync: Some(sync),
+                role_sync,
             });
         }
         Ok(v1::StatusResponse { sites: out })

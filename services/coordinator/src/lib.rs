@@ -12,6 +12,7 @@ pub mod gauges;
 pub mod metrics;
 
 pub mod store;
+pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -572,6 +572,9 @@ impl<D: SiteDriver> Provisioner<D> {
                 run_id: s.run_id.clone(),
                 upstream_server: String::new(),
                 full: s.full,
+                trigger: s.trigger.clone(),
+                parent_site: s.parent_site.clone(),
+                internet_server: s.internet_server.clone(),
             })
             .await;
         match r {

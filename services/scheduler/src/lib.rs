@@ -116,6 +116,12 @@ pub struct RunRecord {
     pub full: bool,
     pub command_id: String,
     pub finished: bool,
+    /// The active Internet-based SUP, synchronized after the intranet one in this run.
+    #[serde(default)]
+    pub internet_server: String,
+    /// The parent site that asked for this run.
+    #[serde(default)]
+    pub parent_site: String,
 }
 
 fn sched_key(site: &str) -> String {
@@ -272,13 +278,15 @@ impl<C: Clock> Scheduler<C> {
         })
     }
 
-    /// The next fire of a schedule after `now` (schedules are in the site's local time; sites are
-    /// taken to run on UTC here).
+    /// The next fire of the site's schedule after `now`, at the site's wall-clock time (or UTC
+    /// for a GMT token); `None` for a child site, which has no schedule of its own.
     fn next_after(site: &Site, now: DateTime<Utc>) -> Option<i64> {
         site.software_updates
+            .top
+            .as_ref()?
             .schedule
-            .next_fire(now.naive_utc())
-            .map(|t| t.and_utc().timestamp())
+            .next_fire_utc(site.time_zone, now)
+            .map(|t| t.timestamp())
     }
 
     /// One pass: due schedules and retries start runs (exactly once across replicas); overdue
@@ -390,25 +398,8 @@ impl<C: Clock> Scheduler<C> {
                 r.id
             )));
         }
-        let (server, epoch) = match self
-            .bus
-            .kv_get(
-                &self.bus.buckets.active,
-                &subjects::active_key(code, "intranet"),
-            )
-            .await?
-        {
-            Some((b, rev)) => {
-                let a = v1::ActiveSlot::decode(b).unwrap_or_default();
-                let server = if a.nlb {
-                    a.members.first().cloned().unwrap_or_default()
-                } else {
-                    a.target.clone()
-                };
-                (server, rev)
-            }
-            None => (String::new(), 0),
-        };
+        let (server, epoch) = self.holder(code, "intranet").await?;
+        let (internet_server, _) = self.holder(code, "internet").await?;
         // The run record's revision makes the id unique even for two runs within one second
         // (event and command ids derive from it, and the streams drop repeated ids).
         let previous = current.as_ref().map(|(_, rev)| *rev).unwrap_or(0);
@@ -422,6 +413,12 @@ impl<C: Clock> Scheduler<C> {
             full,
             command_id: format!("sync:{id}:{epoch}"),
             finished: false,
+            internet_server,
+            parent_site: if trigger == "parent" {
+                site.parent.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
         };
         match self.cas_json(&key, &run, current.map(|(_, r)| r)).await? {
             Cas::Won(_) => {}
@@ -462,6 +459,30 @@ impl<C: Clock> Scheduler<C> {
         Ok(pb)
     }
 
+    /// The server that holds a slot of `code` (an NLB cluster's first node) and the slot's epoch;
+    /// empty and 0 when nobody does.
+    async fn holder(&self, code: &str, slot: &str) -> anyhow::Result<(String, u64)> {
+        Ok(
+            match self
+                .bus
+                .kv_get(&self.bus.buckets.active, &subjects::active_key(code, slot))
+                .await?
+            {
+                Some((b, rev)) => {
+                    let a = v1::ActiveSlot::decode(b).unwrap_or_default();
+                    let server = if a.nlb {
+                        a.members.first().cloned().unwrap_or_default()
+                    } else {
+                        a.target.clone()
+                    };
+                    let epoch = if server.is_empty() { 0 } else { rev };
+                    (server, epoch)
+                }
+                None => (String::new(), 0),
+            },
+        )
+    }
+
     async fn send(&self, code: &str, run: &RunRecord) -> anyhow::Result<()> {
         let cmd = v1::Command {
             id: run.command_id.clone(),
@@ -474,6 +495,8 @@ impl<C: Clock> Scheduler<C> {
                 run_id: run.id.clone(),
                 trigger: run.trigger.clone(),
                 full: run.full,
+                internet_server: run.internet_server.clone(),
+                parent_site: run.parent_site.clone(),
             })),
         };
         self.bus.publish_command("provisioner", &cmd).await?;
@@ -692,37 +715,19 @@ impl<C: Clock> Scheduler<C> {
         let Some((_, rev)) = self.get_json::<RunRecord>(&key).await? else {
             return Ok(());
         };
-        let (server, epoch) = match self
-            .bus
-            .kv_get(
-                &self.bus.buckets.active,
-                &subjects::active_key(code, "intranet"),
-            )
-            .await?
-        {
-            Some((b, rev)) => {
-                let a = v1::ActiveSlot::decode(b).unwrap_or_default();
-                (
-                    if a.nlb {
-                        a.members.first().cloned().unwrap_or_default()
-                    } else {
-                        a.target
-                    },
-                    rev,
+        let (server, epoch) = self.holder(code, "intranet").await?;
+        if server.is_empty() {
+            return self
+                .finish(
+                    code,
+                    &run.id,
+                    false,
+                    "the site has no active software update point",
+                    0,
                 )
-            }
-            None => {
-                return self
-                    .finish(
-                        code,
-                        &run.id,
-                        false,
-                        "the site has no active software update point",
-                        0,
-                    )
-                    .await;
-            }
-        };
+                .await;
+        }
+        run.internet_server = self.holder(code, "internet").await?.0;
         run.server = server;
         run.epoch = epoch;
         run.command_id = format!("sync:{}:{epoch}", run.id);
@@ -780,6 +785,7 @@ impl<C: Clock> Scheduler<C> {
             last_started: last.and_then(|r| r.started),
             last_finished: last.and_then(|r| r.finished),
             next: sched.retry_at.into_iter().chain(sched.next).min().map(ts),
+            ..Default::default()
         })
     }
 }

@@ -65,6 +65,10 @@ struct RoleJson<'a> {
     state: &'static str,
     slot: Option<&'static str>,
     health: &'static str,
+    /// `microsoft_update`, `none` or the server this SUP synchronizes from.
+    upstream: Option<String>,
+    /// Why the role is failed, unhealthy or waiting.
+    reason: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -73,6 +77,8 @@ struct SyncJson {
     last_started: Option<String>,
     last_finished: Option<String>,
     next: Option<String>,
+    schedule_token: Option<String>,
+    time_zone: Option<String>,
 }
 
 fn slot_json(a: Option<&v1::ActiveSlot>) -> Option<SlotJson> {
@@ -103,13 +109,29 @@ fn held_slot(s: &v1::SiteStatus, server: &str) -> Option<&'static str> {
         .map(|(_, name)| name)
 }
 
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// Why a role is failed or unhealthy (its own record), or waiting (for its upstream).
+fn role_reason(r: &v1::RoleStatus, sync: Option<&v1::RoleSync>) -> Option<String> {
+    let troubled = matches!(
+        v1::RoleState::try_from(r.state),
+        Ok(v1::RoleState::Failed | v1::RoleState::Unhealthy)
+    );
+    if troubled && !r.reason.is_empty() {
+        return Some(r.reason.clone());
+    }
+    sync.and_then(|x| non_empty(&x.waiting))
+}
+
 pub fn status_json(status: &v1::StatusResponse) -> String {
     let sites = status
         .sites
         .iter()
         .filter_map(|s| {
             let site = s.site.as_ref()?;
-            let sync = s.sync.unwrap_or_default();
+            let sync = s.sync.clone().unwrap_or_default();
             Some(SiteJson {
                 code: &site.code,
                 name: &site.name,
@@ -122,11 +144,16 @@ pub fn status_json(status: &v1::StatusResponse) -> String {
                 roles: s
                     .roles
                     .iter()
-                    .map(|r| RoleJson {
-                        server: &r.server,
-                        state: state_name(r.state),
-                        slot: held_slot(s, &r.server),
-                        health: health_name(r.health),
+                    .map(|r| {
+                        let sync = s.role_sync.iter().find(|x| x.server == r.server);
+                        RoleJson {
+                            server: &r.server,
+                            state: state_name(r.state),
+                            slot: held_slot(s, &r.server),
+                            health: health_name(r.health),
+                            upstream: sync.and_then(|x| non_empty(&x.upstream)),
+                            reason: role_reason(r, sync),
+                        }
                     })
                     .collect(),
                 sync: SyncJson {
@@ -134,6 +161,8 @@ pub fn status_json(status: &v1::StatusResponse) -> String {
                     last_started: time(sync.last_started.as_ref()),
                     last_finished: time(sync.last_finished.as_ref()),
                     next: time(sync.next.as_ref()),
+                    schedule_token: non_empty(&sync.schedule_token),
+                    time_zone: non_empty(&sync.time_zone),
                 },
             })
         })
