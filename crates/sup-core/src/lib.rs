@@ -12,6 +12,7 @@
 //! - [`lifecycle`]: the role state machine.
 //! - [`slots`]: who may take an active slot, and a pure model of a site's slots.
 //! - [`token`]: ConfigMgr's 16-hex-digit schedule tokens, decoded and encoded.
+//! - [`wsus_version`]: which WSUS versions a ConfigMgr 2007 SUP accepts.
 
 pub mod catalog;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod schedule;
 pub mod slots;
 pub mod spec;
 pub mod token;
+pub mod wsus_version;
 
 #[cfg(test)]
 mod slots_tests;

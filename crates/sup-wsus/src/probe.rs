@@ -50,21 +50,17 @@ pub struct Component {
 pub struct Target {
     /// The SUP's FQDN (the HTTP Host, and the name its certificate must carry).
     pub host: String,
-    /// Where to connect (resolved by the caller, so labs can override names).
+    /// The address to reach its HTTP port at (resolved by the caller, so labs can override
+    /// names and ports).
     pub addr: SocketAddr,
+    /// The address to reach its HTTPS port at.
+    pub https_addr: SocketAddr,
+    /// The WSUS web site's ports, as the site declares them (they name the site in `Host`).
     pub http_port: u16,
     pub https_port: u16,
-    /// Also check TLS on the HTTPS port.
+    /// The web site requires SSL: the TLS handshake is checked, and the SOAP and WSDL steps go
+    /// over HTTPS (WSUS then refuses them over HTTP with IIS's 403.4).
     pub ssl: bool,
-}
-
-/// One anonymous SOAP call of the ladder and what its answer must contain.
-struct SoapCall<'a> {
-    name: &'static str,
-    path: &'a str,
-    action: &'a str,
-    body: String,
-    expect: &'a [&'a str],
 }
 
 /// A prober with its HTTP client and TLS trust.
@@ -131,28 +127,6 @@ pub fn classify_soap(
     }
 }
 
-/// Reads an HTTP answer to a SOAP call or a WSDL request and classifies it.
-async fn classify_answer(
-    sent: Result<reqwest::Response, reqwest::Error>,
-    expect: &[&str],
-) -> (ProbeResult, String) {
-    let r = match sent {
-        Ok(r) => r,
-        Err(e) => return classify_error(&e),
-    };
-    let status = r.status().as_u16();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    match r.text().await {
-        Ok(text) => classify_soap(status, &ct, &text, expect),
-        Err(e) => classify_error(&e),
-    }
-}
-
 fn classify_error(e: &reqwest::Error) -> (ProbeResult, String) {
     if e.is_timeout() {
         (ProbeResult::Timeout, e.to_string())
@@ -211,11 +185,7 @@ impl Prober {
     pub async fn probe(&self, t: &Target) -> Vec<Component> {
         let mut out = Vec::new();
         let started = Instant::now();
-        let tcp = tokio::time::timeout(
-            self.timeout,
-            tokio::net::TcpStream::connect(SocketAddr::new(t.addr.ip(), t.http_port)),
-        )
-        .await;
+        let tcp = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(t.addr)).await;
         let (result, detail) = match tcp {
             Ok(Ok(_)) => (ProbeResult::Ok, String::new()),
             Ok(Err(e)) => (ProbeResult::ConnectFailed, e.to_string()),
@@ -233,9 +203,6 @@ impl Prober {
         if result != ProbeResult::Ok {
             return out;
         }
-        if t.ssl {
-            out.push(self.tls(t).await);
-        }
         let client = match &self.http {
             Ok(c) => c,
             Err(e) => {
@@ -248,175 +215,216 @@ impl Prober {
                 return out;
             }
         };
-        let web = Web {
-            base: format!("http://{}", SocketAddr::new(t.addr.ip(), t.http_port)),
-            host: if t.http_port == 80 {
-                t.host.clone()
-            } else {
-                format!("{}:{}", t.host, t.http_port)
-            },
+        let mut plain = Channel::Http {
+            client,
+            base: format!("http://{}", t.addr),
+            host: host_header(&t.host, t.http_port, 80),
         };
-        let client = Step { client, web: &web };
+        // An SSL web site serves its web services over HTTPS only: those steps share the TLS
+        // step's session; without one they are not tried.
+        let mut secure: Result<Channel<'_>, Failure> = Err((
+            ProbeResult::TlsFailed,
+            "not tried: no TLS session".into(),
+        ));
+        if t.ssl {
+            let (component, session) = self.tls(t).await;
+            secure = match session {
+                Some(sender) => Ok(Channel::Https {
+                    sender,
+                    host: host_header(&t.host, t.https_port, 443),
+                }),
+                None => Err((component.result, format!("not tried: {}", component.detail))),
+            };
+            out.push(component);
+        }
         let sync_action = format!("{NS_SERVER_SYNC}/GetAuthConfig");
         let client_action = format!("{NS_CLIENT}/GetConfig");
-        // The steps run one after another over one kept-alive connection (a client of the server
-        // does the same), rather than six connections at once. Once a step cannot connect or
-        // times out, the rest would only wait as long again: they are reported as not tried.
-        let first_http = out.len();
+        // The steps run one after another over one kept-alive connection per channel (a client
+        // of the server does the same), rather than six connections at once. Once a step of a
+        // channel cannot connect or times out, its later steps would only wait as long again:
+        // they are reported as not tried.
+        let mut stopped: [Option<(ProbeResult, &'static str)>; 2] = [None, None];
         for (step, name) in LADDER.iter().copied().enumerate() {
-            if let Some(stop) = out[first_http..]
-                .iter()
-                .find(|c| matches!(c.result, ProbeResult::ConnectFailed | ProbeResult::Timeout))
-            {
-                let (result, detail) = (stop.result, format!("not tried: {} failed", stop.name));
+            let web_service = step < 5;
+            let over_https = t.ssl && web_service;
+            let lane = usize::from(over_https);
+            if let Some((result, by)) = stopped[lane] {
                 out.push(Component {
                     name,
                     result,
-                    detail,
+                    detail: format!("not tried: {by} failed"),
                     latency: Duration::ZERO,
                 });
                 continue;
             }
-            let done = match step {
+            let channel = if over_https {
+                match &mut secure {
+                    Ok(c) => c,
+                    Err((result, detail)) => {
+                        out.push(Component {
+                            name,
+                            result: *result,
+                            detail: detail.clone(),
+                            latency: Duration::ZERO,
+                        });
+                        continue;
+                    }
+                }
+            } else {
+                &mut plain
+            };
+            let t0 = Instant::now();
+            let (result, detail) = match step {
                 0 => {
                     self.soap(
-                        &client,
-                        SoapCall {
-                            name,
-                            path: PATH_SERVER_SYNC,
-                            action: &sync_action,
-                            body: get_auth_config(),
-                            expect: &["GetAuthConfigResponse", "<PlugInID>DssTargeting</PlugInID>"],
-                        },
+                        channel,
+                        PATH_SERVER_SYNC,
+                        &sync_action,
+                        get_auth_config(),
+                        &["GetAuthConfigResponse", "<PlugInID>DssTargeting</PlugInID>"],
                     )
                     .await
                 }
                 1 => {
                     self.soap(
-                        &client,
-                        SoapCall {
-                            name,
-                            path: PATH_CLIENT,
-                            action: &client_action,
-                            body: get_config(),
-                            expect: &["GetConfigResponse", "SimpleTargeting"],
-                        },
+                        channel,
+                        PATH_CLIENT,
+                        &client_action,
+                        get_config(),
+                        &["GetConfigResponse", "SimpleTargeting"],
                     )
                     .await
                 }
-                2 => {
-                    self.wsdl(&client, name, PATH_SIMPLE_AUTH, NS_SIMPLE_AUTH)
-                        .await
-                }
-                3 => self.wsdl(&client, name, PATH_DSS_AUTH, NS_DSS_AUTH).await,
-                4 => self.wsdl(&client, name, PATH_REPORTING, NS_REPORTING).await,
-                _ => self.selfupdate(&client).await,
+                2 => self.wsdl(channel, PATH_SIMPLE_AUTH, NS_SIMPLE_AUTH).await,
+                3 => self.wsdl(channel, PATH_DSS_AUTH, NS_DSS_AUTH).await,
+                4 => self.wsdl(channel, PATH_REPORTING, NS_REPORTING).await,
+                _ => self.selfupdate(channel).await,
             };
-            out.push(done);
+            if matches!(result, ProbeResult::ConnectFailed | ProbeResult::Timeout) {
+                stopped[lane] = Some((result, name));
+            }
+            out.push(Component {
+                name,
+                result,
+                detail,
+                latency: t0.elapsed(),
+            });
         }
         out
     }
 
-    async fn soap(&self, c: &Step<'_>, call: SoapCall<'_>) -> Component {
-        let SoapCall {
-            name,
-            path,
-            action,
-            body,
-            expect,
-        } = call;
-        let t = Instant::now();
-        let r = c
-            .request(reqwest::Method::POST, path)
-            .header("Content-Type", "text/xml; charset=utf-8")
-            .header("SOAPAction", format!("\"{action}\""))
-            .body(body)
-            .send()
-            .await;
-        let (result, detail) = classify_answer(r, expect).await;
-        Component {
-            name,
-            result,
-            detail,
-            latency: t.elapsed(),
-        }
-    }
-
-    async fn wsdl(&self, c: &Step<'_>, name: &'static str, path: &str, ns: &str) -> Component {
-        let t = Instant::now();
-        let sent = c
-            .request(reqwest::Method::GET, &format!("{path}?WSDL"))
-            .send()
-            .await;
-        let namespace = format!("targetNamespace=\"{ns}\"");
-        let (result, detail) = classify_answer(sent, &["wsdl:definitions", &namespace]).await;
-        Component {
-            name,
-            result,
-            detail,
-            latency: t.elapsed(),
-        }
-    }
-
-    async fn selfupdate(&self, c: &Step<'_>) -> Component {
-        let t = Instant::now();
-        let (result, detail) = match c
-            .request(reqwest::Method::GET, PATH_SELFUPDATE)
-            .send()
+    async fn soap(
+        &self,
+        c: &mut Channel<'_>,
+        path: &str,
+        action: &str,
+        body: String,
+        expect: &[&str],
+    ) -> (ProbeResult, String) {
+        match c
+            .exchange(
+                self.timeout,
+                reqwest::Method::POST,
+                path,
+                Some(action),
+                body,
+            )
             .await
         {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let html = r
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|ct| ct.starts_with("text/html"));
-                match (status, html) {
-                    (200, false) => (ProbeResult::Ok, String::new()),
-                    (_, true) => (
-                        ProbeResult::HtmlError,
-                        format!("HTTP {status} with an HTML page"),
-                    ),
-                    _ => (ProbeResult::BadResponse, format!("HTTP {status}")),
-                }
-            }
-            Err(e) => classify_error(&e),
-        };
-        Component {
-            name: "selfupdate",
-            result,
-            detail,
-            latency: t.elapsed(),
+            Ok(a) => classify_soap(a.status, &a.content_type, &a.text, expect),
+            Err(e) => e,
         }
     }
 
-    async fn tls(&self, t: &Target) -> Component {
+    async fn wsdl(&self, c: &mut Channel<'_>, path: &str, ns: &str) -> (ProbeResult, String) {
+        let namespace = format!("targetNamespace=\"{ns}\"");
+        match c
+            .exchange(
+                self.timeout,
+                reqwest::Method::GET,
+                &format!("{path}?WSDL"),
+                None,
+                String::new(),
+            )
+            .await
+        {
+            Ok(a) => classify_soap(
+                a.status,
+                &a.content_type,
+                &a.text,
+                &["wsdl:definitions", &namespace],
+            ),
+            Err(e) => e,
+        }
+    }
+
+    async fn selfupdate(&self, c: &mut Channel<'_>) -> (ProbeResult, String) {
+        match c
+            .exchange(
+                self.timeout,
+                reqwest::Method::GET,
+                PATH_SELFUPDATE,
+                None,
+                String::new(),
+            )
+            .await
+        {
+            Ok(a) => match (a.status, a.content_type.starts_with("text/html")) {
+                (200, false) => (ProbeResult::Ok, String::new()),
+                (status, true) => (
+                    ProbeResult::HtmlError,
+                    format!("HTTP {status} with an HTML page"),
+                ),
+                (status, _) => (ProbeResult::BadResponse, format!("HTTP {status}")),
+            },
+            Err(e) => e,
+        }
+    }
+
+    /// The TLS step: a handshake on the HTTPS port with the certificate's name checked against
+    /// the server's; the session it opens carries the SSL steps.
+    async fn tls(
+        &self,
+        t: &Target,
+    ) -> (
+        Component,
+        Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>>,
+    ) {
         let started = Instant::now();
         let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
         let attempt = async {
-            let tcp = tokio::net::TcpStream::connect(SocketAddr::new(t.addr.ip(), t.https_port))
+            let tcp = tokio::net::TcpStream::connect(t.https_addr)
                 .await
                 .map_err(|e| (ProbeResult::ConnectFailed, e.to_string()))?;
             let name = ServerName::try_from(t.host.clone())
                 .map_err(|e| (ProbeResult::TlsFailed, e.to_string()))?;
-            connector
+            let stream = connector
                 .connect(name, tcp)
                 .await
                 .map_err(|e| (ProbeResult::TlsFailed, e.to_string()))?;
-            Ok::<(), (ProbeResult, String)>(())
+            let (sender, connection) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                    .await
+                    .map_err(|e| (ProbeResult::ConnectFailed, e.to_string()))?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            Ok::<_, Failure>(sender)
         };
-        let (result, detail) = match tokio::time::timeout(self.timeout, attempt).await {
-            Ok(Ok(())) => (ProbeResult::Ok, String::new()),
-            Ok(Err(e)) => e,
-            Err(_) => (ProbeResult::Timeout, "no TLS handshake in time".into()),
+        let (result, detail, sender) = match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(sender)) => (ProbeResult::Ok, String::new(), Some(sender)),
+            Ok(Err((result, detail))) => (result, detail, None),
+            Err(_) => (ProbeResult::Timeout, "no TLS handshake in time".into(), None),
         };
-        Component {
-            name: "tls",
-            result,
-            detail,
-            latency: started.elapsed(),
-        }
+        (
+            Component {
+                name: "tls",
+                result,
+                detail,
+                latency: started.elapsed(),
+            },
+            sender,
+        )
     }
 }
 
@@ -430,23 +438,125 @@ pub const LADDER: [&str; 6] = [
     "selfupdate",
 ];
 
-/// Where a ladder's HTTP steps go: the resolved address, and the name the server answers to.
-struct Web {
-    base: String,
-    host: String,
+/// The `Host` a request to `port` of `host` carries: the port is left out when it is the scheme's.
+fn host_header(host: &str, port: u16, default: u16) -> String {
+    if port == default {
+        host.to_string()
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
-/// The shared client aimed at one server.
-struct Step<'a> {
-    client: &'a reqwest::Client,
-    web: &'a Web,
+/// An HTTP answer, read whole.
+struct Answer {
+    status: u16,
+    content_type: String,
+    text: String,
 }
 
-impl Step<'_> {
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, format!("{}{path}", self.web.base))
-            .header(reqwest::header::HOST, &self.web.host)
+type Failure = (ProbeResult, String);
+
+/// One connection a ladder's steps take in turn.
+enum Channel<'a> {
+    /// Plain HTTP through the shared client, to the resolved address with the server's name in
+    /// `Host`.
+    Http {
+        client: &'a reqwest::Client,
+        base: String,
+        host: String,
+    },
+    /// HTTPS over the TLS session the `tls` step opened (the certificate's name checked).
+    Https {
+        sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+        host: String,
+    },
+}
+
+impl Channel<'_> {
+    /// Sends one request and reads its answer within `timeout`.
+    async fn exchange(
+        &mut self,
+        timeout: Duration,
+        method: reqwest::Method,
+        path: &str,
+        soap_action: Option<&str>,
+        body: String,
+    ) -> Result<Answer, Failure> {
+        match self {
+            Channel::Http { client, base, host } => {
+                let mut r = client
+                    .request(method, format!("{base}{path}"))
+                    .header(reqwest::header::HOST, host.as_str());
+                if let Some(action) = soap_action {
+                    r = r
+                        .header("Content-Type", "text/xml; charset=utf-8")
+                        .header("SOAPAction", format!("\"{action}\""))
+                        .body(body);
+                }
+                let resp = r.send().await.map_err(|e| classify_error(&e))?;
+                let status = resp.status().as_u16();
+                let content_type = resp
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let bytes = resp.bytes().await.map_err(|e| classify_error(&e))?;
+                Ok(Answer {
+                    status,
+                    content_type,
+                    text: String::from_utf8_lossy(&bytes).into_owned(),
+                })
+            }
+            Channel::Https { sender, host } => {
+                let mut b = hyper::Request::builder()
+                    .method(method.as_str())
+                    .uri(path)
+                    .header("Host", host.as_str());
+                if let Some(action) = soap_action {
+                    b = b
+                        .header("Content-Type", "text/xml; charset=utf-8")
+                        .header("SOAPAction", format!("\"{action}\""));
+                }
+                let req = b
+                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                    .map_err(|e| (ProbeResult::BadResponse, e.to_string()))?;
+                let exchange = async {
+                    sender
+                        .ready()
+                        .await
+                        .map_err(|e| (ProbeResult::ConnectFailed, e.to_string()))?;
+                    let resp = sender
+                        .send_request(req)
+                        .await
+                        .map_err(|e| (ProbeResult::ConnectFailed, e.to_string()))?;
+                    let status = resp.status().as_u16();
+                    let content_type = resp
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    let body = http_body_util::BodyExt::collect(resp.into_body())
+                        .await
+                        .map_err(|e| (ProbeResult::ConnectFailed, e.to_string()))?
+                        .to_bytes();
+                    Ok(Answer {
+                        status,
+                        content_type,
+                        text: String::from_utf8_lossy(&body).into_owned(),
+                    })
+                };
+                tokio::time::timeout(timeout, exchange)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err((
+                            ProbeResult::Timeout,
+                            format!("no answer over HTTPS within {timeout:?}"),
+                        ))
+                    })
+            }
+        }
     }
 }
 
@@ -592,6 +702,7 @@ mod wire_tests {
         p.probe(&Target {
             host: "sup01.corp.example.com".into(),
             addr,
+            https_addr: addr,
             http_port: addr.port(),
             https_port: addr.port(),
             ssl: false,

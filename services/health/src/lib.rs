@@ -43,6 +43,8 @@ ca_file = ""
 
 [resolve]
 
+[port_map]
+
 [nats]
 url = "nats://127.0.0.1:4222"
 replicas = 1
@@ -66,6 +68,10 @@ pub struct Settings {
     pub ca_file: String,
     /// Host name (or `*`) → IP address, before the system resolver.
     pub resolve: BTreeMap<String, String>,
+    /// A WSUS web site port → the port to probe it at instead (e.g. `"80" = 18080` when a
+    /// lab cannot bind ports below 1024). The site keeps its declared port in `Host`.
+    #[serde(default)]
+    pub port_map: BTreeMap<String, u16>,
     pub nats: BusConfig,
     /// gRPC over TLS (and, with `client_ca_file`, mutual TLS); plain gRPC when absent.
     #[serde(default)]
@@ -241,6 +247,15 @@ impl HealthService {
         Ok(out)
     }
 
+    /// Where a declared port is probed (`port_map`), else the port itself.
+    fn mapped(&self, port: u16) -> u16 {
+        self.settings
+            .port_map
+            .get(&port.to_string())
+            .copied()
+            .unwrap_or(port)
+    }
+
     async fn resolve(&self, host: &str, port: u16) -> Option<IpAddr> {
         let table = &self.settings.resolve;
         if let Some(ip) = table
@@ -277,7 +292,8 @@ impl HealthService {
                 self.prober
                     .probe(&Target {
                         host: t.server.clone(),
-                        addr: SocketAddr::new(ip, t.http_port),
+                        addr: SocketAddr::new(ip, self.mapped(t.http_port)),
+                        https_addr: SocketAddr::new(ip, self.mapped(t.https_port)),
                         http_port: t.http_port,
                         https_port: t.https_port,
                         ssl: t.ssl,

@@ -176,6 +176,14 @@ pub fn prerequisites(
             info.server, info.version
         ));
     }
+    if !sup_core::wsus_version::supported(&info.version) {
+        return Err(format!(
+            "{} runs WSUS {}, and ConfigMgr 2007 SP1 needs WSUS 3.0 SP1 or later ({} or later): install WSUS 3.0 SP1 or SP2 on it, then apply again",
+            info.server,
+            info.version,
+            sup_core::wsus_version::min_wsus_version()
+        ));
+    }
     let (http, https) = (
         if role.http_port == 0 {
             80
@@ -844,6 +852,25 @@ mod tests {
         )
         .expect_err("wsus 4");
         assert!(e.contains("not WSUS 3.0"), "{e}");
+        // WSUS 3.0 before SP1 (RTM builds are 3.0.6000.x) fails with the version found and needed.
+        let e = prerequisites(
+            &info(true, "3.0.6000.374", 8530, 8531),
+            &role(8530, 8531),
+            None,
+        )
+        .expect_err("wsus 3.0 rtm");
+        assert!(
+            e.contains("3.0.6000.374") && e.contains("3.1.6001.65") && e.contains("SP1"),
+            "{e}"
+        );
+        assert!(
+            prerequisites(&info(true, "3.1.6001.65", 8530, 8531), &role(8530, 8531), None).is_ok(),
+            "SP1 itself"
+        );
+        assert!(
+            prerequisites(&info(true, "3.x", 8530, 8531), &role(8530, 8531), None).is_err(),
+            "not a version"
+        );
         let e = prerequisites(
             &info(true, "3.2.7600.226", 8530, 8531),
             &role(80, 443),

@@ -32,6 +32,9 @@ fn zero(name: &str, value: usize) -> Check {
 #[derive(Debug, Deserialize)]
 struct Fenced {
     site: String,
+    /// Each slot is fenced by its own epochs.
+    #[serde(default)]
+    slot: String,
     epoch: u64,
     accepted: bool,
 }
@@ -215,12 +218,15 @@ fn duplicated_milestones(events: &[(u64, v1::Event)]) -> (usize, usize) {
     (seen.len(), seen.values().map(|n| n - 1).sum())
 }
 
-/// Commands the agent accepted under an epoch below one it had already accepted for the site.
+/// Commands the agent accepted under an epoch below one it had already accepted for the site's
+/// slot.
 fn stale_accepted(journal: &[Fenced]) -> usize {
-    let mut highest: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut highest: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     let mut stale = 0;
     for f in journal.iter().filter(|f| f.accepted) {
-        let h = highest.entry(f.site.as_str()).or_insert(0);
+        let h = highest
+            .entry((f.site.as_str(), f.slot.as_str()))
+            .or_insert(0);
         if f.epoch < *h {
             stale += 1;
         }
@@ -404,6 +410,7 @@ mod tests {
     fn a_lower_epoch_accepted_after_a_higher_one_is_stale() {
         let f = |site: &str, epoch, accepted| Fenced {
             site: site.into(),
+            slot: "intranet".into(),
             epoch,
             accepted,
         };
@@ -413,6 +420,11 @@ mod tests {
             f("B", 1, true),
             f("A", 3, true),
             f("A", 5, true),
+            // The other slot's epochs are its own.
+            Fenced {
+                slot: "internet".into(),
+                ..f("A", 2, true)
+            },
         ];
         assert_eq!(stale_accepted(&journal), 1);
     }

@@ -253,6 +253,10 @@ enum SupCommand {
         /// The site system's Internet FQDN (for an Internet-based SUP).
         #[arg(long)]
         internet_fqdn: Option<String>,
+        /// The active intranet SUP of a native-mode site accepts Internet-based clients too
+        /// (needs --internet-fqdn; not with an active Internet-based SUP).
+        #[arg(long)]
+        allow_internet_clients: bool,
         /// The site server's computer account cannot install here: use an installation account.
         #[arg(long)]
         no_computer_account_access: bool,
@@ -721,6 +725,7 @@ async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failure> {
             ssl,
             proxy,
             internet_fqdn,
+            allow_internet_clients,
             no_computer_account_access,
             install_account,
             install_password_env,
@@ -777,6 +782,7 @@ async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failure> {
                         https_port: https_port.map(u32::from).unwrap_or(0),
                         ssl,
                         proxy,
+                        allow_internet_clients,
                     }),
                     op_id: op_id(),
                 },

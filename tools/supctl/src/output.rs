@@ -221,7 +221,7 @@ pub fn status_table(status: &v1::StatusResponse) -> String {
                 r.reason
             );
         }
-        let sync = s.sync.unwrap_or_default();
+        let sync = s.sync.clone().unwrap_or_default();
         let _ = writeln!(
             out,
             "  sync: {}  last started {}  last finished {}  next {}\n",
@@ -333,11 +333,25 @@ mod tests {
                     ..Default::default()
                 }),
                 internet: None,
-                roles: vec![v1::RoleStatus {
+                roles: vec![
+                    v1::RoleStatus {
+                        server: "cen-sup01.corp.example.com".into(),
+                        state: v1::RoleState::Active as i32,
+                        health: v1::Health::Healthy as i32,
+                        ..Default::default()
+                    },
+                    v1::RoleStatus {
+                        server: "cen-sup02.corp.example.com".into(),
+                        state: v1::RoleState::Failed as i32,
+                        health: v1::Health::Unknown as i32,
+                        reason: "Installation failed".into(),
+                        ..Default::default()
+                    },
+                ],
+                role_sync: vec![v1::RoleSync {
                     server: "cen-sup01.corp.example.com".into(),
-                    state: v1::RoleState::Active as i32,
-                    health: v1::Health::Healthy as i32,
-                    ..Default::default()
+                    upstream: "microsoft_update".into(),
+                    waiting: String::new(),
                 }],
                 sync: Some(v1::SyncStatus {
                     state: v1::SyncState::Succeeded as i32,
@@ -353,12 +367,14 @@ mod tests {
                         seconds: 1_796_032_800,
                         nanos: 0,
                     }),
+                    schedule_token: "0001200000100038".into(),
+                    time_zone: "UTC".into(),
                 }),
             }],
         };
         assert_eq!(
             status_json(&status),
-            r#"{"sites":[{"code":"CEN","name":"Central site","mode":"native","parent":null,"active":{"intranet":{"target":"cen-sup01.corp.example.com","nlb":false,"epoch":3},"internet":null},"roles":[{"server":"cen-sup01.corp.example.com","state":"active","slot":"intranet","health":"healthy"}],"sync":{"state":"succeeded","last_started":"2026-11-23T10:00:00Z","last_finished":"2026-11-23T10:04:00Z","next":"2026-11-30T10:00:00Z"}}]}"#
+            r#"{"sites":[{"code":"CEN","name":"Central site","mode":"native","parent":null,"active":{"intranet":{"target":"cen-sup01.corp.example.com","nlb":false,"epoch":3},"internet":null},"roles":[{"server":"cen-sup01.corp.example.com","state":"active","slot":"intranet","health":"healthy","upstream":"microsoft_update","reason":null},{"server":"cen-sup02.corp.example.com","state":"failed","slot":null,"health":"unknown","upstream":null,"reason":"Installation failed"}],"sync":{"state":"succeeded","last_started":"2026-11-23T10:00:00Z","last_finished":"2026-11-23T10:04:00Z","next":"2026-11-30T10:00:00Z","schedule_token":"0001200000100038","time_zone":"UTC"}}]}"#
         );
     }
 }

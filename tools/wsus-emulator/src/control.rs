@@ -15,6 +15,7 @@ pub fn router(emu: Arc<Emulator>) -> Router {
         .route("/servers", get(list))
         .route("/journal", get(journal))
         .route("/servers/{server}", post(add))
+        .route("/servers/{server}/wsus-version/{version}", post(version))
         .route("/faults/{server}/{kind}", post(fault))
         .route("/faults/{server}", delete(clear))
         .with_state(emu)
@@ -32,6 +33,20 @@ async fn journal(State(emu): State<Arc<Emulator>>) -> Json<Vec<crate::state::Fen
 async fn add(State(emu): State<Arc<Emulator>>, Path(server): Path<String>) -> StatusCode {
     emu.add_server(&server, None, None, None);
     StatusCode::NO_CONTENT
+}
+
+async fn version(
+    State(emu): State<Arc<Emulator>>,
+    Path((server, version)): Path<(String, String)>,
+) -> (StatusCode, String) {
+    if sup_core::wsus_version::parse(&version).is_none() {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("{version:?} is not a version: Major.Minor.Build.Revision, e.g. 3.2.7600.226\n"),
+        );
+    }
+    emu.set_wsus_version(&server, &version);
+    (StatusCode::OK, format!("{server}: WSUS {version}\n"))
 }
 
 async fn fault(

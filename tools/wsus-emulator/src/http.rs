@@ -45,6 +45,30 @@ pub const SERVICES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// The virtual roots WSUS requires SSL on once it is set up for SSL ("Enforce SSL/TLS encryption
+/// (require SSL) on the following applications: ApiRemoting30, ClientWebService,
+/// DSSAuthWebService, ServerSyncWebService, SimpleAuthWebService", Microsoft's WSUS security
+/// best practices; the ConfigMgr 2007 SDK: "you must configure five virtual roots to use a
+/// secured channel"). Lower case, as paths are compared.
+pub const SSL_ROOTS: [&str; 5] = [
+    "/apiremoting30/",
+    "/clientwebservice/",
+    "/dssauthwebservice/",
+    "/serversyncwebservice/",
+    "/simpleauthwebservice/",
+];
+
+/// The listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// TLS was negotiated.
+    pub secure: bool,
+    /// The WSUS web site port this listener stands for (it may be bound elsewhere, e.g. port
+    /// 80 at 18080 when binding below 1024 is not allowed): a declared server answers here only
+    /// when the port is its own. `None`: any server's site.
+    pub port: Option<u16>,
+}
+
 /// What the emulated servers answer.
 pub enum Outcome {
     /// Close the connection without an answer (the server is down).
@@ -113,8 +137,18 @@ pub fn host_of(headers: &HeaderMap) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+/// IIS's answer when a virtual directory requires SSL and the request came over plain HTTP: 403
+/// with substatus 4 (IIS 6.0's page, KB 839913; substatus table, TechNet cc737788).
+fn ssl_required() -> Response<Body> {
+    iis(
+        StatusCode::FORBIDDEN,
+        HTML,
+        "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\"><html><head><title>The page must be viewed over a secure channel</title></head><body><h1>The page must be viewed over a secure channel</h1><p>The page you are trying to access is secured with Secure Sockets Layer (SSL).</p><p>Please try the following:</p><ul><li>Type https:// at the beginning of the address you are attempting to reach and press ENTER.</li></ul><h2>HTTP Error 403.4 - Forbidden: SSL is required to view this resource.<br>Internet Information Services (IIS)</h2></body></html>",
+    )
+}
+
 /// Answers one request.
-pub async fn handle(emu: Arc<Emulator>, req: Request<Body>) -> Outcome {
+pub async fn handle(emu: Arc<Emulator>, listener: Listener, req: Request<Body>) -> Outcome {
     let Some(host) = host_of(req.headers()) else {
         return Outcome::Reply(html_page(
             StatusCode::BAD_REQUEST,
@@ -141,6 +175,23 @@ pub async fn handle(emu: Arc<Emulator>, req: Request<Body>) -> Outcome {
     };
     if server.faults.contains(&Fault::Down) {
         return Outcome::Drop;
+    }
+    // A declared server's web site is bound to its own ports only: elsewhere IIS has no site
+    // for its name.
+    if let Some(port) = listener.port
+        && server.declared
+        && port
+            != if listener.secure {
+                server.https_port
+            } else {
+                server.http_port
+            }
+    {
+        return Outcome::Reply(html_page(
+            StatusCode::BAD_REQUEST,
+            "Bad Request - Invalid Hostname",
+            "HTTP Error 400. The request hostname is invalid.",
+        ));
     }
     if server.faults.contains(&Fault::Slow) {
         tokio::time::sleep(Duration::from_millis(emu.timing.slow_ms)).await;
@@ -171,6 +222,9 @@ pub async fn handle(emu: Arc<Emulator>, req: Request<Body>) -> Outcome {
         }
     };
     let wsus = !server.faults.contains(&Fault::NoWsus);
+    if wsus && server.ssl && !listener.secure && SSL_ROOTS.iter().any(|r| path.starts_with(r)) {
+        return Outcome::Reply(ssl_required());
+    }
     Outcome::Reply(route(
         &emu,
         &server.name,
@@ -428,6 +482,7 @@ type Answer = std::pin::Pin<
 /// the connection without an answer.
 pub fn service(
     emu: Arc<Emulator>,
+    listener: Listener,
 ) -> impl hyper::service::Service<
     Request<hyper::body::Incoming>,
     Response = Response<Body>,
@@ -437,7 +492,7 @@ pub fn service(
     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let emu = emu.clone();
         Box::pin(async move {
-            match handle(emu, req.map(Body::new)).await {
+            match handle(emu, listener, req.map(Body::new)).await {
                 Outcome::Reply(r) => Ok(r),
                 Outcome::Drop => Err(std::io::Error::new(
                     std::io::ErrorKind::ConnectionAborted,

@@ -26,15 +26,28 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use state::{Emulator, Fault, ServerDefaults, Timing};
+pub use state::{Emulator, Fault, KnownServer, ServerDefaults, Timing};
 
-/// A server known up front: name, HTTP port, HTTPS port, time-zone bias (defaults when absent).
-pub type KnownServer = (String, Option<u16>, Option<u16>, Option<i32>);
+/// A bound WSUS web site listener and the port it stands for (`None`: any server's, on whatever
+/// port it is bound).
+pub struct SiteListener {
+    pub listener: TcpListener,
+    pub port: Option<u16>,
+}
+
+impl SiteListener {
+    pub fn any(listener: TcpListener) -> Self {
+        Self {
+            listener,
+            port: None,
+        }
+    }
+}
 
 /// Everything `run` needs.
 pub struct Config {
-    pub http: Vec<TcpListener>,
-    pub https: Vec<TcpListener>,
+    pub http: Vec<SiteListener>,
+    pub https: Vec<SiteListener>,
     pub agent: Option<TcpListener>,
     /// TLS (and client certificates) for the agent's gRPC listener.
     pub agent_tls: Option<sup_runtime::ServerTls>,
@@ -53,11 +66,16 @@ pub struct Config {
 }
 
 async fn serve_http(
-    listener: TcpListener,
+    site: SiteListener,
     emu: Arc<Emulator>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let listener = site.listener;
+    let kind = http::Listener {
+        secure: tls.is_some(),
+        port: site.port,
+    };
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -74,7 +92,7 @@ async fn serve_http(
         let emu = emu.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let svc = http::service(emu);
+            let svc = http::service(emu, kind);
             let builder = hyper::server::conn::http1::Builder::new();
             let result = match tls {
                 Some(acceptor) => match acceptor.accept(stream).await {
@@ -106,13 +124,13 @@ pub async fn run(
     );
     emu.strict_hosts = config.strict_hosts;
     let emu = Arc::new(emu);
-    for (name, http, https, bias) in &config.servers {
-        emu.add_server(name, *http, *https, *bias);
+    for k in &config.servers {
+        emu.declare_server(k);
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for l in config.http {
-        tracing::info!(addr = %l.local_addr()?, "WSUS web site (HTTP)");
+        tracing::info!(addr = %l.listener.local_addr()?, port = ?l.port, "WSUS web site (HTTP)");
         tasks.push(tokio::spawn(serve_http(
             l,
             emu.clone(),
@@ -128,7 +146,7 @@ pub async fn run(
         }
         let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(authority)?);
         for l in config.https {
-            tracing::info!(addr = %l.local_addr()?, "WSUS web site (HTTPS)");
+            tracing::info!(addr = %l.listener.local_addr()?, port = ?l.port, "WSUS web site (HTTPS)");
             tasks.push(tokio::spawn(serve_http(
                 l,
                 emu.clone(),
@@ -182,8 +200,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Parses `NAME[:HTTP[:HTTPS]]`.
-pub fn parse_server_spec(s: &str) -> anyhow::Result<(String, Option<u16>, Option<u16>)> {
+/// Parses `NAME[:HTTP[:HTTPS[:ssl]]]`.
+pub fn parse_server_spec(s: &str) -> anyhow::Result<KnownServer> {
     let mut parts = s.split(':');
     let name = parts.next().unwrap_or_default().to_ascii_lowercase();
     anyhow::ensure!(
@@ -197,7 +215,88 @@ pub fn parse_server_spec(s: &str) -> anyhow::Result<(String, Option<u16>, Option
         })
         .transpose()
     };
-    Ok((name, port(parts.next())?, port(parts.next())?))
+    let http_port = port(parts.next())?;
+    let https_port = port(parts.next())?;
+    let ssl = match parts.next() {
+        None => false,
+        Some("ssl") => true,
+        Some(other) => anyhow::bail!("--server {s}: {other:?} is not \"ssl\""),
+    };
+    anyhow::ensure!(parts.next().is_none(), "--server {s}: NAME[:HTTP[:HTTPS[:ssl]]]");
+    Ok(KnownServer {
+        name,
+        http_port,
+        https_port,
+        ssl,
+        bias: None,
+    })
+}
+
+/// The servers and web site ports a site file declares: every SUP's server with its ports
+/// (80/443 when left out) and SSL, and each site's site server.
+pub struct SiteFileSetup {
+    pub servers: Vec<KnownServer>,
+    pub site_servers: BTreeMap<String, String>,
+    /// Distinct HTTP ports, then HTTPS ports, of the declared web sites.
+    pub http_ports: Vec<u16>,
+    pub https_ports: Vec<u16>,
+}
+
+/// Reads a site file as `supctl apply` would (every rule checked) into what the emulator must
+/// stand in for.
+pub fn site_file_setup(text: &str) -> anyhow::Result<SiteFileSetup> {
+    let sites = sup_core::spec::load_site_file(text, &BTreeMap::new()).map_err(|v| {
+        anyhow::anyhow!(
+            "the site file is not valid:\n{}",
+            v.0.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let mut out = SiteFileSetup {
+        servers: Vec::new(),
+        site_servers: BTreeMap::new(),
+        http_ports: Vec::new(),
+        https_ports: Vec::new(),
+    };
+    for site in &sites {
+        if let Some(server) = &site.site_server {
+            out.site_servers.insert(site.code.clone(), server.clone());
+        }
+        for sup in &site.software_update_points {
+            out.servers.push(KnownServer {
+                name: sup.server.clone(),
+                http_port: Some(sup.http_port),
+                https_port: Some(sup.https_port),
+                ssl: sup.ssl,
+                bias: None,
+            });
+            if !out.http_ports.contains(&sup.http_port) {
+                out.http_ports.push(sup.http_port);
+            }
+            if !out.https_ports.contains(&sup.https_port) {
+                out.https_ports.push(sup.https_port);
+            }
+        }
+    }
+    if let Some(p) = out.http_ports.iter().find(|p| out.https_ports.contains(p)) {
+        anyhow::bail!(
+            "port {p} is one server's HTTP port and another's HTTPS port: one emulator cannot serve both on it"
+        );
+    }
+    Ok(out)
+}
+
+/// Where a declared web site port is bound: ports below 1024 at `port + offset` when an offset is
+/// given (a process that may not bind them), the port itself otherwise.
+pub fn bound_port(port: u16, low_port_offset: Option<u16>) -> anyhow::Result<u16> {
+    match low_port_offset {
+        Some(offset) if port < 1024 => port
+            .checked_add(offset)
+            .with_context(|| format!("port {port} + offset {offset} is not a port")),
+        _ => Ok(port),
+    }
 }
 
 /// Binds every address.

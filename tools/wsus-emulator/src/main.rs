@@ -3,7 +3,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use wsus_emulator::{Config, ServerDefaults, Timing, bind_all, control, parse_server_spec, run};
+use wsus_emulator::{
+    Config, ServerDefaults, SiteListener, Timing, bind_all, bound_port, control,
+    parse_server_spec, run, site_file_setup,
+};
 
 /// A loopback stand-in for ConfigMgr 2007 site systems with WSUS 3.0.
 ///
@@ -13,8 +16,14 @@ use wsus_emulator::{Config, ServerDefaults, Timing, bind_all, control, parse_ser
 /// --agent for all of them; each server's logs are written under <logs>/<server>/Logs. Servers
 /// are learned from agent calls and requests, or listed with --server.
 ///
+/// With --site-file, every SUP of the file is set up as declared (its WSUS web site on its ports,
+/// 80/443 when left out, requiring SSL when `ssl = true`), each site's site server is known, and
+/// a listener is bound for every declared port (ports below 1024 at port + --low-port-offset).
+///
 /// Example: wsus-emulator run --http 127.0.0.1:8530 --agent 127.0.0.1:7700 --control 127.0.0.1:7701
 ///   --logs .run/logs --server cen-sup01.corp.example.com --site-server CEN=cen-site.corp.example.com
+///
+///   wsus-emulator run --site-file site.toml --low-port-offset 18000 --logs .run/sites
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {
@@ -29,8 +38,9 @@ enum Command {
     /// Run the emulator.
     #[command(args_override_self = true)]
     Run {
-        /// WSUS web site listener (HTTP); repeatable.
-        #[arg(long = "http", default_value = "127.0.0.1:8530")]
+        /// WSUS web site listener (HTTP) for any server; repeatable. Default 127.0.0.1:8530
+        /// unless --site-file gives the ports.
+        #[arg(long = "http")]
         http: Vec<SocketAddr>,
         /// WSUS web site listener (HTTPS, a certificate per server name); repeatable.
         #[arg(long = "https")]
@@ -56,9 +66,20 @@ enum Command {
         /// Root of the emulated servers' log folders.
         #[arg(long, default_value = "wsus-emulator-logs")]
         logs: PathBuf,
-        /// A server known up front: NAME[:HTTP_PORT[:HTTPS_PORT]]; repeatable.
+        /// A server known up front: NAME[:HTTP_PORT[:HTTPS_PORT[:ssl]]]; repeatable. With `ssl`
+        /// its web services answer only over HTTPS.
         #[arg(long = "server")]
         servers: Vec<String>,
+        /// Stand in for every server of this site file, set up as it declares them.
+        #[arg(long)]
+        site_file: Option<PathBuf>,
+        /// The address the --site-file listeners are bound on.
+        #[arg(long, default_value = "127.0.0.1")]
+        listen_ip: std::net::IpAddr,
+        /// Bind declared ports below 1024 at port + this offset (80 at 18080 with 18000), for a
+        /// process that may not bind them; probe them through the health service's port_map.
+        #[arg(long)]
+        low_port_offset: Option<u16>,
         /// Only the --server names answer on HTTP; other hosts get IIS's 400.
         #[arg(long)]
         strict_hosts: bool,
@@ -100,6 +121,9 @@ enum Ctl {
     Fault { server: String, kind: String },
     /// Clear every fault of a server: back to healthy.
     Clear { server: String },
+    /// Set the WSUS version a server reports (e.g. 3.0.6000.374, before SP1, fails the SUP's
+    /// prerequisite check).
+    Version { server: String, version: String },
     /// The emulated servers and their state, as JSON.
     List,
     /// The agent's fenced commands (configure, start_sync) in decision order, as JSON.
@@ -125,6 +149,10 @@ async fn real_main() -> anyhow::Result<()> {
                     (reqwest::Method::POST, format!("/faults/{server}/{kind}"))
                 }
                 Ctl::Clear { server } => (reqwest::Method::DELETE, format!("/faults/{server}")),
+                Ctl::Version { server, version } => (
+                    reqwest::Method::POST,
+                    format!("/servers/{server}/wsus-version/{version}"),
+                ),
                 Ctl::List => (reqwest::Method::GET, "/servers".to_string()),
                 Ctl::Journal => (reqwest::Method::GET, "/journal".to_string()),
             };
@@ -145,6 +173,9 @@ async fn real_main() -> anyhow::Result<()> {
             control,
             logs,
             servers,
+            site_file,
+            listen_ip,
+            low_port_offset,
             strict_hosts,
             site_servers,
             default_ports,
@@ -164,10 +195,39 @@ async fn real_main() -> anyhow::Result<()> {
                 })?;
             let mut known = Vec::new();
             for s in &servers {
-                let (name, h, t) = parse_server_spec(s)?;
-                known.push((name, h, t, None));
+                known.push(parse_server_spec(s)?);
             }
             let mut sites = std::collections::BTreeMap::new();
+            let mut http_listeners = Vec::new();
+            let mut https_listeners = Vec::new();
+            if let Some(path) = &site_file {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                let setup = site_file_setup(&text)
+                    .map_err(|e| anyhow::anyhow!("--site-file {}: {e:#}", path.display()))?;
+                known.extend(setup.servers);
+                sites.extend(setup.site_servers);
+                for (ports, out) in [
+                    (&setup.http_ports, &mut http_listeners),
+                    (&setup.https_ports, &mut https_listeners),
+                ] {
+                    for port in ports {
+                        let at = SocketAddr::new(listen_ip, bound_port(*port, low_port_offset)?);
+                        let listener = bind_all(&[at]).await?.remove(0);
+                        out.push(SiteListener {
+                            listener,
+                            port: Some(*port),
+                        });
+                    }
+                }
+            }
+            let http = if http.is_empty() && site_file.is_none() {
+                vec![SocketAddr::from(([127, 0, 0, 1], 8530))]
+            } else {
+                http
+            };
+            http_listeners.extend(bind_all(&http).await?.into_iter().map(SiteListener::any));
+            https_listeners.extend(bind_all(&https).await?.into_iter().map(SiteListener::any));
             for s in &site_servers {
                 let (site, server) = s
                     .split_once('=')
@@ -175,8 +235,8 @@ async fn real_main() -> anyhow::Result<()> {
                 sites.insert(site.to_string(), server.to_ascii_lowercase());
             }
             let config = Config {
-                http: bind_all(&http).await?,
-                https: bind_all(&https).await?,
+                http: http_listeners,
+                https: https_listeners,
                 agent: Some(bind_all(&[agent]).await?.remove(0)),
                 agent_tls: match (agent_tls_cert, agent_tls_key) {
                     (Some(cert_file), Some(key_file)) => Some(sup_runtime::ServerTls {

@@ -65,6 +65,13 @@ pub struct Server {
     pub name: String,
     pub http_port: u16,
     pub https_port: u16,
+    /// The WSUS web site requires SSL on its five web-service roots (`wsusutil configuressl`).
+    pub ssl: bool,
+    /// Set up as a site file or `--server` declared it; otherwise learned, and set up the way
+    /// the first role installed on it says.
+    pub declared: bool,
+    /// WSUS's `VersionString` (HKLM\SOFTWARE\Microsoft\Update Services\Server\Setup).
+    pub wsus_version: String,
     /// Minutes, UTC = local + bias.
     pub bias: i32,
     pub site: String,
@@ -93,6 +100,8 @@ pub struct Subscription {
 #[derive(Debug, Clone, Serialize)]
 pub struct Fenced {
     pub site: String,
+    /// The slot whose epoch fences the command (`intranet` or `internet`).
+    pub slot: String,
     pub server: String,
     /// `configure` or `start_sync`.
     pub kind: String,
@@ -157,7 +166,18 @@ pub struct Emulator {
     pub strict_hosts: bool,
 }
 
-const WSUS_VERSION: &str = "3.2.7600.226";
+/// WSUS 3.0 SP2's `VersionString`, as public code that reads it records it.
+pub const WSUS_VERSION: &str = "3.2.7600.226";
+
+/// A server set up before any agent call: a site file's or `--server`'s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownServer {
+    pub name: String,
+    pub http_port: Option<u16>,
+    pub https_port: Option<u16>,
+    pub ssl: bool,
+    pub bias: Option<i32>,
+}
 
 fn reply(accepted: bool, detail: impl Into<String>) -> v1::AgentReply {
     v1::AgentReply {
@@ -205,6 +225,9 @@ impl Emulator {
             name,
             http_port: http_port.unwrap_or(d.http_port),
             https_port: https_port.unwrap_or(d.https_port),
+            ssl: false,
+            declared: false,
+            wsus_version: WSUS_VERSION.into(),
             bias: bias.unwrap_or(d.bias),
             site: String::new(),
             role_installed: false,
@@ -216,6 +239,25 @@ impl Emulator {
             syncs: 0,
             installs: 0,
         });
+    }
+
+    /// Sets a server up as declared: its WSUS web site on these ports, with or without SSL.
+    pub fn declare_server(&self, k: &KnownServer) {
+        self.add_server(&k.name, k.http_port, k.https_port, k.bias);
+        let d = &self.defaults;
+        let mut g = self.lock();
+        if let Some(s) = g.get_mut(&k.name.to_ascii_lowercase()) {
+            s.http_port = k.http_port.unwrap_or(d.http_port);
+            s.https_port = k.https_port.unwrap_or(d.https_port);
+            s.ssl = k.ssl;
+            s.declared = true;
+        }
+    }
+
+    /// Replaces a server's WSUS version (an older WSUS fails the SUP's prerequisite check).
+    pub fn set_wsus_version(&self, name: &str, version: &str) {
+        self.update(name, |s| s.wsus_version = version.to_string());
+        tracing::info!(server = name, version, "WSUS version set");
     }
 
     pub fn get(&self, name: &str) -> Option<Server> {
@@ -288,13 +330,13 @@ impl Emulator {
             server: s.name.clone(),
             installed,
             version: if installed {
-                WSUS_VERSION.into()
+                s.wsus_version.clone()
             } else {
                 String::new()
             },
             http_port: u32::from(s.http_port),
             https_port: u32::from(s.https_port),
-            ssl: false,
+            ssl: s.ssl,
         }
     }
 
@@ -309,8 +351,19 @@ impl Emulator {
             return r;
         }
         let server = req.server.to_ascii_lowercase();
+        let role = req.install.as_ref().and_then(|i| i.role.clone());
         let started = self.update(&server, |s| {
             s.site = req.site.clone();
+            // A learned server stands in for one set up as the role says.
+            if let Some(r) = role.as_ref().filter(|_| !s.declared) {
+                s.ssl = r.ssl;
+                if r.http_port != 0 {
+                    s.http_port = u16::try_from(r.http_port).unwrap_or(s.http_port);
+                }
+                if r.https_port != 0 {
+                    s.https_port = u16::try_from(r.https_port).unwrap_or(s.https_port);
+                }
+            }
             if s.installing {
                 return false;
             }
@@ -360,7 +413,11 @@ impl Emulator {
             "Checking runtime v2.0.50727...",
         ]);
         self.step().await;
-        if self.has_fault(server, Fault::NoWsus) {
+        let version = self
+            .get(server)
+            .map(|s| s.wsus_version)
+            .unwrap_or_else(|| WSUS_VERSION.into());
+        if self.has_fault(server, Fault::NoWsus) || !sup_core::wsus_version::supported(&version) {
             setup(&[
                 "Did not find supported version of assembly Microsoft.UpdateServices.Administration.",
                 "Supported WSUS version not found",
@@ -371,10 +428,10 @@ impl Emulator {
         }
         setup(&[
             &format!(
-                "Found supported assembly Microsoft.UpdateServices.Administration version 3.0.0.0, file version {WSUS_VERSION}"
+                "Found supported assembly Microsoft.UpdateServices.Administration version 3.0.0.0, file version {version}"
             ),
             "Supported WSUS version found",
-            &format!("Supported WSUS Server version ({WSUS_VERSION}) is installed."),
+            &format!("Supported WSUS Server version ({version}) is installed."),
             "CTool::RegisterManagedBinary: run command line: \"C:\\WINDOWS\\Microsoft.NET\\Framework\\v2.0.50727\\RegAsm.exe\" \"C:\\Program Files\\Microsoft Configuration Manager\\bin\\i386\\wsusmsp.dll\"",
         ]);
         self.step().await;
@@ -428,11 +485,7 @@ impl Emulator {
                 &m,
             )
         };
-        let connect = format!(
-            "server: {}, port: {}, useSSL: False",
-            s.name.to_ascii_uppercase(),
-            s.http_port
-        );
+        let connect = wcm_connection(&s);
         if s.faults.contains(&Fault::Down) || s.faults.contains(&Fault::NoWsus) {
             wcm(vec![
                 format!("Attempting connection to WSUS {connect}"),
@@ -511,23 +564,25 @@ impl Emulator {
         self.remember(key, reply(true, "SMSWSUS removed"))
     }
 
-    /// Refuses work under an epoch older than one already seen for the site (fencing), and
-    /// journals the decision.
+    /// Refuses work under an epoch older than one already seen for the site's slot (fencing),
+    /// and journals the decision. Each slot has its own epochs: they are revisions of two keys.
     fn fence(
         &self,
         site: &str,
+        slot: &str,
         server: &str,
         kind: &str,
         epoch: u64,
     ) -> Result<(), v1::AgentReply> {
         let mut epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
-        let seen = epochs.entry(site.to_string()).or_insert(0);
+        let seen = epochs.entry(format!("{site}/{slot}")).or_insert(0);
         let accepted = epoch >= *seen;
         self.journal
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Fenced {
                 site: site.to_string(),
+                slot: slot.to_string(),
                 server: server.to_ascii_lowercase(),
                 kind: kind.to_string(),
                 epoch,
@@ -556,10 +611,15 @@ impl Emulator {
         if let Some(r) = self.replay(&key) {
             return r;
         }
-        if let Err(r) = self.fence(&req.site, &req.server, "configure", req.epoch) {
+        let cfg = req.configure.clone().unwrap_or_default();
+        let slot = if cfg.slot == v1::Slot::Internet as i32 {
+            "internet"
+        } else {
+            "intranet"
+        };
+        if let Err(r) = self.fence(&req.site, slot, &req.server, "configure", req.epoch) {
             return r;
         }
-        let cfg = req.configure.clone().unwrap_or_default();
         let settings = cfg.settings.clone().unwrap_or_default();
         let ids = |list: &[v1::CatalogEntry]| {
             list.iter()
@@ -610,8 +670,9 @@ impl Emulator {
         cfg: &v1::ConfigureComponent,
         sub: &Subscription,
     ) {
-        let bias = self.get(server).map(|s| s.bias).unwrap_or(0);
-        let port = self.get(server).map(|s| s.http_port).unwrap_or(8530);
+        let Some(me) = self.get(server) else { return };
+        let bias = me.bias;
+        let connect = wcm_connection(&me);
         let site_server = self.site_server_of(site, server);
         let wcm = |m: Vec<String>| {
             self.logs
@@ -620,14 +681,8 @@ impl Emulator {
         wcm(vec![
             "File notification triggered WCM Inbox.".into(),
             "Setting new configuration state to 1 (WSUS_CONFIG_PENDING)".into(),
-            format!(
-                "Attempting connection to WSUS server: {}, port: {port}, useSSL: False",
-                server.to_ascii_uppercase()
-            ),
-            format!(
-                "Successfully connected to server: {}, port: {port}, useSSL: False",
-                server.to_ascii_uppercase()
-            ),
+            format!("Attempting connection to WSUS {connect}"),
+            format!("Successfully connected to {connect}"),
             "Verify Upstream Server settings on the Active WSUS Server".into(),
         ]);
         self.step().await;
@@ -675,22 +730,23 @@ impl Emulator {
         if let Some(r) = self.replay(&key) {
             return r;
         }
-        if let Err(r) = self.fence(&req.site, &req.server, "start_sync", req.epoch) {
+        if let Err(r) = self.fence(&req.site, "intranet", &req.server, "start_sync", req.epoch) {
             return r;
         }
-        let server = req.server.to_ascii_lowercase();
         let me = self.clone();
-        let site = req.site.clone();
-        let upstream = req.upstream_server.clone();
-        let full = req.full;
-        tokio::spawn(async move { me.run_sync(&site, &server, &upstream, full).await });
+        tokio::spawn(async move { me.run_sync(&req).await });
         self.remember(key, reply(true, "synchronization requested"))
     }
 
-    async fn run_sync(&self, site: &str, server: &str, upstream: &str, full: bool) {
-        let s = self.get(server);
+    /// One WSyncMgr cycle on the site server: the active SUP's WSUS from its upstream (unless
+    /// the site does not synchronize), the site database from that WSUS, then the active
+    /// Internet-based SUP's WSUS from the active SUP's.
+    async fn run_sync(&self, req: &v1::AgentStartSyncRequest) {
+        let site = req.site.as_str();
+        let server = req.server.to_ascii_lowercase();
+        let s = self.get(&server);
         let bias = s.as_ref().map(|s| s.bias).unwrap_or(0);
-        let site_server = self.site_server_of(site, server);
+        let site_server = self.site_server_of(site, &server);
         let sync = |m: Vec<String>| {
             self.logs.sms(
                 &site_server,
@@ -701,70 +757,83 @@ impl Emulator {
                 &m,
             )
         };
-        // A zero-byte FULL.SYN asks for a full synchronization, SELF.SYN for a delta.
-        sync(vec![
-            "Wakeup by inbox drop".into(),
-            if full {
-                "Found full sync request file"
-            } else {
-                "Found local sync request file"
-            }
-            .into(),
-            "Starting Sync".into(),
-            if full {
-                "Performing full sync on local request"
-            } else {
-                "Performing sync on local request"
-            }
-            .into(),
-            format!("Found active SUP {server} from SCF File."),
-            logs::statmsg(6701, 'I', &site_server, site),
-            format!("Synchronizing WSUS server {server} ..."),
-            "sync: Starting WSUS synchronization".into(),
-        ]);
+        let mut lines = wakeup_lines(&req.trigger, &req.parent_site);
+        lines.push(format!("Found active SUP {server} from SCF File."));
+        lines.push(logs::statmsg(6701, 'I', &site_server, site));
+        let sub = s
+            .as_ref()
+            .and_then(|s| s.subscription.clone())
+            .unwrap_or_default();
+        // "Do not synchronize from Microsoft Update or upstream data source": WSUS gets its
+        // metadata by export and import, and the cycle only reads it into the site database.
+        let from_upstream = sub.sync_source != v1::SyncSource::None as i32;
+        if from_upstream {
+            lines.push(format!("Synchronizing WSUS server {server} ..."));
+            lines.push("sync: Starting WSUS synchronization".into());
+        }
+        sync(lines);
         self.step().await;
-        let fails = self.has_fault(server, Fault::SyncFails) || self.has_fault(server, Fault::Down);
-        if fails {
-            let why = if upstream.is_empty() {
-                "Sync failed: UssCommunicationError: WebException: The underlying connection was closed: Unable to connect to the remote server. Source: Microsoft.UpdateServices.ServerSyncWebServices.Client.ServerSyncCompressionProxy.GetUpdateData".to_string()
-            } else {
-                format!(
-                    "Sync failed: UssCommunicationError: WebException: Unable to connect to the upstream server {upstream}. Source: CWSyncMgr::DoSync"
-                )
-            };
-            sync(vec![
-                why,
-                logs::statmsg(6703, 'E', &site_server, site),
-                "Sync failed. Will retry in 60 minutes".into(),
-            ]);
+        let upstream = s.as_ref().map(|s| s.upstream.clone()).unwrap_or_default();
+        if from_upstream && self.sync_fails(&server) {
+            sync(failure_lines(&upstream, &site_server, site));
             return;
         }
-        let sub = s.and_then(|s| s.subscription).unwrap_or_default();
         let total = catalog::selected(&sub.classifications, &sub.products, &sub.languages);
+        if from_upstream {
+            sync(vec![
+                "sync: WSUS synchronizing categories".into(),
+                format!(
+                    "sync: WSUS synchronizing updates, processed {} out of {total} items ({}%)",
+                    total / 2,
+                    if total == 0 { 100 } else { 50 }
+                ),
+            ]);
+            self.step().await;
+            sync(vec![
+                format!(
+                    "sync: WSUS synchronizing updates, processed {total} out of {total} items (100%)"
+                ),
+                format!("Done synchronizing WSUS Server {server}"),
+            ]);
+        }
         sync(vec![
-            "sync: WSUS synchronizing categories".into(),
-            format!(
-                "sync: WSUS synchronizing updates, processed {} out of {total} items ({}%)",
-                total / 2,
-                if total == 0 { 100 } else { 50 }
-            ),
-        ]);
-        self.step().await;
-        sync(vec![
-            format!(
-                "sync: WSUS synchronizing updates, processed {total} out of {total} items (100%)"
-            ),
-            format!("Done synchronizing WSUS Server {server}"),
             format!("Synchronizing SMS database with WSUS server {server} ..."),
             format!(
                 "sync: SMS synchronizing updates, processed {total} out of {total} items (100%)"
             ),
             format!("Done synchronizing SMS with WSUS Server {server}"),
+        ]);
+        self.update(&server, |s| s.syncs += 1);
+        // The Internet-based SUP's WSUS takes its metadata from the active SUP's, after it, in
+        // the same cycle. The 2007 documentation names no log line for this step; these are the
+        // lines later versions write for their downstream WSUS servers.
+        let internet = req.internet_server.to_ascii_lowercase();
+        if !internet.is_empty() {
+            self.step().await;
+            sync(vec![
+                "Synchronizing replica WSUS servers".into(),
+                "sync: Starting Replica WSUS synchronization".into(),
+                format!("Synchronizing WSUS server {internet} ..."),
+            ]);
+            if self.sync_fails(&internet) {
+                sync(failure_lines(&server, &site_server, site));
+                return;
+            }
+            self.update(&internet, |s| {
+                s.syncs += 1;
+                s.subscription = Some(sub.clone());
+            });
+            sync(vec![format!("Done synchronizing WSUS Server {internet}")]);
+        }
+        sync(vec![
             logs::statmsg(6702, 'I', &site_server, site),
             format!("Updated {total} items in SMS database"),
             "Sync time: 0d00h00m01s".into(),
         ]);
-        self.update(server, |s| s.syncs += 1);
+    }
+
+    fn sync_fails(&self, server: &str) -> bool {
+        self.has_fault(server, Fault::SyncFails) || self.has_fault(server, Fault::Down)
     }
 
     /// Writes the periodic health lines of every installed server until `stop`.
@@ -782,4 +851,65 @@ impl Emulator {
             }
         }
     }
+}
+
+/// How WCM names its connection to a SUP's WSUS: the SSL port and `useSSL: True` when the web
+/// site requires SSL (WCM then reaches it over HTTPS), else the HTTP port.
+fn wcm_connection(s: &Server) -> String {
+    let (port, ssl) = if s.ssl {
+        (s.https_port, "True")
+    } else {
+        (s.http_port, "False")
+    };
+    format!(
+        "server: {}, port: {port}, useSSL: {ssl}",
+        s.name.to_ascii_uppercase()
+    )
+}
+
+/// How WSyncMgr logs what woke it (track-software-update-synchronization.md, Microsoft's
+/// SupportArticles-docs): its schedule, the parent site's sync notification file, or the
+/// local request file the console's "Run Synchronization" drops.
+fn wakeup_lines(trigger: &str, parent_site: &str) -> Vec<String> {
+    let (wakeup, found, performing) = match trigger {
+        "schedule" | "retry" => (
+            "Wakeup for scheduled regular sync".to_string(),
+            None,
+            "Performing sync on regular schedule",
+        ),
+        "parent" => (
+            "Wakeup by inbox drop".to_string(),
+            Some(format!(
+                "Found parent sync notification file {}.SYN",
+                parent_site.to_ascii_uppercase()
+            )),
+            "Performing sync on parent request",
+        ),
+        _ => (
+            "Wakeup by inbox drop".to_string(),
+            Some("Found local sync request file".to_string()),
+            "Performing sync on local request",
+        ),
+    };
+    let mut lines = vec![wakeup];
+    lines.extend(found);
+    lines.push("Starting Sync".into());
+    lines.push(performing.into());
+    lines
+}
+
+/// A failed cycle: the upstream it could not reach, status message 6703, the retry.
+fn failure_lines(upstream: &str, site_server: &str, site: &str) -> Vec<String> {
+    let why = if upstream.is_empty() {
+        "Sync failed: UssCommunicationError: WebException: The underlying connection was closed: Unable to connect to the remote server. Source: Microsoft.UpdateServices.ServerSyncWebServices.Client.ServerSyncCompressionProxy.GetUpdateData".to_string()
+    } else {
+        format!(
+            "Sync failed: UssCommunicationError: WebException: Unable to connect to the upstream server {upstream}. Source: CWSyncMgr::DoSync"
+        )
+    };
+    vec![
+        why,
+        logs::statmsg(6703, 'E', site_server, site),
+        "Sync failed. Will retry in 60 minutes".into(),
+    ]
 }
