@@ -609,6 +609,76 @@ mod tests {
         ]
     }
 
+    fn utc(s: &str) -> DateTime<Utc> {
+        dt(s).and_utc()
+    }
+
+    #[test]
+    fn schedules_fire_at_the_sites_wall_clock_across_daylight_saving() {
+        let daily_at = |t: &str| {
+            SyncSchedule::Recurring(sched(
+                &format!("2026-01-01T{t}"),
+                Recurrence::Interval {
+                    every: 1,
+                    unit: IntervalUnit::Days,
+                },
+            ))
+        };
+        let ny = chrono_tz::America::New_York;
+        let two = daily_at("02:00:00");
+        // Winter (EST, UTC-5) and summer (EDT, UTC-4): 02:00 local both times.
+        assert_eq!(
+            two.next_fire_utc(ny, utc("2026-01-10T12:00:00")),
+            Some(utc("2026-01-11T07:00:00"))
+        );
+        assert_eq!(
+            two.next_fire_utc(ny, utc("2026-07-10T12:00:00")),
+            Some(utc("2026-07-11T06:00:00"))
+        );
+        // 2026-03-08 02:30 does not exist in New York (02:00 -> 03:00): it fires 30 minutes
+        // after the jump, 03:30 EDT.
+        let half_past = daily_at("02:30:00");
+        assert_eq!(
+            half_past.next_fire_utc(ny, utc("2026-03-08T05:00:00")),
+            Some(utc("2026-03-08T07:30:00"))
+        );
+        // 2026-11-01 01:30 happens twice: the first one (EDT) fires, the second does not fire
+        // again, and the next is the day after.
+        let early = daily_at("01:30:00");
+        assert_eq!(
+            early.next_fire_utc(ny, utc("2026-11-01T04:00:00")),
+            Some(utc("2026-11-01T05:30:00"))
+        );
+        assert_eq!(
+            early.next_fire_utc(ny, utc("2026-11-01T05:30:00")),
+            Some(utc("2026-11-02T06:30:00"))
+        );
+        // Southern hemisphere, half-hour zone: Adelaide 02:00 in January is UTC+10:30.
+        assert_eq!(
+            two.next_fire_utc(chrono_tz::Australia::Adelaide, utc("2026-01-10T00:00:00")),
+            Some(utc("2026-01-10T15:30:00"))
+        );
+        // A GMT token fires on UTC whatever the site's zone.
+        let SyncSchedule::Recurring(mut gmt) = two.clone() else {
+            unreachable!()
+        };
+        gmt.gmt = true;
+        assert_eq!(
+            SyncSchedule::Recurring(gmt).next_fire_utc(ny, utc("2026-01-10T12:00:00")),
+            Some(utc("2026-01-11T02:00:00"))
+        );
+        assert_eq!(SyncSchedule::Manual.next_fire_utc(ny, utc("2026-01-10T12:00:00")), None);
+    }
+
+    #[test]
+    fn the_default_schedule_starts_as_the_console_writes_it() {
+        let SyncSchedule::Recurring(s) = default_schedule() else {
+            unreachable!()
+        };
+        assert_eq!(s.start, dt("1970-02-01T00:00:00"));
+        assert!(!s.gmt);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
         /// The next fire is strictly later, never before the start, at the start's time of day for
@@ -633,6 +703,34 @@ mod tests {
             // And the one after is later still.
             let then = s.next_fire(next).expect("fires again");
             prop_assert!(then > next);
+        }
+
+        /// In any zone, the next fire is a later instant, the same as the UTC computation on a
+        /// UTC site, and at most one interval plus a daylight-saving hour away for a simple
+        /// schedule.
+        #[test]
+        fn next_fire_utc_is_later_in_any_zone(hours in 1u32..=23, zone_index in 0usize..6, after_min in 0i64..(30 * 365 * 24 * 60)) {
+            const ZONES: [Tz; 6] = [
+                chrono_tz::UTC,
+                chrono_tz::America::New_York,
+                chrono_tz::Europe::Berlin,
+                chrono_tz::Australia::Adelaide,
+                chrono_tz::Asia::Kolkata,
+                chrono_tz::America::Santiago,
+            ];
+            let zone = ZONES[zone_index];
+            let s = SyncSchedule::Recurring(Schedule {
+                start: default_start(),
+                recurrence: Recurrence::Interval { every: hours, unit: IntervalUnit::Hours },
+                gmt: false,
+            });
+            let after = utc("2000-01-01T00:00:00") + Duration::minutes(after_min);
+            let next = s.next_fire_utc(zone, after).expect("fires");
+            prop_assert!(next > after);
+            prop_assert!(next - after <= Duration::hours(i64::from(hours) + 1));
+            if zone == chrono_tz::UTC {
+                prop_assert_eq!(Some(next.naive_utc()), s.next_fire(after.naive_utc()));
+            }
         }
     }
 }

@@ -24,10 +24,13 @@ internet_fqdn = "b.example.com"
 server = "c.corp.example.com"
 [[site.software_update_point]]
 server = "a.corp.example.com"
+ssl = true
 [[site.software_update_point]]
 server = "b.corp.example.com"
+ssl = true
 [[site.software_update_point]]
 server = "c.corp.example.com"
+ssl = true
 
 [[site]]
 code = "CH1"

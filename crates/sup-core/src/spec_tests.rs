@@ -39,10 +39,12 @@ server = "cen-sup01.corp.example.com"
 active = "intranet"
 http_port = 8530
 https_port = 8531
+ssl = true
 proxy = { server = "proxy.corp.example.com", port = 8080 }
 
 [[site.software_update_point]]
 server = "cen-sup02.corp.example.com"
+ssl = true
 
 [[site.software_update_point]]
 server = "cen-inet01.corp.example.com"
@@ -493,7 +495,7 @@ fn unknown_keys_and_wrong_types_name_the_path() {
     let err =
         parse_site_file(&VALID.replacen("ssl = true", "ssl = \"yes\"", 1)).expect_err("wrong type");
     assert_eq!(
-        err.0[0].path, "site[0].software_update_point[2].ssl",
+        err.0[0].path, "site[0].software_update_point[0].ssl",
         "{err}"
     );
     let err =
@@ -501,7 +503,7 @@ fn unknown_keys_and_wrong_types_name_the_path() {
     assert!(
         err.0[0]
             .path
-            .starts_with("site[0].software_update_point[2]"),
+            .starts_with("site[0].software_update_point[0]"),
         "{err}"
     );
     assert!(err.to_string().contains("sll"), "{err}");
@@ -659,4 +661,224 @@ fn proxy_account_by_reference_only() {
         proxy.password,
         Some(crate::model::SecretRef::File("/run/secrets/proxy".into()))
     );
+}
+
+#[test]
+fn native_mode_requires_ssl_on_every_sup() {
+    check(
+        "server = \"cen-sup02.corp.example.com\"\nssl = true\n",
+        "server = \"cen-sup02.corp.example.com\"\n",
+        "site[CEN].software_update_point[1].ssl",
+        "native_requires_ssl",
+    );
+    // A mixed-mode site may leave SSL off.
+    let mixed = VALID
+        .replacen("mode = \"native\"", "mode = \"mixed\"", 1)
+        .replacen("active = \"internet\"", "", 1)
+        .replace("ssl = true\n", "");
+    load(&mixed).expect("mixed mode without SSL");
+}
+
+#[test]
+fn the_internet_sup_needs_the_intranet_one_and_is_remote() {
+    // No active intranet SUP to synchronize from.
+    let text = VALID.replacen("active = \"intranet\"\nhttp_port = 8530", "http_port = 8530", 1);
+    let v = load(&text).expect_err("no intranet SUP");
+    assert!(
+        v.has("site[CEN].software_update_point[2].active", "internet_needs_intranet"),
+        "{v}"
+    );
+    // Not the site server.
+    let text = VALID.replacen(
+        "failover = \"manual\"",
+        "failover = \"manual\"\nsite_server = \"cen-inet01.corp.example.com\"",
+        1,
+    );
+    let v = load(&text).expect_err("internet SUP on the site server");
+    assert!(
+        v.has("site[CEN].software_update_point[2].active", "internet_not_site_server"),
+        "{v}"
+    );
+    // An NLB cluster active on the intranet serves as the intranet SUP.
+    let text = VALID
+        .replacen("active = \"intranet\"\nhttp_port = 8530", "http_port = 8530", 1)
+        .replacen(
+            "[[site]]\ncode = \"CH1\"",
+            "[[site.nlb_cluster]]\nname = \"cennlb.corp.example.com\"\nmembers = [\"cen-sup01.corp.example.com\", \"cen-sup02.corp.example.com\"]\nactive = \"intranet\"\n\n[[site]]\ncode = \"CH1\"",
+            1,
+        );
+    load(&text).expect("an active intranet NLB cluster");
+}
+
+#[test]
+fn intranet_sup_may_accept_internet_clients_instead() {
+    let without_inet = VALID.replacen(
+        "server = \"cen-inet01.corp.example.com\"\nactive = \"internet\"",
+        "server = \"cen-inet01.corp.example.com\"",
+        1,
+    );
+    let with_fqdn = without_inet.replacen(
+        "[[site.site_system]]\nserver = \"cen-sup01.corp.example.com\"\n",
+        "[[site.site_system]]\nserver = \"cen-sup01.corp.example.com\"\ninternet_fqdn = \"sup01.example.com\"\n",
+        1,
+    );
+    let allowed = with_fqdn.replacen(
+        "active = \"intranet\"\nhttp_port = 8530",
+        "active = \"intranet\"\nallow_internet_clients = true\nhttp_port = 8530",
+        1,
+    );
+    let sites = load(&allowed).expect("the intranet SUP accepts Internet clients");
+    assert!(sites[0].software_update_points[0].allow_internet_clients);
+    let back = validate_sites(&[to_raw(&sites[0])], &BTreeMap::new()).expect("round trip");
+    assert_eq!(back[0], sites[0]);
+
+    // Without an Internet FQDN on its site system.
+    let v = load(&without_inet.replacen(
+        "active = \"intranet\"\nhttp_port = 8530",
+        "active = \"intranet\"\nallow_internet_clients = true\nhttp_port = 8530",
+        1,
+    ))
+    .expect_err("no internet fqdn");
+    assert!(
+        v.has(
+            "site[CEN].software_update_point[0].allow_internet_clients",
+            "internet_clients_need_fqdn"
+        ),
+        "{v}"
+    );
+    // Together with an active Internet-based SUP.
+    let both = VALID
+        .replacen(
+            "[[site.site_system]]\nserver = \"cen-sup01.corp.example.com\"\n",
+            "[[site.site_system]]\nserver = \"cen-sup01.corp.example.com\"\ninternet_fqdn = \"sup01.example.com\"\n",
+            1,
+        )
+        .replacen(
+            "active = \"intranet\"\nhttp_port = 8530",
+            "active = \"intranet\"\nallow_internet_clients = true\nhttp_port = 8530",
+            1,
+        );
+    let v = load(&both).expect_err("both");
+    assert!(
+        v.has(
+            "site[CEN].software_update_point[0].allow_internet_clients",
+            "internet_clients_or_internet_sup"
+        ),
+        "{v}"
+    );
+    // On a standby.
+    let v = load(&with_fqdn.replacen(
+        "server = \"cen-sup02.corp.example.com\"\nssl = true\n",
+        "server = \"cen-sup02.corp.example.com\"\nssl = true\nallow_internet_clients = true\n",
+        1,
+    ))
+    .expect_err("standby");
+    assert!(
+        v.has(
+            "site[CEN].software_update_point[1].allow_internet_clients",
+            "internet_clients_active_only"
+        ),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_child_site_inherits_the_top_settings() {
+    for (key, value) in [
+        ("schedule", "\"every 1 days\""),
+        ("classifications", "[\"Security Updates\"]"),
+        ("products", "[\"Windows XP\"]"),
+        ("languages", "[\"English\"]"),
+        ("update_file_languages", "[\"English\"]"),
+        ("summary_languages", "[\"English\"]"),
+    ] {
+        let text = VALID.replacen(
+            "parent = \"CEN\"\n",
+            &format!("parent = \"CEN\"\n[site.software_updates]\n{key} = {value}\n"),
+            1,
+        );
+        let v = load(&text).expect_err(key);
+        let path = format!("site[CH1].software_updates.{key}");
+        assert!(v.has(&path, "child_inherits_settings"), "{key}: {v}");
+        let message = &v.0.iter().find(|x| x.path == path).expect("violation").message;
+        assert!(message.contains("top site"), "{message}");
+    }
+    let sites = load(VALID).expect("valid");
+    assert!(sites[1].software_updates.top.is_none());
+    assert!(sites[0].software_updates.top.is_some());
+    // A child's own synchronization source and reporting level stay its own.
+    let text = VALID.replacen(
+        "parent = \"CEN\"\n",
+        "parent = \"CEN\"\n[site.software_updates]\nreporting_events = \"all\"\n",
+        1,
+    );
+    let sites = load(&text).expect("reporting events on a child");
+    assert_eq!(sites[1].software_updates.reporting_events, ReportingEvents::All);
+}
+
+#[test]
+fn two_language_lists() {
+    let sites = load(VALID).expect("valid");
+    let top = sites[0].software_updates.top.as_ref().expect("top");
+    let ids = |l: &[crate::catalog::Entry]| l.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(&top.update_file_languages), ["en", "de"]);
+    assert_eq!(ids(&top.summary_languages), ["en", "de"], "languages sets both");
+    let text = VALID.replacen(
+        "languages = [\"English\", \"German\"]",
+        "update_file_languages = [\"English\", \"German\"]\nsummary_languages = [\"French\"]",
+        1,
+    );
+    let sites = load(&text).expect("two lists");
+    let top = sites[0].software_updates.top.as_ref().expect("top");
+    assert_eq!(ids(&top.update_file_languages), ["en", "de"]);
+    assert_eq!(ids(&top.summary_languages), ["fr"]);
+    let back = validate_sites(&[to_raw(&sites[0])], &BTreeMap::new()).expect("round trip");
+    assert_eq!(back[0], sites[0]);
+    check(
+        "languages = [\"English\", \"German\"]",
+        "languages = [\"English\"]\nsummary_languages = [\"French\"]",
+        "site[CEN].software_updates.languages",
+        "languages_once",
+    );
+    check(
+        "languages = [\"English\", \"German\"]",
+        "summary_languages = [\"Frnch\"]",
+        "site[CEN].software_updates.summary_languages[0]",
+        "catalog",
+    );
+}
+
+#[test]
+fn site_time_zone() {
+    let sites = load(VALID).expect("valid");
+    assert_eq!(sites[0].time_zone, chrono_tz::UTC, "UTC by default");
+    let text = VALID.replacen(
+        "failover = \"manual\"",
+        "failover = \"manual\"\ntime_zone = \"America/New_York\"",
+        1,
+    );
+    let sites = load(&text).expect("a zone");
+    assert_eq!(sites[0].time_zone, chrono_tz::America::New_York);
+    let back = validate_sites(&[to_raw(&sites[0])], &BTreeMap::new()).expect("round trip");
+    assert_eq!(back[0], sites[0]);
+    check(
+        "failover = \"manual\"",
+        "failover = \"manual\"\ntime_zone = \"Mars/Olympus_Mons\"",
+        "site[CEN].time_zone",
+        "time_zone",
+    );
+}
+
+#[test]
+fn a_gmt_token_stays_gmt() {
+    let text = VALID.replacen(
+        "schedule = \"every 7 days\"",
+        "schedule = \"0001200000100039\"",
+        1,
+    );
+    let sites = load(&text).expect("gmt token");
+    let top = sites[0].software_updates.top.as_ref().expect("top");
+    assert!(matches!(&top.schedule, crate::schedule::SyncSchedule::Recurring(s) if s.gmt));
+    let back = validate_sites(&[to_raw(&sites[0])], &BTreeMap::new()).expect("round trip");
+    assert_eq!(back[0], sites[0]);
 }
