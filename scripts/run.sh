@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # `make run`: the whole stack on this machine. nats-server with JetStream, the five services and
-# the WSUS emulator standing in for every site system; then the site file is applied and followed
-# until every role is in its declared state. State and logs live under .run/ (git-ignored).
+# the WSUS emulator standing in for every site system of the site file, each set up as the file
+# declares it (its WSUS web site on its ports, with SSL where it says so); then the file is
+# applied and followed until every role is in its declared state. Every run starts fresh: the
+# emulated servers cannot remember what an earlier run installed, so the bus state is not kept
+# either. Logs live under .run/ (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -11,8 +14,6 @@ NATS_PORT=${NATS_PORT:-14222}
 COORDINATOR_PORT=${COORDINATOR_PORT:-50051}
 SCHEDULER_PORT=${SCHEDULER_PORT:-50052}
 HEALTH_PORT=${HEALTH_PORT:-50053}
-EMU_HTTP=${EMU_HTTP:-8530}
-EMU_HTTPS=${EMU_HTTPS:-8531}
 EMU_AGENT=${EMU_AGENT:-7700}
 EMU_CONTROL=${EMU_CONTROL:-7701}
 PROFILE=${PROFILE:-release}
@@ -30,8 +31,20 @@ fi
 
 [ -f "$SITE" ] || { echo "make run: site file $SITE not found"; exit 2; }
 
+# Ports below 1024 (the WSUS default web site's 80/443) need root or a lowered
+# ip_unprivileged_port_start; otherwise the emulator binds them 18000 higher and the health
+# service probes them there.
+LOW_PORT_ARGS=()
+if [ "$(id -u)" != 0 ] && [ "$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null || echo 1024)" -gt 80 ]; then
+  LOW_PORT_ARGS=(--low-port-offset 18000)
+fi
+
 echo "==> building ($PROFILE)"
 if [ "$PROFILE" = release ]; then cargo build --release --workspace --bins --locked; else cargo build --workspace --bins --locked; fi
+if [ -d "$RUN/nats" ] || [ -d "$RUN/sites" ]; then
+  echo "==> starting fresh: the bus state and emulated servers of the earlier run are discarded"
+  rm -rf "$RUN/nats" "$RUN/sites"
+fi
 mkdir -p "$RUN/bin" "$RUN/logs" "$RUN/config" "$RUN/sites"
 for b in sup-coordinator sup-provisioner sup-scheduler sup-health sup-logwatch supctl wsus-emulator; do
   cp -f "target/$PROFILE/$b" "$RUN/bin/$b"
@@ -59,17 +72,17 @@ echo "==> starting nats-server (JetStream, store in .run/nats)"
 start nats nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$RUN/nats"
 wait_port nats "$NATS_PORT"
 
-SITE_SERVERS=()
-while read -r code server; do SITE_SERVERS+=(--site-server "$code=$server"); done < <(
-  awk '/^\[\[site\]\]/{code=""} /^code *=/{gsub(/[" ]/,"",$3); code=$3} /^site_server *=/{gsub(/[" ]/,"",$3); if(code!="") print code, $3}' "$SITE")
-
-echo "==> starting the WSUS emulator (every server of the site file)"
-start wsus-emulator wsus-emulator run --http "127.0.0.1:$EMU_HTTP" --https "127.0.0.1:$EMU_HTTPS" \
-  --ca-out "$RUN/emulator-ca.pem" --agent "127.0.0.1:$EMU_AGENT" --control "127.0.0.1:$EMU_CONTROL" \
-  --logs "$RUN/sites" --default-ports "$EMU_HTTP,$EMU_HTTPS" --step-ms 300 --health-interval-ms 5000 \
-  "${SITE_SERVERS[@]}"
+echo "==> starting the WSUS emulator (every server of $SITE, as it declares them)"
+rm -f "$RUN/emulator-ca.pem" "$RUN/port-map.toml"
+start wsus-emulator wsus-emulator run --site-file "$SITE" "${LOW_PORT_ARGS[@]}" \
+  --port-map-out "$RUN/port-map.toml" --ca-out "$RUN/emulator-ca.pem" \
+  --agent "127.0.0.1:$EMU_AGENT" --control "127.0.0.1:$EMU_CONTROL" \
+  --logs "$RUN/sites" --step-ms 300 --health-interval-ms 5000
 wait_port wsus-emulator "$EMU_CONTROL"
-for _ in $(seq 1 100); do [ -f "$RUN/emulator-ca.pem" ] && break; sleep 0.1; done
+for _ in $(seq 1 100); do [ -f "$RUN/emulator-ca.pem" ] && [ -f "$RUN/port-map.toml" ] && break; sleep 0.1; done
+[ -f "$RUN/port-map.toml" ] || { echo "make run: the emulator did not start; see $RUN/logs/wsus-emulator.log"; tail -20 "$RUN/logs/wsus-emulator.log"; exit 1; }
+# The first declared HTTP port, where it is bound, for WSUS_EMULATOR_HTTP.
+EMU_HTTP=$(awk -F' = ' 'NR==1{print $2}' "$RUN/port-map.toml")
 
 cat > "$RUN/config/coordinator.toml" <<CONF
 listen = "127.0.0.1:$COORDINATOR_PORT"
@@ -101,6 +114,8 @@ milestone_max_age_secs = 120
 ca_file = "$RUN/emulator-ca.pem"
 [resolve]
 "*" = "127.0.0.1"
+[port_map]
+$(cat "$RUN/port-map.toml")
 [nats]
 url = "$NATS_URL"
 CONF
@@ -145,8 +160,8 @@ cat <<DONE
 The stack is running.
   source .run/env                 supctl, NATS_URL and the endpoints in your shell
   supctl events --follow          watch every change as it happens
-  supctl sync run --site CEN      Run Synchronization on the central site
-  wsus-emulator ctl fault cen-sup01.corp.example.com down    see health and failover react
+  supctl sync run --site CODE     Run Synchronization on a top site (CODE is its site code)
+  wsus-emulator ctl fault SERVER down    see health and failover react (SERVER: a SUP's FQDN)
   logs: .run/logs/*.log (services), .run/sites/<server>/Logs (the emulated ConfigMgr logs)
   make stop                       stop everything make run started
 DONE

@@ -34,10 +34,12 @@ server = "cen-sup01.corp.example.com"
 active = "intranet"
 http_port = 8530
 https_port = 8531
+ssl = true
 [[site.software_update_point]]
 server = "cen-sup02.corp.example.com"
 http_port = 8530
 https_port = 8531
+ssl = true
 
 [[site]]
 code = "CH1"
@@ -156,10 +158,22 @@ async fn an_invalid_file_is_rejected_whole_with_paths_and_exit_code_2() {
             "parent_exists",
         ),
         (
-            "https_port = 8531\n[[site.software_update_point]]",
-            "https_port = 8530\n[[site.software_update_point]]",
+            "https_port = 8531\nssl = true\n[[site.software_update_point]]",
+            "https_port = 8530\nssl = true\n[[site.software_update_point]]",
             "site[CEN].software_update_point[0].https_port",
             "ports_distinct",
+        ),
+        (
+            "https_port = 8531\nssl = true\n[[site.software_update_point]]",
+            "https_port = 8531\n[[site.software_update_point]]",
+            "site[CEN].software_update_point[0].ssl",
+            "native_requires_ssl",
+        ),
+        (
+            "parent = \"CEN\"\n",
+            "parent = \"CEN\"\n[site.software_updates]\nschedule = \"every 1 days\"\n",
+            "site[CH1].software_updates.schedule",
+            "child_inherits_settings",
         ),
         (
             "server = \"ch1-sup01.corp.example.com\"\n[[site.software_update_point]]",
@@ -537,6 +551,7 @@ async fn the_wizard_steps_as_commands() {
             "8531",
             "--proxy",
             "proxy.corp.example.com:8080",
+            "--ssl",
         ],
     );
     assert!(add.status.success(), "{}", text(&add.stderr));

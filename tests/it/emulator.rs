@@ -80,7 +80,7 @@ pub fn start_emulator(extra: &[&str]) -> Emulator {
 
 const S1: &str = "cen-sup01.corp.example.com";
 
-fn client(e: &Emulator, server: &str) -> reqwest::Client {
+pub fn client(e: &Emulator, server: &str) -> reqwest::Client {
     reqwest::Client::builder()
         .resolve(server, SocketAddr::from(([127, 0, 0, 1], e.http)))
         .timeout(Duration::from_secs(10))
@@ -88,7 +88,7 @@ fn client(e: &Emulator, server: &str) -> reqwest::Client {
         .expect("client")
 }
 
-const GET_AUTH_CONFIG: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"
+pub const GET_AUTH_CONFIG: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"
                xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
                xmlns:xsd="http://www.w3.org/2001/XMLSchema">
   <soap:Body>
@@ -98,7 +98,7 @@ const GET_AUTH_CONFIG: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlso
 
 const GET_CONFIG: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetConfig xmlns="http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService"><protocolVersion>1.0</protocolVersion></GetConfig></soap:Body></soap:Envelope>"#;
 
-async fn soap(c: &reqwest::Client, url: &str, action: &str, body: &str) -> (u16, String, String) {
+pub async fn soap(c: &reqwest::Client, url: &str, action: &str, body: &str) -> (u16, String, String) {
     let r = c
         .post(url)
         .header("Content-Type", "text/xml; charset=utf-8")
@@ -296,7 +296,7 @@ async fn https_presents_a_certificate_for_each_server_name() {
     }
 }
 
-fn milestones(path: &Path) -> Vec<String> {
+pub fn milestones(path: &Path) -> Vec<String> {
     let Ok(bytes) = std::fs::read(path) else {
         return Vec::new();
     };
@@ -314,7 +314,7 @@ fn milestones(path: &Path) -> Vec<String> {
         .collect()
 }
 
-async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+pub async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -322,7 +322,7 @@ async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn ctl(e: &Emulator, args: &[&str]) -> std::process::Output {
+pub fn ctl(e: &Emulator, args: &[&str]) -> std::process::Output {
     Command::new(sup_testkit::binary("wsus-emulator").expect("binary"))
         .args(["ctl", "--control", &e.control])
         .args(args)
@@ -424,7 +424,7 @@ async fn installs_write_logs_that_sup_smslog_recognises_and_faults_change_them()
         epoch: 5,
         run_id: run.into(),
         upstream_server: String::new(),
-        full: run == "r1",
+        full: false,
         trigger: "manual".into(),
         ..Default::default()
     };
@@ -442,9 +442,11 @@ async fn installs_write_logs_that_sup_smslog_recognises_and_faults_change_them()
     .await;
     let sync_log = std::fs::read_to_string(folder.join("wsyncmgr.log")).expect("wsyncmgr.log");
     assert!(
-        sync_log.contains("Performing full sync"),
-        "a full run says so"
+        sync_log.contains("Found local sync request file")
+            && sync_log.contains("Performing sync on local request"),
+        "a manual run says so"
     );
+    assert!(!sync_log.contains("Performing sync on regular schedule"));
     assert!(ctl(&e, &["fault", S1, "sync-fails"]).status.success());
     agent.start_sync(sync("r2")).await.expect("sync");
     wait_for("sync_failed", || {

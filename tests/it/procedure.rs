@@ -113,15 +113,18 @@ server = "cen-sup01.corp.example.com"
 active = "intranet"
 http_port = 8530
 https_port = 8531
+ssl = true
 [[site.software_update_point]]
 server = "cen-sup02.corp.example.com"
 http_port = 8530
 https_port = 8531
+ssl = true
 [[site.software_update_point]]
 server = "cen-inet01.corp.example.com"
 active = "internet"
 http_port = 8530
 https_port = 8531
+ssl = true
 
 [[site]]
 code = "CH1"
@@ -281,7 +284,7 @@ async fn the_procedure_from_site_file_to_active_sups() {
     let mut more = PROCEDURE.replacen("[[site]]\ncode = \"CH1\"", "", 1);
     let extra = ["nowsus.corp.example.com", "broken.corp.example.com", "dead.corp.example.com"]
         .iter()
-        .map(|s| format!("[[site.site_system]]\nserver = \"{s}\"\n[[site.software_update_point]]\nserver = \"{s}\"\nhttp_port = 8530\nhttps_port = 8531\n"))
+        .map(|s| format!("[[site.site_system]]\nserver = \"{s}\"\n[[site.software_update_point]]\nserver = \"{s}\"\nhttp_port = 8530\nhttps_port = 8531\nssl = true\n"))
         .collect::<String>();
     more = more.replacen("\n\nname = \"Child one\"", "", 1);
     let cut = more

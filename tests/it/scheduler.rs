@@ -157,6 +157,63 @@ async fn manual_runs_go_parent_first_are_refused_on_children_and_follow_the_acti
         cen_status["sync"]["last_started"].is_string()
             && cen_status["sync"]["last_finished"].is_string()
     );
+    assert_eq!(cen_status["sync"]["time_zone"], "UTC");
+    assert!(
+        cen_status["sync"]["schedule_token"].is_null(),
+        "a manual schedule has no token: {cen_status}"
+    );
+    // Who each active SUP synchronizes from: the top site's from Microsoft Update, the Internet
+    // SUP from the intranet one, the children from their parent's.
+    let upstream_of = |site: &str, server: &str| -> serde_json::Value {
+        status["sites"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|x| x["code"] == site)
+            .flat_map(|x| x["roles"].as_array().cloned().unwrap_or_default())
+            .find(|r| r["server"] == server)
+            .map(|r| r["upstream"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(upstream_of("CEN", "cen-sup01.corp.example.com"), "microsoft_update");
+    assert_eq!(upstream_of("CEN", "cen-inet01.corp.example.com"), "cen-sup01.corp.example.com");
+    assert_eq!(upstream_of("CH2", "ch2-sup.corp.example.com"), "cen-sup01.corp.example.com");
+    assert!(upstream_of("CEN", "cen-sup02.corp.example.com").is_null(), "a standby");
+
+    // The Internet-based SUP was configured to synchronize from the intranet one, and each run
+    // synchronized it after the intranet one.
+    let events = all_events(&bus(&s.nats).await).await;
+    assert!(events.iter().any(|(_, e)| e.server == "cen-inet01.corp.example.com"
+        && matches!(&e.payload, Some(Payload::ComponentConfigured(cc)) if cc.upstream_server == "cen-sup01.corp.example.com")));
+    let site_log = std::fs::read_to_string(
+        s.emulator
+            .logs
+            .join("cen-site.corp.example.com")
+            .join("Logs")
+            .join("wsyncmgr.log"),
+    )
+    .expect("CEN's wsyncmgr.log");
+    let intranet_done = site_log
+        .find("Done synchronizing WSUS Server cen-sup01.corp.example.com")
+        .expect("the intranet SUP synchronized");
+    let internet = site_log
+        .find("Synchronizing WSUS server cen-inet01.corp.example.com")
+        .expect("the Internet SUP synchronized");
+    assert!(intranet_done < internet, "the Internet SUP after the intranet one");
+    assert!(site_log.contains("Performing sync on local request"), "a manual run");
+    let child_log = std::fs::read_to_string(
+        s.emulator
+            .logs
+            .join("ch2-sup.corp.example.com")
+            .join("Logs")
+            .join("wsyncmgr.log"),
+    )
+    .expect("CH2's wsyncmgr.log");
+    assert!(
+        child_log.contains("Found parent sync notification file CEN.SYN")
+            && child_log.contains("Performing sync on parent request"),
+        "{child_log}"
+    );
 
     // A run queued while the active SUP changes is dropped as stale and run by the new one.
     let earlier: Vec<String> = history(&c, &sched, "CEN")

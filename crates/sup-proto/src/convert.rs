@@ -469,6 +469,7 @@ server = "b.corp.example.com"
 active = "intranet"
 http_port = 8530
 https_port = 8531
+ssl = true
 proxy = { server = "proxy.corp.example.com", port = 8080, account = "CORP\\proxy", password_env = "PROXY_PW" }
 [[site.nlb_cluster]]
 name = "nlb.corp.example.com"

@@ -113,7 +113,7 @@ fn gmtdate(message: &str) -> Option<String> {
 
 /// Every phrase that can make a line a milestone (or feed one), searched in one pass: most lines
 /// match none and are done with after it.
-pub(crate) const TRIGGER_PHRASES: [&str; 14] = [
+pub(crate) const TRIGGER_PHRASES: [&str; 12] = [
     "Setup Started",
     "Installation was successful",
     "~RoleSetup()",
@@ -121,14 +121,43 @@ pub(crate) const TRIGGER_PHRASES: [&str; 14] = [
     "Setup failed",
     "Setting new configuration state to ",
     "Successfully connected to",
-    "There are no unhealthy WSUS Server components on WSUS Server ",
-    "Successfully checked database connection on WSUS server ",
     "STATMSG: ",
     "Starting Sync",
     "Done synchronizing",
     "Sync failed",
     "updates, processed",
 ];
+
+/// The two WSUS health lines the procedure names. No source prints them verbatim from a 2007
+/// log, and their letter case differs between the documentation and later versions ("WSUS
+/// Server" / "WSUS server"), so they are matched in any ASCII case.
+pub(crate) const CASE_FREE_PHRASES: [&str; 2] = [
+    "There are no unhealthy WSUS Server components on WSUS Server ",
+    "Successfully checked database connection on WSUS server ",
+];
+
+static CASE_FREE: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+    std::sync::LazyLock::new(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+            .build(CASE_FREE_PHRASES)
+            .ok()
+    });
+
+/// The case-free phrases' automaton, for the buffer-wide scan.
+pub(crate) fn case_free_search() -> Option<&'static aho_corasick::AhoCorasick> {
+    CASE_FREE.as_ref()
+}
+
+/// What follows `phrase` in `message`, the phrase matched in any ASCII case. ASCII lower-casing
+/// keeps every byte offset, so the offset found in the folded text holds in the original.
+fn after_any_case<'a>(message: &'a str, phrase: &str) -> Option<&'a str> {
+    let at = message
+        .to_ascii_lowercase()
+        .find(&phrase.to_ascii_lowercase())?;
+    message.get(at + phrase.len()..)
+}
 
 static TRIGGERS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
     std::sync::LazyLock::new(|| {
@@ -141,6 +170,7 @@ static TRIGGERS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
 
 fn may_trigger(message: &str) -> bool {
     TRIGGERS.as_ref().is_none_or(|ac| ac.is_match(message))
+        || CASE_FREE.as_ref().is_none_or(|ac| ac.is_match(message))
 }
 
 fn looks_like_error(message: &str) -> bool {
@@ -271,10 +301,7 @@ impl Classifier {
         if msg.contains("Successfully connected to local WSUS server") {
             return Some((WSUS_CONNECTED, vec![("local", "true".into())]));
         }
-        if let Some(rest) = after(
-            msg,
-            "There are no unhealthy WSUS Server components on WSUS Server ",
-        ) {
+        if let Some(rest) = after_any_case(msg, CASE_FREE_PHRASES[0]) {
             return Some((
                 WSUS_COMPONENTS_HEALTHY,
                 server_name(rest)
@@ -282,10 +309,7 @@ impl Classifier {
                     .unwrap_or_default(),
             ));
         }
-        if let Some(rest) = after(
-            msg,
-            "Successfully checked database connection on WSUS server ",
-        ) {
+        if let Some(rest) = after_any_case(msg, CASE_FREE_PHRASES[1]) {
             return Some((
                 WSUS_DATABASE_OK,
                 server_name(rest)

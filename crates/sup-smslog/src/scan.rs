@@ -71,18 +71,28 @@ pub fn scan_milestones(
         return None;
     }
     let needles = NEEDLES.as_ref()?;
+    let case_free = crate::milestone::case_free_search()?;
     // Restored if a CMTrace record turns up part-way, so the caller can start again line by line.
     let before = classifier.clone();
     let mut found = Vec::new();
     let mut pos = 0;
+    // Each search's next hit, kept until the scan passes it, so neither search reads the rest
+    // of the buffer again for every hit of the other.
+    let mut next_needle = NextHit::default();
+    let mut next_case_free = NextHit::default();
     while pos < buf.len() {
         let (start, end) = if classifier.in_setup() {
             (pos, line_end(buf, pos))
         } else {
-            let Some(hit) = needles.find(&buf[pos..]) else {
+            let a = next_needle.at_or_after(pos, |from| {
+                needles.find(&buf[from..]).map(|m| from + m.start())
+            });
+            let b = next_case_free.at_or_after(pos, |from| {
+                case_free.find(&buf[from..]).map(|m| from + m.start())
+            });
+            let Some(at) = a.into_iter().chain(b).min() else {
                 break;
             };
-            let at = pos + hit.start();
             let start = memchr::memrchr(b'\n', &buf[pos..at]).map_or(pos, |i| pos + i + 1);
             (start, line_end(buf, at))
         };
@@ -103,6 +113,30 @@ pub fn scan_milestones(
         pos = end + 1;
     }
     Some(found)
+}
+
+/// A search's next hit from some position on: not searched yet, at an offset, or none to the end.
+#[derive(Default)]
+enum NextHit {
+    #[default]
+    Unknown,
+    At(usize),
+    None,
+}
+
+impl NextHit {
+    /// The first hit at or after `pos`, searching again only when the known one is behind `pos`.
+    fn at_or_after(&mut self, pos: usize, search: impl FnOnce(usize) -> Option<usize>) -> Option<usize> {
+        match *self {
+            NextHit::At(at) if at >= pos => Some(at),
+            NextHit::None => None,
+            _ => {
+                let hit = search(pos);
+                *self = hit.map_or(NextHit::None, NextHit::At);
+                hit
+            }
+        }
+    }
 }
 
 /// The index of the `\n` ending the line that holds `at`, or the buffer's end.

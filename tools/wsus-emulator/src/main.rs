@@ -80,6 +80,10 @@ enum Command {
         /// process that may not bind them; probe them through the health service's port_map.
         #[arg(long)]
         low_port_offset: Option<u16>,
+        /// Write where each --site-file port is bound, as TOML lines `"80" = 18080`, for the
+        /// health service's [port_map].
+        #[arg(long, requires = "site_file")]
+        port_map_out: Option<PathBuf>,
         /// Only the --server names answer on HTTP; other hosts get IIS's 400.
         #[arg(long)]
         strict_hosts: bool,
@@ -176,6 +180,7 @@ async fn real_main() -> anyhow::Result<()> {
             site_file,
             listen_ip,
             low_port_offset,
+            port_map_out,
             strict_hosts,
             site_servers,
             default_ports,
@@ -207,18 +212,25 @@ async fn real_main() -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("--site-file {}: {e:#}", path.display()))?;
                 known.extend(setup.servers);
                 sites.extend(setup.site_servers);
+                let mut port_map = String::new();
                 for (ports, out) in [
                     (&setup.http_ports, &mut http_listeners),
                     (&setup.https_ports, &mut https_listeners),
                 ] {
                     for port in ports {
-                        let at = SocketAddr::new(listen_ip, bound_port(*port, low_port_offset)?);
+                        let bound = bound_port(*port, low_port_offset)?;
+                        port_map.push_str(&format!("\"{port}\" = {bound}\n"));
+                        let at = SocketAddr::new(listen_ip, bound);
                         let listener = bind_all(&[at]).await?.remove(0);
                         out.push(SiteListener {
                             listener,
                             port: Some(*port),
                         });
                     }
+                }
+                if let Some(out) = &port_map_out {
+                    std::fs::write(out, port_map)
+                        .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
                 }
             }
             let http = if http.is_empty() && site_file.is_none() {

@@ -40,9 +40,45 @@ const LINES: &[&str] = &[
     "Waiting for changes for 59 minutes  $$<SMS_WSUS_SYNC_MANAGER><01-16-2014 10:58:00.000+480><thread=3404 (0xD4C)>",
     "an error that is not a milestone, outside setup",
     "",
+    "There are no unhealthy WSUS Server components on WSUS server sup02.contoso.com  $$<SMS_WSUS_CONTROL_MANAGER><02-09-2014 22:56:00.000+480><thread=1 (0x1)>",
+    "SUCCESSFULLY CHECKED DATABASE CONNECTION ON WSUS SERVER SUP02  $$<SMS_WSUS_CONTROL_MANAGER><02-09-2014 22:56:01.000+480><thread=1 (0x1)>",
 ];
 
 const CMTRACE_LINE: &[u8] = b"<![LOG[Starting Sync]LOG]!><time=\"10:00:00.000+480\" date=\"01-16-2014\" component=\"x\" context=\"\" type=\"1\" thread=\"1\" file=\"\">";
+
+#[test]
+fn the_wsus_health_lines_match_in_any_letter_case() {
+    let buf = format!(
+        "noise\r\n{}\r\nnoise\r\n{}\r\nsuccessfully checked database connection on wsus server sup03\r\n",
+        LINES[LINES.len() - 2],
+        LINES[LINES.len() - 1]
+    );
+    let mut c = Classifier::new();
+    let found = scan_milestones(buf.as_bytes(), Encoding::Ansi, Some(480), &mut c, "X.log")
+        .expect("scanned");
+    let got: Vec<(&str, Option<&str>)> = found
+        .iter()
+        .map(|f| {
+            (
+                f.milestone.name,
+                f.milestone
+                    .fields
+                    .iter()
+                    .find(|(k, _)| *k == "server")
+                    .map(|(_, v)| v.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("wsus_components_healthy", Some("sup02.contoso.com")),
+            ("wsus_database_ok", Some("SUP02")),
+            ("wsus_database_ok", Some("sup03")),
+        ]
+    );
+    assert_eq!(found, line_by_line(buf.as_bytes(), &mut Classifier::new()));
+}
 
 #[test]
 fn finds_milestones_at_their_line_starts() {
