@@ -34,8 +34,11 @@ fi
 # Ports below 1024 (the WSUS default web site's 80/443) need root or a lowered
 # ip_unprivileged_port_start; otherwise the emulator binds them 18000 higher and the health
 # service probes them there.
+# LOW_PORT_OFFSET=N chooses the offset (0: bind them as they are).
 LOW_PORT_ARGS=()
-if [ "$(id -u)" != 0 ] && [ "$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null || echo 1024)" -gt 80 ]; then
+if [ -n "${LOW_PORT_OFFSET:-}" ]; then
+  [ "$LOW_PORT_OFFSET" != 0 ] && LOW_PORT_ARGS=(--low-port-offset "$LOW_PORT_OFFSET")
+elif [ "$(id -u)" != 0 ] && [ "$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start 2>/dev/null || echo 1024)" -gt 80 ]; then
   LOW_PORT_ARGS=(--low-port-offset 18000)
 fi
 

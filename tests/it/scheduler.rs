@@ -346,3 +346,57 @@ async fn two_replicas_fire_each_due_time_exactly_once() {
     );
     let _ = v1::SyncState::Running;
 }
+
+#[tokio::test]
+async fn schedules_fire_at_the_sites_wall_clock_time() {
+    let nats = NatsServer::start().expect("nats-server");
+    let bus = bus(&nats).await;
+    // Daily at 02:30 in New York; the clocks go forward at 02:00 on 2026-03-08.
+    let site = sup_core::spec::load_site_file(
+        "[[site]]\ncode = \"NYC\"\ntime_zone = \"America/New_York\"\n[site.software_updates]\nschedule = { every = \"1 days\", start = \"2026-01-01T02:30:00\" }\n",
+        &Default::default(),
+    )
+    .expect("site")
+    .pop()
+    .expect("one");
+    let pb = sup_proto::convert::site_to_proto(&site);
+    bus.buckets
+        .sites
+        .put("NYC", pb.encode_to_vec().into())
+        .await
+        .expect("put");
+    bus.index_update(&bus.buckets.sites, sup_bus::Bus::SITES_INDEX, "NYC", true)
+        .await
+        .expect("index");
+    let at = |y, m, d, h, min| {
+        chrono::Utc
+            .with_ymd_and_hms(y, m, d, h, min, 0)
+            .single()
+            .expect("time")
+            .timestamp()
+    };
+    let clock = ManualClock::new(
+        chrono::Utc
+            .with_ymd_and_hms(2026, 3, 6, 12, 0, 0)
+            .single()
+            .expect("time"),
+    );
+    let s = Scheduler {
+        bus: bus.clone(),
+        clock: clock.clone(),
+        settings: settings(nats.url()),
+        metrics: Default::default(),
+    };
+    s.tick().await.expect("tick");
+    let next = || async { s.status("NYC").await.expect("status").next.expect("next").seconds };
+    // 02:30 EST is 07:30 UTC.
+    assert_eq!(next().await, at(2026, 3, 7, 7, 30));
+    clock.advance(chrono::Duration::days(1));
+    s.tick().await.expect("tick");
+    // 02:30 does not exist on 2026-03-08: the run comes 30 minutes after the jump, 03:30 EDT.
+    assert_eq!(next().await, at(2026, 3, 8, 7, 30));
+    clock.advance(chrono::Duration::days(1));
+    s.tick().await.expect("tick");
+    // Then 02:30 EDT, 06:30 UTC.
+    assert_eq!(next().await, at(2026, 3, 9, 6, 30));
+}
