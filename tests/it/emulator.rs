@@ -98,7 +98,12 @@ pub const GET_AUTH_CONFIG: &str = r#"<soap:Envelope xmlns:soap="http://schemas.x
 
 const GET_CONFIG: &str = r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><GetConfig xmlns="http://www.microsoft.com/SoftwareDistribution/Server/ClientWebService"><protocolVersion>1.0</protocolVersion></GetConfig></soap:Body></soap:Envelope>"#;
 
-pub async fn soap(c: &reqwest::Client, url: &str, action: &str, body: &str) -> (u16, String, String) {
+pub async fn soap(
+    c: &reqwest::Client,
+    url: &str,
+    action: &str,
+    body: &str,
+) -> (u16, String, String) {
     let r = c
         .post(url)
         .header("Content-Type", "text/xml; charset=utf-8")

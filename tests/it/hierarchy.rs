@@ -67,7 +67,9 @@ async fn a_child_waits_for_its_parents_active_sup() {
     let kid = role(&st, "KID", "kid-sup01.corp.example.com");
     assert!(kid["upstream"].is_null(), "{kid}");
     assert!(
-        kid["reason"].as_str().is_some_and(|w| w.starts_with("waiting")),
+        kid["reason"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("waiting")),
         "{kid}"
     );
     let bus = bus(&s.nats).await;
@@ -89,7 +91,14 @@ async fn a_child_waits_for_its_parents_active_sup() {
     .await;
     let out = supctl(
         &c,
-        &["sup", "activate", "--site", "TOP", "--server", "top-sup01.corp.example.com"],
+        &[
+            "sup",
+            "activate",
+            "--site",
+            "TOP",
+            "--server",
+            "top-sup01.corp.example.com",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let st = wait_status(&c, "the child's upstream", |st| {
@@ -108,7 +117,10 @@ async fn a_child_waits_for_its_parents_active_sup() {
             assert!(upstreams.iter().all(|u| !u.is_empty()), "{upstreams:?}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "never configured: {upstreams:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never configured: {upstreams:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

@@ -175,10 +175,22 @@ async fn manual_runs_go_parent_first_are_refused_on_children_and_follow_the_acti
             .map(|r| r["upstream"].clone())
             .unwrap_or_default()
     };
-    assert_eq!(upstream_of("CEN", "cen-sup01.corp.example.com"), "microsoft_update");
-    assert_eq!(upstream_of("CEN", "cen-inet01.corp.example.com"), "cen-sup01.corp.example.com");
-    assert_eq!(upstream_of("CH2", "ch2-sup.corp.example.com"), "cen-sup01.corp.example.com");
-    assert!(upstream_of("CEN", "cen-sup02.corp.example.com").is_null(), "a standby");
+    assert_eq!(
+        upstream_of("CEN", "cen-sup01.corp.example.com"),
+        "microsoft_update"
+    );
+    assert_eq!(
+        upstream_of("CEN", "cen-inet01.corp.example.com"),
+        "cen-sup01.corp.example.com"
+    );
+    assert_eq!(
+        upstream_of("CH2", "ch2-sup.corp.example.com"),
+        "cen-sup01.corp.example.com"
+    );
+    assert!(
+        upstream_of("CEN", "cen-sup02.corp.example.com").is_null(),
+        "a standby"
+    );
 
     // The Internet-based SUP was configured to synchronize from the intranet one, and each run
     // synchronized it after the intranet one.
@@ -199,8 +211,14 @@ async fn manual_runs_go_parent_first_are_refused_on_children_and_follow_the_acti
     let internet = site_log
         .find("Synchronizing WSUS server cen-inet01.corp.example.com")
         .expect("the Internet SUP synchronized");
-    assert!(intranet_done < internet, "the Internet SUP after the intranet one");
-    assert!(site_log.contains("Performing sync on local request"), "a manual run");
+    assert!(
+        intranet_done < internet,
+        "the Internet SUP after the intranet one"
+    );
+    assert!(
+        site_log.contains("Performing sync on local request"),
+        "a manual run"
+    );
     let child_log = std::fs::read_to_string(
         s.emulator
             .logs
@@ -388,7 +406,14 @@ async fn schedules_fire_at_the_sites_wall_clock_time() {
         metrics: Default::default(),
     };
     s.tick().await.expect("tick");
-    let next = || async { s.status("NYC").await.expect("status").next.expect("next").seconds };
+    let next = || async {
+        s.status("NYC")
+            .await
+            .expect("status")
+            .next
+            .expect("next")
+            .seconds
+    };
     // 02:30 EST is 07:30 UTC.
     assert_eq!(next().await, at(2026, 3, 7, 7, 30));
     clock.advance(chrono::Duration::days(1));

@@ -8,9 +8,7 @@ use std::time::Duration;
 use sup_proto::v1::{self, site_system_agent_client::SiteSystemAgentClient};
 use sup_wsus::probe::{ProbeResult, Prober, Target};
 
-use crate::emulator::{
-    GET_AUTH_CONFIG, client, ctl, milestones, soap, start_emulator, wait_for,
-};
+use crate::emulator::{GET_AUTH_CONFIG, client, ctl, milestones, soap, start_emulator, wait_for};
 
 const SSL: &str = "ssl01.corp.example.com";
 const PLAIN: &str = "plain01.corp.example.com";
@@ -35,7 +33,10 @@ async fn an_ssl_web_site_serves_its_web_services_over_https_only() {
     // Plain HTTP to an SSL-required root: IIS's 403.4 page.
     let (status, ct, body) = soap(
         &client(&e, SSL),
-        &format!("http://{SSL}:{}/ServerSyncWebService/ServerSyncWebService.asmx", e.http),
+        &format!(
+            "http://{SSL}:{}/ServerSyncWebService/ServerSyncWebService.asmx",
+            e.http
+        ),
         "http://www.microsoft.com/SoftwareDistribution/GetAuthConfig",
         GET_AUTH_CONFIG,
     )
@@ -69,7 +70,10 @@ async fn an_ssl_web_site_serves_its_web_services_over_https_only() {
     // A server without SSL answers over HTTP as before.
     let (status, _, _) = soap(
         &client(&e, PLAIN),
-        &format!("http://{PLAIN}:{}/ServerSyncWebService/ServerSyncWebService.asmx", e.http),
+        &format!(
+            "http://{PLAIN}:{}/ServerSyncWebService/ServerSyncWebService.asmx",
+            e.http
+        ),
         "http://www.microsoft.com/SoftwareDistribution/GetAuthConfig",
         GET_AUTH_CONFIG,
     )
@@ -90,10 +94,19 @@ async fn an_ssl_web_site_serves_its_web_services_over_https_only() {
         .iter()
         .find(|c| c.name == "server_sync")
         .expect("step");
-    assert_eq!(server_sync.result, ProbeResult::HtmlError, "{plain_ladder:?}");
+    assert_eq!(
+        server_sync.result,
+        ProbeResult::HtmlError,
+        "{plain_ladder:?}"
+    );
     // The certificate must carry the server's name: without the emulator's CA it fails.
-    let untrusted = Prober::new(Duration::from_secs(5), b"").probe(&target(&e, SSL, true)).await;
-    let tls = untrusted.iter().find(|c| c.name == "tls").expect("tls step");
+    let untrusted = Prober::new(Duration::from_secs(5), b"")
+        .probe(&target(&e, SSL, true))
+        .await;
+    let tls = untrusted
+        .iter()
+        .find(|c| c.name == "tls")
+        .expect("tls step");
     assert_eq!(tls.result, ProbeResult::TlsFailed, "{untrusted:?}");
     assert!(
         untrusted
@@ -124,18 +137,33 @@ async fn wcm_connects_with_ssl_and_old_wsus_is_refused() {
         install: Some(v1::InstallRole::default()),
         op_id: format!("op-{server}"),
     };
-    assert!(agent.install_role(install(SSL)).await.expect("install").into_inner().accepted);
+    assert!(
+        agent
+            .install_role(install(SSL))
+            .await
+            .expect("install")
+            .into_inner()
+            .accepted
+    );
     let folder = e.logs.join(SSL).join("Logs");
     wait_for("WCM's connection", || {
-        std::fs::read_to_string(folder.join("WCM.log"))
-            .is_ok_and(|t| t.contains(&format!("server: {}, port: 443, useSSL: True", SSL.to_ascii_uppercase())))
+        std::fs::read_to_string(folder.join("WCM.log")).is_ok_and(|t| {
+            t.contains(&format!(
+                "server: {}, port: 443, useSSL: True",
+                SSL.to_ascii_uppercase()
+            ))
+        })
     })
     .await;
 
     // WSUS 3.0 before SP1: the agent reports it, and SUPSetup refuses it.
     const OLD: &str = "old01.corp.example.com";
     let out = ctl(&e, &["version", OLD, "3.0.6000.374"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let bad = ctl(&e, &["version", OLD, "three"]);
     assert!(!bad.status.success());
     let info = agent
@@ -144,7 +172,14 @@ async fn wcm_connects_with_ssl_and_old_wsus_is_refused() {
         .expect("info")
         .into_inner();
     assert_eq!(info.version, "3.0.6000.374");
-    assert!(agent.install_role(install(OLD)).await.expect("install").into_inner().accepted);
+    assert!(
+        agent
+            .install_role(install(OLD))
+            .await
+            .expect("install")
+            .into_inner()
+            .accepted
+    );
     let folder = e.logs.join(OLD).join("Logs");
     wait_for("the failed setup", || {
         milestones(&folder.join("SUPSetup.log")).contains(&"role_install_failed".to_string())

@@ -178,32 +178,32 @@ pub const PRODUCTS: &[Entry] = &[
 /// `pt-br` are also printed in WSUS's own documentation; a real server's list (GetConfigData) is
 /// authoritative, and this table names its entries for people.
 pub const LANGUAGES: &[Entry] = &[
-    e("English", "en"), // MS-LCID 9: en, English
-    e("Arabic", "ar"), // MS-LCID 1: ar, Arabic
+    e("English", "en"),                       // MS-LCID 9: en, English
+    e("Arabic", "ar"),                        // MS-LCID 1: ar, Arabic
     e("Chinese (Simplified)", "zh-cn"), // MS-LCID 2052: zh-CN, Chinese (Simplified), People's Republic of China
     e("Chinese (Traditional)", "zh-tw"), // MS-LCID 1028: zh-TW, Chinese (Traditional), Taiwan
     e("Chinese (Hong Kong S.A.R.)", "zh-hk"), // MS-LCID 3076: zh-HK, Chinese (Traditional), Hong Kong S.A.R.
-    e("Czech", "cs"), // MS-LCID 5: cs, Czech
-    e("Danish", "da"), // MS-LCID 6: da, Danish
-    e("Dutch", "nl"), // MS-LCID 19: nl, Dutch
-    e("Finnish", "fi"), // MS-LCID 11: fi, Finnish
-    e("French", "fr"), // MS-LCID 12: fr, French
-    e("German", "de"), // MS-LCID 7: de, German
-    e("Greek", "el"), // MS-LCID 8: el, Greek
-    e("Hebrew", "he"), // MS-LCID 13: he, Hebrew
-    e("Hindi", "hi"), // MS-LCID 57: hi, Hindi
-    e("Hungarian", "hu"), // MS-LCID 14: hu, Hungarian
-    e("Italian", "it"), // MS-LCID 16: it, Italian
-    e("Japanese", "ja"), // MS-LCID 17: ja, Japanese
-    e("Korean", "ko"), // MS-LCID 18: ko, Korean
-    e("Norwegian", "no"), // MS-LCID 20: no, Norwegian (Bokmal)
-    e("Polish", "pl"), // MS-LCID 21: pl, Polish
-    e("Portuguese", "pt"), // MS-LCID 22: pt, Portuguese
-    e("Portuguese (Brazil)", "pt-br"), // MS-LCID 1046: pt-BR, Portuguese, Brazil
-    e("Russian", "ru"), // MS-LCID 25: ru, Russian
-    e("Spanish", "es"), // MS-LCID 10: es, Spanish
-    e("Swedish", "sv"), // MS-LCID 29: sv, Swedish
-    e("Turkish", "tr"), // MS-LCID 31: tr, Turkish
+    e("Czech", "cs"),                         // MS-LCID 5: cs, Czech
+    e("Danish", "da"),                        // MS-LCID 6: da, Danish
+    e("Dutch", "nl"),                         // MS-LCID 19: nl, Dutch
+    e("Finnish", "fi"),                       // MS-LCID 11: fi, Finnish
+    e("French", "fr"),                        // MS-LCID 12: fr, French
+    e("German", "de"),                        // MS-LCID 7: de, German
+    e("Greek", "el"),                         // MS-LCID 8: el, Greek
+    e("Hebrew", "he"),                        // MS-LCID 13: he, Hebrew
+    e("Hindi", "hi"),                         // MS-LCID 57: hi, Hindi
+    e("Hungarian", "hu"),                     // MS-LCID 14: hu, Hungarian
+    e("Italian", "it"),                       // MS-LCID 16: it, Italian
+    e("Japanese", "ja"),                      // MS-LCID 17: ja, Japanese
+    e("Korean", "ko"),                        // MS-LCID 18: ko, Korean
+    e("Norwegian", "no"),                     // MS-LCID 20: no, Norwegian (Bokmal)
+    e("Polish", "pl"),                        // MS-LCID 21: pl, Polish
+    e("Portuguese", "pt"),                    // MS-LCID 22: pt, Portuguese
+    e("Portuguese (Brazil)", "pt-br"),        // MS-LCID 1046: pt-BR, Portuguese, Brazil
+    e("Russian", "ru"),                       // MS-LCID 25: ru, Russian
+    e("Spanish", "es"),                       // MS-LCID 10: es, Spanish
+    e("Swedish", "sv"),                       // MS-LCID 29: sv, Swedish
+    e("Turkish", "tr"),                       // MS-LCID 31: tr, Turkish
 ];
 
 /// What ConfigMgr 2007 selects when nothing is said.

@@ -267,9 +267,8 @@ pub fn local_to_utc(zone: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
         LocalResult::None => {
             let before = local.checked_sub_signed(Duration::hours(3))?;
             let offset = zone.offset_from_local_datetime(&before).earliest()?;
-            let utc = local.checked_sub_signed(Duration::seconds(i64::from(
-                offset.fix().local_minus_utc(),
-            )))?;
+            let utc = local
+                .checked_sub_signed(Duration::seconds(i64::from(offset.fix().local_minus_utc())))?;
             Some(utc.and_utc())
         }
     }
@@ -667,7 +666,10 @@ mod tests {
             SyncSchedule::Recurring(gmt).next_fire_utc(ny, utc("2026-01-10T12:00:00")),
             Some(utc("2026-01-11T02:00:00"))
         );
-        assert_eq!(SyncSchedule::Manual.next_fire_utc(ny, utc("2026-01-10T12:00:00")), None);
+        assert_eq!(
+            SyncSchedule::Manual.next_fire_utc(ny, utc("2026-01-10T12:00:00")),
+            None
+        );
     }
 
     #[test]

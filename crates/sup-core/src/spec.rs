@@ -622,7 +622,9 @@ fn check_ssl_and_internet_clients(
     c: &mut Collector,
 ) {
     let internet_declared = sups.iter().any(|s| s.active == Some(SlotKind::Internet))
-        || clusters.iter().any(|n| n.active == Some(SlotKind::Internet));
+        || clusters
+            .iter()
+            .any(|n| n.active == Some(SlotKind::Internet));
     let active_intranet = |server: &str| {
         sups.iter()
             .any(|s| s.server == server && s.active == Some(SlotKind::Intranet))
@@ -1059,8 +1061,7 @@ fn validate_top_settings(r: &RawSoftwareUpdates, path: &str, c: &mut Collector) 
     );
     let default_languages = vec!["English".to_string()];
     // `languages` sets both lists; each may also be given on its own, but not with it.
-    if r.languages.is_some()
-        && (r.update_file_languages.is_some() || r.summary_languages.is_some())
+    if r.languages.is_some() && (r.update_file_languages.is_some() || r.summary_languages.is_some())
     {
         c.push(
             format!("{path}.languages"),

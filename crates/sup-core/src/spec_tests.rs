@@ -109,7 +109,15 @@ fn the_valid_file_loads() {
         ch1.declared_slot_of("n2.corp.example.com"),
         Some(SlotKind::Intranet)
     );
-    assert_eq!(cen.software_updates.top.as_ref().expect("top site").classifications.len(), 2);
+    assert_eq!(
+        cen.software_updates
+            .top
+            .as_ref()
+            .expect("top site")
+            .classifications
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -595,7 +603,13 @@ fn schedule_tables_take_the_token_json_names_too() {
             1,
         );
         let sites = load(&text).unwrap_or_else(|e| panic!("{table}: {e}"));
-        match &sites[0].software_updates.top.as_ref().expect("top site").schedule {
+        match &sites[0]
+            .software_updates
+            .top
+            .as_ref()
+            .expect("top site")
+            .schedule
+        {
             crate::schedule::SyncSchedule::Recurring(s) => {
                 assert_eq!(s.recurrence, expected, "{table}")
             }
@@ -682,10 +696,17 @@ fn native_mode_requires_ssl_on_every_sup() {
 #[test]
 fn the_internet_sup_needs_the_intranet_one_and_is_remote() {
     // No active intranet SUP to synchronize from.
-    let text = VALID.replacen("active = \"intranet\"\nhttp_port = 8530", "http_port = 8530", 1);
+    let text = VALID.replacen(
+        "active = \"intranet\"\nhttp_port = 8530",
+        "http_port = 8530",
+        1,
+    );
     let v = load(&text).expect_err("no intranet SUP");
     assert!(
-        v.has("site[CEN].software_update_point[2].active", "internet_needs_intranet"),
+        v.has(
+            "site[CEN].software_update_point[2].active",
+            "internet_needs_intranet"
+        ),
         "{v}"
     );
     // Not the site server.
@@ -696,7 +717,10 @@ fn the_internet_sup_needs_the_intranet_one_and_is_remote() {
     );
     let v = load(&text).expect_err("internet SUP on the site server");
     assert!(
-        v.has("site[CEN].software_update_point[2].active", "internet_not_site_server"),
+        v.has(
+            "site[CEN].software_update_point[2].active",
+            "internet_not_site_server"
+        ),
         "{v}"
     );
     // An NLB cluster active on the intranet serves as the intranet SUP.
@@ -800,7 +824,11 @@ fn a_child_site_inherits_the_top_settings() {
         let v = load(&text).expect_err(key);
         let path = format!("site[CH1].software_updates.{key}");
         assert!(v.has(&path, "child_inherits_settings"), "{key}: {v}");
-        let message = &v.0.iter().find(|x| x.path == path).expect("violation").message;
+        let message =
+            &v.0.iter()
+                .find(|x| x.path == path)
+                .expect("violation")
+                .message;
         assert!(message.contains("top site"), "{message}");
     }
     let sites = load(VALID).expect("valid");
@@ -813,7 +841,10 @@ fn a_child_site_inherits_the_top_settings() {
         1,
     );
     let sites = load(&text).expect("reporting events on a child");
-    assert_eq!(sites[1].software_updates.reporting_events, ReportingEvents::All);
+    assert_eq!(
+        sites[1].software_updates.reporting_events,
+        ReportingEvents::All
+    );
 }
 
 #[test]
@@ -822,7 +853,11 @@ fn two_language_lists() {
     let top = sites[0].software_updates.top.as_ref().expect("top");
     let ids = |l: &[crate::catalog::Entry]| l.iter().map(|e| e.id).collect::<Vec<_>>();
     assert_eq!(ids(&top.update_file_languages), ["en", "de"]);
-    assert_eq!(ids(&top.summary_languages), ["en", "de"], "languages sets both");
+    assert_eq!(
+        ids(&top.summary_languages),
+        ["en", "de"],
+        "languages sets both"
+    );
     let text = VALID.replacen(
         "languages = [\"English\", \"German\"]",
         "update_file_languages = [\"English\", \"German\"]\nsummary_languages = [\"French\"]",

@@ -739,7 +739,8 @@ mod tests {
             "0001200000100038"
         );
         assert_eq!(
-            from_schedule(&crate::schedule::parse_text("every 7 days").expect("text")).expect("export"),
+            from_schedule(&crate::schedule::parse_text("every 7 days").expect("text"))
+                .expect("export"),
             "0001200000100038"
         );
         // IsGMT survives the import and the export.

@@ -495,7 +495,11 @@ members = ["b.corp.example.com"]
                 toml_value(&raw)
             );
             let back = sup_core::spec::load_site_file(&file, &BTreeMap::new()).expect("valid");
-            assert_eq!(back[0].software_updates.top.as_ref().map(|t| &t.schedule), Some(&s), "{text}");
+            assert_eq!(
+                back[0].software_updates.top.as_ref().map(|t| &t.schedule),
+                Some(&s),
+                "{text}"
+            );
         }
     }
 

@@ -126,7 +126,11 @@ enum NextHit {
 
 impl NextHit {
     /// The first hit at or after `pos`, searching again only when the known one is behind `pos`.
-    fn at_or_after(&mut self, pos: usize, search: impl FnOnce(usize) -> Option<usize>) -> Option<usize> {
+    fn at_or_after(
+        &mut self,
+        pos: usize,
+        search: impl FnOnce(usize) -> Option<usize>,
+    ) -> Option<usize> {
         match *self {
             NextHit::At(at) if at >= pos => Some(at),
             NextHit::None => None,

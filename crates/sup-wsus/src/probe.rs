@@ -222,10 +222,8 @@ impl Prober {
         };
         // An SSL web site serves its web services over HTTPS only: those steps share the TLS
         // step's session; without one they are not tried.
-        let mut secure: Result<Channel<'_>, Failure> = Err((
-            ProbeResult::TlsFailed,
-            "not tried: no TLS session".into(),
-        ));
+        let mut secure: Result<Channel<'_>, Failure> =
+            Err((ProbeResult::TlsFailed, "not tried: no TLS session".into()));
         if t.ssl {
             let (component, session) = self.tls(t).await;
             secure = match session {
@@ -414,7 +412,11 @@ impl Prober {
         let (result, detail, sender) = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(Ok(sender)) => (ProbeResult::Ok, String::new(), Some(sender)),
             Ok(Err((result, detail))) => (result, detail, None),
-            Err(_) => (ProbeResult::Timeout, "no TLS handshake in time".into(), None),
+            Err(_) => (
+                ProbeResult::Timeout,
+                "no TLS handshake in time".into(),
+                None,
+            ),
         };
         (
             Component {

@@ -18,7 +18,11 @@ pub enum Upstream {
     /// "Do not synchronize from Microsoft Update or upstream data source".
     None,
     /// Another SUP: the parent site's active one, or this site's active intranet one.
-    Server { name: String, port: u32, ssl: bool },
+    Server {
+        name: String,
+        port: u32,
+        ssl: bool,
+    },
     /// The SUP to synchronize from has no holder yet: the reason, for status and events.
     Waiting(String),
 }

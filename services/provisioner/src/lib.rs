@@ -864,7 +864,12 @@ mod tests {
             "{e}"
         );
         assert!(
-            prerequisites(&info(true, "3.1.6001.65", 8530, 8531), &role(8530, 8531), None).is_ok(),
+            prerequisites(
+                &info(true, "3.1.6001.65", 8530, 8531),
+                &role(8530, 8531),
+                None
+            )
+            .is_ok(),
             "SP1 itself"
         );
         assert!(

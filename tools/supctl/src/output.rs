@@ -207,24 +207,31 @@ pub fn status_table(status: &v1::StatusResponse) -> String {
         }
         let _ = writeln!(
             out,
-            "  {:<40} {:<12} {:<9} {:<9} REASON",
-            "SERVER", "STATE", "SLOT", "HEALTH"
+            "  {:<40} {:<12} {:<9} {:<9} {:<30} REASON",
+            "SERVER", "STATE", "SLOT", "HEALTH", "UPSTREAM"
         );
         for r in &s.roles {
+            let sync = s.role_sync.iter().find(|x| x.server == r.server);
+            let upstream = sync
+                .and_then(|x| non_empty(&x.upstream))
+                .unwrap_or_else(|| "-".into());
             let _ = writeln!(
                 out,
-                "  {:<40} {:<12} {:<9} {:<9} {}",
+                "  {:<40} {:<12} {:<9} {:<9} {:<30} {}",
                 r.server,
                 state_name(r.state),
                 held_slot(s, &r.server).unwrap_or("-"),
                 health_name(r.health),
-                r.reason
+                upstream,
+                role_reason(r, sync)
+                    .or_else(|| non_empty(&r.reason))
+                    .unwrap_or_default()
             );
         }
         let sync = s.sync.clone().unwrap_or_default();
         let _ = writeln!(
             out,
-            "  sync: {}  last started {}  last finished {}  next {}\n",
+            "  sync: {}  last started {}  last finished {}  next {}{}\n",
             sync_state(sync.state),
             time(sync.last_started.as_ref()).unwrap_or_else(|| "-".into()),
             time(sync.last_finished.as_ref()).unwrap_or_else(|| "-".into()),
@@ -233,6 +240,11 @@ pub fn status_table(status: &v1::StatusResponse) -> String {
             } else {
                 format!("after {}", site.parent)
             }),
+            if sync.time_zone.is_empty() || sync.time_zone == "UTC" {
+                String::new()
+            } else {
+                format!("  (site time zone {})", sync.time_zone)
+            },
         );
     }
     out

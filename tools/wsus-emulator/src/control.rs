@@ -42,7 +42,9 @@ async fn version(
     if sup_core::wsus_version::parse(&version).is_none() {
         return (
             StatusCode::BAD_REQUEST,
-            format!("{version:?} is not a version: Major.Minor.Build.Revision, e.g. 3.2.7600.226\n"),
+            format!(
+                "{version:?} is not a version: Major.Minor.Build.Revision, e.g. 3.2.7600.226\n"
+            ),
         );
     }
     emu.set_wsus_version(&server, &version);

@@ -222,7 +222,10 @@ pub fn parse_server_spec(s: &str) -> anyhow::Result<KnownServer> {
         Some("ssl") => true,
         Some(other) => anyhow::bail!("--server {s}: {other:?} is not \"ssl\""),
     };
-    anyhow::ensure!(parts.next().is_none(), "--server {s}: NAME[:HTTP[:HTTPS[:ssl]]]");
+    anyhow::ensure!(
+        parts.next().is_none(),
+        "--server {s}: NAME[:HTTP[:HTTPS[:ssl]]]"
+    );
     Ok(KnownServer {
         name,
         http_port,

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use wsus_emulator::{
-    Config, ServerDefaults, SiteListener, Timing, bind_all, bound_port, control,
-    parse_server_spec, run, site_file_setup,
+    Config, ServerDefaults, SiteListener, Timing, bind_all, bound_port, control, parse_server_spec,
+    run, site_file_setup,
 };
 
 /// A loopback stand-in for ConfigMgr 2007 site systems with WSUS 3.0.
