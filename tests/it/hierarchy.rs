@@ -123,4 +123,31 @@ async fn a_child_waits_for_its_parents_active_sup() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+
+    // The child inherits the top site's classifications: a change there reconfigures it,
+    // though the child's own spec is unchanged.
+    let changed = site_file(&WAITING.replacen(
+        "schedule = \"manual\"",
+        "schedule = \"manual\"\nclassifications = [\"Definition Updates\"]",
+        1,
+    ));
+    let out = supctl(&c, &["apply", "-f", changed.path().to_str().expect("path")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let events = all_events(&bus).await;
+        let inherited = events.iter().any(|(_, e)| {
+            e.site == "KID"
+                && matches!(&e.payload, Some(Payload::ComponentConfigured(cc))
+                    if cc.settings.as_ref().is_some_and(|s| s.classifications.iter().map(|c| c.title.as_str()).eq(["Definition Updates"])))
+        });
+        if inherited {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child kept the old classifications"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -327,6 +327,17 @@ impl Classifier {
                 _ => return None,
             };
             let mut fields = vec![("statmsg_id", id.to_string())];
+            match name {
+                SYNC_STARTED => self.sync_items = None,
+                // The cycle's end carries its item count too: a cycle that goes on after the
+                // site database (a downstream WSUS) ends here, not at "Done synchronizing SMS".
+                SYNC_SUCCEEDED => {
+                    if let Some(n) = self.sync_items.take() {
+                        fields.push(("updates", n.to_string()));
+                    }
+                }
+                _ => {}
+            }
             if let Some(site) = statmsg_field(msg, "SITE") {
                 fields.push(("site", site.to_string()));
             }
@@ -345,7 +356,7 @@ impl Classifier {
             let mut fields: Vec<(&'static str, String)> = server_name(rest)
                 .map(|s| vec![("server", s)])
                 .unwrap_or_default();
-            if let Some(n) = self.sync_items.take() {
+            if let Some(n) = self.sync_items {
                 fields.push(("updates", n.to_string()));
             }
             return Some((SYNC_SUCCEEDED, fields));

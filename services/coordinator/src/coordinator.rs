@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use sup_bus::{Cas, subjects};
 use sup_core::lifecycle::{self, RoleEvent, RoleState};
-use sup_core::model::{Site, SlotKind, SlotTarget};
+use sup_core::model::{Site, SlotKind, SlotTarget, SyncSource};
 use sup_core::slots::check_activation;
 use sup_core::spec::validate_sites;
 use sup_proto::convert::{
@@ -111,13 +111,35 @@ fn state_of(r: &v1::RoleStatus) -> RoleState {
 /// taken as known so a site can be read on its own).
 pub fn model_of(site: &v1::Site) -> Result<Site, ApiError> {
     let mut known = BTreeMap::new();
+    let mut raw = site_from_proto(site);
     if !site.parent.is_empty() {
         known.insert(site.parent.clone(), None);
+        // Stored by versions that kept a child site's own copy of the settings it inherits
+        // (their defaults): the top site's are the ones that count.
+        if let Some(su) = raw.software_updates.as_mut() {
+            su.schedule = None;
+            su.classifications = None;
+            su.products = None;
+            su.languages = None;
+            su.update_file_languages = None;
+            su.summary_languages = None;
+        }
     }
-    let mut sites = validate_sites(&[site_from_proto(site)], &known).map_err(ApiError::Invalid)?;
+    let mut sites = validate_sites(&[raw], &known).map_err(ApiError::Invalid)?;
     sites
         .pop()
         .ok_or_else(|| ApiError::BadRequest(format!("site {} did not validate", site.code)))
+}
+
+/// A stable digest of component settings (FNV-1a over their encoding), to name a configuration.
+fn settings_digest(settings: Option<&v1::SoftwareUpdateSettings>) -> u64 {
+    settings
+        .map(|s| s.encode_to_vec())
+        .unwrap_or_default()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 fn slot_target(a: &v1::ActiveSlot) -> Option<SlotTarget> {
@@ -914,6 +936,9 @@ impl Coordinator {
             if settings.is_none() {
                 settings = Some(self.effective_settings(site).await?);
             }
+            // A child's settings come from the top site: a change there is a new configuration
+            // of the child's SUP though the child's own spec did not change.
+            let digest = settings_digest(settings.as_ref());
             let role = a
                 .members
                 .first()
@@ -921,7 +946,7 @@ impl Coordinator {
                 .map(convert::sup_to_proto);
             self.command(v1::Command {
                 id: format!(
-                    "configure:{code}:{}:{epoch}:{spec_rev}:{upstream_server}",
+                    "configure:{code}:{}:{epoch}:{spec_rev}:{digest:016x}:{upstream_server}",
                     slot_name(slot)
                 ),
                 issued: Some(now()),
@@ -1489,8 +1514,10 @@ impl Coordinator {
                     });
                 }
                 None if s.parent.is_empty() => {
+                    // A site that does not synchronize has no scheduled run.
                     if let Some(m) = &model
                         && let Some(top) = &m.software_updates.top
+                        && m.software_updates.sync_source != SyncSource::None
                     {
                         sync.next = top
                             .schedule

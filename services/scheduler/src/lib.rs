@@ -103,6 +103,10 @@ pub struct SchedRecord {
     pub next: Option<i64>,
     /// Unix seconds of the retry after a failed run.
     pub retry_at: Option<i64>,
+    /// The schedule and time zone `next` was computed from: when either changes, it is computed
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<String>,
 }
 
 /// The site's current run (`<site>.run` in `sup_sites`).
@@ -289,6 +293,17 @@ impl<C: Clock> Scheduler<C> {
             .map(|t| t.timestamp())
     }
 
+    /// What a top site's next fire is computed from: its schedule's token and its time zone.
+    fn basis(site: &Site) -> String {
+        let token = site
+            .software_updates
+            .top
+            .as_ref()
+            .and_then(|t| sup_core::token::from_schedule(&t.schedule).ok())
+            .unwrap_or_default();
+        format!("{token}@{}", site.time_zone.name())
+    }
+
     /// One pass: due schedules and retries start runs (exactly once across replicas); overdue
     /// runs time out.
     pub async fn tick(&self) -> anyhow::Result<()> {
@@ -308,11 +323,13 @@ impl<C: Clock> Scheduler<C> {
                 Some((r, rev)) => (r.clone(), Some(*rev)),
                 None => (SchedRecord::default(), None),
             };
-            let due_schedule = top && record.next.is_some_and(|n| n <= now.timestamp());
+            let basis = top.then(|| Self::basis(&site));
+            let due_schedule =
+                top && record.basis == basis && record.next.is_some_and(|n| n <= now.timestamp());
             let due_retry = record.retry_at.is_some_and(|r| r <= now.timestamp());
             let next = if !top {
                 None
-            } else if record.next.is_none() || due_schedule {
+            } else if record.next.is_none() || due_schedule || record.basis != basis {
                 // Missed fires collapse into this one: the next is computed from now.
                 Self::next_after(&site, now)
             } else {
@@ -321,6 +338,7 @@ impl<C: Clock> Scheduler<C> {
             let updated = SchedRecord {
                 next,
                 retry_at: if due_retry { None } else { record.retry_at },
+                basis,
             };
             if let Some(due) = updated.next {
                 self.metrics
@@ -396,6 +414,15 @@ impl<C: Clock> Scheduler<C> {
             return Err(StartError::Busy(format!(
                 "run {} of {code} is still running",
                 r.id
+            )));
+        }
+        // A child synchronizes from its parent's active SUP and from nothing else: without one
+        // the run waits (ConfigMgr never points a child at Microsoft Update instead).
+        if let Some(parent) = &site.parent
+            && self.holder(parent, "intranet").await?.0.is_empty()
+        {
+            return Err(StartError::Refused(format!(
+                "site {code} waits: its parent {parent} has no active software update point to synchronize from"
             )));
         }
         let (server, epoch) = self.holder(code, "intranet").await?;
@@ -671,6 +698,10 @@ impl<C: Clock> Scheduler<C> {
         }
         match &e.payload {
             Some(Payload::Milestone(m)) => match m.name.as_str() {
+                // With an Internet-based SUP to synchronize after the site database, only the
+                // cycle's closing status message (6702) ends the run.
+                "sync_succeeded"
+                    if !run.internet_server.is_empty() && !m.fields.contains_key("statmsg_id") => {}
                 "sync_succeeded" => {
                     let updates = m
                         .fields

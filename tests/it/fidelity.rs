@@ -1,6 +1,7 @@
-//! WSUS with SSL as IIS serves it: the five web-service roots over HTTPS only (403.4 over HTTP),
-//! the probe ladder taking them over HTTPS with the certificate's name checked, WCM's `useSSL`,
-//! and the WSUS version ConfigMgr 2007 SP1 needs.
+//! The site systems as ConfigMgr 2007 and WSUS 3.0 behave: the five web-service roots over HTTPS
+//! only when the web site requires SSL (403.4 over HTTP), the probe ladder taking them over HTTPS
+//! with the certificate's name checked, WCM's `useSSL`, the WSUS version ConfigMgr 2007 SP1
+//! needs, and WSyncMgr's log of what woke it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -185,4 +186,131 @@ async fn wcm_connects_with_ssl_and_old_wsus_is_refused() {
         milestones(&folder.join("SUPSetup.log")).contains(&"role_install_failed".to_string())
     })
     .await;
+}
+
+#[tokio::test]
+async fn wsyncmgr_says_what_woke_it_and_honours_no_synchronization() {
+    let e = start_emulator(&["--site-server", "TOP=top-site.corp.example.com"]);
+    let mut agent = SiteSystemAgentClient::connect(e.agent.clone())
+        .await
+        .expect("agent");
+    const SUP: &str = "top-sup01.corp.example.com";
+    let log = e
+        .logs
+        .join("top-site.corp.example.com")
+        .join("Logs")
+        .join("wsyncmgr.log");
+    let run = |id: &str, trigger: &str, parent: &str| v1::AgentStartSyncRequest {
+        site: "TOP".into(),
+        server: SUP.into(),
+        epoch: 1,
+        run_id: id.into(),
+        trigger: trigger.into(),
+        parent_site: parent.into(),
+        ..Default::default()
+    };
+    let mut seen = 0;
+    for (id, trigger, parent, wakeup, found, performing) in [
+        (
+            "r1",
+            "schedule",
+            "",
+            "Wakeup for scheduled regular sync",
+            None,
+            "Performing sync on regular schedule",
+        ),
+        (
+            "r2",
+            "parent",
+            "cen",
+            "Wakeup by inbox drop",
+            Some("Found parent sync notification file CEN.SYN"),
+            "Performing sync on parent request",
+        ),
+        (
+            "r3",
+            "manual",
+            "",
+            "Wakeup by inbox drop",
+            Some("Found local sync request file"),
+            "Performing sync on local request",
+        ),
+    ] {
+        assert!(
+            agent
+                .start_sync(run(id, trigger, parent))
+                .await
+                .expect("sync")
+                .into_inner()
+                .accepted
+        );
+        seen += 1;
+        // Status message 6702: the run succeeded.
+        wait_for("the run's result", || {
+            std::fs::read_to_string(&log).is_ok_and(|t| t.matches("ID=6702").count() == seen)
+        })
+        .await;
+        let text = std::fs::read_to_string(&log).expect("wsyncmgr.log");
+        let this = text.rsplit("Starting Sync").nth(1).unwrap_or_default();
+        let tail: String = this.lines().rev().take(3).collect::<Vec<_>>().join("\n");
+        assert!(tail.contains(wakeup), "{trigger}: {tail}");
+        if let Some(found) = found {
+            assert!(tail.contains(found), "{trigger}: {tail}");
+        }
+        let after = text.rsplit("Starting Sync").next().unwrap_or_default();
+        assert!(after.contains(performing), "{trigger}: {after}");
+        assert!(
+            after.contains(&format!("Synchronizing WSUS server {SUP}")),
+            "{trigger}"
+        );
+    }
+
+    // "Do not synchronize from Microsoft Update or upstream data source": no WSUS
+    // synchronization, only the site database from what WSUS holds.
+    let none = v1::AgentConfigureRequest {
+        site: "TOP".into(),
+        server: SUP.into(),
+        epoch: 1,
+        configure: Some(v1::ConfigureComponent {
+            settings: Some(v1::SoftwareUpdateSettings {
+                sync_source: v1::SyncSource::None as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        op_id: "c-none".into(),
+    };
+    assert!(
+        agent
+            .configure_component(none)
+            .await
+            .expect("configure")
+            .into_inner()
+            .accepted
+    );
+    assert!(
+        agent
+            .start_sync(run("r4", "manual", ""))
+            .await
+            .expect("sync")
+            .into_inner()
+            .accepted
+    );
+    wait_for("the run's result", || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.matches("ID=6702").count() == 4)
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).expect("wsyncmgr.log");
+    let last = text.rsplit("Starting Sync").next().unwrap_or_default();
+    assert!(!last.contains("Synchronizing WSUS server"), "{last}");
+    assert!(
+        !last.contains("sync: Starting WSUS synchronization"),
+        "{last}"
+    );
+    assert!(
+        last.contains(&format!(
+            "Synchronizing SMS database with WSUS server {SUP}"
+        )),
+        "{last}"
+    );
 }
