@@ -21,6 +21,13 @@ PROFILE=${PROFILE:-release}
 alive() { [ -f "$RUN/pids" ] && while read -r name pid; do kill -0 "$pid" 2>/dev/null || return 1; done < "$RUN/pids"; }
 
 if alive; then
+  # The emulator stands in for the servers of the file the stack started with: another file (or
+  # this one changed) needs a fresh stack.
+  if [ -f "$SITE" ] && [ -f "$RUN/site.sha256" ] && [ "$(sha256sum < "$SITE")" != "$(cat "$RUN/site.sha256")" ]; then
+    echo "make run: the stack is running with $(cat "$RUN/site.path" 2>/dev/null || echo another site file), whose servers the emulator stands in for;"
+    echo "  make stop, then SITE=$SITE make run"
+    exit 2
+  fi
   echo "The stack is already running (make stop stops it). Status:"
   # shellcheck disable=SC1091
   . "$RUN/env"
@@ -77,6 +84,8 @@ wait_port nats "$NATS_PORT"
 
 echo "==> starting the WSUS emulator (every server of $SITE, as it declares them)"
 rm -f "$RUN/emulator-ca.pem" "$RUN/port-map.toml"
+sha256sum < "$SITE" > "$RUN/site.sha256"
+echo "$SITE" > "$RUN/site.path"
 start wsus-emulator wsus-emulator run --site-file "$SITE" "${LOW_PORT_ARGS[@]}" \
   --port-map-out "$RUN/port-map.toml" --ca-out "$RUN/emulator-ca.pem" \
   --agent "127.0.0.1:$EMU_AGENT" --control "127.0.0.1:$EMU_CONTROL" \

@@ -13,13 +13,23 @@ pub fn start_health(
     dir: &std::path::Path,
     ca: &std::path::Path,
 ) -> (Process, String) {
+    start_health_with(nats_url, dir, ca, "")
+}
+
+/// The health service with `extra` TOML tables (e.g. a `[port_map]`) in its configuration.
+pub fn start_health_with(
+    nats_url: &str,
+    dir: &std::path::Path,
+    ca: &std::path::Path,
+    extra: &str,
+) -> (Process, String) {
     let grpc = free_port().expect("port");
     let admin = free_port().expect("port");
     let config = dir.join("health.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:{grpc}\"\nadmin_listen = \"127.0.0.1:{admin}\"\ninterval_ms = 300\ntimeout_ms = 500\nmilestone_max_age_secs = 30\nca_file = \"{}\"\n[resolve]\n\"*\" = \"127.0.0.1\"\n[nats]\nurl = \"{nats_url}\"\n",
+            "listen = \"127.0.0.1:{grpc}\"\nadmin_listen = \"127.0.0.1:{admin}\"\ninterval_ms = 300\ntimeout_ms = 500\nmilestone_max_age_secs = 30\nca_file = \"{}\"\n[resolve]\n\"*\" = \"127.0.0.1\"\n[nats]\nurl = \"{nats_url}\"\n{extra}",
             ca.display()
         ),
     )

@@ -192,6 +192,31 @@ async fn the_procedure_from_site_file_to_active_sups() {
     );
     assert!(stdout.contains("every role reached its declared state"));
 
+    // Every SUP of the native-mode site requires SSL: probed as WSUS serves it (web services over
+    // HTTPS on the SSL port, the certificate's name checked), each stays healthy. The declared
+    // ports are the emulator's through the health service's port map.
+    let (_health, _) = crate::health::start_health_with(
+        s.nats.url(),
+        s.dir.path(),
+        &s.emulator.ca,
+        &format!(
+            "[port_map]\n\"8530\" = {}\n\"8531\" = {}\n",
+            s.emulator.http, s.emulator.https
+        ),
+    );
+    wait_status(&s.coordinator.endpoint, "the SSL SUPs healthy", |st| {
+        [
+            "cen-sup01.corp.example.com",
+            "cen-sup02.corp.example.com",
+            "cen-inet01.corp.example.com",
+        ]
+        .iter()
+        .all(|server| {
+            role_state(st, "CEN", server).is_some_and(|(_, r)| r.contains("\"health\":\"healthy\""))
+        })
+    })
+    .await;
+
     let status = wait_status(&s.coordinator.endpoint, "declared states", |_| true).await;
     let cen = status["sites"]
         .as_array()

@@ -686,13 +686,21 @@ impl Emulator {
             "Verify Upstream Server settings on the Active WSUS Server".into(),
         ]);
         self.step().await;
-        let upstream = if cfg.upstream_server.is_empty() {
-            "No changes - WSUS Server settings are correctly configured and Upstream Server is set to Microsoft Update".to_string()
+        let no_sync = cfg
+            .settings
+            .as_ref()
+            .is_some_and(|s| s.sync_source == v1::SyncSource::None as i32);
+        // With "Do not synchronize" WCM has no upstream to set; no public source shows what it
+        // logs then, so it logs nothing about one.
+        let upstream = if no_sync {
+            None
+        } else if cfg.upstream_server.is_empty() {
+            Some("No changes - WSUS Server settings are correctly configured and Upstream Server is set to Microsoft Update".to_string())
         } else {
-            format!(
+            Some(format!(
                 "Updated WSUS Server settings: Upstream Server is set to {}, port {}",
                 cfg.upstream_server, cfg.upstream_port
-            )
+            ))
         };
         let mut categories =
             String::from("Subscribed Update Categories <?xml version=\"1.0\" ?>~~<Categories>~~");
@@ -707,12 +715,14 @@ impl Emulator {
             }
         }
         categories.push_str("</Categories>");
-        wcm(vec![
-            upstream,
+        wcm(upstream
+            .into_iter()
+            .chain([
             categories,
             "Configuration successful. Will wait for 1 minute for any subscription or proxy changes".into(),
             "Setting new configuration state to 2 (WSUS_CONFIG_SUCCESS)".into(),
-        ]);
+        ])
+            .collect());
         if let Some((proxy, port)) = &sub.proxy {
             self.logs.sms(
                 server,
