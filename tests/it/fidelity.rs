@@ -209,8 +209,7 @@ async fn wsyncmgr_says_what_woke_it_and_honours_no_synchronization() {
         parent_site: parent.into(),
         ..Default::default()
     };
-    let mut seen = 0;
-    for (id, trigger, parent, wakeup, found, performing) in [
+    for (seen, (id, trigger, parent, wakeup, found, performing)) in (1..).zip([
         (
             "r1",
             "schedule",
@@ -235,7 +234,7 @@ async fn wsyncmgr_says_what_woke_it_and_honours_no_synchronization() {
             Some("Found local sync request file"),
             "Performing sync on local request",
         ),
-    ] {
+    ]) {
         assert!(
             agent
                 .start_sync(run(id, trigger, parent))
@@ -244,7 +243,6 @@ async fn wsyncmgr_says_what_woke_it_and_honours_no_synchronization() {
                 .into_inner()
                 .accepted
         );
-        seen += 1;
         // Status message 6702: the run succeeded.
         wait_for("the run's result", || {
             std::fs::read_to_string(&log).is_ok_and(|t| t.matches("ID=6702").count() == seen)
