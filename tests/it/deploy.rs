@@ -172,3 +172,26 @@ fn compose_environment_names_only_existing_config_keys() {
     assert!(checked >= 20, "only {checked} settings found");
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// Every example site file follows every rule (as `supctl apply` checks them) and is one the
+/// emulator can stand in for under `make run`.
+#[test]
+fn the_example_site_files_are_valid() {
+    let dir = root().join("deploy/examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("deploy/examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        if let Err(v) = sup_core::spec::load_site_file(&text, &Default::default()) {
+            panic!("{}:\n{v}", path.display());
+        }
+        let setup = wsus_emulator::site_file_setup(&text)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        assert!(!setup.servers.is_empty(), "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 2, "the example files: {seen}");
+}
