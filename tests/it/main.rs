@@ -1,6 +1,7 @@
 //! End-to-end tests against a real nats-server and the real binaries (one test binary, so the
 //! workspace links it once).
 
+mod automation;
 mod bus;
 mod chaos;
 mod coordinator;

@@ -95,8 +95,10 @@ fn secure_nats(pki: &Pki) -> NatsServer {
         pki.p("key.pem"),
         pki.p("ca.pem")
     );
+    // The sample's automation (event consumer) user needs its password planted too.
     let passwords: Vec<(String, String)> = SERVICES
         .iter()
+        .chain(&["automation"])
         .map(|s| {
             (
                 format!("SUP_NATS_{}_PASSWORD", s.to_ascii_uppercase()),

@@ -201,6 +201,27 @@ impl Bus {
             .await
     }
 
+    /// Publishes an event's CloudEvent (its public JSON form) on `sup.ce.<site>.<kind>`, with the
+    /// event's id as its message id and the current trace context.
+    pub async fn publish_cloud_event(
+        &self,
+        event: &Event,
+        cloud_event: &serde_json::Value,
+    ) -> Result<Published, BusError> {
+        let subject = subjects::cloud_event(&event.site, subjects::event_kind(event));
+        let body = serde_json::to_vec(cloud_event).map_err(|e| BusError::Publish {
+            subject: subject.clone(),
+            message: e.to_string(),
+        })?;
+        self.publish_with(
+            subject,
+            &event.id,
+            body.into(),
+            &[("Content-Type", sup_proto::cloudevent::CONTENT_TYPE)],
+        )
+        .await
+    }
+
     /// Publishes raw bytes with a message id and the current trace context.
     pub async fn publish_msg(
         &self,
@@ -208,8 +229,22 @@ impl Bus {
         msg_id: &str,
         payload: Bytes,
     ) -> Result<Published, BusError> {
+        self.publish_with(subject, msg_id, payload, &[]).await
+    }
+
+    /// As [`Bus::publish_msg`], with more headers.
+    async fn publish_with(
+        &self,
+        subject: String,
+        msg_id: &str,
+        payload: Bytes,
+        extra: &[(&str, &str)],
+    ) -> Result<Published, BusError> {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id);
+        for (name, value) in extra {
+            headers.insert(*name, *value);
+        }
         trace::inject(&mut headers);
         let err = |message: String| BusError::Publish {
             subject: subject.clone(),
@@ -331,6 +366,32 @@ impl Bus {
         ack_wait: Duration,
         max_deliver: i64,
     ) -> Result<consumer::Consumer<consumer::pull::Config>, BusError> {
+        self.durable_consumer_with(stream_name, durable, filters, ack_wait, max_deliver, None)
+            .await
+    }
+
+    /// A durable consumer that hands out one message at a time, whichever replica pulls: what
+    /// it feeds sees the stream's order.
+    pub async fn durable_consumer_in_order(
+        &self,
+        stream_name: &str,
+        durable: &str,
+        filters: Vec<String>,
+        ack_wait: Duration,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, BusError> {
+        self.durable_consumer_with(stream_name, durable, filters, ack_wait, -1, Some(1))
+            .await
+    }
+
+    async fn durable_consumer_with(
+        &self,
+        stream_name: &str,
+        durable: &str,
+        filters: Vec<String>,
+        ack_wait: Duration,
+        max_deliver: i64,
+        max_ack_pending: Option<i64>,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, BusError> {
         let err = |message: String| BusError::Setup {
             what: format!("consumer {durable} on {stream_name}"),
             message,
@@ -358,6 +419,7 @@ impl Bus {
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait,
                     max_deliver,
+                    max_ack_pending: max_ack_pending.unwrap_or_default(),
                     ..Default::default()
                 },
             )

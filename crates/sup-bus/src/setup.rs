@@ -8,6 +8,8 @@ use async_nats::jetstream::{self, kv, stream};
 use crate::{BusError, subjects};
 
 pub const EVENTS_STREAM: &str = "SUP_EVENTS";
+/// The events as CloudEvents (JSON), in the order of `SUP_EVENTS`, for automation.
+pub const CLOUD_EVENTS_STREAM: &str = "SUP_CLOUDEVENTS";
 pub const COMMANDS_STREAM: &str = "SUP_COMMANDS";
 pub const LOGS_STREAM: &str = "SUP_LOGS";
 
@@ -255,6 +257,16 @@ pub async fn ensure(js: &jetstream::Context, config: &BusConfig) -> Result<Bucke
             name: EVENTS_STREAM.into(),
             description: Some("SUP events: the audit trail".into()),
             subjects: vec![subjects::EVENTS_ALL.into()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            duplicate_window: config.duplicate_window,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: CLOUD_EVENTS_STREAM.into(),
+            description: Some("SUP events as CloudEvents 1.0 JSON, for automation".into()),
+            subjects: vec![subjects::CLOUD_EVENTS_ALL.into()],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
             duplicate_window: config.duplicate_window,

@@ -6,6 +6,8 @@ use sup_proto::v1::event::Payload;
 
 /// Every event: `sup.evt.<site>.<kind>`.
 pub const EVENTS_ALL: &str = "sup.evt.>";
+/// Every event's CloudEvent (its public JSON form): `sup.ce.<site>.<kind>`.
+pub const CLOUD_EVENTS_ALL: &str = "sup.ce.>";
 /// Every command: `sup.cmd.<service>.<site>`.
 pub const COMMANDS_ALL: &str = "sup.cmd.>";
 /// Every log line: `sup.log.<site>.<server>.<log>`.
@@ -29,6 +31,10 @@ pub fn untoken(token: &str) -> String {
 
 pub fn event(site: &str, kind: &str) -> String {
     format!("sup.evt.{}.{kind}", token(site))
+}
+
+pub fn cloud_event(site: &str, kind: &str) -> String {
+    format!("sup.ce.{}.{kind}", token(site))
 }
 
 /// Every event of one site.

@@ -10,6 +10,7 @@ pub mod v1 {
 /// Encoded file descriptor set of `sup.v1`, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("sup_descriptor");
 
+pub mod cloudevent;
 pub mod convert;
 
 pub use prost;

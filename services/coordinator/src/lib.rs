@@ -6,6 +6,7 @@
 
 pub mod announcer;
 pub mod api;
+pub mod cloudevents;
 pub mod coordinator;
 pub mod error;
 pub mod gauges;
@@ -35,6 +36,7 @@ admin_listen = "127.0.0.1:9101"
 log_format = "pretty"
 reconcile_interval_secs = 15
 failover_after_secs = 30
+cloudevents = true
 
 [nats]
 url = "nats://127.0.0.1:4222"
@@ -52,6 +54,8 @@ pub struct Settings {
     pub reconcile_interval_secs: u64,
     /// How long the active SUP of an `auto` site must be unhealthy before the slot moves.
     pub failover_after_secs: u64,
+    /// Publish every event as a CloudEvent too (`sup.ce.<site>.<kind>`, stream `SUP_CLOUDEVENTS`).
+    pub cloudevents: bool,
     pub nats: BusConfig,
     /// gRPC over TLS (and, with `client_ca_file`, mutual TLS); plain gRPC when absent.
     #[serde(default)]
@@ -104,6 +108,13 @@ pub async fn run(
         announcer::run(c, stop).await;
         Ok(())
     });
+    if settings.cloudevents {
+        let (b, stop) = (coordinator.store.bus.clone(), life.stop());
+        life.spawn("cloudevents", async move {
+            cloudevents::run(b, stop).await;
+            Ok(())
+        });
+    }
     let (c, stop) = (coordinator.clone(), life.stop());
     life.spawn("gauges", async move {
         gauges::run(c, gauges, stop).await;

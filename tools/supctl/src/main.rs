@@ -81,6 +81,13 @@ enum Format {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum EventsFormat {
+    Table,
+    Json,
+    Cloudevents,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Validate a site file and apply every site in it (nothing is applied if any rule is broken).
@@ -135,8 +142,10 @@ enum Command {
         /// Start at this stream sequence (default: the whole history, or now with --follow).
         #[arg(long)]
         from: Option<u64>,
+        /// table, json, or cloudevents (one CloudEvents 1.0 JSON document per line, as published
+        /// on sup.ce.<site>.<kind>).
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-        output: Format,
+        output: EventsFormat,
     },
 }
 
@@ -588,8 +597,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .into_inner();
             while let Some(w) = stream.message().await? {
                 match output {
-                    Format::Json => println!("{}", events::json(&w)),
-                    Format::Table => println!("{}", events::line(&w)),
+                    EventsFormat::Json => println!("{}", events::json(&w)),
+                    EventsFormat::Table => println!("{}", events::line(&w)),
+                    EventsFormat::Cloudevents => {
+                        if let Some(e) = &w.event {
+                            println!("{}", sup_proto::cloudevent::cloud_event(e, None));
+                        }
+                    }
                 }
             }
             Ok(())
