@@ -453,6 +453,33 @@ async fn events_follow_shows_changes_as_they_happen() {
     }
     let _ = follower.kill();
     let _ = follower.wait();
+
+    // The same history as CloudEvents, one JSON document per line.
+    let out = supctl(
+        &c.endpoint,
+        &["events", "--site", "CEN", "-o", "cloudevents"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a CloudEvent per line"))
+        .collect();
+    let active = events
+        .iter()
+        .find(|e| e["type"] == "sup.active.changed")
+        .expect("the activation");
+    assert_eq!(active["specversion"], "1.0");
+    assert_eq!(active["subject"], "CEN");
+    assert_eq!(
+        active["data"]["active_changed"]["target"],
+        "cen-sup01.corp.example.com"
+    );
+    assert!(active["data"]["epoch"].as_u64().is_some_and(|e| e > 0));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["id"].as_str().is_some_and(|i| !i.is_empty()))
+    );
 }
 
 #[tokio::test]

@@ -143,24 +143,19 @@ impl CoordinatorApi for Api {
         if !follow && stored == 0 {
             return Ok(Response::new(Box::pin(futures::stream::empty())));
         }
-        // Without follow, the stream ends with the last event that was stored (pending reaches 0).
-        let stream = events.scan(false, move |done, r| {
-            if *done {
-                return futures::future::ready(None);
-            }
-            let item = r
-                .map(|w| {
-                    if !follow && w.pending == 0 {
-                        *done = true;
-                    }
-                    v1::WatchedEvent {
-                        sequence: w.sequence,
-                        event: Some(w.event),
-                    }
-                })
-                .map_err(|e| Status::internal(e.to_string()));
-            futures::future::ready(Some(item))
+        let stream = events.map(|r| {
+            r.map(|w| v1::WatchedEvent {
+                sequence: w.sequence,
+                event: Some(w.event),
+            })
+            .map_err(|e| Status::internal(e.to_string()))
         });
-        Ok(Response::new(Box::pin(stream)))
+        if follow {
+            return Ok(Response::new(Box::pin(stream)));
+        }
+        // Without follow, the stream ends with the last event that was stored when the call
+        // started: `take` ends it as that one is sent, without waiting for one more.
+        let stored = usize::try_from(stored).unwrap_or(usize::MAX);
+        Ok(Response::new(Box::pin(stream.take(stored))))
     }
 }
