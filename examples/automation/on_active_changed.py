@@ -7,10 +7,13 @@ public event API (CloudEvents 1.0 JSON on NATS JetStream), with nats-py.
 
 `follow` keeps a durable consumer ("oncall") on stream SUP_CLOUDEVENTS, filtered to
 sup.ce.*.active_changed, so a restart resumes where it stopped; for each change it prints what an
-on-call hook would do with it, then the CloudEvent as one JSON line. `replay` reads both event
-streams from the start and checks that the JSON one holds every event in the same order with no
-gap. `refusals` shows what the automation account may not do: publish a command or write a KV
-bucket.
+on-call hook would do with it, then the CloudEvent as one JSON line. `replay` reads the JSON stream
+from the start with a durable consumer (removed afterwards) and checks it against the protobuf
+stream, message by message: every event, in the same order, with no gap. `refusals` shows what the
+automation account may not do: publish a command, write a KV bucket, or take events from a
+service's consumer.
+
+The automation account's replies come to its own inbox prefix, _INBOX_automation.
 """
 
 import argparse
@@ -25,6 +28,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 CLOUD_EVENTS = "SUP_CLOUDEVENTS"
 EVENTS = "SUP_EVENTS"
+INBOX = b"_INBOX_automation"
 
 
 def emit(obj):
@@ -42,6 +46,7 @@ async def connect(args, errors=None):
         password=os.environ.get(args.password_env, "") if args.password_env else None,
         error_cb=on_error,
         allow_reconnect=False,
+        inbox_prefix=INBOX,
     )
 
 
@@ -53,6 +58,7 @@ async def follow(args):
         durable=args.durable,
         stream=CLOUD_EVENTS,
         config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW),
+        inbox_prefix=INBOX + b".",
     )
     emit({"ready": True})
     deadline = asyncio.get_running_loop().time() + args.timeout
@@ -79,13 +85,14 @@ async def follow(args):
     return 0 if not args.until else 1
 
 
-async def read_all(js, stream, durable, count):
-    """The first `count` messages of a stream, through a durable pull consumer from the start."""
+async def read_all(js, durable, count):
+    """The first `count` CloudEvents, through a durable pull consumer from the start."""
     sub = await js.pull_subscribe(
-        "",
+        "sup.ce.>",
         durable=durable,
-        stream=stream,
+        stream=CLOUD_EVENTS,
         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        inbox_prefix=INBOX + b".",
     )
     out = []
     while len(out) < count:
@@ -94,8 +101,9 @@ async def read_all(js, stream, durable, count):
         except NatsTimeout:
             break
         for m in msgs:
-            out.append((m.metadata.sequence.stream, (m.headers or {}).get("Nats-Msg-Id"), m.data))
+            out.append((m.metadata.sequence.stream, m.data))
             await m.ack()
+    await js.delete_consumer(CLOUD_EVENTS, durable)
     return out
 
 
@@ -105,30 +113,45 @@ async def replay(args):
     # Events keep coming; the JSON stream follows the protobuf one a moment later. Everything
     # the JSON stream holds now must be the protobuf stream's first events, in the same order.
     count = (await js.stream_info(CLOUD_EVENTS)).state.messages
-    cloud = await read_all(js, CLOUD_EVENTS, args.durable, count)
-    source = await read_all(js, EVENTS, args.durable + "-events", len(cloud))
-    sequences = [seq for seq, _, _ in cloud]
-    ids = [json.loads(data)["id"] for _, _, data in cloud]
+    cloud = await read_all(js, args.durable, count)
+    ids = [json.loads(data)["id"] for _, data in cloud]
+    sources = []
+    for seq in range(1, len(cloud) + 1):
+        m = await js.get_msg(EVENTS, seq)
+        sources.append((m.headers or {}).get("Nats-Msg-Id"))
+    per_site = {}
+    for _, data in cloud:
+        ce = json.loads(data)
+        per_site.setdefault(ce["subject"], []).append(ce["id"])
     emit(
         {
-            "events": len(source),
-            "cloudevents": len(cloud),
-            "no_gap": sequences == list(range(1, len(cloud) + 1)),
-            "same_order": ids == [msg_id for _, msg_id, _ in source],
+            "stored": count,
+            "read": len(cloud),
+            "no_gap": [seq for seq, _ in cloud] == list(range(1, count + 1)),
+            "same_order": ids == sources,
+            "sites": sorted(per_site),
             "ids": ids,
         }
     )
     await nc.close()
-    return 0
+    return 0 if len(cloud) == count else 1
 
 
 async def refusals(args):
     errors = []
     nc = await connect(args, errors)
     js = nc.jetstream()
-    for subject in (f"sup.cmd.provisioner.{args.site}", f"$KV.sup_active.{args.site}.intranet"):
+    attempts = [
+        # A command for the provisioner, a write of an active slot.
+        (f"sup.cmd.provisioner.{args.site}", lambda s: js.publish(s, b"from automation", timeout=2)),
+        (f"$KV.sup_active.{args.site}.intranet", lambda s: js.publish(s, b"from automation", timeout=2)),
+        # Taking the coordinator's events from its own consumer.
+        ("$JS.API.CONSUMER.MSG.NEXT.SUP_EVENTS.coordinator-events",
+         lambda s: nc.request(s, b'{"batch":1}', timeout=2)),
+    ]
+    for subject, attempt in attempts:
         try:
-            await js.publish(subject, b"from the automation account", timeout=2)
+            await attempt(subject)
             emit({"subject": subject, "refused": False})
         except Exception as e:  # any failure to store it: no ack came
             await asyncio.sleep(0.5)

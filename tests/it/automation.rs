@@ -289,7 +289,11 @@ async fn an_automation_follows_a_failover_and_replays_every_event() {
 
     // What the automation account may not do.
     let (mut refusals, lines) = consumer(&nats, &["--site", "AUT", "refusals"]);
-    for subject in ["sup.cmd.provisioner.AUT", "$KV.sup_active.AUT.intranet"] {
+    for subject in [
+        "sup.cmd.provisioner.AUT",
+        "$KV.sup_active.AUT.intranet",
+        "$JS.API.CONSUMER.MSG.NEXT.SUP_EVENTS.coordinator-events",
+    ] {
         let r = next_json(&lines, subject);
         assert_eq!(r["subject"], subject);
         assert_eq!(r["refused"], true, "{r}");
@@ -302,18 +306,34 @@ async fn an_automation_follows_a_failover_and_replays_every_event() {
     }
     assert!(refusals.wait().expect("refusals").success());
 
-    // Replayed from the start with durable consumers: every event, in order, no gap.
+    // Replayed from the start with a durable consumer: every event, in order, no gap.
     let (mut replay, lines) = consumer(&nats, &["--durable", "audit", "replay"]);
     let r = next_json(&lines, "the replay");
-    assert!(replay.wait().expect("replay").success());
+    assert!(replay.wait().expect("replay").success(), "{r}");
+    assert_eq!(r["read"], r["stored"], "{r}");
     assert_eq!(r["no_gap"], true, "{r}");
-    assert_eq!(r["same_order"], true, "{r}");
-    assert_eq!(r["events"], r["cloudevents"], "{r}");
-    assert!(r["events"].as_u64().unwrap_or(0) > 10, "{r}");
-    assert!(
-        r["ids"]
-            .as_array()
-            .is_some_and(|ids| ids.iter().any(|id| *id == seen["id"])),
-        "the failover is in the history: {r}"
-    );
+    assert_eq!(r["same_order"], true, "the protobuf stream's order: {r}");
+    assert_eq!(r["sites"], serde_json::json!(["AUT"]), "{r}");
+    let ids: Vec<&str> = r["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(|i| i.as_str())
+        .collect();
+    assert!(ids.len() > 10, "{r}");
+    assert_eq!(ids[0], "site:AUT:1", "the apply comes first: {r}");
+    let failover = ids
+        .iter()
+        .position(|i| *i == seen["id"])
+        .expect("the failover is in the history");
+    let activation = ids
+        .iter()
+        .position(|i| i.starts_with("active:AUT:intranet:"))
+        .expect("the first activation");
+    assert!(activation < failover, "in order: {r}");
+    // A second replay starts from the start again (the first one removed its consumer).
+    let (mut again, lines) = consumer(&nats, &["--durable", "audit", "replay"]);
+    let r2 = next_json(&lines, "the second replay");
+    assert!(again.wait().expect("replay").success(), "{r2}");
+    assert!(r2["read"].as_u64() >= r["read"].as_u64(), "{r2}");
 }

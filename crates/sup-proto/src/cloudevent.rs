@@ -1,8 +1,8 @@
 //! The public JSON form of an event: a CloudEvents 1.0 structured-mode document
 //! (<https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/spec.md>, JSON format), for
 //! consumers that do not compile protobuf. `data` is the event in protobuf's canonical JSON
-//! mapping with the `.proto` field names (64-bit integers as numbers, enums by name), so its shape
-//! is the one `proto/sup/v1/events.proto` documents.
+//! mapping with the `.proto` field names (64-bit integers as numbers, enums by name, every field
+//! present, defaults too), so its shape is the one `proto/sup/v1/events.proto` documents.
 
 use std::sync::LazyLock;
 
@@ -47,9 +47,11 @@ pub fn event_json(e: &v1::Event) -> serde_json::Value {
     let Ok(message) = DynamicMessage::decode(descriptor, e.encode_to_vec().as_slice()) else {
         return serde_json::Value::Null;
     };
+    // Every field, defaults too (an empty `previous`, epoch 0), so consumers need not know them.
     let options = SerializeOptions::new()
         .use_proto_field_name(true)
-        .stringify_64_bit_integers(false);
+        .stringify_64_bit_integers(false)
+        .skip_default_fields(false);
     message
         .serialize_with_options(serde_json::value::Serializer, &options)
         .unwrap_or(serde_json::Value::Null)
