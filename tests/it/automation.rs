@@ -200,26 +200,7 @@ async fn an_automation_follows_a_failover_and_replays_every_event() {
         admin,
     );
 
-    let file = site_file(&format!(
-        "[[site]]\ncode = \"AUT\"\nfailover = \"auto\"\n[[site.site_system]]\nserver = \"a1.corp.example.com\"\n[[site.site_system]]\nserver = \"a2.corp.example.com\"\n[[site.software_update_point]]\nserver = \"a1.corp.example.com\"\nactive = \"intranet\"\nhttp_port = {http}\nhttps_port = {https}\nssl = true\n[[site.software_update_point]]\nserver = \"a2.corp.example.com\"\nhttp_port = {http}\nhttps_port = {https}\nssl = true\n"
-    ));
-    let out = supctl(
-        &endpoint,
-        &[
-            "apply",
-            "-f",
-            file.path().to_str().expect("path"),
-            "--wait",
-            "--timeout",
-            "60s",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    crate::health::apply_auto_site(&endpoint, http, https);
     let before = wait_status(&endpoint, "a2 ready and healthy", |st| {
         st["sites"][0]["roles"].as_array().is_some_and(|rs| {
             rs.iter().any(|r| {

@@ -46,6 +46,30 @@ pub fn start_health_with(
     (p, format!("http://127.0.0.1:{grpc}"))
 }
 
+/// Applies the `auto` site AUT: a1 active, a2 standby, both with SSL on the emulator's ports.
+pub fn apply_auto_site(endpoint: &str, http: u16, https: u16) {
+    let file = site_file(&format!(
+        "[[site]]\ncode = \"AUT\"\nfailover = \"auto\"\n[[site.site_system]]\nserver = \"a1.corp.example.com\"\n[[site.site_system]]\nserver = \"a2.corp.example.com\"\n[[site.software_update_point]]\nserver = \"a1.corp.example.com\"\nactive = \"intranet\"\nhttp_port = {http}\nhttps_port = {https}\nssl = true\n[[site.software_update_point]]\nserver = \"a2.corp.example.com\"\nhttp_port = {http}\nhttps_port = {https}\nssl = true\n"
+    ));
+    let out = supctl(
+        endpoint,
+        &[
+            "apply",
+            "-f",
+            file.path().to_str().expect("path"),
+            "--wait",
+            "--timeout",
+            "60s",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 async fn report(
     c: &mut HealthServiceClient<tonic::transport::Channel>,
     server: &str,
@@ -121,26 +145,7 @@ async fn faults_are_classified_and_an_auto_site_fails_over() {
         "200",
     ]);
     let (_health, endpoint) = start_health(s.nats.url(), s.dir.path(), &s.emulator.ca);
-    let file = site_file(&format!(
-        "[[site]]\ncode = \"AUT\"\nfailover = \"auto\"\n[[site.site_system]]\nserver = \"a1.corp.example.com\"\n[[site.site_system]]\nserver = \"a2.corp.example.com\"\n[[site.software_update_point]]\nserver = \"a1.corp.example.com\"\nactive = \"intranet\"\nhttp_port = {http}\nhttps_port = {https}\nssl = true\n[[site.software_update_point]]\nserver = \"a2.corp.example.com\"\nhttp_port = {http}\nhttps_port = {https}\nssl = true\n"
-    ));
-    let out = supctl(
-        &s.coordinator.endpoint,
-        &[
-            "apply",
-            "-f",
-            file.path().to_str().expect("path"),
-            "--wait",
-            "--timeout",
-            "60s",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    apply_auto_site(&s.coordinator.endpoint, http, https);
     let mut c = HealthServiceClient::connect(endpoint)
         .await
         .expect("health client");

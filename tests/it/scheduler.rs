@@ -272,6 +272,29 @@ async fn manual_runs_go_parent_first_are_refused_on_children_and_follow_the_acti
     assert!(events.iter().any(|(_, e)| matches!(&e.payload, Some(Payload::CommandRejected(r)) if r.reason.contains("stale epoch"))));
 }
 
+/// Stores one site as the coordinator would (its record and the site index), for a scheduler
+/// driven directly.
+async fn store_site(bus: &sup_bus::Bus, file: &str) {
+    let site = sup_core::spec::load_site_file(file, &Default::default())
+        .expect("site")
+        .pop()
+        .expect("one");
+    let pb = sup_proto::convert::site_to_proto(&site);
+    bus.buckets
+        .sites
+        .put(site.code.as_str(), pb.encode_to_vec().into())
+        .await
+        .expect("put");
+    bus.index_update(
+        &bus.buckets.sites,
+        sup_bus::Bus::SITES_INDEX,
+        &site.code,
+        true,
+    )
+    .await
+    .expect("index");
+}
+
 fn settings(url: &str) -> Settings {
     Settings {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -290,22 +313,11 @@ fn settings(url: &str) -> Settings {
 async fn two_replicas_fire_each_due_time_exactly_once() {
     let nats = NatsServer::start().expect("nats-server");
     let bus = bus(&nats).await;
-    let site = sup_core::spec::load_site_file(
+    store_site(
+        &bus,
         "[[site]]\ncode = \"HRL\"\n[site.software_updates]\nschedule = \"every 1 hours\"\n",
-        &Default::default(),
     )
-    .expect("site")
-    .pop()
-    .expect("one");
-    let pb = sup_proto::convert::site_to_proto(&site);
-    bus.buckets
-        .sites
-        .put("HRL", pb.encode_to_vec().into())
-        .await
-        .expect("put");
-    bus.index_update(&bus.buckets.sites, sup_bus::Bus::SITES_INDEX, "HRL", true)
-        .await
-        .expect("index");
+    .await;
 
     let clock = ManualClock::new(
         chrono::Utc
@@ -370,22 +382,11 @@ async fn schedules_fire_at_the_sites_wall_clock_time() {
     let nats = NatsServer::start().expect("nats-server");
     let bus = bus(&nats).await;
     // Daily at 02:30 in New York; the clocks go forward at 02:00 on 2026-03-08.
-    let site = sup_core::spec::load_site_file(
+    store_site(
+        &bus,
         "[[site]]\ncode = \"NYC\"\ntime_zone = \"America/New_York\"\n[site.software_updates]\nschedule = { every = \"1 days\", start = \"2026-01-01T02:30:00\" }\n",
-        &Default::default(),
     )
-    .expect("site")
-    .pop()
-    .expect("one");
-    let pb = sup_proto::convert::site_to_proto(&site);
-    bus.buckets
-        .sites
-        .put("NYC", pb.encode_to_vec().into())
-        .await
-        .expect("put");
-    bus.index_update(&bus.buckets.sites, sup_bus::Bus::SITES_INDEX, "NYC", true)
-        .await
-        .expect("index");
+    .await;
     let at = |y, m, d, h, min| {
         chrono::Utc
             .with_ymd_and_hms(y, m, d, h, min, 0)

@@ -449,6 +449,15 @@ fn host_header(host: &str, port: u16, default: u16) -> String {
     }
 }
 
+/// An answer's `Content-Type`, empty when it has none.
+fn content_type(headers: &hyper::HeaderMap) -> String {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
 /// An HTTP answer, read whole.
 struct Answer {
     status: u16,
@@ -497,12 +506,7 @@ impl Channel<'_> {
                 }
                 let resp = r.send().await.map_err(|e| classify_error(&e))?;
                 let status = resp.status().as_u16();
-                let content_type = resp
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
+                let content_type = content_type(resp.headers());
                 let bytes = resp.bytes().await.map_err(|e| classify_error(&e))?;
                 Ok(Answer {
                     status,
@@ -533,12 +537,7 @@ impl Channel<'_> {
                         .await
                         .map_err(|e| (ProbeResult::ConnectFailed, e.to_string()))?;
                     let status = resp.status().as_u16();
-                    let content_type = resp
-                        .headers()
-                        .get("content-type")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
+                    let content_type = content_type(resp.headers());
                     let body = http_body_util::BodyExt::collect(resp.into_body())
                         .await
                         .map_err(|e| (ProbeResult::ConnectFailed, e.to_string()))?
