@@ -4,6 +4,7 @@
 //! needs, and WSyncMgr's log of what woke it.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use sup_proto::v1::{self, site_system_agent_client::SiteSystemAgentClient};
@@ -310,5 +311,88 @@ async fn wsyncmgr_says_what_woke_it_and_honours_no_synchronization() {
             "Synchronizing SMS database with WSUS server {SUP}"
         )),
         "{last}"
+    );
+}
+
+/// `make run`'s emulator: every server of a site file on its own ports (80/443 when the file
+/// leaves them out, bound higher when low ports are not allowed) with its SSL, and the map the
+/// health service probes them through.
+#[tokio::test]
+async fn the_emulator_stands_in_for_a_site_files_servers() {
+    let dir = tempfile::tempdir().expect("dir");
+    // An offset that puts 80 and 443 on free ports.
+    let offset = loop {
+        let p = sup_testkit::free_port().expect("port");
+        if p > 1024 && p < 60000 && std::net::TcpListener::bind(("127.0.0.1", p + 363)).is_ok() {
+            break p - 80;
+        }
+    };
+    let (agent, control) = (
+        sup_testkit::free_port().expect("port"),
+        sup_testkit::free_port().expect("port"),
+    );
+    let site_file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/default-ports.toml");
+    let map = dir.path().join("port-map.toml");
+    let ca = dir.path().join("ca.pem");
+    let mut p = sup_testkit::Process::start(
+        "wsus-emulator",
+        &[
+            "run",
+            "--site-file",
+            site_file.to_str().expect("path"),
+            "--low-port-offset",
+            &offset.to_string(),
+            "--port-map-out",
+            map.to_str().expect("path"),
+            "--ca-out",
+            ca.to_str().expect("path"),
+            "--agent",
+            &format!("127.0.0.1:{agent}"),
+            "--control",
+            &format!("127.0.0.1:{control}"),
+            "--logs",
+            dir.path().join("logs").to_str().expect("path"),
+        ],
+        &[],
+    )
+    .expect("emulator");
+    p.wait_port(control, Duration::from_secs(30)).expect("up");
+    let text = std::fs::read_to_string(&map).expect("port map");
+    assert_eq!(
+        text,
+        format!("\"80\" = {}\n\"443\" = {}\n", 80 + offset, 443 + offset),
+        "the default web site's ports, moved"
+    );
+    let ca = std::fs::read(&ca).expect("ca");
+    let prober = Prober::new(Duration::from_secs(5), &ca);
+    let on = |host: &str, ssl: bool| Target {
+        host: host.into(),
+        addr: SocketAddr::from(([127, 0, 0, 1], 80 + offset)),
+        https_addr: SocketAddr::from(([127, 0, 0, 1], 443 + offset)),
+        http_port: 80,
+        https_port: 443,
+        ssl,
+    };
+    // The SSL SUP of the central site, and a node of the child's NLB cluster (no SSL).
+    for (host, ssl) in [
+        ("hq1-sup01.corp.example.com", true),
+        ("hq1-inet01.corp.example.com", true),
+        ("br1-n1.corp.example.com", false),
+    ] {
+        let ladder = prober.probe(&on(host, ssl)).await;
+        for c in &ladder {
+            assert_eq!(c.result, ProbeResult::Ok, "{host}: {c:?}");
+        }
+    }
+    // Declared with SSL: its web services refuse plain HTTP.
+    let plain = prober.probe(&on("hq1-sup01.corp.example.com", false)).await;
+    assert_eq!(
+        plain
+            .iter()
+            .find(|c| c.name == "server_sync")
+            .map(|c| c.result),
+        Some(ProbeResult::HtmlError),
+        "{plain:?}"
     );
 }
