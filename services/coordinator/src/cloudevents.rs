@@ -14,6 +14,9 @@ use tracing::Instrument as _;
 /// The durable consumer's name.
 pub const BRIDGE: &str = "cloudevents-bridge";
 
+/// Deliveries of one event (a second apart) before its CloudEvent is given up.
+const GIVE_UP_AFTER: i64 = 120;
+
 pub async fn run(bus: Bus, stop: tokio::sync::watch::Receiver<bool>) {
     let make = || {
         bus.durable_consumer_in_order(
@@ -56,6 +59,13 @@ pub async fn run(bus: Bus, stop: tokio::sync::watch::Receiver<bool>) {
             match published.instrument(span).await {
                 Ok(_) => {
                     let _ = msg.ack().await;
+                }
+                // One event that can never be stored (larger than the server's max_payload, say)
+                // must not hold back every later one: after about two minutes of attempts it is
+                // given up, loudly. The protobuf event stays in SUP_EVENTS.
+                Err(e) if msg.info().is_ok_and(|i| i.delivered >= GIVE_UP_AFTER) => {
+                    tracing::error!(event = %event.id, error = %e, attempts = GIVE_UP_AFTER, "giving up the CloudEvent of this event; the JSON stream goes on without it");
+                    let _ = msg.ack_with(AckKind::Term).await;
                 }
                 Err(e) => {
                     tracing::warn!(event = %event.id, error = %e, "publishing a CloudEvent; retrying");
