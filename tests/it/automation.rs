@@ -146,8 +146,7 @@ async fn an_automation_follows_a_failover_and_replays_every_event() {
         "--default-ports",
         &ports,
     ]);
-    let ports_of = |_: ()| (free_port().expect("port"), free_port().expect("port"));
-    let (grpc, admin) = ports_of(());
+    let (grpc, admin) = (free_port().expect("port"), free_port().expect("port"));
     let _coordinator = service(
         &nats,
         dir.path(),
@@ -160,7 +159,7 @@ async fn an_automation_follows_a_failover_and_replays_every_event() {
         admin,
     );
     let endpoint = format!("http://127.0.0.1:{grpc}");
-    let (_, admin) = ports_of(());
+    let admin = free_port().expect("port");
     let _provisioner = service(
         &nats,
         dir.path(),
@@ -173,7 +172,7 @@ async fn an_automation_follows_a_failover_and_replays_every_event() {
         ),
         admin,
     );
-    let (_, admin) = ports_of(());
+    let admin = free_port().expect("port");
     let _logwatch = service(
         &nats,
         dir.path(),
@@ -186,7 +185,7 @@ async fn an_automation_follows_a_failover_and_replays_every_event() {
         ),
         admin,
     );
-    let (health_grpc, admin) = ports_of(());
+    let (health_grpc, admin) = (free_port().expect("port"), free_port().expect("port"));
     let _health = service(
         &nats,
         dir.path(),

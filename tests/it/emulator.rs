@@ -335,7 +335,7 @@ pub fn ctl(e: &Emulator, args: &[&str]) -> std::process::Output {
         .expect("ctl")
 }
 
-fn install(server: &str, op: &str) -> v1::AgentInstallRoleRequest {
+pub fn install(server: &str, op: &str) -> v1::AgentInstallRoleRequest {
     v1::AgentInstallRoleRequest {
         site: "CEN".into(),
         server: server.into(),

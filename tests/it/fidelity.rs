@@ -10,7 +10,9 @@ use std::time::Duration;
 use sup_proto::v1::{self, site_system_agent_client::SiteSystemAgentClient};
 use sup_wsus::probe::{ProbeResult, Prober, Target};
 
-use crate::emulator::{GET_AUTH_CONFIG, client, ctl, milestones, soap, start_emulator, wait_for};
+use crate::emulator::{
+    GET_AUTH_CONFIG, client, ctl, install, milestones, soap, start_emulator, wait_for,
+};
 
 const SSL: &str = "ssl01.corp.example.com";
 const PLAIN: &str = "plain01.corp.example.com";
@@ -133,15 +135,9 @@ async fn wcm_connects_with_ssl_and_old_wsus_is_refused() {
         .into_inner();
     assert!(info.ssl, "{info:?}");
     assert_eq!((info.http_port, info.https_port), (80, 443));
-    let install = |server: &str| v1::AgentInstallRoleRequest {
-        site: "CEN".into(),
-        server: server.into(),
-        install: Some(v1::InstallRole::default()),
-        op_id: format!("op-{server}"),
-    };
     assert!(
         agent
-            .install_role(install(SSL))
+            .install_role(install(SSL, "op-ssl"))
             .await
             .expect("install")
             .into_inner()
@@ -176,7 +172,7 @@ async fn wcm_connects_with_ssl_and_old_wsus_is_refused() {
     assert_eq!(info.version, "3.0.6000.374");
     assert!(
         agent
-            .install_role(install(OLD))
+            .install_role(install(OLD, "op-old"))
             .await
             .expect("install")
             .into_inner()

@@ -1527,6 +1527,7 @@ impl Coordinator {
                 }
                 None => {}
             }
+            let mut role_sync = Vec::new();
             if let Some(m) = &model {
                 sync.time_zone = m.time_zone.name().to_string();
                 sync.schedule_token = m
@@ -1535,14 +1536,10 @@ impl Coordinator {
                     .as_ref()
                     .and_then(|t| sup_core::token::from_schedule(&t.schedule).ok())
                     .unwrap_or_default();
-            }
-            let mut role_sync = Vec::new();
-            if let Some(m) = &model {
-                for slot in [SlotKind::Intranet, SlotKind::Internet] {
-                    let holder = match slot {
-                        SlotKind::Intranet => &intranet,
-                        SlotKind::Internet => &internet,
-                    };
+                for (slot, holder) in [
+                    (SlotKind::Intranet, &intranet),
+                    (SlotKind::Internet, &internet),
+                ] {
                     let Some(holder) = holder else { continue };
                     let upstream = self.upstream(m, slot).await?;
                     for server in &holder.members {
