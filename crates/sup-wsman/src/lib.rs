@@ -1,0 +1,14 @@
+//! WS-Management (WinRM) for WMI resources, as Windows' WMI plug-in serves them (MS-WSMV).
+//!
+//! - [`xml`]: a namespace-resolved element tree over quick-xml.
+//! - [`envelope`]: SOAP 1.2 envelopes, headers (selectors, `wmi:` options), Enumerate/Pull pages.
+//! - [`instance`]: WMI instances with embedded objects and arrays, resource URIs.
+//! - [`fault`]: WS-Management and WMI faults.
+//!
+//! **Architecture invariant:** nothing here knows ConfigMgr; the SMS Provider's classes live in
+//! `sup-smsprov`.
+
+pub mod envelope;
+pub mod fault;
+pub mod instance;
+pub mod xml;
