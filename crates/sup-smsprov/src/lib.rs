@@ -9,13 +9,16 @@
 //! - [`map`]: a site (and what its active SUP synchronizes from) to those items, and back, for
 //!   import and drift.
 //! - [`session`]: the session / refresh / change / commit / release sequence of an edit.
+//! - [`wmi`]: the items as WMI instances of the provider's classes, with their keys.
 //!
 //! Property names and value slots come from the ConfigMgr SDK and public scripts; where a source
 //! names a property only for later versions, or none was found for 2007, the item says so and the
 //! mapping leaves the setting out rather than guess (the README's "real sites" notes list them).
 //!
-//! **Architecture invariant:** no IO and no wire: WS-Management belongs to the client crate.
+//! **Architecture invariant:** no IO: sending instances over WS-Management belongs to the
+//! client crate (`sup-wsman`), and to the provider driver.
 
 pub mod map;
 pub mod scf;
 pub mod session;
+pub mod wmi;

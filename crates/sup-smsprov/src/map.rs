@@ -75,84 +75,121 @@ fn flag(b: bool) -> u32 {
     u32::from(b)
 }
 
-/// The control file items of `site` as the wizard would leave them.
-pub fn control_file(site: &Site, w: &Wiring) -> ControlFile {
-    let code = site.code.as_str();
-    let mut rows = Vec::new();
-    for sys in &site.site_systems {
-        let mut props = vec![
-            EmbeddedProperty::value1(SERVER_REMOTE_NAME, &sys.server),
-            EmbeddedProperty::value(USE_MACHINE_ACCOUNT, flag(sys.computer_account_access)),
-            EmbeddedProperty::value(IS_PROTECTED, 1),
-        ];
-        if let Some(public) = &sys.internet_fqdn {
-            props.push(EmbeddedProperty::value1(SERVER_REMOTE_PUBLIC_NAME, public));
-        }
-        if let Some(account) = &sys.install_account {
+/// A server's "SMS Site System" row.
+#[derive(Debug, Clone, Default)]
+pub struct SiteSystemView<'a> {
+    pub server: &'a str,
+    pub internet_fqdn: Option<&'a str>,
+    pub computer_account_access: bool,
+    pub install_account: Option<&'a str>,
+}
+
+/// A proxy of a SUP row.
+#[derive(Debug, Clone)]
+pub struct ProxyView<'a> {
+    pub server: &'a str,
+    pub port: u16,
+    pub account: Option<&'a str>,
+}
+
+/// A server's "SMS Software Update Point" row.
+#[derive(Debug, Clone, Default)]
+pub struct SupView<'a> {
+    pub server: &'a str,
+    pub http_port: u16,
+    pub https_port: u16,
+    pub ssl: bool,
+    pub proxy: Option<ProxyView<'a>>,
+}
+
+/// What `SMS_WSUS_CONFIGURATION_MANAGER` holds.
+#[derive(Debug, Clone)]
+pub struct WcmView<'a> {
+    /// The active intranet SUP (a server or an NLB cluster's name) and the ports and SSL of its
+    /// WSUS web site.
+    pub active: Option<(&'a str, u16, u16, bool)>,
+    pub sync_source: SyncSource,
+    pub parent_wsus: Option<ParentWsus>,
+    pub reporting_events: ReportingEvents,
+    /// WSUS language codes.
+    pub update_file_languages: Vec<&'a str>,
+    pub summary_languages: Vec<&'a str>,
+}
+
+pub fn site_system_row(site_code: &str, v: &SiteSystemView) -> SysResUse {
+    let mut props = vec![
+        EmbeddedProperty::value1(SERVER_REMOTE_NAME, v.server),
+        EmbeddedProperty::value(USE_MACHINE_ACCOUNT, flag(v.computer_account_access)),
+        EmbeddedProperty::value(IS_PROTECTED, 1),
+    ];
+    if let Some(public) = v.internet_fqdn {
+        props.push(EmbeddedProperty::value1(SERVER_REMOTE_PUBLIC_NAME, public));
+    }
+    if let Some(account) = v.install_account {
+        props.push(EmbeddedProperty::value2(USER_NAME, account));
+    }
+    SysResUse {
+        site_code: site_code.into(),
+        role: Role::SiteSystem,
+        nal_path: nal_path(v.server, site_code),
+        nal_type: NAL_TYPE.into(),
+        props,
+    }
+}
+
+pub fn sup_row(site_code: &str, v: &SupView) -> SysResUse {
+    let mut props = vec![
+        EmbeddedProperty::value(WSUS_IIS_PORT, u32::from(v.http_port)),
+        EmbeddedProperty::value(WSUS_IIS_SSL_PORT, u32::from(v.https_port)),
+        EmbeddedProperty::value(SSL_WSUS, flag(v.ssl)),
+        EmbeddedProperty::value(USE_PROXY, flag(v.proxy.is_some())),
+    ];
+    if let Some(p) = &v.proxy {
+        props.push(EmbeddedProperty::value2(PROXY_NAME, p.server));
+        props.push(EmbeddedProperty::value(
+            PROXY_SERVER_PORT,
+            u32::from(p.port),
+        ));
+        props.push(EmbeddedProperty::value(
+            ANONYMOUS_PROXY_ACCESS,
+            flag(p.account.is_none()),
+        ));
+        if let Some(account) = p.account {
             props.push(EmbeddedProperty::value2(USER_NAME, account));
         }
-        rows.push(SysResUse {
-            site_code: code.into(),
-            role: Role::SiteSystem,
-            nal_path: nal_path(&sys.server, code),
-            nal_type: NAL_TYPE.into(),
-            props,
-        });
     }
-    for sup in &site.software_update_points {
-        let mut props = vec![
-            EmbeddedProperty::value(WSUS_IIS_PORT, u32::from(sup.http_port)),
-            EmbeddedProperty::value(WSUS_IIS_SSL_PORT, u32::from(sup.https_port)),
-            EmbeddedProperty::value(SSL_WSUS, flag(sup.ssl)),
-            EmbeddedProperty::value(USE_PROXY, flag(sup.proxy.is_some())),
-        ];
-        if let Some(p) = &sup.proxy {
-            props.push(EmbeddedProperty::value2(PROXY_NAME, &p.server));
-            props.push(EmbeddedProperty::value(
-                PROXY_SERVER_PORT,
-                u32::from(p.port),
-            ));
-            props.push(EmbeddedProperty::value(
-                ANONYMOUS_PROXY_ACCESS,
-                flag(p.account.is_none()),
-            ));
-            if let Some(account) = &p.account {
-                props.push(EmbeddedProperty::value2(USER_NAME, account));
-            }
-        }
-        rows.push(SysResUse {
-            site_code: code.into(),
-            role: Role::SoftwareUpdatePoint,
-            nal_path: nal_path(&sup.server, code),
-            nal_type: NAL_TYPE.into(),
-            props,
-        });
+    SysResUse {
+        site_code: site_code.into(),
+        role: Role::SoftwareUpdatePoint,
+        nal_path: nal_path(v.server, site_code),
+        nal_type: NAL_TYPE.into(),
+        props,
     }
+}
 
-    let mut wcm = Component::new(code, ComponentName::WsusConfigurationManager, w.site_server);
-    if let Some(active) = w.active {
-        let sup = site
-            .target(active)
-            .and_then(|t| t.members.first().and_then(|m| site.sup(m)).cloned());
-        wcm.props
-            .push(EmbeddedProperty::value2(DEFAULT_WSUS, active));
-        if let Some(sup) = sup {
-            wcm.props.extend([
-                EmbeddedProperty::value(DEFAULT_WSUS_IIS_PORT, u32::from(sup.http_port)),
-                EmbeddedProperty::value(DEFAULT_WSUS_IIS_SSL_PORT, u32::from(sup.https_port)),
-                EmbeddedProperty::value(SSL_DEFAULT_WSUS, flag(sup.ssl)),
-            ]);
-        }
+pub fn wcm_component(site_code: &str, site_server: &str, v: &WcmView) -> Component {
+    let mut wcm = Component::new(
+        site_code,
+        ComponentName::WsusConfigurationManager,
+        site_server,
+    );
+    if let Some((server, http, https, ssl)) = v.active {
+        wcm.props.extend([
+            EmbeddedProperty::value2(DEFAULT_WSUS, server),
+            EmbeddedProperty::value(DEFAULT_WSUS_IIS_PORT, u32::from(http)),
+            EmbeddedProperty::value(DEFAULT_WSUS_IIS_SSL_PORT, u32::from(https)),
+            EmbeddedProperty::value(SSL_DEFAULT_WSUS, flag(ssl)),
+        ]);
     }
     wcm.props.push(EmbeddedProperty::value(
         DEFAULT_USE_PARENT_WSUS,
-        match site.software_updates.sync_source {
+        match v.sync_source {
             SyncSource::MicrosoftUpdate => 0,
             SyncSource::Upstream => 1,
             SyncSource::None => 2,
         },
     ));
-    if let Some(parent) = &w.parent_wsus {
+    if let Some(parent) = &v.parent_wsus {
         wcm.props.extend([
             EmbeddedProperty::value2(PARENT_WSUS, &parent.server),
             EmbeddedProperty::value(PARENT_WSUS_PORT, u32::from(parent.port)),
@@ -161,40 +198,109 @@ pub fn control_file(site: &Site, w: &Wiring) -> ControlFile {
     }
     wcm.props.push(EmbeddedProperty::value(
         CLIENT_REPORTING_LEVEL,
-        match site.software_updates.reporting_events {
+        match v.reporting_events {
             ReportingEvents::None => 0,
             ReportingEvents::StatusOnly => 1,
             ReportingEvents::All => 2,
         },
     ));
-    let codes = |l: &[Entry]| l.iter().map(|e| e.id).collect::<Vec<_>>().join(",");
     wcm.props.extend([
         EmbeddedProperty::value2(
             SUPPORTED_UPDATE_LANGUAGES,
-            &codes(&w.top.update_file_languages),
+            &v.update_file_languages.join(","),
         ),
-        EmbeddedProperty::value2(SUPPORTED_TITLE_LANGUAGES, &codes(&w.top.summary_languages)),
+        EmbeddedProperty::value2(SUPPORTED_TITLE_LANGUAGES, &v.summary_languages.join(",")),
     ]);
+    wcm
+}
 
-    let mut sync = Component::new(code, ComponentName::WsusSyncManager, w.site_server);
-    let token = sup_core::token::from_schedule(&w.top.schedule).unwrap_or_default();
+/// `SMS_WSUS_SYNC_MANAGER` with its schedule token (empty: no schedule).
+pub fn sync_component(site_code: &str, site_server: &str, schedule_token: &str) -> Component {
+    let mut sync = Component::new(site_code, ComponentName::WsusSyncManager, site_server);
     sync.props
-        .push(EmbeddedProperty::value1(SYNC_SCHEDULE, &token));
+        .push(EmbeddedProperty::value1(SYNC_SCHEDULE, schedule_token));
+    sync
+}
 
-    let mut categories: Vec<CategorySubscription> = w
-        .top
-        .classifications
-        .iter()
-        .map(|e| CategorySubscription {
-            unique_id: format!("UpdateClassification:{}", e.id),
+/// The subscribed categories: classifications and products by WSUS GUID, sorted.
+pub fn subscriptions<'a>(
+    classifications: impl IntoIterator<Item = &'a str>,
+    products: impl IntoIterator<Item = &'a str>,
+) -> Vec<CategorySubscription> {
+    let mut categories: Vec<CategorySubscription> = classifications
+        .into_iter()
+        .map(|id| CategorySubscription {
+            unique_id: format!("UpdateClassification:{id}"),
             subscribed: true,
         })
-        .chain(w.top.products.iter().map(|e| CategorySubscription {
-            unique_id: format!("Product:{}", e.id),
+        .chain(products.into_iter().map(|id| CategorySubscription {
+            unique_id: format!("Product:{id}"),
             subscribed: true,
         }))
         .collect();
     categories.sort();
+    categories
+}
+
+/// The control file items of `site` as the wizard would leave them.
+pub fn control_file(site: &Site, w: &Wiring) -> ControlFile {
+    let code = site.code.as_str();
+    let mut rows = Vec::new();
+    for sys in &site.site_systems {
+        rows.push(site_system_row(
+            code,
+            &SiteSystemView {
+                server: &sys.server,
+                internet_fqdn: sys.internet_fqdn.as_deref(),
+                computer_account_access: sys.computer_account_access,
+                install_account: sys.install_account.as_deref(),
+            },
+        ));
+    }
+    for sup in &site.software_update_points {
+        rows.push(sup_row(
+            code,
+            &SupView {
+                server: &sup.server,
+                http_port: sup.http_port,
+                https_port: sup.https_port,
+                ssl: sup.ssl,
+                proxy: sup.proxy.as_ref().map(|p| ProxyView {
+                    server: &p.server,
+                    port: p.port,
+                    account: p.account.as_deref(),
+                }),
+            },
+        ));
+    }
+    let active = w.active.map(|active| {
+        let sup = site
+            .target(active)
+            .and_then(|t| t.members.first().and_then(|m| site.sup(m)));
+        match sup {
+            Some(s) => (active, s.http_port, s.https_port, s.ssl),
+            None => (active, 80, 443, false),
+        }
+    });
+    let ids = |l: &[Entry]| l.iter().map(|e| e.id).collect::<Vec<_>>();
+    let wcm = wcm_component(
+        code,
+        w.site_server,
+        &WcmView {
+            active,
+            sync_source: site.software_updates.sync_source,
+            parent_wsus: w.parent_wsus.clone(),
+            reporting_events: site.software_updates.reporting_events,
+            update_file_languages: ids(&w.top.update_file_languages),
+            summary_languages: ids(&w.top.summary_languages),
+        },
+    );
+    let token = sup_core::token::from_schedule(&w.top.schedule).unwrap_or_default();
+    let sync = sync_component(code, w.site_server, &token);
+    let categories = subscriptions(
+        w.top.classifications.iter().map(|e| e.id),
+        w.top.products.iter().map(|e| e.id),
+    );
     ControlFile {
         site_code: code.into(),
         rows,

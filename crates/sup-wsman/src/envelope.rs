@@ -209,7 +209,12 @@ pub fn parse(bytes: &[u8]) -> Result<Message, EnvelopeError> {
                 s.children
                     .iter()
                     .filter(|c| c.name == item)
-                    .map(|c| (c.attr("Name").unwrap_or_default().to_string(), c.text.clone()))
+                    .map(|c| {
+                        (
+                            c.attr("Name").unwrap_or_default().to_string(),
+                            c.text.clone(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -278,7 +283,9 @@ mod tests {
     fn header() -> Header {
         Header {
             to: "http://cen-site:5985/wsman".into(),
-            resource_uri: "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/sms/site_CEN/SMS_SCI_SysResUse".into(),
+            resource_uri:
+                "http://schemas.microsoft.com/wbem/wsman/1/wmi/root/sms/site_CEN/SMS_SCI_SysResUse"
+                    .into(),
             action: action::GET.into(),
             message_id: "uuid:5E3C8E3A-0000-0000-0000-000000000001".into(),
             selectors: vec![
@@ -297,7 +304,10 @@ mod tests {
         let xml = request(&header(), "");
         let m = parse(xml.as_bytes()).unwrap();
         assert_eq!(m.header, header());
-        assert_eq!(m.header.selector("itemname"), Some("[\"Display=\\\\A\\\"]MSWNET:<x>"));
+        assert_eq!(
+            m.header.selector("itemname"),
+            Some("[\"Display=\\\\A\\\"]MSWNET:<x>")
+        );
         assert_eq!(m.header.option("wmi:SessionHandle"), Some("{A-B}"));
         assert!(m.payload().is_none());
     }

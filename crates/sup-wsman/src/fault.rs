@@ -188,7 +188,10 @@ mod tests {
              </s:Reason></s:Fault></s:Body></s:Envelope>"
         );
         let f = envelope::parse(xml.as_bytes()).unwrap().fault().unwrap();
-        assert_eq!((f.code.as_str(), f.subcode.as_str()), ("Sender", "AccessDenied"));
+        assert_eq!(
+            (f.code.as_str(), f.subcode.as_str()),
+            ("Sender", "AccessDenied")
+        );
         assert_eq!(f.wsman_code, None);
         assert_eq!(f.message, "Access is denied.");
     }

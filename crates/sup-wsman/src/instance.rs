@@ -127,7 +127,9 @@ fn write_props(
 ) {
     for (name, value) in props {
         match value {
-            Value::Text(t) => out.push_str(&format!("<{prefix}:{name}>{}</{prefix}:{name}>", esc(t))),
+            Value::Text(t) => {
+                out.push_str(&format!("<{prefix}:{name}>{}</{prefix}:{name}>", esc(t)))
+            }
             Value::Nil => out.push_str(&format!("<{prefix}:{name} xsi:nil=\"true\"/>")),
             Value::Object(o) => {
                 *next += 1;

@@ -170,7 +170,8 @@ pub fn parse(doc: &[u8]) -> Result<Element, XmlError> {
             }
             Event::GeneralRef(r) => {
                 let name = r.into_inner().into_owned();
-                let c = entity(&name).ok_or_else(|| XmlError(format!("unknown entity &{name};")))?;
+                let c =
+                    entity(&name).ok_or_else(|| XmlError(format!("unknown entity &{name};")))?;
                 if let Some(top) = stack.last_mut() {
                     top.text.push(c);
                 }
@@ -210,7 +211,13 @@ mod tests {
 
     #[test]
     fn malformed_documents_are_errors_not_panics() {
-        for doc in [&b"<a>"[..], b"<a></b>", b"", b"<a>&bogus;</a>", b"\xff\xfe<"] {
+        for doc in [
+            &b"<a>"[..],
+            b"<a></b>",
+            b"",
+            b"<a>&bogus;</a>",
+            b"\xff\xfe<",
+        ] {
             assert!(parse(doc).is_err(), "{:?}", String::from_utf8_lossy(doc));
         }
     }
