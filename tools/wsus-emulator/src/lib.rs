@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod control;
 pub mod http;
 pub mod logs;
+pub mod provider;
 pub mod soap;
 pub mod state;
 pub mod tls;

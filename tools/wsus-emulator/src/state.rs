@@ -29,10 +29,16 @@ pub enum Fault {
     InstallFails,
     /// Synchronization fails.
     SyncFails,
+    /// The SMS Provider on this host refuses every request with "Access is denied".
+    ProviderAccessDenied,
+    /// Every WMI operation of the SMS Provider on this host times out.
+    ProviderTimeout,
+    /// The SMS Provider on this site server refuses to commit the site control file.
+    CommitRefused,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 10] = [
         Fault::Down,
         Fault::Slow,
         Fault::HtmlError,
@@ -40,6 +46,9 @@ impl Fault {
         Fault::NoWsus,
         Fault::InstallFails,
         Fault::SyncFails,
+        Fault::ProviderAccessDenied,
+        Fault::ProviderTimeout,
+        Fault::CommitRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +60,9 @@ impl Fault {
             Fault::NoWsus => "no-wsus",
             Fault::InstallFails => "install-fails",
             Fault::SyncFails => "sync-fails",
+            Fault::ProviderAccessDenied => "provider-access-denied",
+            Fault::ProviderTimeout => "provider-timeout",
+            Fault::CommitRefused => "commit-refused",
         }
     }
 
