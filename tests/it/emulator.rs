@@ -24,6 +24,11 @@ pub struct Emulator {
 }
 
 pub fn start_emulator(extra: &[&str]) -> Emulator {
+    start_emulator_with_env(extra, &[])
+}
+
+/// The emulator with extra arguments and environment.
+pub fn start_emulator_with_env(extra: &[&str], env: &[(&str, String)]) -> Emulator {
     let dir = tempfile::tempdir().expect("dir");
     let (http, https, agent, control) = (
         free_port().expect("port"),
@@ -59,7 +64,7 @@ pub fn start_emulator(extra: &[&str]) -> Emulator {
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut process = Process::start("wsus-emulator", &refs, &[]).expect("start emulator");
+    let mut process = Process::start("wsus-emulator", &refs, env).expect("start emulator");
     process
         .wait_port(control, Duration::from_secs(30))
         .expect("emulator up");

@@ -15,5 +15,6 @@ mod observability;
 mod procedure;
 mod scheduler;
 mod secure;
+mod sms_provider;
 mod support;
 mod traces;

@@ -8,9 +8,17 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 
+use crate::provider::{Commit, Provider};
 use crate::state::{Emulator, Fault, Server};
 
-pub fn router(emu: Arc<Emulator>) -> Router {
+pub fn router(emu: Arc<Emulator>, provider: Arc<Provider>) -> Router {
+    let provider_routes = Router::new()
+        .route("/provider/journal", get(provider_journal))
+        .route(
+            "/provider/sites/{site}/components/{component}/{property}/{slot}",
+            post(set_property),
+        )
+        .with_state(provider);
     Router::new()
         .route("/servers", get(list))
         .route("/journal", get(journal))
@@ -19,6 +27,27 @@ pub fn router(emu: Arc<Emulator>) -> Router {
         .route("/faults/{server}/{kind}", post(fault))
         .route("/faults/{server}", delete(clear))
         .with_state(emu)
+        .merge(provider_routes)
+}
+
+/// Every commit of every site's control file, in order.
+async fn provider_journal(State(p): State<Arc<Provider>>) -> Json<Vec<Commit>> {
+    Json(p.journal())
+}
+
+/// Changes a committed setting behind the control plane's back (the body is the new value).
+async fn set_property(
+    State(p): State<Arc<Provider>>,
+    Path((site, component, property, slot)): Path<(String, String, String, String)>,
+    value: String,
+) -> (StatusCode, String) {
+    match p.set_property(&site, &component, &property, &slot, value.trim()) {
+        Ok(()) => (
+            StatusCode::OK,
+            format!("{site}: {component} {property} {slot} = {}\n", value.trim()),
+        ),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
 }
 
 async fn list(State(emu): State<Arc<Emulator>>) -> Json<Vec<Server>> {
@@ -80,6 +109,16 @@ async fn clear(
 
 /// `wsus-emulator ctl ...`: one request to the control API.
 pub async fn client(control: &str, method: reqwest::Method, path: &str) -> anyhow::Result<String> {
+    client_with_body(control, method, path, String::new()).await
+}
+
+/// One request with a body.
+pub async fn client_with_body(
+    control: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: String,
+) -> anyhow::Result<String> {
     let base = if control.starts_with("http") {
         control.to_string()
     } else {
@@ -87,6 +126,7 @@ pub async fn client(control: &str, method: reqwest::Method, path: &str) -> anyho
     };
     let resp = reqwest::Client::new()
         .request(method, format!("{base}{path}"))
+        .body(body)
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("the emulator's control API at {base} did not answer: {e}"))?;

@@ -2,8 +2,8 @@
 //! answers WSUS 3.0's web endpoints for every server by `Host` header (HTTP, and HTTPS with a
 //! certificate per server name from an emulator CA), implements the site-system agent that the
 //! provisioner's driver calls, writes the logs ConfigMgr writes (SUPSetup.log, WCM.log,
-//! WSUSCtrl.log, wsyncmgr.log) in their real formats, and takes injected faults through a control
-//! API. It exists because Windows site systems cannot run here; the services that talk to it do
+//! WSUSCtrl.log, wsyncmgr.log) in their real formats, serves each site's SMS Provider over
+//! WinRM (the production path's peer), and takes injected faults through a control API. It exists because Windows site systems cannot run here; the services that talk to it do
 //! not know it is not a real server.
 
 pub mod agent;
@@ -64,6 +64,11 @@ pub struct Config {
     pub ca_out: Option<PathBuf>,
     /// Refuse hosts not in `servers` instead of learning them.
     pub strict_hosts: bool,
+    /// The SMS Provider's WinRM listeners: plain HTTP (messages sealed) and HTTPS.
+    pub provider_http: Option<TcpListener>,
+    pub provider_https: Option<TcpListener>,
+    /// The accounts the SMS Provider accepts.
+    pub provider_accounts: Vec<provider::http::Account>,
 }
 
 async fn serve_http(
@@ -121,7 +126,7 @@ pub async fn run(
         logs::Logs::new(&config.logs_root, config.max_log_size),
         config.timing,
         config.defaults,
-        config.site_servers,
+        config.site_servers.clone(),
     );
     emu.strict_hosts = config.strict_hosts;
     let emu = Arc::new(emu);
@@ -130,6 +135,7 @@ pub async fn run(
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let provider = Arc::new(provider::Provider::new(emu.clone(), &config.site_servers));
     for l in config.http {
         tracing::info!(addr = %l.listener.local_addr()?, port = ?l.port, "WSUS web site (HTTP)");
         tasks.push(tokio::spawn(serve_http(
@@ -139,13 +145,16 @@ pub async fn run(
             stop_rx.clone(),
         )));
     }
-    if !config.https.is_empty() {
+    let mut tls_acceptor = None;
+    if !config.https.is_empty() || config.provider_https.is_some() {
         let authority = Arc::new(tls::Authority::new().context("making the emulator CA")?);
         if let Some(out) = &config.ca_out {
             std::fs::write(out, authority.ca_pem())
                 .with_context(|| format!("writing {}", out.display()))?;
         }
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(authority)?);
+        tls_acceptor = Some(tokio_rustls::TlsAcceptor::from(tls::server_config(authority)?));
+    }
+    if let Some(acceptor) = tls_acceptor.clone() {
         for l in config.https {
             tracing::info!(addr = %l.listener.local_addr()?, port = ?l.port, "WSUS web site (HTTPS)");
             tasks.push(tokio::spawn(serve_http(
@@ -156,10 +165,26 @@ pub async fn run(
             )));
         }
     }
+    let accounts = Arc::new(config.provider_accounts);
+    for (l, tls) in [
+        (config.provider_http, None),
+        (config.provider_https, tls_acceptor.clone()),
+    ] {
+        if let Some(l) = l {
+            tracing::info!(addr = %l.local_addr()?, https = tls.is_some(), accounts = ?accounts, "SMS Provider (WinRM)");
+            tasks.push(tokio::spawn(provider::http::serve(
+                l,
+                provider.clone(),
+                accounts.clone(),
+                tls,
+                stop_rx.clone(),
+            )));
+        }
+    }
     if let Some(l) = config.control {
         tracing::info!(addr = %l.local_addr()?, "control API");
         let mut stop = stop_rx.clone();
-        let router = control::router(emu.clone());
+        let router = control::router(emu.clone(), provider.clone());
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(l, router)
                 .with_graceful_shutdown(async move {

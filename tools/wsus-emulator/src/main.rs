@@ -108,6 +108,18 @@ enum Command {
         /// Logs rotate to .lo_ past this size (ConfigMgr's default is 250,000 bytes).
         #[arg(long, default_value_t = 250_000)]
         max_log_size: u64,
+        /// The SMS Provider's WinRM listener over HTTP (every message sealed, as WinRM requires
+        /// by default), e.g. 127.0.0.1:5985; it serves each site of --site-file / --site-server.
+        #[arg(long)]
+        provider_http: Option<SocketAddr>,
+        /// The SMS Provider's WinRM listener over HTTPS (a certificate per host name from the
+        /// emulator CA, see --ca-out), e.g. 127.0.0.1:5986.
+        #[arg(long)]
+        provider_https: Option<SocketAddr>,
+        /// The lab account the SMS Provider accepts, DOMAIN\user; its password is read from
+        /// WSUS_EMULATOR_PROVIDER_PASSWORD.
+        #[arg(long, default_value = "LAB\\sup-provider")]
+        provider_user: String,
     },
     /// Talk to a running emulator's control API.
     Ctl {
@@ -132,6 +144,35 @@ enum Ctl {
     List,
     /// The agent's fenced commands (configure, start_sync) in decision order, as JSON.
     Journal,
+    /// Every commit of the SMS Provider's site control files, in order, as JSON.
+    ProviderJournal,
+    /// Change a committed component setting behind the control plane's back, as an
+    /// administrator in the console would: SITE COMPONENT PROPERTY value|value1|value2 VALUE
+    /// (e.g. CEN SMS_WSUS_CONFIGURATION_MANAGER ClientReportingLevel value 0).
+    ProviderSet {
+        site: String,
+        component: String,
+        property: String,
+        slot: String,
+        value: String,
+    },
+}
+
+/// The lab account, its password from the environment (never a flag: flags show in `ps`).
+fn provider_accounts(user: &str, wanted: bool) -> anyhow::Result<Vec<wsus_emulator::provider::http::Account>> {
+    if !wanted {
+        return Ok(Vec::new());
+    }
+    let password = std::env::var("WSUS_EMULATOR_PROVIDER_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("the SMS Provider needs its lab account's password in WSUS_EMULATOR_PROVIDER_PASSWORD"))?;
+    let (domain, user) = user.split_once('\\').unwrap_or(("", user));
+    Ok(vec![wsus_emulator::provider::http::Account {
+        domain: domain.to_string(),
+        user: user.to_string(),
+        password,
+    }])
 }
 
 #[tokio::main]
@@ -159,9 +200,27 @@ async fn real_main() -> anyhow::Result<()> {
                 ),
                 Ctl::List => (reqwest::Method::GET, "/servers".to_string()),
                 Ctl::Journal => (reqwest::Method::GET, "/journal".to_string()),
+                Ctl::ProviderJournal => (reqwest::Method::GET, "/provider/journal".to_string()),
+                Ctl::ProviderSet {
+                    site,
+                    component,
+                    property,
+                    slot,
+                    ..
+                } => (
+                    reqwest::Method::POST,
+                    format!("/provider/sites/{site}/components/{component}/{property}/{slot}"),
+                ),
             };
-            print!("{}", control::client(&control, method, &path).await?);
-            if matches!(command, Ctl::List | Ctl::Journal) {
+            let body = match &command {
+                Ctl::ProviderSet { value, .. } => value.clone(),
+                _ => String::new(),
+            };
+            print!(
+                "{}",
+                control::client_with_body(&control, method, &path, body).await?
+            );
+            if matches!(command, Ctl::List | Ctl::Journal | Ctl::ProviderJournal) {
                 println!();
             }
             Ok(())
@@ -189,6 +248,9 @@ async fn real_main() -> anyhow::Result<()> {
             health_interval_ms,
             slow_ms,
             max_log_size,
+            provider_http,
+            provider_https,
+            provider_user,
         } => {
             let telemetry =
                 sup_runtime::Telemetry::init("wsus-emulator", sup_runtime::LogFormat::Pretty)?;
@@ -275,6 +337,15 @@ async fn real_main() -> anyhow::Result<()> {
                 site_servers: sites,
                 ca_out,
                 strict_hosts,
+                provider_http: match provider_http {
+                    Some(a) => Some(bind_all(&[a]).await?.remove(0)),
+                    None => None,
+                },
+                provider_https: match provider_https {
+                    Some(a) => Some(bind_all(&[a]).await?.remove(0)),
+                    None => None,
+                },
+                provider_accounts: provider_accounts(&provider_user, provider_http.is_some() || provider_https.is_some())?,
             };
             let result = run(config, sup_runtime::shutdown_signal()).await;
             telemetry.shutdown();

@@ -5,8 +5,11 @@
 //! changes only when a session (or the global copy) is committed, and a commit drives the
 //! emulated site systems as ConfigMgr's components would: a new SUP row starts setup
 //! (SUPSetup.log), the components' settings reach WCM (WCM.log), `Sync Now` starts WSyncMgr.
+//!
+//! [`http`] carries it over WinRM: HTTP(S), NTLM, WinRM's message encryption.
 
 pub mod commit;
+pub mod http;
 pub mod wql;
 
 use std::collections::{BTreeMap, VecDeque};

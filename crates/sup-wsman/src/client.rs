@@ -1,0 +1,640 @@
+//! A WS-Management client over HTTP(S) with NTLM, as WinRM expects it (MS-WSMV 2.2.9): one
+//! keep-alive connection per client, authenticated once by the three-leg handshake in
+//! `Authorization: Negotiate` headers, and over plain HTTP every message sealed with the
+//! established context (`multipart/encrypted`, MS-WSMV 2.2.9.1). A dropped connection is
+//! re-established and re-authenticated on the next request.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use data_encoding::BASE64;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::{self, pki_types::ServerName};
+
+use crate::envelope::{self, Header, Message, action};
+use crate::fault::Fault;
+use crate::instance::Instance;
+use crate::ntlm::{self, ENCRYPTED_CONTENT_TYPE, Initiator, SPNEGO_ENCRYPTED_PROTOCOL};
+
+const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
+
+/// A password that never shows in logs or debug output.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(p: impl Into<String>) -> Self {
+        Self(p.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// How to reach and authenticate to one WinRM endpoint.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `http://host:5985/wsman` or `https://host:5986/wsman`.
+    pub url: String,
+    /// `DOMAIN\user` (or `user@domain`).
+    pub user: String,
+    pub password: Password,
+    /// PEM file of the CA that signed an HTTPS listener's certificate; the system's roots
+    /// otherwise.
+    pub ca_file: Option<PathBuf>,
+    /// Where to connect instead of resolving the URL's host (the `Host` header and the TLS name
+    /// stay the URL's).
+    pub connect_to: Option<SocketAddr>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WsmanError {
+    /// Could not connect, or no answer in time: retrying can help.
+    #[error("WinRM at {endpoint} unreachable: {message}")]
+    Unreachable { endpoint: String, message: String },
+    /// The credentials were refused.
+    #[error("WinRM at {endpoint} refused the credentials of {user}: {message}")]
+    AuthFailed {
+        endpoint: String,
+        user: String,
+        message: String,
+    },
+    /// The service answered with a fault.
+    #[error("{operation} of {class} failed: {}{}{}", fault.message, fault.wmi_code.map(|c| format!(" (WMI 0x{c:08X})")).unwrap_or_default(), fault.wsman_code.map(|c| format!(" (WinRM {c})")).unwrap_or_default())]
+    Fault {
+        operation: String,
+        class: String,
+        fault: Fault,
+    },
+    /// The answer was not what WS-Management answers.
+    #[error("WinRM at {endpoint}: {message}")]
+    Protocol { endpoint: String, message: String },
+    #[error("WinRM endpoint {0}")]
+    Config(String),
+}
+
+impl WsmanError {
+    /// Whether the same request may succeed later.
+    pub fn retryable(&self) -> bool {
+        match self {
+            WsmanError::Unreachable { .. } => true,
+            WsmanError::Fault { fault, .. } => {
+                fault.wmi_code == Some(crate::fault::code::WBEM_E_TIMED_OUT)
+                    || fault.wsman_code == Some(crate::fault::code::WSMAN_OPERATION_TIMEDOUT)
+                    || fault.subcode == "TimedOut"
+            }
+            _ => false,
+        }
+    }
+}
+
+struct Url {
+    https: bool,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Result<Url, WsmanError> {
+    let bad = || WsmanError::Config(format!("{url:?} is not http(s)://host[:port]/path"));
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(bad());
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, "wsman"));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
+        None => (authority, if https { 5986 } else { 5985 }),
+    };
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(Url {
+        https,
+        host: host.to_string(),
+        port,
+        path: format!("/{path}"),
+    })
+}
+
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    /// The established security context: sealing over HTTP.
+    context: Initiator,
+}
+
+/// One WinRM endpoint.
+pub struct Client {
+    endpoint: Endpoint,
+    url: Url,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    conn: tokio::sync::Mutex<Option<Conn>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.endpoint.url)
+            .field("user", &self.endpoint.user)
+            .finish()
+    }
+}
+
+fn tls_config(ca_file: Option<&PathBuf>) -> Result<Arc<rustls::ClientConfig>, WsmanError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| WsmanError::Config(format!("CA file {}: {e}", path.display())))?;
+            use rustls::pki_types::{CertificateDer, pem::PemObject};
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert
+                    .map_err(|e| WsmanError::Config(format!("CA file {}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| WsmanError::Config(format!("CA file {}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A system root rustls cannot read is one the server cannot have used.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| WsmanError::Config(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+fn negotiate_token(h: &hyper::HeaderMap) -> Option<Vec<u8>> {
+    h.get_all(WWW_AUTHENTICATE).iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        let (scheme, token) = v.split_once(' ')?;
+        (scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM"))
+            .then(|| BASE64.decode(token.trim().as_bytes()).ok())
+            .flatten()
+    })
+}
+
+impl Client {
+    pub fn new(endpoint: Endpoint) -> Result<Self, WsmanError> {
+        let url = parse_url(&endpoint.url)?;
+        let tls = if url.https {
+            Some(tls_config(endpoint.ca_file.as_ref())?)
+        } else {
+            None
+        };
+        Ok(Self {
+            endpoint,
+            url,
+            tls,
+            conn: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    fn unreachable(&self, message: impl fmt::Display) -> WsmanError {
+        WsmanError::Unreachable {
+            endpoint: self.endpoint.url.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn protocol(&self, message: impl fmt::Display) -> WsmanError {
+        WsmanError::Protocol {
+            endpoint: self.endpoint.url.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    /// Connects; over TLS also returns the channel binding of the server's certificate
+    /// (`tls-server-end-point`, RFC 5929, SHA-256), which WinRM's extended protection checks.
+    async fn connect(&self) -> Result<(SendRequest<Full<Bytes>>, Option<Vec<u8>>), WsmanError> {
+        let addr = match self.endpoint.connect_to {
+            Some(a) => a.to_string(),
+            None => format!("{}:{}", self.url.host, self.url.port),
+        };
+        let tcp = tokio::time::timeout(self.endpoint.timeout, TcpStream::connect(&addr))
+            .await
+            .map_err(|_| self.unreachable(format!("connecting to {addr} timed out")))?
+            .map_err(|e| self.unreachable(format!("connecting to {addr}: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        macro_rules! handshake {
+            ($io:expr) => {{
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new($io))
+                    .await
+                    .map_err(|e| self.unreachable(e))?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+            }};
+        }
+        Ok(match &self.tls {
+            Some(tls) => {
+                let name = ServerName::try_from(self.url.host.clone())
+                    .map_err(|e| WsmanError::Config(format!("{}: {e}", self.url.host)))?;
+                let stream = tokio_rustls::TlsConnector::from(tls.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| self.unreachable(format!("TLS: {e}")))?;
+                let binding = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|cert| {
+                        let hash = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+                        [b"tls-server-end-point:".as_slice(), hash.as_ref()].concat()
+                    });
+                (handshake!(stream), binding)
+            }
+            None => (handshake!(tcp), None),
+        })
+    }
+
+    fn request(
+        &self,
+        body: Bytes,
+        content_type: &str,
+        authorization: Option<String>,
+    ) -> Result<hyper::Request<Full<Bytes>>, WsmanError> {
+        let host = if (self.url.https && self.url.port == 443)
+            || (!self.url.https && self.url.port == 80)
+        {
+            self.url.host.clone()
+        } else {
+            format!("{}:{}", self.url.host, self.url.port)
+        };
+        let mut b = hyper::Request::post(&self.url.path)
+            .header(HOST, host)
+            .header(CONTENT_TYPE, content_type)
+            .header("User-Agent", "Microsoft WinRM Client");
+        if let Some(a) = authorization {
+            b = b.header(AUTHORIZATION, a);
+        }
+        b.body(Full::new(body)).map_err(|e| self.protocol(e))
+    }
+
+    async fn roundtrip(
+        &self,
+        sender: &mut SendRequest<Full<Bytes>>,
+        req: hyper::Request<Full<Bytes>>,
+    ) -> Result<(hyper::StatusCode, hyper::HeaderMap, Bytes), WsmanError> {
+        let call = async {
+            sender.ready().await.map_err(|e| self.unreachable(e))?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| self.unreachable(e))?;
+            let (parts, body) = resp.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| self.unreachable(e))?
+                .to_bytes();
+            Ok((parts.status, parts.headers, body))
+        };
+        tokio::time::timeout(self.endpoint.timeout, call)
+            .await
+            .map_err(|_| self.unreachable("no answer in time"))?
+    }
+
+    /// Connects and runs the NTLM handshake with empty bodies, as WinRM clients that seal do.
+    async fn authenticate(&self) -> Result<Conn, WsmanError> {
+        let (mut sender, channel_binding) = self.connect().await?;
+        let failed = |message: String| WsmanError::AuthFailed {
+            endpoint: self.endpoint.url.clone(),
+            user: self.endpoint.user.clone(),
+            message,
+        };
+        let mut context =
+            Initiator::new(&self.endpoint.user, self.endpoint.password.expose(), None)
+                .map_err(|e| failed(e.to_string()))?;
+        if let Some(binding) = &channel_binding {
+            context.set_channel_bindings(binding);
+        }
+        let mut input: Option<Vec<u8>> = None;
+        loop {
+            let token = context
+                .step(input.as_deref())
+                .map_err(|e| failed(e.to_string()))?;
+            let Some(token) = token else { break };
+            let req = self.request(
+                Bytes::new(),
+                SOAP_CONTENT_TYPE,
+                Some(format!("Negotiate {}", BASE64.encode(&token))),
+            )?;
+            let (status, headers, _) = self.roundtrip(&mut sender, req).await?;
+            if context.is_complete() {
+                if status == hyper::StatusCode::UNAUTHORIZED {
+                    return Err(failed("the server refused the authentication".into()));
+                }
+                break;
+            }
+            if status != hyper::StatusCode::UNAUTHORIZED {
+                return Err(failed(format!(
+                    "expected a challenge (401), got {status}"
+                )));
+            }
+            input = Some(negotiate_token(&headers).ok_or_else(|| {
+                failed("the server offered no Negotiate or NTLM challenge".into())
+            })?);
+        }
+        Ok(Conn { sender, context })
+    }
+
+    /// Sends one envelope and reads the answer, re-connecting once if a kept-alive connection
+    /// turned out to be closed.
+    async fn exchange(&self, envelope: String, message_id: &str) -> Result<Message, WsmanError> {
+        let mut guard = self.conn.lock().await;
+        for attempt in 0..2 {
+            if guard.is_none() {
+                *guard = Some(self.authenticate().await?);
+            }
+            let Some(conn) = guard.as_mut() else {
+                continue;
+            };
+            let (body, content_type) = if self.url.https {
+                (Bytes::from(envelope.clone()), SOAP_CONTENT_TYPE)
+            } else {
+                let (header, sealed) = conn
+                    .context
+                    .wrap(envelope.as_bytes())
+                    .map_err(|e| self.protocol(e))?;
+                (
+                    Bytes::from(ntlm::encode_multipart(
+                        SPNEGO_ENCRYPTED_PROTOCOL,
+                        envelope.len(),
+                        &header,
+                        &sealed,
+                    )),
+                    ENCRYPTED_CONTENT_TYPE,
+                )
+            };
+            let req = self.request(body, content_type, None)?;
+            let (status, headers, bytes) = match self.roundtrip(&mut conn.sender, req).await {
+                Ok(r) => r,
+                Err(e) if attempt == 0 => {
+                    tracing::debug!(error = %e, "WinRM connection lost; reconnecting");
+                    *guard = None;
+                    continue;
+                }
+                Err(e) => {
+                    *guard = None;
+                    return Err(e);
+                }
+            };
+            if status == hyper::StatusCode::UNAUTHORIZED {
+                *guard = None;
+                if attempt == 0 {
+                    continue;
+                }
+                return Err(WsmanError::AuthFailed {
+                    endpoint: self.endpoint.url.clone(),
+                    user: self.endpoint.user.clone(),
+                    message: "the server no longer accepts this connection's authentication".into(),
+                });
+            }
+            let sealed = headers
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/encrypted"));
+            let plain = if sealed {
+                let (len, header, data) =
+                    ntlm::decode_multipart(&bytes).map_err(|e| self.protocol(e))?;
+                let plain = conn
+                    .context
+                    .unwrap(&header, &data)
+                    .map_err(|e| self.protocol(e))?;
+                if plain.len() != len {
+                    return Err(self.protocol(format!(
+                        "sealed answer of {} bytes, declared {len}",
+                        plain.len()
+                    )));
+                }
+                plain
+            } else if !self.url.https && !bytes.is_empty() {
+                *guard = None;
+                return Err(self.protocol(format!(
+                    "an unsealed answer ({status}) over HTTP: WinRM seals every message"
+                )));
+            } else {
+                bytes.to_vec()
+            };
+            if !(status.is_success() || status == hyper::StatusCode::INTERNAL_SERVER_ERROR) {
+                return Err(self.protocol(format!("HTTP {status}")));
+            }
+            let msg = envelope::parse(&plain).map_err(|e| self.protocol(e))?;
+            if msg.header.relates_to != message_id && msg.fault().is_none() {
+                return Err(self.protocol(format!(
+                    "answer relates to {:?}, not to {message_id}",
+                    msg.header.relates_to
+                )));
+            }
+            return Ok(msg);
+        }
+        Err(self.unreachable("the connection closed twice"))
+    }
+
+    fn header(
+        &self,
+        resource_uri: &str,
+        action: &str,
+        selectors: &[(String, String)],
+        options: &[(String, String)],
+    ) -> Header {
+        Header {
+            to: self.endpoint.url.clone(),
+            resource_uri: resource_uri.to_string(),
+            action: action.to_string(),
+            message_id: format!("uuid:{}", uuid::Uuid::new_v4().to_string().to_uppercase()),
+            relates_to: String::new(),
+            selectors: selectors.to_vec(),
+            options: options.to_vec(),
+            operation_timeout: format!("PT{}.000S", self.endpoint.timeout.as_secs().max(1)),
+            max_envelope_size: 512_000,
+        }
+    }
+
+    async fn call(
+        &self,
+        operation: &str,
+        h: Header,
+        body: &str,
+    ) -> Result<Message, WsmanError> {
+        let msg = self
+            .exchange(envelope::request(&h, body), &h.message_id)
+            .await?;
+        if let Some(fault) = msg.fault() {
+            return Err(WsmanError::Fault {
+                operation: operation.to_string(),
+                class: class_of(&h.resource_uri).to_string(),
+                fault,
+            });
+        }
+        Ok(msg)
+    }
+
+    /// Get of one instance by its keys.
+    pub async fn get(
+        &self,
+        class_uri: &str,
+        selectors: &[(String, String)],
+        options: &[(String, String)],
+    ) -> Result<Instance, WsmanError> {
+        let h = self.header(class_uri, action::GET, selectors, options);
+        let msg = self.call("Get", h, "").await?;
+        msg.payload()
+            .map(Instance::from_element)
+            .ok_or_else(|| self.protocol("a Get answered without an instance"))
+    }
+
+    /// Put of a whole instance.
+    pub async fn put(
+        &self,
+        class_uri: &str,
+        selectors: &[(String, String)],
+        instance: &Instance,
+        options: &[(String, String)],
+    ) -> Result<Option<Instance>, WsmanError> {
+        let h = self.header(class_uri, action::PUT, selectors, options);
+        let msg = self
+            .call("Put", h, &instance.to_xml(namespace_of(class_uri)))
+            .await?;
+        Ok(msg.payload().map(Instance::from_element))
+    }
+
+    pub async fn create(
+        &self,
+        class_uri: &str,
+        instance: &Instance,
+        options: &[(String, String)],
+    ) -> Result<(), WsmanError> {
+        let h = self.header(class_uri, action::CREATE, &[], options);
+        self.call("Create", h, &instance.to_xml(namespace_of(class_uri)))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete(
+        &self,
+        class_uri: &str,
+        selectors: &[(String, String)],
+        options: &[(String, String)],
+    ) -> Result<(), WsmanError> {
+        let h = self.header(class_uri, action::DELETE, selectors, options);
+        self.call("Delete", h, "").await?;
+        Ok(())
+    }
+
+    /// Every instance a WQL query selects in a WMI namespace: an optimized Enumerate, then Pull
+    /// until the end of the sequence.
+    pub async fn query(
+        &self,
+        namespace: &str,
+        wql: &str,
+        options: &[(String, String)],
+    ) -> Result<Vec<Instance>, WsmanError> {
+        let ruri = crate::instance::class_uri(namespace, "*");
+        let h = self.header(&ruri, action::ENUMERATE, &[], options);
+        let msg = self
+            .call("Enumerate", h, &envelope::enumerate_wql(wql, 512))
+            .await?;
+        let mut page = envelope::page(
+            msg.payload()
+                .ok_or_else(|| self.protocol("an empty EnumerateResponse"))?,
+        );
+        let mut items = std::mem::take(&mut page.items);
+        while !page.end {
+            let Some(ctx) = page.context.take() else { break };
+            let h = self.header(&ruri, action::PULL, &[], options);
+            let msg = self.call("Pull", h, &envelope::pull(&ctx, 512)).await?;
+            page = envelope::page(
+                msg.payload()
+                    .ok_or_else(|| self.protocol("an empty PullResponse"))?,
+            );
+            items.append(&mut page.items);
+        }
+        Ok(items)
+    }
+
+    /// Invokes a method of a class (static: no selectors) or of an instance; returns the
+    /// `<Method>_OUTPUT` object (out-parameters and `ReturnValue`).
+    pub async fn invoke(
+        &self,
+        class_uri: &str,
+        method: &str,
+        params: &[(&str, &str)],
+        selectors: &[(String, String)],
+        options: &[(String, String)],
+    ) -> Result<Instance, WsmanError> {
+        let h = self.header(class_uri, &format!("{class_uri}/{method}"), selectors, options);
+        let msg = self
+            .call(method, h, &envelope::invoke_input(class_uri, method, params))
+            .await?;
+        msg.payload()
+            .map(Instance::from_element)
+            .ok_or_else(|| self.protocol(format!("{method} answered without output")))
+    }
+}
+
+fn class_of(resource_uri: &str) -> &str {
+    resource_uri.rsplit('/').next().unwrap_or(resource_uri)
+}
+
+fn namespace_of(class_uri: &str) -> &str {
+    class_uri.rsplit_once('/').map_or(class_uri, |(ns, _)| ns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_default_winrm_ports_and_path() {
+        let u = parse_url("http://cen-site.corp.example.com/wsman").unwrap();
+        assert_eq!((u.https, u.port, u.path.as_str()), (false, 5985, "/wsman"));
+        let u = parse_url("https://10.0.0.1:443/wsman").unwrap();
+        assert_eq!((u.https, u.host.as_str(), u.port), (true, "10.0.0.1", 443));
+        assert!(parse_url("ftp://x").is_err());
+        assert!(parse_url("http://:80/wsman").is_err());
+    }
+
+    #[test]
+    fn a_password_never_prints() {
+        let e = Endpoint {
+            url: "http://x/wsman".into(),
+            user: "CORP\\svc".into(),
+            password: Password::new("hunter2"),
+            ca_file: None,
+            connect_to: None,
+            timeout: Duration::from_secs(1),
+        };
+        assert!(!format!("{e:?}").contains("hunter2"));
+    }
+}
