@@ -20,7 +20,10 @@ fn python() -> PathBuf {
     std::env::var_os("SUP_TOOLS_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.tools/bin/python3"))
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../.tools/bin/python3"
+            ))
         })
 }
 
@@ -156,7 +159,8 @@ fn a_wrong_password_is_refused_and_an_unsealed_message_too() {
     let seen = pypsrp(http, "not-the-password", "cen-sup1.corp.example.com", None);
     assert!(seen["refused"].is_string(), "{seen}");
     // A message without WinRM's sealing, even with no credentials at all, gets only a challenge.
-    let body = "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body/></s:Envelope>";
+    let body =
+        "<s:Envelope xmlns:s=\"http://www.w3.org/2003/05/soap-envelope\"><s:Body/></s:Envelope>";
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", http)).expect("connect");
     write!(
         tcp,

@@ -80,7 +80,7 @@ pub enum WsmanError {
     Fault {
         operation: String,
         class: String,
-        fault: Fault,
+        fault: Box<Fault>,
     },
     /// The answer was not what WS-Management answers.
     #[error("WinRM at {endpoint}: {message}")]
@@ -357,9 +357,7 @@ impl Client {
                 break;
             }
             if status != hyper::StatusCode::UNAUTHORIZED {
-                return Err(failed(format!(
-                    "expected a challenge (401), got {status}"
-                )));
+                return Err(failed(format!("expected a challenge (401), got {status}")));
             }
             input = Some(negotiate_token(&headers).ok_or_else(|| {
                 failed("the server offered no Negotiate or NTLM challenge".into())
@@ -481,12 +479,7 @@ impl Client {
         }
     }
 
-    async fn call(
-        &self,
-        operation: &str,
-        h: Header,
-        body: &str,
-    ) -> Result<Message, WsmanError> {
+    async fn call(&self, operation: &str, h: Header, body: &str) -> Result<Message, WsmanError> {
         let msg = self
             .exchange(envelope::request(&h, body), &h.message_id)
             .await?;
@@ -494,7 +487,7 @@ impl Client {
             return Err(WsmanError::Fault {
                 operation: operation.to_string(),
                 class: class_of(&h.resource_uri).to_string(),
-                fault,
+                fault: Box::new(fault),
             });
         }
         Ok(msg)
@@ -571,7 +564,9 @@ impl Client {
         );
         let mut items = std::mem::take(&mut page.items);
         while !page.end {
-            let Some(ctx) = page.context.take() else { break };
+            let Some(ctx) = page.context.take() else {
+                break;
+            };
             let h = self.header(&ruri, action::PULL, &[], options);
             let msg = self.call("Pull", h, &envelope::pull(&ctx, 512)).await?;
             page = envelope::page(
@@ -593,9 +588,18 @@ impl Client {
         selectors: &[(String, String)],
         options: &[(String, String)],
     ) -> Result<Instance, WsmanError> {
-        let h = self.header(class_uri, &format!("{class_uri}/{method}"), selectors, options);
+        let h = self.header(
+            class_uri,
+            &format!("{class_uri}/{method}"),
+            selectors,
+            options,
+        );
         let msg = self
-            .call(method, h, &envelope::invoke_input(class_uri, method, params))
+            .call(
+                method,
+                h,
+                &envelope::invoke_input(class_uri, method, params),
+            )
             .await?;
         msg.payload()
             .map(Instance::from_element)

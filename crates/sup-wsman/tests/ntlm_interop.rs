@@ -39,7 +39,12 @@ struct Py {
 fn python() -> Option<PathBuf> {
     let path = std::env::var_os("SUP_TOOLS_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.tools/bin/python3")));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../.tools/bin/python3"
+            ))
+        });
     let usable = Command::new(&path)
         .args(["-c", "import spnego, pypsrp"])
         .stdout(Stdio::null())
@@ -59,12 +64,11 @@ impl Py {
     fn spawn(args: &[&str]) -> Option<Py> {
         let python = python()?;
         // Only the server reads NTLM_USER_FILE.
-        let user_file = (args.first() == Some(&"server"))
-            .then(|| {
-                let mut f = tempfile::NamedTempFile::new().expect("user file");
-                f.write_all(USER_FILE.as_bytes()).expect("user file");
-                f
-            });
+        let user_file = (args.first() == Some(&"server")).then(|| {
+            let mut f = tempfile::NamedTempFile::new().expect("user file");
+            f.write_all(USER_FILE.as_bytes()).expect("user file");
+            f
+        });
         let mut command = Command::new(python);
         command
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pyhelper.py"))
@@ -131,7 +135,10 @@ fn enc(token: Option<&[u8]>) -> String {
 }
 
 fn dec(field: &str) -> Option<Vec<u8>> {
-    (field != "-").then(|| B64.decode(field.as_bytes()).expect("helper sent bad base64"))
+    (field != "-").then(|| {
+        B64.decode(field.as_bytes())
+            .expect("helper sent bad base64")
+    })
 }
 
 /// Either side of the message-encryption checks.

@@ -1,6 +1,7 @@
-//! How the provisioner reaches a site system. The shipped driver calls the site-system agent
-//! over gRPC (each call a client span, its trace context in the metadata); a production Windows
-//! agent implements the same protocol against the SMS Provider.
+//! How the provisioner reaches a site system: through the site's SMS Provider over WinRM
+//! ([`crate::smsprov`], for the sites of `[providers]`), or through a site-system agent over
+//! gRPC (each call a client span, its trace context in the metadata) for every other site; the
+//! WSUS emulator implements that agent for tests.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -30,6 +31,7 @@ impl DriverError {
 pub trait SiteDriver: Send + Sync + 'static {
     fn wsus_info(
         &self,
+        site: &str,
         server: &str,
     ) -> impl Future<Output = Result<v1::WsusInfo, DriverError>> + Send;
     fn install_role(
@@ -148,7 +150,7 @@ fn classify(endpoint: &str, s: tonic::Status) -> DriverError {
 }
 
 impl SiteDriver for GrpcDriver {
-    async fn wsus_info(&self, server: &str) -> Result<v1::WsusInfo, DriverError> {
+    async fn wsus_info(&self, _site: &str, server: &str) -> Result<v1::WsusInfo, DriverError> {
         let (ep, mut c) = self.client(server)?;
         c.get_wsus_info(v1::GetWsusInfoRequest {
             server: server.into(),
@@ -200,6 +202,66 @@ impl SiteDriver for GrpcDriver {
             .await
             .map(|r| r.into_inner())
             .map_err(|s| classify(&ep, s))
+    }
+}
+
+/// The SMS Provider driver for the sites it serves, the agent driver for the rest.
+pub struct Drivers {
+    pub agents: GrpcDriver,
+    pub providers: crate::smsprov::SmsProviderDriver,
+}
+
+impl SiteDriver for Drivers {
+    async fn wsus_info(&self, site: &str, server: &str) -> Result<v1::WsusInfo, DriverError> {
+        if self.providers.serves(site) {
+            self.providers.wsus_info(site, server).await
+        } else {
+            self.agents.wsus_info(site, server).await
+        }
+    }
+
+    async fn install_role(
+        &self,
+        req: v1::AgentInstallRoleRequest,
+    ) -> Result<v1::AgentReply, DriverError> {
+        if self.providers.serves(&req.site) {
+            self.providers.install_role(req).await
+        } else {
+            self.agents.install_role(req).await
+        }
+    }
+
+    async fn remove_role(
+        &self,
+        req: v1::AgentRemoveRoleRequest,
+    ) -> Result<v1::AgentReply, DriverError> {
+        if self.providers.serves(&req.site) {
+            self.providers.remove_role(req).await
+        } else {
+            self.agents.remove_role(req).await
+        }
+    }
+
+    async fn configure(
+        &self,
+        req: v1::AgentConfigureRequest,
+    ) -> Result<v1::AgentReply, DriverError> {
+        if self.providers.serves(&req.site) {
+            self.providers.configure(req).await
+        } else {
+            self.agents.configure(req).await
+        }
+    }
+
+    async fn start_sync(
+        &self,
+        req: v1::AgentStartSyncRequest,
+    ) -> Result<v1::AgentReply, DriverError> {
+        if self.providers.serves(&req.site) {
+            self.providers.start_sync(req).await
+        } else {
+            self.agents.start_sync(req).await
+        }
     }
 }
 

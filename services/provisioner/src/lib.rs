@@ -6,6 +6,7 @@
 //! redelivered command does nothing twice.
 
 pub mod driver;
+pub mod smsprov;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,7 +29,7 @@ use sup_proto::v1::{self, command::Kind, event::Payload};
 use sup_runtime::{Lifecycle, LogFormat};
 use tokio::net::TcpListener;
 
-use driver::{DriverError, Endpoints, GrpcDriver, SiteDriver};
+use driver::{DriverError, Drivers, Endpoints, GrpcDriver, SiteDriver};
 
 pub const DEFAULTS: &str = r#"
 admin_listen = "127.0.0.1:9102"
@@ -40,6 +41,8 @@ max_attempts = 5
 retry_base_ms = 500
 
 [agents]
+
+[providers]
 
 [nats]
 url = "nats://127.0.0.1:4222"
@@ -68,6 +71,10 @@ pub struct Settings {
     /// client certificates).
     #[serde(default)]
     pub agent_tls: Option<sup_runtime::ClientTls>,
+    /// Site code → its SMS Provider: those sites are reached over WinRM, the others through
+    /// agents.
+    #[serde(default)]
+    pub providers: BTreeMap<String, smsprov::ProviderSettings>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -432,7 +439,7 @@ impl<D: SiteDriver> Provisioner<D> {
             attempt,
         )
         .await?;
-        let info = match self.driver.wsus_info(server).await {
+        let info = match self.driver.wsus_info(&cmd.site, server).await {
             Ok(info) => info,
             Err(e) => return self.unreachable(cmd, server, &e, attempt, true).await,
         };
@@ -689,7 +696,7 @@ pub async fn run(
     let bus = Bus::connect(&settings.nats)
         .await
         .context("connecting to NATS")?;
-    let driver = GrpcDriver::new(
+    let agents = GrpcDriver::new(
         Endpoints {
             template: settings.agent_endpoint.clone(),
             table: settings.agents.clone(),
@@ -697,7 +704,53 @@ pub async fn run(
         Duration::from_secs(settings.agent_timeout_secs.max(1)),
         agent_tls,
     );
-    run_with(admin, settings, bus, driver, shutdown).await
+    let providers = smsprov::SmsProviderDriver::new(
+        &settings.providers,
+        Arc::new(LeaderSlots { bus: bus.clone() }),
+    )
+    .context("providers")?;
+    for (site, p) in &settings.providers {
+        tracing::info!(site, url = %p.url, user = %p.user, "site reached through its SMS Provider");
+    }
+    run_with(
+        admin,
+        settings,
+        bus,
+        Drivers { agents, providers },
+        shutdown,
+    )
+    .await
+}
+
+/// Reads a site's active slot from the KV stream's leader, for the SMS Provider driver's fencing.
+struct LeaderSlots {
+    bus: Bus,
+}
+
+impl smsprov::SlotReader for LeaderSlots {
+    fn read<'a>(
+        &'a self,
+        site: &'a str,
+        slot: &'a str,
+    ) -> futures::future::BoxFuture<'a, anyhow::Result<(u64, Vec<String>)>> {
+        Box::pin(async move {
+            Ok(
+                match self
+                    .bus
+                    .kv_get_from_leader(&self.bus.buckets.active, &subjects::active_key(site, slot))
+                    .await?
+                {
+                    Some((b, rev)) => (
+                        rev,
+                        v1::ActiveSlot::decode(b)
+                            .map(|a| a.members)
+                            .unwrap_or_default(),
+                    ),
+                    None => (0, Vec::new()),
+                },
+            )
+        })
+    }
 }
 
 /// Runs with any driver (the gRPC one in production).

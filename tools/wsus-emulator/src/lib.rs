@@ -152,7 +152,9 @@ pub async fn run(
             std::fs::write(out, authority.ca_pem())
                 .with_context(|| format!("writing {}", out.display()))?;
         }
-        tls_acceptor = Some(tokio_rustls::TlsAcceptor::from(tls::server_config(authority)?));
+        tls_acceptor = Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+            authority,
+        )?));
     }
     if let Some(acceptor) = tls_acceptor.clone() {
         for l in config.https {

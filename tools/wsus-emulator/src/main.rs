@@ -159,7 +159,10 @@ enum Ctl {
 }
 
 /// The lab account, its password from the environment (never a flag: flags show in `ps`).
-fn provider_accounts(user: &str, wanted: bool) -> anyhow::Result<Vec<wsus_emulator::provider::http::Account>> {
+fn provider_accounts(
+    user: &str,
+    wanted: bool,
+) -> anyhow::Result<Vec<wsus_emulator::provider::http::Account>> {
     if !wanted {
         return Ok(Vec::new());
     }
@@ -345,7 +348,10 @@ async fn real_main() -> anyhow::Result<()> {
                     Some(a) => Some(bind_all(&[a]).await?.remove(0)),
                     None => None,
                 },
-                provider_accounts: provider_accounts(&provider_user, provider_http.is_some() || provider_https.is_some())?,
+                provider_accounts: provider_accounts(
+                    &provider_user,
+                    provider_http.is_some() || provider_https.is_some(),
+                )?,
             };
             let result = run(config, sup_runtime::shutdown_signal()).await;
             telemetry.shutdown();

@@ -80,7 +80,11 @@ async fn handle(
         .headers()
         .get(HOST)
         .and_then(|h| h.to_str().ok())
-        .map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n).to_ascii_lowercase())
+        .map(|h| {
+            h.rsplit_once(':')
+                .map_or(h, |(n, _)| n)
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     let sealed_in = req
         .headers()
@@ -169,23 +173,27 @@ async fn handle(
     };
     let code = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if secure && !sealed_in {
-        return done(Response::builder()
-            .status(code)
-            .header(CONTENT_TYPE, "application/soap+xml;charset=UTF-8")
-            .body(Full::new(Bytes::from(reply.body)))
-            .unwrap_or_default());
+        return done(
+            Response::builder()
+                .status(code)
+                .header(CONTENT_TYPE, "application/soap+xml;charset=UTF-8")
+                .body(Full::new(Bytes::from(reply.body)))
+                .unwrap_or_default(),
+        );
     }
     match ctx.wrap(reply.body.as_bytes()) {
-        Ok((header, data)) => done(Response::builder()
-            .status(code)
-            .header(CONTENT_TYPE, ENCRYPTED_CONTENT_TYPE)
-            .body(Full::new(Bytes::from(ntlm::encode_multipart(
-                SPNEGO_ENCRYPTED_PROTOCOL,
-                reply.body.len(),
-                &header,
-                &data,
-            ))))
-            .unwrap_or_default()),
+        Ok((header, data)) => done(
+            Response::builder()
+                .status(code)
+                .header(CONTENT_TYPE, ENCRYPTED_CONTENT_TYPE)
+                .body(Full::new(Bytes::from(ntlm::encode_multipart(
+                    SPNEGO_ENCRYPTED_PROTOCOL,
+                    reply.body.len(),
+                    &header,
+                    &data,
+                ))))
+                .unwrap_or_default(),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "sealing a WinRM answer");
             status(StatusCode::INTERNAL_SERVER_ERROR)
