@@ -44,7 +44,7 @@ pub fn start_provisioner(nats: &NatsServer, emu: &Emulator, dir: &Path) -> Proce
     p
 }
 
-fn start_logwatch(nats: &NatsServer, emu: &Emulator, dir: &Path) -> Process {
+pub fn start_logwatch(nats: &NatsServer, emu: &Emulator, dir: &Path) -> Process {
     let admin = free_port().expect("port");
     let config = dir.join("logwatch.toml");
     std::fs::write(

@@ -176,3 +176,141 @@ fn a_wrong_password_is_refused_and_an_unsealed_message_too() {
         serde_json::from_str(&ctl(&emu, &["provider-journal"])).expect("journal");
     assert_eq!(journal, serde_json::json!([]));
 }
+
+/// The provisioner's config for reaching every site of the example through its SMS Provider,
+/// with no site-system agent anywhere (the agent endpoint is a closed port).
+fn provider_config(admin: u16, nats: &str, provider_port: u16) -> String {
+    let dead = free_port().expect("port");
+    let mut c = format!(
+        "admin_listen = \"127.0.0.1:{admin}\"\nagent_endpoint = \"http://127.0.0.1:{dead}\"\nmax_attempts = 3\nretry_base_ms = 200\ninstall_timeout_secs = 120\n[nats]\nurl = \"{nats}\"\n"
+    );
+    for (site, server) in [
+        ("CEN", "cen-site.corp.example.com"),
+        ("CH1", "ch1-site.corp.example.com"),
+        ("CH2", "ch2-site.corp.example.com"),
+    ] {
+        c.push_str(&format!(
+            "[providers.{site}]\nurl = \"http://{server}:5985/wsman\"\nuser = 'LAB\\sup-provider'\npassword_env = \"SMS_PROVIDER_PASSWORD\"\nconnect_to = \"127.0.0.1:{provider_port}\"\n"
+        ));
+    }
+    c
+}
+
+#[tokio::test]
+async fn the_example_hierarchy_is_provisioned_and_synchronized_through_the_sms_provider_only() {
+    use crate::support::*;
+    let nats = sup_testkit::NatsServer::start().expect("nats-server");
+    let dir = tempfile::tempdir().expect("dir");
+    let coordinator = coordinator(&nats);
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/site.toml");
+    // The default web site's 80/443 (CH2) moved to free ports.
+    let offset = loop {
+        let p = free_port().expect("port");
+        if p > 1024 && p < 60000 && std::net::TcpListener::bind(("127.0.0.1", p + 363)).is_ok() {
+            break p - 80;
+        }
+    };
+    let provider_port = free_port().expect("port");
+    let mut emu = crate::emulator::start_emulator_with_env(
+        &[
+            "--site-file",
+            example,
+            "--low-port-offset",
+            &offset.to_string(),
+            "--provider-http",
+            &format!("127.0.0.1:{provider_port}"),
+        ],
+        &[("WSUS_EMULATOR_PROVIDER_PASSWORD", PROVIDER_PASSWORD.into())],
+    );
+    emu._process
+        .wait_port(provider_port, Duration::from_secs(30))
+        .expect("provider up");
+
+    let admin = free_port().expect("port");
+    let config = dir.path().join("provisioner.toml");
+    std::fs::write(&config, provider_config(admin, nats.url(), provider_port)).expect("config");
+    let mut provisioner = sup_testkit::Process::start(
+        "sup-provisioner",
+        &["--config", config.to_str().expect("path")],
+        &[
+            ("SMS_PROVIDER_PASSWORD", PROVIDER_PASSWORD.into()),
+            ("SUP_INSTALL_PW", "install-account-password".into()),
+        ],
+    )
+    .expect("provisioner");
+    provisioner
+        .wait_port(admin, Duration::from_secs(30))
+        .expect("provisioner up");
+    let _logwatch = crate::procedure::start_logwatch(&nats, &emu, dir.path());
+    let (_scheduler, sched) = crate::scheduler::start_scheduler(nats.url());
+
+    let out = supctl(
+        &coordinator.endpoint,
+        &["apply", "-f", example, "--wait", "--timeout", "120s"],
+    );
+    assert!(
+        out.status.success(),
+        "apply --wait through the SMS Provider failed:\n{}\n{}\nprovisioner:\n{}",
+        text(&out.stdout),
+        text(&out.stderr),
+        provisioner.log()
+    );
+    // Every site's control file names its active SUP, committed through the provider.
+    let journal: serde_json::Value =
+        serde_json::from_str(&ctl(&emu, &["provider-journal"])).expect("journal");
+    for (site, active) in [
+        ("CEN", "cen-sup01.corp.example.com"),
+        ("CH1", "ch1-nlb-n1.corp.example.com"),
+        ("CH2", "ch2-sup01.corp.example.com"),
+    ] {
+        let commits: Vec<&serde_json::Value> = journal
+            .as_array()
+            .expect("array")
+            .iter()
+            .filter(|c| c["site"] == site)
+            .collect();
+        assert!(
+            commits.iter().all(|c| c["accepted"] == true),
+            "{site}: {commits:?}"
+        );
+        assert!(
+            commits.iter().any(|c| c["default_wsus"] == active),
+            "{site}'s DefaultWSUS never became {active}: {commits:?}"
+        );
+    }
+
+    // "Run Synchronization" on the central site: Sync Now through the provider; the child sites
+    // follow their parent by themselves.
+    let c = coordinator.endpoint.clone();
+    let out = crate::scheduler::sync_cli(&c, &sched, &["sync", "run", "--site", "CEN", "--wait"]);
+    assert!(
+        out.status.success(),
+        "{}{}\nprovisioner:\n{}",
+        text(&out.stdout),
+        text(&out.stderr),
+        provisioner.log()
+    );
+    assert!(text(&out.stdout).contains("succeeded"));
+    for child in ["CH1", "CH2"] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = crate::scheduler::sync_cli(
+                &c,
+                &sched,
+                &["sync", "history", "--site", child, "-o", "json"],
+            );
+            let h: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if h.as_array().is_some_and(|runs| {
+                runs.iter()
+                    .any(|r| r["state"] == "succeeded" && r["trigger"] == "parent")
+            }) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{child}: no run after its parent: {h}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}

@@ -172,19 +172,70 @@ impl Provider {
         }
         let now = new.sync.as_ref().map(sync_now).unwrap_or(0);
         if now != 0 && now != old.sync.as_ref().map(sync_now).unwrap_or(0) {
-            let active = active_of(new);
-            if !active.is_empty() {
-                self.emu.start_sync(v1::AgentStartSyncRequest {
-                    site: site.to_string(),
-                    server: active,
-                    epoch: seq,
-                    run_id: format!("syncnow:{site}:{now}"),
-                    trigger: "manual".into(),
-                    full: false,
-                    ..Default::default()
-                });
-            }
+            self.synchronize(site, seq, format!("syncnow:{site}:{now}"), "manual", "");
         }
+    }
+
+    /// One WSyncMgr cycle of `site`; when it succeeds, each child site whose upstream is this
+    /// site's active SUP runs its own cycle, as ConfigMgr 2007's child sites do after their
+    /// parent.
+    fn synchronize(
+        self: &Arc<Self>,
+        site: &str,
+        seq: u64,
+        run_id: String,
+        trigger: &str,
+        parent: &str,
+    ) {
+        let Some(committed) = lock(&self.sites).get(site).map(|s| s.committed.clone()) else {
+            return;
+        };
+        let active = active_of(&parse(&committed));
+        if active.is_empty() {
+            return;
+        }
+        let before = self.emu.get(&active).map(|s| s.syncs).unwrap_or(0);
+        self.emu.start_sync(v1::AgentStartSyncRequest {
+            site: site.to_string(),
+            server: active.clone(),
+            epoch: seq,
+            run_id: run_id.clone(),
+            trigger: trigger.into(),
+            full: false,
+            parent_site: parent.to_string(),
+            ..Default::default()
+        });
+        let me = self.clone();
+        let site = site.to_string();
+        tokio::spawn(async move {
+            let step = std::time::Duration::from_millis(me.emu.timing.step_ms.max(10));
+            let deadline = std::time::Instant::now() + step * 200;
+            while std::time::Instant::now() < deadline {
+                tokio::time::sleep(step).await;
+                if me.emu.get(&active).map(|s| s.syncs).unwrap_or(0) > before {
+                    for (child, seq) in me.children_of(&active) {
+                        me.synchronize(&child, seq, format!("{run_id}:{child}"), "parent", &site);
+                    }
+                    return;
+                }
+            }
+        });
+    }
+
+    /// The sites whose committed upstream is `server`, with their commit sequence.
+    fn children_of(&self, server: &str) -> Vec<(String, u64)> {
+        lock(&self.sites)
+            .iter()
+            .filter(|(_, s)| {
+                let p = parse(&s.committed);
+                p.wcm.as_ref().is_some_and(|c| {
+                    num(&c.props, DEFAULT_USE_PARENT_WSUS) == 1
+                        && prop(&c.props, PARENT_WSUS)
+                            .is_some_and(|p| p.value2.trim().eq_ignore_ascii_case(server))
+                })
+            })
+            .map(|(code, s)| (code.clone(), s.seq))
+            .collect()
     }
 
     /// WCM applies the committed settings and the site's subscriptions on the active SUP.
