@@ -203,20 +203,19 @@ async fn the_example_hierarchy_is_provisioned_and_synchronized_through_the_sms_p
     let dir = tempfile::tempdir().expect("dir");
     let coordinator = coordinator(&nats);
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/site.toml");
-    // The default web site's 80/443 (CH2) moved to free ports.
-    let offset = loop {
-        let p = free_port().expect("port");
-        if p > 1024 && p < 60000 && std::net::TcpListener::bind(("127.0.0.1", p + 363)).is_ok() {
-            break p - 80;
-        }
-    };
+    // The example's web sites (CH2's on 80/443, moved up) on an address of their own, so their
+    // fixed ports meet no other test's.
+    let listen_ip = "127.0.0.3";
+    let offset = "20000";
     let provider_port = free_port().expect("port");
     let mut emu = crate::emulator::start_emulator_with_env(
         &[
             "--site-file",
             example,
+            "--listen-ip",
+            listen_ip,
             "--low-port-offset",
-            &offset.to_string(),
+            offset,
             "--provider-http",
             &format!("127.0.0.1:{provider_port}"),
         ],
@@ -276,6 +275,56 @@ async fn the_example_hierarchy_is_provisioned_and_synchronized_through_the_sms_p
         assert!(
             commits.iter().any(|c| c["default_wsus"] == active),
             "{site}'s DefaultWSUS never became {active}: {commits:?}"
+        );
+    }
+
+    // Import every site from its provider: re-applied, the file changes nothing.
+    let mut imported = String::new();
+    for (site, server) in [
+        ("CEN", "cen-site.corp.example.com"),
+        ("CH1", "ch1-site.corp.example.com"),
+        ("CH2", "ch2-site.corp.example.com"),
+    ] {
+        let out = Command::new(sup_testkit::binary("supctl").expect("supctl"))
+            .env("SUP_COORDINATOR", &coordinator.endpoint)
+            .env("SMS_PROVIDER_PASSWORD", PROVIDER_PASSWORD)
+            .args([
+                "import",
+                "--provider",
+                &format!("http://{server}:5985/wsman"),
+                "--site",
+                site,
+                "--user",
+                PROVIDER_USER,
+                "--connect-to",
+                &format!("127.0.0.1:{provider_port}"),
+            ])
+            .output()
+            .expect("supctl import");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "import {site}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        imported.push_str(&text(&out.stdout));
+    }
+    let file = site_file(&imported);
+    let out = supctl(
+        &coordinator.endpoint,
+        &["apply", "-f", file.path().to_str().expect("path")],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for site in ["CEN", "CH1", "CH2"] {
+        assert!(
+            text(&out.stdout).contains(&format!("site {site}: no changes")),
+            "the imported file changes {site}:\n{}\n--- imported:\n{imported}",
+            text(&out.stdout)
         );
     }
 

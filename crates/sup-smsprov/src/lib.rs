@@ -10,14 +10,18 @@
 //!   import and drift.
 //! - [`session`]: the session / refresh / change / commit / release sequence of an edit.
 //! - [`wmi`]: the items as WMI instances of the provider's classes, with their keys.
+//! - [`live`]: reading a site from its provider through a `sup-wsman` client.
+//! - [`import`]: a site file for a live site, completed by its applied declaration.
 //!
 //! Property names and value slots come from the ConfigMgr SDK and public scripts; where a source
 //! names a property only for later versions, or none was found for 2007, the item says so and the
 //! mapping leaves the setting out rather than guess (the README's "real sites" notes list them).
 //!
-//! **Architecture invariant:** no IO: sending instances over WS-Management belongs to the
-//! client crate (`sup-wsman`), and to the provider driver.
+//! **Architecture invariant:** no IO of its own: [`live`] reads only through a `sup-wsman`
+//! client, and everything else is pure.
 
+pub mod import;
+pub mod live;
 pub mod map;
 pub mod scf;
 pub mod session;

@@ -4,6 +4,7 @@
 //! 1 any other failure.
 
 mod events;
+mod import;
 mod output;
 
 use std::collections::BTreeMap;
@@ -132,6 +133,9 @@ enum Command {
         #[command(subcommand)]
         command: ScheduleCommand,
     },
+    /// Print a site file for a live site, read through its SMS Provider over WinRM; applying it
+    /// to the same site changes nothing.
+    Import(import::ImportArgs),
     /// The event history (the audit trail), or live events with --follow.
     Events {
         #[arg(long)]
@@ -525,6 +529,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             timeout,
             dry_run,
         } => apply(&cli.coordinator, &file, wait, timeout, dry_run).await,
+        Command::Import(args) => import::import(&cli.coordinator, &args).await,
         Command::Status { site, output } => {
             let mut c = connect(&cli.coordinator).await?;
             let status = c

@@ -299,7 +299,7 @@ pub fn sites_json(sites: &[v1::Site]) -> String {
     serde_json::to_string(&list).unwrap_or_default()
 }
 
-fn spec_of(site: &v1::Site) -> sup_core::spec::RawSite {
+pub fn spec_of(site: &v1::Site) -> sup_core::spec::RawSite {
     let raw = convert::site_from_proto(site);
     let mut known = BTreeMap::new();
     if !site.parent.is_empty() {

@@ -69,6 +69,8 @@ pub struct Config {
     pub provider_https: Option<TcpListener>,
     /// The accounts the SMS Provider accepts.
     pub provider_accounts: Vec<provider::http::Account>,
+    /// Site code → (name, parent code or empty).
+    pub site_details: BTreeMap<String, (String, String)>,
 }
 
 async fn serve_http(
@@ -135,7 +137,11 @@ pub async fn run(
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    let provider = Arc::new(provider::Provider::new(emu.clone(), &config.site_servers));
+    let provider = Arc::new(provider::Provider::new(
+        emu.clone(),
+        &config.site_servers,
+        &config.site_details,
+    ));
     for l in config.http {
         tracing::info!(addr = %l.listener.local_addr()?, port = ?l.port, "WSUS web site (HTTP)");
         tasks.push(tokio::spawn(serve_http(
@@ -268,6 +274,8 @@ pub fn parse_server_spec(s: &str) -> anyhow::Result<KnownServer> {
 pub struct SiteFileSetup {
     pub servers: Vec<KnownServer>,
     pub site_servers: BTreeMap<String, String>,
+    /// Site code → (name, parent code or empty), for the SMS Provider's `SMS_Site`.
+    pub site_details: BTreeMap<String, (String, String)>,
     /// Distinct HTTP ports, then HTTPS ports, of the declared web sites.
     pub http_ports: Vec<u16>,
     pub https_ports: Vec<u16>,
@@ -288,6 +296,7 @@ pub fn site_file_setup(text: &str) -> anyhow::Result<SiteFileSetup> {
     let mut out = SiteFileSetup {
         servers: Vec::new(),
         site_servers: BTreeMap::new(),
+        site_details: BTreeMap::new(),
         http_ports: Vec::new(),
         https_ports: Vec::new(),
     };
@@ -295,6 +304,10 @@ pub fn site_file_setup(text: &str) -> anyhow::Result<SiteFileSetup> {
         if let Some(server) = &site.site_server {
             out.site_servers.insert(site.code.clone(), server.clone());
         }
+        out.site_details.insert(
+            site.code.clone(),
+            (site.name.clone(), site.parent.clone().unwrap_or_default()),
+        );
         for sup in &site.software_update_points {
             out.servers.push(KnownServer {
                 name: sup.server.clone(),

@@ -268,6 +268,7 @@ async fn real_main() -> anyhow::Result<()> {
                 known.push(parse_server_spec(s)?);
             }
             let mut sites = std::collections::BTreeMap::new();
+            let mut site_details = std::collections::BTreeMap::new();
             let mut http_listeners = Vec::new();
             let mut https_listeners = Vec::new();
             if let Some(path) = &site_file {
@@ -277,6 +278,7 @@ async fn real_main() -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("--site-file {}: {e:#}", path.display()))?;
                 known.extend(setup.servers);
                 sites.extend(setup.site_servers);
+                site_details.extend(setup.site_details);
                 let mut port_map = String::new();
                 for (ports, out) in [
                     (&setup.http_ports, &mut http_listeners),
@@ -348,6 +350,7 @@ async fn real_main() -> anyhow::Result<()> {
                     Some(a) => Some(bind_all(&[a]).await?.remove(0)),
                     None => None,
                 },
+                site_details,
                 provider_accounts: provider_accounts(
                     &provider_user,
                     provider_http.is_some() || provider_https.is_some(),

@@ -32,6 +32,8 @@ pub struct Scf {
 
 struct Site {
     site_server: String,
+    /// `SMS_Site` of this site.
+    identity: Instance,
     committed: Scf,
     /// Edits made without a session handle.
     global: Option<Scf>,
@@ -169,15 +171,30 @@ fn item_name(i: &Instance) -> String {
 
 impl Provider {
     /// A provider for every site of `site_servers` (site code → site server).
-    pub fn new(emu: Arc<Emulator>, site_servers: &BTreeMap<String, String>) -> Self {
+    /// `details`: site code → (name, parent code or empty).
+    pub fn new(
+        emu: Arc<Emulator>,
+        site_servers: &BTreeMap<String, String>,
+        details: &BTreeMap<String, (String, String)>,
+    ) -> Self {
         let sites = site_servers
             .iter()
             .map(|(code, server)| {
+                let (name, parent) = details.get(code).cloned().unwrap_or_default();
                 let code = code.to_ascii_uppercase();
                 (
                     code.clone(),
                     Site {
                         site_server: server.to_ascii_lowercase(),
+                        // SMS_Site as the SMS 2003 and later SDKs give it; Type 2 = primary,
+                        // Status 1 = active.
+                        identity: Instance::new("SMS_Site")
+                            .with("ReportingSiteCode", parent.to_ascii_uppercase())
+                            .with("ServerName", server.to_ascii_uppercase())
+                            .with("SiteCode", code.clone())
+                            .with("SiteName", name)
+                            .with("Status", "1")
+                            .with("Type", "2"),
                         committed: initial_scf(&code, server),
                         global: None,
                         categories: initial_categories(),
@@ -402,6 +419,8 @@ impl Provider {
             Ok(scf.components)
         } else if class.eq_ignore_ascii_case(sms::CATEGORY_INSTANCE) {
             Ok(lock(&self.sites)[site].categories.clone())
+        } else if class.eq_ignore_ascii_case("SMS_Site") {
+            Ok(vec![lock(&self.sites)[site].identity.clone()])
         } else {
             Err(wmi(WBEM_E_INVALID_CLASS, format!("Invalid class {class}")))
         }

@@ -25,7 +25,7 @@ fn provider(dir: &std::path::Path) -> Arc<Provider> {
         sites.clone(),
     ));
     emu.add_server(SUP, Some(8530), Some(8531), None);
-    Arc::new(Provider::new(emu, &sites))
+    Arc::new(Provider::new(emu, &sites, &BTreeMap::new()))
 }
 
 fn call(

@@ -1,0 +1,123 @@
+//! `supctl import`: a site file for a live ConfigMgr 2007 site, read through its SMS Provider
+//! over WinRM. What 2007's provider does not expose (the site mode, the control plane's own
+//! settings, the active Internet-based SUP, NLB clusters, password references) comes from the
+//! applied declaration of the same site when the coordinator has one, and the header says so.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use sup_proto::v1;
+use sup_smsprov::import::{FROM_DECLARATION, import_site};
+use sup_wsman::client::{Client, Endpoint, Password};
+
+use crate::{Failure, connect, invalid, output};
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The SMS Provider host's WinRM, e.g. https://cen-site.corp.example.com:5986/wsman.
+    #[arg(long, env = "SMS_PROVIDER_URL")]
+    pub provider: String,
+    /// The site code.
+    #[arg(long)]
+    pub site: String,
+    /// DOMAIN\user with read access to the SMS Provider.
+    #[arg(long, env = "SMS_PROVIDER_USER")]
+    pub user: String,
+    /// The environment variable holding the password.
+    #[arg(
+        long,
+        default_value = "SMS_PROVIDER_PASSWORD",
+        conflicts_with = "password_file"
+    )]
+    pub password_env: String,
+    /// A file holding the password instead.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// The CA that signed an HTTPS listener's certificate (the system's roots otherwise).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Connect here instead of resolving the URL's host.
+    #[arg(long)]
+    pub connect_to: Option<SocketAddr>,
+}
+
+fn password(a: &ImportArgs) -> Result<Password, Failure> {
+    let value = match &a.password_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the password file {}", path.display()))?
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+        None => std::env::var(&a.password_env).map_err(|_| {
+            invalid(format!(
+                "the SMS Provider password is to come from environment variable {}, which is not set (or give --password-file)",
+                a.password_env
+            ))
+        })?,
+    };
+    Ok(Password::new(value))
+}
+
+pub async fn import(coordinator: &str, a: &ImportArgs) -> Result<(), Failure> {
+    let site = a.site.to_ascii_uppercase();
+    let client = Client::new(Endpoint {
+        url: a.provider.clone(),
+        user: a.user.clone(),
+        password: password(a)?,
+        ca_file: a.ca_file.clone(),
+        connect_to: a.connect_to,
+        timeout: Duration::from_secs(30),
+    })
+    .map_err(|e| invalid(e.to_string()))?;
+    let live = sup_smsprov::live::read(&client, &site)
+        .await
+        .with_context(|| format!("reading site {site} through {}", a.provider))?;
+    // The applied declaration, when there is a coordinator that has one.
+    let mut known = BTreeMap::new();
+    let declared = match connect(coordinator).await {
+        Ok(mut c) => {
+            if let Ok(list) = c.list_sites(v1::ListSitesRequest {}).await {
+                for s in list.into_inner().sites {
+                    known.insert(s.code, (!s.parent.is_empty()).then_some(s.parent));
+                }
+            }
+            c.get_site(v1::GetSiteRequest { code: site.clone() })
+                .await
+                .ok()
+                .map(|s| output::spec_of(&s.into_inner()))
+        }
+        Err(_) => None,
+    };
+    let raw = import_site(&live, declared.as_ref());
+    if let Some(parent) = &raw.parent {
+        known.entry(parent.clone()).or_insert(None);
+    }
+    let text = toml::to_string(&sup_core::spec::RawSiteFile {
+        site: vec![raw.clone()],
+    })
+    .context("rendering the site file")?;
+    println!(
+        "# Site {site} as its SMS Provider at {} holds it.",
+        a.provider
+    );
+    match &declared {
+        Some(_) => println!(
+            "# Not exposed by ConfigMgr 2007's SMS Provider, taken from the applied site: {}.",
+            FROM_DECLARATION.join(", ")
+        ),
+        None => println!(
+            "# Not exposed by ConfigMgr 2007's SMS Provider, and no applied site to take them from: {}. Set them before applying.",
+            FROM_DECLARATION.join(", ")
+        ),
+    }
+    print!("{text}");
+    if let Err(v) = sup_core::spec::validate_sites(std::slice::from_ref(&raw), &known) {
+        eprintln!(
+            "supctl: the imported site does not pass every rule yet; fix these before applying:\n{v}"
+        );
+    }
+    Ok(())
+}
