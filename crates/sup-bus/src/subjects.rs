@@ -69,6 +69,7 @@ pub fn event_kind(event: &Event) -> &'static str {
         Some(Payload::SyncFinished(_)) => "sync_finished",
         Some(Payload::CommandRejected(_)) => "command_rejected",
         Some(Payload::Alert(_)) => "alert",
+        Some(Payload::DriftDetected(_)) => "drift_detected",
         None => "unknown",
     }
 }
@@ -86,6 +87,12 @@ pub fn role_key(site: &str, server: &str) -> String {
 /// `sup_sites` key of a site.
 pub fn site_key(site: &str) -> String {
     token(site)
+}
+
+/// `sup_sites` key of a site's last drift report (a `DriftDetected`, empty when none), written
+/// by the provisioner that reads the site through its SMS Provider.
+pub fn drift_key(site: &str) -> String {
+    format!("{}.drift", token(site))
 }
 
 #[cfg(test)]

@@ -17,6 +17,16 @@ pub enum Failover {
     Auto,
 }
 
+/// What the provisioner does when a site's control file differs from its declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Drift {
+    /// A `DriftDetected` event and the status say so.
+    #[default]
+    Report,
+    /// Reported, then the declared settings are committed again.
+    Correct,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncSource {
     MicrosoftUpdate,
@@ -158,6 +168,7 @@ pub struct Site {
     pub mode: SiteMode,
     pub parent: Option<String>,
     pub failover: Failover,
+    pub drift: Drift,
     pub software_updates: SoftwareUpdates,
     pub site_systems: Vec<SiteSystem>,
     pub software_update_points: Vec<SoftwareUpdatePoint>,

@@ -38,6 +38,10 @@ pub struct RawSite {
     pub parent: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<String>,
+    /// "report" (the default) or "correct": what a difference between the site's control file
+    /// and this declaration leads to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_server: Option<String>,
     /// An IANA time zone name ("America/New_York"); schedules fire at its wall-clock time.
@@ -376,6 +380,18 @@ fn validate_site(r: &RawSite, path: &str, c: &mut Collector) -> Option<Site> {
             Failover::Manual
         }
     };
+    let drift = match r.drift.as_deref().unwrap_or("report") {
+        "report" => Drift::Report,
+        "correct" => Drift::Correct,
+        other => {
+            c.push(
+                format!("{path}.drift"),
+                "drift",
+                format!("\"{other}\" is not a drift policy: use \"report\" or \"correct\""),
+            );
+            Drift::Report
+        }
+    };
     let parent = r.parent.clone().filter(|p| !p.is_empty());
     if let Some(p) = &parent
         && !is_site_code(p)
@@ -485,6 +501,7 @@ fn validate_site(r: &RawSite, path: &str, c: &mut Collector) -> Option<Site> {
         mode,
         parent,
         failover,
+        drift,
         software_updates,
         site_systems,
         software_update_points: sups,
@@ -1364,6 +1381,13 @@ pub fn to_raw(site: &Site) -> RawSite {
             match site.failover {
                 Failover::Manual => "manual",
                 Failover::Auto => "auto",
+            }
+            .to_string(),
+        ),
+        drift: Some(
+            match site.drift {
+                Drift::Report => "report",
+                Drift::Correct => "correct",
             }
             .to_string(),
         ),

@@ -29,6 +29,7 @@ pub fn event_type(e: &v1::Event) -> &'static str {
         Some(Payload::SyncFinished(_)) => "sup.sync.finished",
         Some(Payload::CommandRejected(_)) => "sup.command.rejected",
         Some(Payload::Alert(_)) => "sup.alert",
+        Some(Payload::DriftDetected(_)) => "sup.drift.detected",
         None => "sup.unknown",
     }
 }

@@ -208,6 +208,10 @@ pub fn site_to_proto(site: &model::Site) -> v1::Site {
             model::Failover::Manual => v1::FailoverPolicy::Manual,
             model::Failover::Auto => v1::FailoverPolicy::Auto,
         } as i32,
+        drift: match site.drift {
+            model::Drift::Report => v1::DriftPolicy::Report,
+            model::Drift::Correct => v1::DriftPolicy::Correct,
+        } as i32,
         software_updates: Some(v1::SoftwareUpdateSettings {
             sync_source: match su.sync_source {
                 model::SyncSource::MicrosoftUpdate => v1::SyncSource::MicrosoftUpdate,
@@ -389,6 +393,11 @@ pub fn site_from_proto(s: &v1::Site) -> RawSite {
             v1::FailoverPolicy::Unspecified => None,
             v1::FailoverPolicy::Manual => Some("manual"),
             v1::FailoverPolicy::Auto => Some("auto"),
+        }),
+        drift: enum_name::<v1::DriftPolicy>(s.drift, |d| match d {
+            v1::DriftPolicy::Unspecified => None,
+            v1::DriftPolicy::Report => Some("report"),
+            v1::DriftPolicy::Correct => Some("correct"),
         }),
         site_server: non_empty(&s.site_server),
         time_zone: non_empty(&s.time_zone),

@@ -12,6 +12,7 @@
 //! - [`wmi`]: the items as WMI instances of the provider's classes, with their keys.
 //! - [`live`]: reading a site from its provider through a `sup-wsman` client.
 //! - [`import`]: a site file for a live site, completed by its applied declaration.
+//! - [`drift`]: how a live site differs from its declaration, field by field.
 //!
 //! Property names and value slots come from the ConfigMgr SDK and public scripts; where a source
 //! names a property only for later versions, or none was found for 2007, the item says so and the
@@ -20,6 +21,7 @@
 //! **Architecture invariant:** no IO of its own: [`live`] reads only through a `sup-wsman`
 //! client, and everything else is pure.
 
+pub mod drift;
 pub mod import;
 pub mod live;
 pub mod map;

@@ -1554,7 +1554,20 @@ impl Coordinator {
                     }
                 }
             }
+            // The provisioner's last reading of the site's control file.
+            let drift = match self
+                .store
+                .bus
+                .kv_get(&self.store.bus.buckets.sites, &subjects::drift_key(&s.code))
+                .await?
+            {
+                Some((b, _)) => v1::DriftDetected::decode(b)
+                    .map(|d| d.fields)
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
             out.push(v1::SiteStatus {
+                drift,
                 site: Some(s),
                 intranet,
                 internet,

@@ -58,6 +58,10 @@ fn kind_and_details(p: Option<&Payload>) -> (&'static str, Value) {
             json!({"command_id": c.command_id, "reason": c.reason}),
         ),
         Some(Payload::Alert(a)) => ("alert", json!({"kind": a.kind, "message": a.message})),
+        Some(Payload::DriftDetected(d)) => (
+            "drift_detected",
+            json!({"correcting": d.correcting, "fields": d.fields.iter().map(|f| json!({"path": f.path, "declared": f.declared, "live": f.live})).collect::<Vec<_>>()}),
+        ),
         None => ("unknown", Value::Null),
     }
 }
@@ -122,6 +126,12 @@ pub fn line(w: &v1::WatchedEvent) -> String {
         ),
         Some(Payload::CommandRejected(c)) => c.reason.clone(),
         Some(Payload::Alert(a)) => format!("{}: {}", a.kind, a.message),
+        Some(Payload::DriftDetected(d)) => d
+            .fields
+            .iter()
+            .map(|f| format!("{} declared {:?}, live {:?}", f.path, f.declared, f.live))
+            .collect::<Vec<_>>()
+            .join("; "),
         None => String::new(),
     };
     format!(

@@ -44,6 +44,16 @@ struct SiteJson<'a> {
     active: ActiveJson,
     roles: Vec<RoleJson<'a>>,
     sync: SyncJson,
+    /// How the site's control file differs from the declaration (read through its SMS
+    /// Provider); empty when it matches or is not read.
+    drift: Vec<DriftJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct DriftJson<'a> {
+    path: &'a str,
+    declared: &'a str,
+    live: &'a str,
 }
 
 #[derive(Serialize)]
@@ -164,6 +174,15 @@ pub fn status_json(status: &v1::StatusResponse) -> String {
                     schedule_token: non_empty(&sync.schedule_token),
                     time_zone: non_empty(&sync.time_zone),
                 },
+                drift: s
+                    .drift
+                    .iter()
+                    .map(|d| DriftJson {
+                        path: &d.path,
+                        declared: &d.declared,
+                        live: &d.live,
+                    })
+                    .collect(),
             })
         })
         .collect();
@@ -226,6 +245,13 @@ pub fn status_table(status: &v1::StatusResponse) -> String {
                 role_reason(r, sync)
                     .or_else(|| non_empty(&r.reason))
                     .unwrap_or_default()
+            );
+        }
+        for d in &s.drift {
+            let _ = writeln!(
+                out,
+                "  drift: {} is {:?} in the site control file, declared {:?}",
+                d.path, d.live, d.declared
             );
         }
         let sync = s.sync.clone().unwrap_or_default();
@@ -386,7 +412,7 @@ mod tests {
         };
         assert_eq!(
             status_json(&status),
-            r#"{"sites":[{"code":"CEN","name":"Central site","mode":"native","parent":null,"active":{"intranet":{"target":"cen-sup01.corp.example.com","nlb":false,"epoch":3},"internet":null},"roles":[{"server":"cen-sup01.corp.example.com","state":"active","slot":"intranet","health":"healthy","upstream":"microsoft_update","reason":null},{"server":"cen-sup02.corp.example.com","state":"failed","slot":null,"health":"unknown","upstream":null,"reason":"Installation failed"}],"sync":{"state":"succeeded","last_started":"2026-11-23T10:00:00Z","last_finished":"2026-11-23T10:04:00Z","next":"2026-11-30T10:00:00Z","schedule_token":"0001200000100038","time_zone":"UTC"}}]}"#
+            r#"{"sites":[{"code":"CEN","name":"Central site","mode":"native","parent":null,"active":{"intranet":{"target":"cen-sup01.corp.example.com","nlb":false,"epoch":3},"internet":null},"roles":[{"server":"cen-sup01.corp.example.com","state":"active","slot":"intranet","health":"healthy","upstream":"microsoft_update","reason":null},{"server":"cen-sup02.corp.example.com","state":"failed","slot":null,"health":"unknown","upstream":null,"reason":"Installation failed"}],"sync":{"state":"succeeded","last_started":"2026-11-23T10:00:00Z","last_finished":"2026-11-23T10:04:00Z","next":"2026-11-30T10:00:00Z","schedule_token":"0001200000100038","time_zone":"UTC"},"drift":[]}]}"#
         );
     }
 }
