@@ -182,7 +182,7 @@ fn a_wrong_password_is_refused_and_an_unsealed_message_too() {
 fn provider_config(admin: u16, nats: &str, provider_port: u16) -> String {
     let dead = free_port().expect("port");
     let mut c = format!(
-        "admin_listen = \"127.0.0.1:{admin}\"\nagent_endpoint = \"http://127.0.0.1:{dead}\"\nmax_attempts = 3\nretry_base_ms = 200\ninstall_timeout_secs = 120\n[nats]\nurl = \"{nats}\"\n"
+        "admin_listen = \"127.0.0.1:{admin}\"\nagent_endpoint = \"http://127.0.0.1:{dead}\"\nmax_attempts = 3\nretry_base_ms = 200\ninstall_timeout_secs = 120\ndrift_interval_secs = 1\n[nats]\nurl = \"{nats}\"\n"
     );
     for (site, server) in [
         ("CEN", "cen-site.corp.example.com"),
@@ -328,6 +328,85 @@ async fn the_example_hierarchy_is_provisioned_and_synchronized_through_the_sms_p
         );
     }
 
+    // Drift: none while the control files match; a setting changed behind the system's back in
+    // the provider is reported by path, declared and live value; with drift = "correct" it is
+    // undone.
+    let status = wait_status(&coordinator.endpoint, "drift read and empty", |st| {
+        st["sites"].as_array().is_some_and(|sites| {
+            sites.len() == 3 && sites.iter().all(|s| s["drift"] == serde_json::json!([]))
+        })
+    })
+    .await;
+    assert!(status["sites"].is_array());
+    ctl(
+        &emu,
+        &[
+            "provider-set",
+            "CEN",
+            "SMS_WSUS_CONFIGURATION_MANAGER",
+            "ClientReportingLevel",
+            "value",
+            "2",
+        ],
+    );
+    let expected = serde_json::json!([{
+        "path": "software_updates.reporting_events",
+        "declared": "none",
+        "live": "all"
+    }]);
+    let cen_drift = |st: &serde_json::Value| {
+        st["sites"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["code"] == "CEN"))
+            .map(|s| s["drift"].clone())
+            .unwrap_or_default()
+    };
+    wait_status(&coordinator.endpoint, "the drift reported", |st| {
+        cen_drift(st) == expected
+    })
+    .await;
+    let events = supctl(
+        &coordinator.endpoint,
+        &["events", "--site", "CEN", "-o", "json"],
+    );
+    assert!(
+        text(&events.stdout).contains("\"drift_detected\"")
+            && text(&events.stdout).contains("software_updates.reporting_events"),
+        "{}",
+        text(&events.stdout)
+    );
+    // Only reported: a second reading still finds it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = wait_status(&coordinator.endpoint, "status", |_| true).await;
+    assert_eq!(cen_drift(&st), expected);
+    let correcting = std::fs::read_to_string(example).expect("example").replacen(
+        "failover = \"auto\"",
+        "failover = \"auto\"\ndrift = \"correct\"",
+        1,
+    );
+    let file = site_file(&correcting);
+    let out = supctl(
+        &coordinator.endpoint,
+        &["apply", "-f", file.path().to_str().expect("path")],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    wait_status(&coordinator.endpoint, "the drift undone", |st| {
+        cen_drift(st) == serde_json::json!([])
+    })
+    .await;
+    let journal: serde_json::Value =
+        serde_json::from_str(&ctl(&emu, &["provider-journal"])).expect("journal");
+    assert!(
+        journal
+            .as_array()
+            .is_some_and(|j| j.iter().all(|c| c["accepted"] == true))
+    );
+
     // "Run Synchronization" on the central site: Sync Now through the provider; the child sites
     // follow their parent by themselves.
     let c = coordinator.endpoint.clone();
@@ -357,7 +436,17 @@ async fn the_example_hierarchy_is_provisioned_and_synchronized_through_the_sms_p
             }
             assert!(
                 Instant::now() < deadline,
-                "{child}: no run after its parent: {h}"
+                "{child}: no run after its parent: {h}\nits wsyncmgr.log:\n{}",
+                std::fs::read_to_string(
+                    emu.logs
+                        .join(format!(
+                            "{}-site.corp.example.com",
+                            child.to_ascii_lowercase()
+                        ))
+                        .join("Logs")
+                        .join("wsyncmgr.log")
+                )
+                .unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(300)).await;
         }

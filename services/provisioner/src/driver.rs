@@ -208,7 +208,7 @@ impl SiteDriver for GrpcDriver {
 /// The SMS Provider driver for the sites it serves, the agent driver for the rest.
 pub struct Drivers {
     pub agents: GrpcDriver,
-    pub providers: crate::smsprov::SmsProviderDriver,
+    pub providers: std::sync::Arc<crate::smsprov::SmsProviderDriver>,
 }
 
 impl SiteDriver for Drivers {

@@ -5,6 +5,7 @@
 //! only what retrying can fix, and records each command's outcome before acking it, so a
 //! redelivered command does nothing twice.
 
+pub mod drift;
 pub mod driver;
 pub mod smsprov;
 
@@ -36,6 +37,7 @@ admin_listen = "127.0.0.1:9102"
 log_format = "pretty"
 agent_endpoint = "http://{server}:7700"
 agent_timeout_secs = 10
+drift_interval_secs = 300
 install_timeout_secs = 300
 max_attempts = 5
 retry_base_ms = 500
@@ -60,6 +62,9 @@ pub struct Settings {
     /// Server name (or `*`) → agent endpoint.
     pub agents: BTreeMap<String, String>,
     pub agent_timeout_secs: u64,
+    /// How often each site reached through its SMS Provider is read back for drift (also right
+    /// after every commit).
+    pub drift_interval_secs: u64,
     /// A role still installing this long after setup started has failed.
     pub install_timeout_secs: u64,
     /// Attempts for work that fails in a way retrying can fix (an unreachable agent).
@@ -95,6 +100,7 @@ pub struct Metrics {
     pub redeliveries: Counter,
     pub duration: Family<CommandLabels, Histogram>,
     pub queue: Family<QueueLabels, Gauge>,
+    pub drift: drift::DriftGauge,
 }
 
 impl Default for Metrics {
@@ -106,6 +112,7 @@ impl Default for Metrics {
                 Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
             }),
             queue: Family::default(),
+            drift: Family::default(),
         }
     }
 }
@@ -126,6 +133,11 @@ impl Metrics {
             "sup_provisioner_commands",
             "Commands handled, by kind and outcome",
             self.commands.clone(),
+        );
+        r.register(
+            "sup_drift_fields",
+            "Settings of a site's control file that differ from its declaration, as last read through its SMS Provider",
+            self.drift.clone(),
         );
         r.register(
             "sup_provisioner_redeliveries",
@@ -704,11 +716,13 @@ pub async fn run(
         Duration::from_secs(settings.agent_timeout_secs.max(1)),
         agent_tls,
     );
-    let providers = smsprov::SmsProviderDriver::new(
-        &settings.providers,
-        Arc::new(LeaderSlots { bus: bus.clone() }),
-    )
-    .context("providers")?;
+    let providers = Arc::new(
+        smsprov::SmsProviderDriver::new(
+            &settings.providers,
+            Arc::new(LeaderSlots { bus: bus.clone() }),
+        )
+        .context("providers")?,
+    );
     for (site, p) in &settings.providers {
         tracing::info!(site, url = %p.url, user = %p.user, "site reached through its SMS Provider");
     }
@@ -716,7 +730,11 @@ pub async fn run(
         admin,
         settings,
         bus,
-        Drivers { agents, providers },
+        Drivers {
+            agents,
+            providers: providers.clone(),
+        },
+        Some(providers),
         shutdown,
     )
     .await
@@ -753,12 +771,13 @@ impl smsprov::SlotReader for LeaderSlots {
     }
 }
 
-/// Runs with any driver (the gRPC one in production).
+/// Runs with any driver; `providers`, the SMS Provider driver among them, is read back for drift.
 pub async fn run_with<D: SiteDriver>(
     admin: TcpListener,
     settings: Settings,
     bus: Bus,
     driver: D,
+    providers: Option<Arc<smsprov::SmsProviderDriver>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::default();
@@ -777,6 +796,14 @@ pub async fn run_with<D: SiteDriver>(
         consume(worker, stop).await;
         Ok(())
     });
+    if let Some(providers) = providers {
+        let (bus, gauge, stop) = (bus.clone(), p.metrics.drift.clone(), life.stop());
+        let interval = Duration::from_secs(p.settings.drift_interval_secs.max(1));
+        life.spawn("drift", async move {
+            drift::run(bus, providers, gauge, interval, stop).await;
+            Ok(())
+        });
+    }
     let (checker, mut stop) = (p.clone(), life.stop());
     life.spawn("timeouts", async move {
         loop {

@@ -133,6 +133,18 @@ const WSUS_SETUP_KEY: &str = "SOFTWARE\\Microsoft\\Update Services\\Server\\Setu
 pub struct SmsProviderDriver {
     sites: BTreeMap<String, SiteProvider>,
     slots: Arc<dyn SlotReader>,
+    /// The last commands committed per site, which a correction of drift commits again.
+    remembered: Mutex<BTreeMap<String, Remembered>>,
+    /// Woken after every commit, so drift is read right after it.
+    pub committed: Arc<tokio::sync::Notify>,
+}
+
+/// What the coordinator last had committed on a site.
+#[derive(Debug, Clone, Default)]
+struct Remembered {
+    installs: BTreeMap<String, v1::AgentInstallRoleRequest>,
+    /// By slot.
+    configures: BTreeMap<i32, v1::AgentConfigureRequest>,
 }
 
 struct SiteProvider {
@@ -214,7 +226,56 @@ impl SmsProviderDriver {
                 },
             );
         }
-        Ok(Self { sites, slots })
+        Ok(Self {
+            sites,
+            slots,
+            remembered: Mutex::new(BTreeMap::new()),
+            committed: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
+    /// The sites this driver reaches.
+    pub fn site_codes(&self) -> Vec<String> {
+        self.sites.keys().cloned().collect()
+    }
+
+    /// Reads a site as its provider holds it.
+    pub async fn read(&self, site: &str) -> Result<sup_smsprov::live::LiveSite, DriverError> {
+        let p = self.site(site)?;
+        sup_smsprov::live::read(&p.client, &site.to_ascii_uppercase())
+            .await
+            .map_err(|e| p.err(e))
+    }
+
+    fn remember(&self, site: &str, f: impl FnOnce(&mut Remembered)) {
+        let mut g = self.remembered.lock().unwrap_or_else(|p| p.into_inner());
+        f(g.entry(site.to_ascii_uppercase()).or_default());
+        drop(g);
+        self.committed.notify_one();
+    }
+
+    /// Commits again the last install and configuration commands of `site`: the correction of
+    /// drift. Returns how many commands were committed again.
+    pub async fn correct(&self, site: &str) -> Result<usize, DriverError> {
+        let r = self
+            .remembered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&site.to_ascii_uppercase())
+            .cloned()
+            .unwrap_or_default();
+        let mut n = 0;
+        for req in r.installs.into_values() {
+            if self.install_role(req).await?.accepted {
+                n += 1;
+            }
+        }
+        for req in r.configures.into_values() {
+            if self.configure(req).await?.accepted {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     pub fn serves(&self, site: &str) -> bool {
@@ -596,7 +657,7 @@ impl SiteDriver for SmsProviderDriver {
         let role = install.role.clone().unwrap_or_default();
         let system = install.site_system.clone();
         let server = req.server.clone();
-        {
+        let r = {
             let session = p.open(&site).await?;
             let options = &session.options[..];
             let edit: Result<Edit, DriverError> = async {
@@ -627,7 +688,14 @@ impl SiteDriver for SmsProviderDriver {
             }
             .await;
             p.close(&site, session, edit).await
+        }?;
+        if r.accepted {
+            self.remember(&site, |m| {
+                m.installs
+                    .insert(req.server.to_ascii_lowercase(), req.clone());
+            });
         }
+        Ok(r)
     }
 
     async fn remove_role(
@@ -637,7 +705,7 @@ impl SiteDriver for SmsProviderDriver {
         let p = self.site(&req.site)?;
         let site = req.site.to_ascii_uppercase();
         let server = req.server.clone();
-        {
+        let r = {
             let session = p.open(&site).await?;
             let options = &session.options[..];
             let edit: Result<Edit, DriverError> = async {
@@ -650,7 +718,11 @@ impl SiteDriver for SmsProviderDriver {
             }
  .await;
             p.close(&site, session, edit).await
-        }
+        }?;
+        self.remember(&site, |m| {
+            m.installs.remove(&req.server.to_ascii_lowercase());
+        });
+        Ok(r)
     }
 
     async fn configure(
@@ -759,6 +831,11 @@ impl SiteDriver for SmsProviderDriver {
                 false,
                 format!("superseded by epoch {now} during the commit"),
             ));
+        }
+        if r.accepted {
+            self.remember(&site, |m| {
+                m.configures.insert(c.slot, req.clone());
+            });
         }
         Ok(r)
     }

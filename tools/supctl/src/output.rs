@@ -386,6 +386,7 @@ mod tests {
                         ..Default::default()
                     },
                 ],
+                drift: Vec::new(),
                 role_sync: vec![v1::RoleSync {
                     server: "cen-sup01.corp.example.com".into(),
                     upstream: "microsoft_update".into(),

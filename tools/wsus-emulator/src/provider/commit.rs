@@ -21,6 +21,9 @@ use sup_wsman::fault::code;
 use super::{Commit, Failure, Provider, Scf, lock, wmi};
 use crate::state::Fault;
 
+/// How long after its parent's cycle a child site's cycle starts.
+const CHILD_NOTIFICATION_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Tells apart the emulator calls one commit makes, so none is taken for a replay.
 static CALLS: AtomicU64 = AtomicU64::new(0);
 
@@ -213,6 +216,9 @@ impl Provider {
             while std::time::Instant::now() < deadline {
                 tokio::time::sleep(step).await;
                 if me.emu.get(&active).map(|s| s.syncs).unwrap_or(0) > before {
+                    // The child's WSyncMgr finds the parent's notification file only after it
+                    // has been replicated to the child site: never at once.
+                    tokio::time::sleep(CHILD_NOTIFICATION_DELAY).await;
                     for (child, seq) in me.children_of(&active) {
                         me.synchronize(&child, seq, format!("{run_id}:{child}"), "parent", &site);
                     }

@@ -1,0 +1,172 @@
+//! Drift: each site reached through its SMS Provider is read back on an interval and right after
+//! every commit, and compared with its declaration. A new difference is a `DriftDetected` event
+//! naming each field; the last report is kept beside the site (`<site>.drift`) for the status,
+//! and counted in a metric. A site declared with `drift = "correct"` has its last commands
+//! committed again. A site with a role still being provisioned is not compared: its control file
+//! is on its way to the declaration.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use sup_bus::{Bus, subjects};
+use sup_proto::prost::Message as _;
+use sup_proto::v1::{self, event::Payload};
+use sup_smsprov::drift::{canonical, compare};
+use sup_smsprov::import::import_site;
+use sup_smsprov::scf::{ComponentName, prop};
+
+use crate::smsprov::SmsProviderDriver;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct SiteLabels {
+    pub site: String,
+}
+
+/// Settings that differ from the declaration, per site.
+pub type DriftGauge = Family<SiteLabels, Gauge>;
+
+fn settling(roles: &[bytes::Bytes]) -> bool {
+    roles
+        .iter()
+        .filter_map(|b| v1::RoleStatus::decode(b.clone()).ok())
+        .any(|r| {
+            matches!(
+                v1::RoleState::try_from(r.state),
+                Ok(v1::RoleState::Declared
+                    | v1::RoleState::Provisioning
+                    | v1::RoleState::Installing
+                    | v1::RoleState::Installed
+                    | v1::RoleState::Verifying
+                    | v1::RoleState::Removing)
+            )
+        })
+}
+
+/// Reads and compares one site; returns the drift found (None when not compared).
+pub async fn check(
+    bus: &Bus,
+    providers: &SmsProviderDriver,
+    gauge: &DriftGauge,
+    site: &str,
+) -> anyhow::Result<Option<Vec<v1::DriftField>>> {
+    let Some((b, _)) = bus
+        .kv_get(&bus.buckets.sites, &subjects::site_key(site))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let declared_site = v1::Site::decode(b)?;
+    if settling(&bus.site_roles(site).await?) {
+        return Ok(None);
+    }
+    let declared = canonical(&sup_proto::convert::site_from_proto(&declared_site));
+    let live = providers.read(site).await?;
+    let imported = canonical(&import_site(&live, Some(&declared)));
+    let holders = match bus
+        .kv_get_from_leader(&bus.buckets.active, &subjects::active_key(site, "intranet"))
+        .await?
+    {
+        Some((b, _)) => v1::ActiveSlot::decode(b)
+            .map(|a| a.members)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let default_wsus = live
+        .control_file
+        .component(ComponentName::WsusConfigurationManager)
+        .and_then(|c| prop(&c.props, sup_smsprov::map::DEFAULT_WSUS))
+        .map(|p| p.value2.clone());
+    let fields: Vec<v1::DriftField> =
+        compare(&declared, &imported, &holders, default_wsus.as_deref())
+            .into_iter()
+            .map(|f| v1::DriftField {
+                path: f.path,
+                declared: f.declared,
+                live: f.live,
+            })
+            .collect();
+    gauge
+        .get_or_create(&SiteLabels {
+            site: site.to_string(),
+        })
+        .set(fields.len() as i64);
+    let correcting = !fields.is_empty() && declared_site.drift == v1::DriftPolicy::Correct as i32;
+    let report = v1::DriftDetected {
+        fields: fields.clone(),
+        correcting,
+    };
+    let key = subjects::drift_key(site);
+    let previous = bus
+        .kv_get(&bus.buckets.sites, &key)
+        .await?
+        .and_then(|(b, _)| v1::DriftDetected::decode(b).ok());
+    if previous.as_ref().map(|p| &p.fields) != Some(&fields) {
+        bus.buckets
+            .sites
+            .put(key, report.encode_to_vec().into())
+            .await
+            .map_err(|e| anyhow::anyhow!("recording the drift of {site}: {e}"))?;
+        if !fields.is_empty() {
+            for f in &fields {
+                tracing::warn!(site, path = %f.path, declared = %f.declared, live = %f.live, "drift");
+            }
+            let now = SystemTime::now();
+            let ms = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            bus.publish_event(&v1::Event {
+                id: format!("drift:{site}:{ms}"),
+                time: Some(now.into()),
+                site: site.to_string(),
+                payload: Some(Payload::DriftDetected(report)),
+                ..Default::default()
+            })
+            .await?;
+        } else {
+            tracing::info!(site, "the site control file matches the declaration again");
+        }
+    }
+    if correcting {
+        let n = providers.correct(site).await?;
+        tracing::info!(
+            site,
+            commands = n,
+            "drift corrected: the declared settings committed again"
+        );
+    }
+    Ok(Some(fields))
+}
+
+/// Checks every site of `providers` every `interval`, and shortly after each commit.
+pub async fn run(
+    bus: Bus,
+    providers: Arc<SmsProviderDriver>,
+    gauge: DriftGauge,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let sites = providers.site_codes();
+    if sites.is_empty() {
+        return;
+    }
+    let committed = providers.committed.clone();
+    loop {
+        for site in &sites {
+            if let Err(e) = check(&bus, &providers, &gauge, site).await {
+                tracing::warn!(site, error = %format!("{e:#}"), "reading the site's control file for drift");
+            }
+        }
+        let after_commit = tokio::select! {
+            _ = tokio::time::sleep(interval) => false,
+            _ = committed.notified() => true,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        if after_commit {
+            // Let a run of commits finish before reading.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
