@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `make run`: the whole stack on this machine. nats-server with JetStream, the five services and
 # the WSUS emulator standing in for every site system of the site file, each set up as the file
-# declares it (its WSUS web site on its ports, with SSL where it says so); then the file is
-# applied and followed until every role is in its declared state. Every run starts fresh: the
+# declares it (its WSUS web site on its ports, with SSL where it says so), and for each site's SMS
+# Provider, which the provisioner reaches over WinRM (NTLM, sealed messages) as it would a real
+# site (PROVIDER=agent uses the emulator's gRPC agent instead); then the file is applied and
+# followed until every role is in its declared state. Every run starts fresh: the
 # emulated servers cannot remember what an earlier run installed, so the bus state is not kept
 # either. Logs live under .run/ (git-ignored).
 set -euo pipefail
@@ -16,6 +18,8 @@ SCHEDULER_PORT=${SCHEDULER_PORT:-50052}
 HEALTH_PORT=${HEALTH_PORT:-50053}
 EMU_AGENT=${EMU_AGENT:-7700}
 EMU_CONTROL=${EMU_CONTROL:-7701}
+EMU_PROVIDER=${EMU_PROVIDER:-15985}
+PROVIDER=${PROVIDER:-sms}
 PROFILE=${PROFILE:-release}
 
 alive() { [ -f "$RUN/pids" ] && while read -r name pid; do kill -0 "$pid" 2>/dev/null || return 1; done < "$RUN/pids"; }
@@ -82,13 +86,20 @@ echo "==> starting nats-server (JetStream, store in .run/nats)"
 start nats nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$RUN/nats"
 wait_port nats "$NATS_PORT"
 
-echo "==> starting the WSUS emulator (every server of $SITE, as it declares them)"
+# The emulated SMS Providers' lab account: a fresh password each run, kept only in .run/.
+SMS_PROVIDER_USER='LAB\sup-provider'
+SMS_PROVIDER_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+( umask 077; printf '%s\n' "$SMS_PROVIDER_PASSWORD" > "$RUN/provider-password" )
+export WSUS_EMULATOR_PROVIDER_PASSWORD=$SMS_PROVIDER_PASSWORD SMS_PROVIDER_PASSWORD
+
+echo "==> starting the WSUS emulator (every server of $SITE, as it declares them, and each site's SMS Provider)"
 rm -f "$RUN/emulator-ca.pem" "$RUN/port-map.toml"
 sha256sum < "$SITE" > "$RUN/site.sha256"
 echo "$SITE" > "$RUN/site.path"
 start wsus-emulator wsus-emulator run --site-file "$SITE" "${LOW_PORT_ARGS[@]}" \
   --port-map-out "$RUN/port-map.toml" --ca-out "$RUN/emulator-ca.pem" \
   --agent "127.0.0.1:$EMU_AGENT" --control "127.0.0.1:$EMU_CONTROL" \
+  --provider-http "127.0.0.1:$EMU_PROVIDER" --provider-user "$SMS_PROVIDER_USER" \
   --logs "$RUN/sites" --step-ms 300 --health-interval-ms 5000
 wait_port wsus-emulator "$EMU_CONTROL"
 for _ in $(seq 1 100); do [ -f "$RUN/emulator-ca.pem" ] && [ -f "$RUN/port-map.toml" ] && break; sleep 0.1; done
@@ -107,11 +118,29 @@ CONF
 cat > "$RUN/config/provisioner.toml" <<CONF
 admin_listen = "127.0.0.1:9102"
 install_timeout_secs = 120
+drift_interval_secs = 60
 [agents]
 "*" = "http://127.0.0.1:$EMU_AGENT"
 [nats]
 url = "$NATS_URL"
 CONF
+# Every site with a site server is reached through its SMS Provider (the emulator's, on one
+# port for all: connect_to), as a real site would be; the others through the agent.
+if [ "$PROVIDER" = sms ]; then
+  python3 - "$SITE" "$EMU_PROVIDER" >> "$RUN/config/provisioner.toml" <<'PY'
+import sys, tomllib
+site_file, port = sys.argv[1], sys.argv[2]
+with open(site_file, "rb") as f:
+    sites = tomllib.load(f).get("site", [])
+for s in sites:
+    if s.get("site_server"):
+        print(f'[providers.{s["code"]}]')
+        print(f'url = "http://{s["site_server"]}:5985/wsman"')
+        print("user = 'LAB\\sup-provider'")
+        print('password_env = "SMS_PROVIDER_PASSWORD"')
+        print(f'connect_to = "127.0.0.1:{port}"')
+PY
+fi
 cat > "$RUN/config/scheduler.toml" <<CONF
 listen = "127.0.0.1:$SCHEDULER_PORT"
 admin_listen = "127.0.0.1:9103"
@@ -158,6 +187,11 @@ export SUP_SCHEDULER=http://127.0.0.1:$SCHEDULER_PORT
 export SUP_HEALTH=http://127.0.0.1:$HEALTH_PORT
 export WSUS_EMULATOR_HTTP=http://127.0.0.1:$EMU_HTTP
 export WSUS_EMULATOR_CONTROL=127.0.0.1:$EMU_CONTROL
+# The emulated SMS Providers (every site of the file on one WinRM port) and their lab account,
+# for supctl import.
+export SMS_PROVIDER_URL=http://127.0.0.1:$EMU_PROVIDER/wsman
+export SMS_PROVIDER_USER='$SMS_PROVIDER_USER'
+export SMS_PROVIDER_PASSWORD=\$(cat "$RUN/provider-password")
 export PATH=$RUN/bin:\$PATH
 ENV
 # shellcheck disable=SC1091
@@ -173,6 +207,7 @@ The stack is running.
   source .run/env                 supctl, NATS_URL and the endpoints in your shell
   supctl events --follow          watch every change as it happens
   supctl sync run --site CODE     Run Synchronization on a top site (CODE is its site code)
+  supctl import --site CODE       the site as its (emulated) SMS Provider holds it, as a site file
   wsus-emulator ctl fault SERVER down    see health and failover react (SERVER: a SUP's FQDN)
   logs: .run/logs/*.log (services), .run/sites/<server>/Logs (the emulated ConfigMgr logs)
   make stop                       stop everything make run started
