@@ -74,6 +74,15 @@ step "supctl apply deploy/examples/site.toml against the composed coordinator"
 retry 60 env SUP_COORDINATOR=$C1 "$SUPCTL" apply -f deploy/examples/site.toml --wait --timeout 5m
 retry 60 status_ok "$C1"
 retry 60 history_ok "$C1"
+step "every site went through its (emulated) SMS Provider: the commits name each active SUP"
+journal=$(compose exec -T emulator wsus-emulator ctl --control 127.0.0.1:7701 provider-journal)
+python3 -c '
+import json, sys
+commits = json.load(sys.stdin)
+for site, active in [("CEN", "cen-sup01.corp.example.com"), ("CH2", "ch2-sup01.corp.example.com")]:
+    assert any(c["site"] == site and c["default_wsus"] == active for c in commits), (site, commits)
+assert all(c["accepted"] for c in commits), commits
+' <<<"$journal"
 
 step "kill one NATS node; move the central site's active SUP while it is gone"
 compose kill nats2
