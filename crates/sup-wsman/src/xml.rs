@@ -72,7 +72,8 @@ impl Element {
     }
 }
 
-fn entity(name: &str) -> Option<char> {
+/// The character an entity reference (`amp`, `#233`, `#xE9`) stands for.
+pub fn entity(name: &str) -> Option<char> {
     match name {
         "amp" => Some('&'),
         "lt" => Some('<'),

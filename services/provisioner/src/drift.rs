@@ -64,15 +64,7 @@ pub async fn check(
     let declared = canonical(&sup_proto::convert::site_from_proto(&declared_site));
     let live = providers.read(site).await?;
     let imported = canonical(&import_site(&live, Some(&declared)));
-    let holders = match bus
-        .kv_get_from_leader(&bus.buckets.active, &subjects::active_key(site, "intranet"))
-        .await?
-    {
-        Some((b, _)) => v1::ActiveSlot::decode(b)
-            .map(|a| a.members)
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let (_, holders) = crate::read_slot(bus, site, "intranet", true).await?;
     let default_wsus = live
         .control_file
         .component(ComponentName::WsusConfigurationManager)

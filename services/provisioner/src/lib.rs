@@ -379,21 +379,7 @@ impl<D: SiteDriver> Provisioner<D> {
 
     /// The current epoch of a slot (the KV revision of its key), 0 when never set.
     async fn slot_epoch(&self, site: &str, slot: &str) -> anyhow::Result<(u64, Vec<String>)> {
-        Ok(
-            match self
-                .bus
-                .kv_get(&self.bus.buckets.active, &subjects::active_key(site, slot))
-                .await?
-            {
-                Some((b, rev)) => (
-                    rev,
-                    v1::ActiveSlot::decode(b)
-                        .map(|a| a.members)
-                        .unwrap_or_default(),
-                ),
-                None => (0, Vec::new()),
-            },
-        )
+        read_slot(&self.bus, site, slot, false).await
     }
 
     /// Handles one command; `attempt` counts deliveries from 1.
@@ -751,24 +737,33 @@ impl smsprov::SlotReader for LeaderSlots {
         site: &'a str,
         slot: &'a str,
     ) -> futures::future::BoxFuture<'a, anyhow::Result<(u64, Vec<String>)>> {
-        Box::pin(async move {
-            Ok(
-                match self
-                    .bus
-                    .kv_get_from_leader(&self.bus.buckets.active, &subjects::active_key(site, slot))
-                    .await?
-                {
-                    Some((b, rev)) => (
-                        rev,
-                        v1::ActiveSlot::decode(b)
-                            .map(|a| a.members)
-                            .unwrap_or_default(),
-                    ),
-                    None => (0, Vec::new()),
-                },
-            )
-        })
+        Box::pin(read_slot(&self.bus, site, slot, true))
     }
+}
+
+/// A slot's epoch (the KV revision of its key, 0 when never set) and holders, from any replica
+/// or from the stream's leader.
+pub(crate) async fn read_slot(
+    bus: &Bus,
+    site: &str,
+    slot: &str,
+    from_leader: bool,
+) -> anyhow::Result<(u64, Vec<String>)> {
+    let key = subjects::active_key(site, slot);
+    let record = if from_leader {
+        bus.kv_get_from_leader(&bus.buckets.active, &key).await?
+    } else {
+        bus.kv_get(&bus.buckets.active, &key).await?
+    };
+    Ok(match record {
+        Some((b, rev)) => (
+            rev,
+            v1::ActiveSlot::decode(b)
+                .map(|a| a.members)
+                .unwrap_or_default(),
+        ),
+        None => (0, Vec::new()),
+    })
 }
 
 /// Runs with any driver; `providers`, the SMS Provider driver among them, is read back for drift.

@@ -41,23 +41,7 @@ pub enum SoapError {
     NotSoap,
 }
 
-fn entity(name: &str) -> Option<char> {
-    match name {
-        "amp" => Some('&'),
-        "lt" => Some('<'),
-        "gt" => Some('>'),
-        "quot" => Some('"'),
-        "apos" => Some('\''),
-        n => {
-            let n = n.strip_prefix('#')?;
-            let code = match n.strip_prefix('x') {
-                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                None => n.parse().ok()?,
-            };
-            char::from_u32(code)
-        }
-    }
-}
+use sup_wsman::xml::entity;
 
 /// Parses a SOAP 1.1 request body.
 pub fn parse(body: &str) -> Result<Request, SoapError> {
