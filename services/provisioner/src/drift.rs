@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use sup_bus::{Bus, subjects};
 use sup_proto::prost::Message as _;
@@ -19,13 +18,9 @@ use sup_smsprov::scf::{ComponentName, prop};
 
 use crate::smsprov::SmsProviderDriver;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
-pub struct SiteLabels {
-    pub site: String,
-}
-
-/// Settings that differ from the declaration, per site.
-pub type DriftGauge = Family<SiteLabels, Gauge>;
+/// Settings that differ from the declaration, over every site this provisioner reads (each
+/// site's own are in the status and the events).
+pub type DriftGauge = Gauge;
 
 fn settling(roles: &[bytes::Bytes]) -> bool {
     roles
@@ -48,7 +43,6 @@ fn settling(roles: &[bytes::Bytes]) -> bool {
 pub async fn check(
     bus: &Bus,
     providers: &SmsProviderDriver,
-    gauge: &DriftGauge,
     site: &str,
 ) -> anyhow::Result<Option<Vec<v1::DriftField>>> {
     let Some((b, _)) = bus
@@ -79,11 +73,6 @@ pub async fn check(
                 live: f.live,
             })
             .collect();
-    gauge
-        .get_or_create(&SiteLabels {
-            site: site.to_string(),
-        })
-        .set(fields.len() as i64);
     let correcting = !fields.is_empty() && declared_site.drift == v1::DriftPolicy::Correct as i32;
     let report = v1::DriftDetected {
         fields: fields.clone(),
@@ -145,12 +134,20 @@ pub async fn run(
         return;
     }
     let committed = providers.committed.clone();
+    let mut per_site = std::collections::BTreeMap::new();
     loop {
         for site in &sites {
-            if let Err(e) = check(&bus, &providers, &gauge, site).await {
-                tracing::warn!(site, error = %format!("{e:#}"), "reading the site's control file for drift");
+            match check(&bus, &providers, site).await {
+                Ok(Some(fields)) => {
+                    per_site.insert(site.clone(), fields.len());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(site, error = %format!("{e:#}"), "reading the site's control file for drift")
+                }
             }
         }
+        gauge.set(i64::try_from(per_site.values().sum::<usize>()).unwrap_or(i64::MAX));
         let after_commit = tokio::select! {
             _ = tokio::time::sleep(interval) => false,
             _ = committed.notified() => true,

@@ -112,7 +112,7 @@ impl Default for Metrics {
                 Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
             }),
             queue: Family::default(),
-            drift: Family::default(),
+            drift: Gauge::default(),
         }
     }
 }
@@ -136,7 +136,7 @@ impl Metrics {
         );
         r.register(
             "sup_drift_fields",
-            "Settings of a site's control file that differ from its declaration, as last read through its SMS Provider",
+            "Settings of the sites' control files that differ from their declarations, as last read through their SMS Providers",
             self.drift.clone(),
         );
         r.register(
