@@ -40,10 +40,14 @@ fn settling(roles: &[bytes::Bytes]) -> bool {
 }
 
 /// Reads and compares one site; returns the drift found (None when not compared).
+/// `corrected`: the drift last corrected per site. The same drift found again right after its
+/// correction is one the commands cannot undo (a setting they do not write): it is reported, not
+/// corrected again in a loop.
 pub async fn check(
     bus: &Bus,
     providers: &SmsProviderDriver,
     site: &str,
+    corrected: &mut std::collections::BTreeMap<String, Vec<v1::DriftField>>,
 ) -> anyhow::Result<Option<Vec<v1::DriftField>>> {
     let Some((b, _)) = bus
         .kv_get(&bus.buckets.sites, &subjects::site_key(site))
@@ -73,7 +77,12 @@ pub async fn check(
                 live: f.live,
             })
             .collect();
-    let correcting = !fields.is_empty() && declared_site.drift == v1::DriftPolicy::Correct as i32;
+    let again = corrected.get(site) == Some(&fields);
+    if fields.is_empty() {
+        corrected.remove(site);
+    }
+    let correcting =
+        !fields.is_empty() && !again && declared_site.drift == v1::DriftPolicy::Correct as i32;
     let report = v1::DriftDetected {
         fields: fields.clone(),
         correcting,
@@ -110,7 +119,14 @@ pub async fn check(
             tracing::info!(site, "the site control file matches the declaration again");
         }
     }
+    if again && !fields.is_empty() {
+        tracing::warn!(
+            site,
+            "the drift is still there after its correction: reported only"
+        );
+    }
     if correcting {
+        corrected.insert(site.to_string(), fields.clone());
         let n = providers.correct(site).await?;
         tracing::info!(
             site,
@@ -135,9 +151,10 @@ pub async fn run(
     }
     let committed = providers.committed.clone();
     let mut per_site = std::collections::BTreeMap::new();
+    let mut corrected = std::collections::BTreeMap::new();
     loop {
         for site in &sites {
-            match check(&bus, &providers, site).await {
+            match check(&bus, &providers, site, &mut corrected).await {
                 Ok(Some(fields)) => {
                     per_site.insert(site.clone(), fields.len());
                 }
