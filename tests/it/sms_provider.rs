@@ -203,9 +203,11 @@ async fn the_example_hierarchy_is_provisioned_and_synchronized_through_the_sms_p
     let dir = tempfile::tempdir().expect("dir");
     let coordinator = coordinator(&nats);
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/examples/site.toml");
-    // The example's web sites (CH2's on 80/443, moved up) on an address of their own, so their
-    // fixed ports meet no other test's.
-    let listen_ip = "127.0.0.3";
+    // The example's web sites (CH2's on 80/443, moved up) on a loopback address of this
+    // process's own, so their fixed ports meet no other test's, nor another run's.
+    let pid = std::process::id();
+    let listen_ip = format!("127.3.{}.{}", (pid >> 8) & 0xff, pid & 0xff);
+    let listen_ip = listen_ip.as_str();
     let offset = "20000";
     let provider_port = free_port().expect("port");
     let mut emu = crate::emulator::start_emulator_with_env(

@@ -189,13 +189,15 @@ pub fn prerequisites(
             info.server
         ));
     }
-    if !info.version.starts_with("3.") {
+    // An SMS Provider site's WSUS setup values may not record the version (`VersionString`):
+    // SUPSetup checks it again on the server.
+    if !info.version.is_empty() && !info.version.starts_with("3.") {
         return Err(format!(
             "{} runs WSUS {}, not WSUS 3.0: ConfigMgr 2007 needs WSUS 3.0 SP1 or later",
             info.server, info.version
         ));
     }
-    if !sup_core::wsus_version::supported(&info.version) {
+    if !info.version.is_empty() && !sup_core::wsus_version::supported(&info.version) {
         return Err(format!(
             "{} runs WSUS {}, and ConfigMgr 2007 SP1 needs WSUS 3.0 SP1 or later ({} or later): install WSUS 3.0 SP1 or SP2 on it, then apply again",
             info.server,
@@ -215,7 +217,9 @@ pub fn prerequisites(
             role.https_port
         },
     );
-    if http != info.http_port || https != info.https_port {
+    // An HTTPS port of 0 is one the site system does not say (WSUS setup records only the
+    // web site's port).
+    if http != info.http_port || (info.https_port != 0 && https != info.https_port) {
         return Err(format!(
             "the SUP's ports {http}/{https} differ from the WSUS web site's {}/{} on {}: set http_port and https_port to the ports of the WSUS web site in IIS",
             info.http_port, info.https_port, info.server
@@ -958,6 +962,16 @@ mod tests {
         )
         .expect_err("ports");
         assert!(e.contains("80/443") && e.contains("8530/8531"), "{e}");
+        // What an SMS Provider site's registry says: the web site's port, no SSL port, maybe no
+        // version; the web site's port still has to match.
+        assert!(
+            prerequisites(&info(true, "", 8530, 0), &role(8530, 8531), None).is_ok(),
+            "unknown SSL port and version"
+        );
+        assert!(
+            prerequisites(&info(true, "", 80, 0), &role(8530, 8531), None).is_err(),
+            "the web site's port differs"
+        );
         let sys = v1::SiteSystem {
             server: "a.corp.example.com".into(),
             computer_account_access: Some(false),

@@ -39,6 +39,31 @@ struct Fenced {
     accepted: bool,
 }
 
+/// One commit of the emulated SMS Provider's journal (`GET /provider/journal`).
+#[derive(Debug, Deserialize)]
+struct Commit {
+    site: String,
+    /// The slot epoch the commit names, when it names the active SUP.
+    epoch: Option<u64>,
+    accepted: bool,
+}
+
+/// Commits the SMS Provider accepted naming an epoch below one an earlier accepted commit of the
+/// site named: a site control file pointed back at a server a newer epoch replaced.
+fn stale_commits(journal: &[Commit]) -> usize {
+    let mut highest: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut stale = 0;
+    for c in journal.iter().filter(|c| c.accepted) {
+        let Some(epoch) = c.epoch else { continue };
+        let h = highest.entry(c.site.as_str()).or_insert(0);
+        if epoch < *h {
+            stale += 1;
+        }
+        *h = (*h).max(epoch);
+    }
+    stale
+}
+
 /// Every event in stream order (tried for a minute: after a node loss the stream may be
 /// between leaders for a while).
 async fn history(stack: &Stack) -> anyhow::Result<Vec<(u64, v1::Event)>> {
@@ -238,6 +263,11 @@ fn stale_accepted(journal: &[Fenced]) -> usize {
 pub async fn check(stack: &Stack, acked: &[Acked]) -> anyhow::Result<Vec<Check>> {
     let journal: Vec<Fenced> =
         serde_json::from_str(&stack.control(reqwest::Method::GET, "/journal").await?)?;
+    let commits: Vec<Commit> = serde_json::from_str(
+        &stack
+            .control(reqwest::Method::GET, "/provider/journal")
+            .await?,
+    )?;
     // Events are derived from KV after the fact: the announcer may still be working through the
     // storms' last transitions. Read until every acknowledged one is there, or no new
     // transition is announced for 20 s (a minute at most).
@@ -304,6 +334,16 @@ pub async fn check(stack: &Stack, acked: &[Acked]) -> anyhow::Result<Vec<Check>>
         zero(
             &format!("stale-epoch commands accepted by the agent (of {accepted})"),
             stale_accepted(&journal),
+        ),
+        zero(
+            &format!(
+                "stale-epoch commits by the SMS Provider (of {} naming an epoch)",
+                commits
+                    .iter()
+                    .filter(|c| c.accepted && c.epoch.is_some())
+                    .count()
+            ),
+            stale_commits(&commits),
         ),
     ])
 }
@@ -427,5 +467,23 @@ mod tests {
             },
         ];
         assert_eq!(stale_accepted(&journal), 1);
+        let commit = |site: &str, epoch: Option<u64>, accepted: bool| Commit {
+            site: site.into(),
+            epoch,
+            accepted,
+        };
+        let commits = vec![
+            commit("CHX", Some(3), true),
+            commit("CHX", None, true),
+            commit("CHX", Some(5), true),
+            commit("CHX", Some(4), false),
+            commit("FOV", Some(1), true),
+            commit("CHX", Some(4), true),
+        ];
+        assert_eq!(
+            stale_commits(&commits),
+            1,
+            "only the accepted epoch 4 after 5"
+        );
     }
 }

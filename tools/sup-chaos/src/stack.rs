@@ -141,14 +141,18 @@ impl Drop for Proc {
     }
 }
 
-/// The sites under trial: CHX (three SUPs, moved by activation storms) and FOV (two SUPs in an
-/// `auto` site, moved by failover when the active one goes down).
+/// The sites under trial: CHX (three SUPs, moved by activation storms, reached through its SMS
+/// Provider) and FOV (two SUPs in an `auto` site, moved by failover when the active one goes
+/// down, reached through the site-system agent).
 pub const CHX: [&str; 3] = [
     "x1.chaos.example.com",
     "x2.chaos.example.com",
     "x3.chaos.example.com",
 ];
 pub const FOV: [&str; 2] = ["f1.chaos.example.com", "f2.chaos.example.com"];
+
+/// The emulated SMS Provider's lab password in the trials.
+const PROVIDER_PASSWORD: &str = "chaos-lab-provider-password";
 
 fn site_file(http: u16, https: u16) -> String {
     let mut s = String::new();
@@ -210,6 +214,7 @@ impl Stack {
         let urls = cluster.urls();
         let port = free_port;
         let (http, https, agent, control, eadmin) = (port()?, port()?, port()?, port()?, port()?);
+        let provider = port()?;
         let ca = d.join("ca.pem");
         let logs = d.join("logs");
         let s = |p: &Path| p.display().to_string();
@@ -235,6 +240,8 @@ impl Stack {
                 &s(&logs),
                 "--site-server",
                 "CHX=chx-site.chaos.example.com",
+                "--provider-http",
+                &format!("127.0.0.1:{provider}"),
                 "--step-ms",
                 "5",
                 "--health-interval-ms",
@@ -246,7 +253,10 @@ impl Stack {
             .iter()
             .map(|a| a.to_string())
             .collect(),
-            Vec::new(),
+            vec![(
+                "WSUS_EMULATOR_PROVIDER_PASSWORD".to_string(),
+                PROVIDER_PASSWORD.to_string(),
+            )],
             &d,
             eadmin,
         )?;
@@ -286,12 +296,30 @@ impl Stack {
             ("ADMIN_LISTEN", format!("127.0.0.1:{padmin}")),
             ("AGENT_ENDPOINT", format!("http://127.0.0.1:{agent}")),
             ("RETRY_BASE_MS", "100".into()),
+            (
+                "PROVIDERS__CHX__URL",
+                "http://chx-site.chaos.example.com:5985/wsman".into(),
+            ),
+            ("PROVIDERS__CHX__USER", "LAB\\sup-provider".into()),
+            (
+                "PROVIDERS__CHX__PASSWORD_ENV",
+                "SMS_PROVIDER_PASSWORD".into(),
+            ),
+            (
+                "PROVIDERS__CHX__CONNECT_TO",
+                format!("127.0.0.1:{provider}"),
+            ),
         ]);
+        let mut provisioner_env = env("SUP_PROVISIONER", &pairs);
+        provisioner_env.push((
+            "SMS_PROVIDER_PASSWORD".to_string(),
+            PROVIDER_PASSWORD.to_string(),
+        ));
         let provisioner = Proc::start(
             bins,
             "sup-provisioner",
             Vec::new(),
-            env("SUP_PROVISIONER", &pairs),
+            provisioner_env,
             &d,
             padmin,
         )?;

@@ -339,6 +339,7 @@ impl SmsProviderDriver {
         p: &SiteProvider,
         site: &str,
         holder: String,
+        epoch: u64,
     ) -> Result<(), DriverError> {
         {
             let session = p.open(site).await?;
@@ -354,7 +355,10 @@ impl SmsProviderDriver {
                     options,
                 )
                 .await?;
-                Ok(Edit::Commit(format!("DefaultWSUS put back to {holder}")))
+                Ok(Edit::CommitAt(
+                    format!("DefaultWSUS put back to {holder}"),
+                    epoch,
+                ))
             }
             .await;
             p.close(site, session, edit).await

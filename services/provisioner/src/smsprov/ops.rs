@@ -54,12 +54,8 @@ impl SiteDriver for SmsProviderDriver {
             .text("uValue")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(80);
-        // WSUS's own web site pairs 8530 with 8531; the default web site's SSL port is 443.
-        info.https_port = if info.http_port == 80 {
-            443
-        } else {
-            info.http_port + 1
-        };
+        // WSUS setup records the web site's port, not its SSL port: unknown (0) here.
+        info.https_port = 0;
         let ssl = read("GetDWORDValue", "UsingSSL")
             .await
             .map_err(|e| classify(&url, e))?;
@@ -246,7 +242,7 @@ impl SiteDriver for SmsProviderDriver {
                     if let Err((now, _)) = fence.current(&site, epoch).await? {
                         return Ok(Edit::Drop(reply(false, format!("stale epoch {epoch}: the active SUP of {site} is at epoch {now}; nothing committed"))));
                     }
-                    Ok(Edit::Commit(format!("DefaultWSUS = {server} committed at epoch {epoch}")))
+                    Ok(Edit::CommitAt(format!("DefaultWSUS = {server} committed at epoch {epoch}"), epoch))
                 }
  .await;
             p.close(&site, session, edit).await
@@ -256,7 +252,7 @@ impl SiteDriver for SmsProviderDriver {
             && let Some(holder) = holders.first().cloned()
         {
             tracing::warn!(site = %req.site, epoch, now, holder, "a newer epoch moved the slot during the commit; pointing the control file back at its holder");
-            self.repoint(p, &req.site.to_ascii_uppercase(), holder)
+            self.repoint(p, &req.site.to_ascii_uppercase(), holder, now)
                 .await?;
             return Ok(reply(
                 false,
@@ -302,7 +298,7 @@ impl SiteDriver for SmsProviderDriver {
                 if let Err((now, _)) = fence.current(&site, epoch).await? {
                     return Ok(Edit::Drop(reply(false, format!("stale epoch {epoch}: the active SUP of {site} is at epoch {now}"))));
                 }
-                Ok(Edit::Commit("Sync Now committed (a delta synchronization, as ConfigMgr 2007's Run Synchronization)".into()))
+                Ok(Edit::CommitAt("Sync Now committed (a delta synchronization, as ConfigMgr 2007's Run Synchronization)".into(), epoch))
             }
  .await;
             p.close(&site, session, edit).await

@@ -113,6 +113,13 @@ impl SiteProvider {
                 .invoke(site, "CommitSCF", &[("SiteCode", site)], &session.options)
                 .await
                 .map(|_| reply(true, detail)),
+            Ok(Edit::CommitAt(detail, epoch)) => {
+                let mut options = session.options.clone();
+                options.push(("wmi:ApplicationName".into(), application_name(epoch)));
+                self.invoke(site, "CommitSCF", &[("SiteCode", site)], &options)
+                    .await
+                    .map(|_| reply(true, detail))
+            }
             Ok(Edit::Drop(r)) => Ok(r),
             Err(e) => Err(e),
         };
@@ -223,6 +230,8 @@ impl SiteProvider {
 pub(super) enum Edit {
     /// Commit, and answer this detail.
     Commit(String),
+    /// Commit a change that names the active SUP under this epoch of its slot.
+    CommitAt(String, u64),
     /// Release without committing, and answer this.
     Drop(v1::AgentReply),
 }
@@ -284,4 +293,11 @@ pub(super) async fn subscribe(
             .map_err(|e| p.err(e))?;
     }
     Ok(())
+}
+
+/// The `ApplicationName` context value of a commit (a context qualifier the SMS Provider records
+/// for auditing, ConfigMgr SDK "Context Qualifiers"): who made the change, and under which epoch
+/// of the slot, so the site's own audit trail can be held against the control plane's.
+pub fn application_name(epoch: u64) -> String {
+    format!("SUP control plane (epoch {epoch})")
 }

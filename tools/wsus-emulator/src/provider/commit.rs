@@ -89,6 +89,7 @@ impl Provider {
         self: &Arc<Self>,
         site: &str,
         session: Option<&str>,
+        epoch: Option<u64>,
     ) -> Result<(), Failure> {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -115,6 +116,7 @@ impl Provider {
                 site: site.to_string(),
                 seq: s.seq,
                 default_wsus: active_of(&parse(&new)),
+                epoch,
                 at_ms: now_ms,
                 accepted: !refused,
             });

@@ -54,6 +54,9 @@ pub struct Commit {
     pub seq: u64,
     /// `DefaultWSUS` after the commit (empty when none).
     pub default_wsus: String,
+    /// The slot's epoch the committer names in its `ApplicationName` context value
+    /// (`... (epoch N)`), when it names one.
+    pub epoch: Option<u64>,
     pub at_ms: u64,
     pub accepted: bool,
 }
@@ -733,7 +736,8 @@ impl Provider {
                         format!("SiteCode {code} is not this namespace's site"),
                     ));
                 }
-                self.commit(site, session)?;
+                let epoch = msg.header.option("wmi:ApplicationName").and_then(epoch_of);
+                self.commit(site, session, epoch)?;
                 ok(Vec::new())
             }
             other => Err(wmi(
@@ -772,6 +776,17 @@ impl Provider {
         };
         // ERROR_FILE_NOT_FOUND: the value (or key) does not exist.
         let missing = vec![("ReturnValue".to_string(), "2".to_string())];
+        // A server this emulator has not met is learned, with the default ports, as the agent
+        // learns the servers it is asked about; a site server or an address stands in for none.
+        let site_server = lock(&self.sites).values().any(|s| s.site_server == host);
+        if self.emu.get(host).is_none()
+            && !self.emu.strict_hosts
+            && !site_server
+            && host.parse::<std::net::IpAddr>().is_err()
+            && host.contains('.')
+        {
+            self.emu.add_server(host, None, None, None);
+        }
         let server = self.emu.get(host);
         let key_ok = param("hDefKey").parse::<u32>().ok() == Some(HKLM)
             && param("sSubKeyName")
@@ -844,3 +859,9 @@ fn created(resource_uri: &str, selectors: &[(String, String)]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The epoch an `ApplicationName` such as `SUP control plane (epoch 17)` names.
+pub fn epoch_of(application_name: &str) -> Option<u64> {
+    let rest = application_name.split("(epoch ").nth(1)?;
+    rest.split(')').next()?.trim().parse().ok()
+}
