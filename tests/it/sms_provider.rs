@@ -73,12 +73,9 @@ fn pypsrp(port: u16, password: &str, sup: &str, ssl: Option<&PathBuf>) -> serde_
     })
 }
 
+/// `wsus-emulator ctl ARGS`, which must succeed; its output.
 fn ctl(emu: &Emulator, args: &[&str]) -> String {
-    let out = Command::new(sup_testkit::binary("wsus-emulator").expect("binary"))
-        .args(["ctl", "--control", &emu.control])
-        .args(args)
-        .output()
-        .expect("ctl");
+    let out = crate::emulator::ctl(emu, args);
     assert!(
         out.status.success(),
         "{}",
@@ -175,6 +172,22 @@ fn a_wrong_password_is_refused_and_an_unsealed_message_too() {
     let journal: serde_json::Value =
         serde_json::from_str(&ctl(&emu, &["provider-journal"])).expect("journal");
     assert_eq!(journal, serde_json::json!([]));
+}
+
+/// `supctl apply` of a site file's text, which must succeed.
+fn apply(endpoint: &str, site_file_text: &str) -> std::process::Output {
+    let file = crate::support::site_file(site_file_text);
+    let out = crate::support::supctl(
+        endpoint,
+        &["apply", "-f", file.path().to_str().expect("path")],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        crate::support::text(&out.stdout),
+        crate::support::text(&out.stderr)
+    );
+    out
 }
 
 /// The provisioner's config for reaching every site of the example through its SMS Provider,
@@ -311,17 +324,7 @@ async fn the_example_hierarchy_is_provisioned_and_synchronized_through_the_sms_p
         );
         imported.push_str(&text(&out.stdout));
     }
-    let file = site_file(&imported);
-    let out = supctl(
-        &coordinator.endpoint,
-        &["apply", "-f", file.path().to_str().expect("path")],
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    let out = apply(&coordinator.endpoint, &imported);
     for site in ["CEN", "CH1", "CH2"] {
         assert!(
             text(&out.stdout).contains(&format!("site {site}: no changes")),
@@ -386,17 +389,7 @@ async fn the_example_hierarchy_is_provisioned_and_synchronized_through_the_sms_p
         "failover = \"auto\"\ndrift = \"correct\"",
         1,
     );
-    let file = site_file(&correcting);
-    let out = supctl(
-        &coordinator.endpoint,
-        &["apply", "-f", file.path().to_str().expect("path")],
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    apply(&coordinator.endpoint, &correcting);
     wait_status(&coordinator.endpoint, "the drift undone", |st| {
         cen_drift(st) == serde_json::json!([])
     })
