@@ -38,6 +38,32 @@ impl Password {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Reads a password from its reference: exactly one of an environment variable or a file
+    /// (its trailing line break ignored). The error names the reference, never a value.
+    pub fn from_reference(
+        env: Option<&str>,
+        file: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
+        let value = match (env, file) {
+            (Some(var), None) => std::env::var(var).map_err(|_| {
+                format!("the password is to come from environment variable {var}, which is not set")
+            })?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("the password file {}: {e}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+            _ => {
+                return Err(
+                    "give the password as exactly one of an environment variable or a file".into(),
+                );
+            }
+        };
+        if value.is_empty() {
+            return Err("the password is empty".into());
+        }
+        Ok(Self(value))
+    }
 }
 
 impl fmt::Debug for Password {

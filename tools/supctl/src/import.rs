@@ -46,19 +46,16 @@ pub struct ImportArgs {
 }
 
 fn password(a: &ImportArgs) -> Result<Password, Failure> {
-    let value = match &a.password_file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("reading the password file {}", path.display()))?
-            .trim_end_matches(['\r', '\n'])
-            .to_string(),
-        None => std::env::var(&a.password_env).map_err(|_| {
+    match &a.password_file {
+        // An unreadable file is a failure (1); a variable not set is bad input (2).
+        Some(path) => Password::from_reference(None, Some(path))
+            .map_err(|e| anyhow::anyhow!("the SMS Provider account: {e}").into()),
+        None => Password::from_reference(Some(&a.password_env), None).map_err(|e| {
             invalid(format!(
-                "the SMS Provider password is to come from environment variable {}, which is not set (or give --password-file)",
-                a.password_env
+                "the SMS Provider account: {e} (or give --password-file)"
             ))
-        })?,
-    };
-    Ok(Password::new(value))
+        }),
+    }
 }
 
 pub async fn import(coordinator: &str, a: &ImportArgs) -> Result<(), Failure> {

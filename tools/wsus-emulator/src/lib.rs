@@ -12,6 +12,7 @@ pub mod control;
 pub mod http;
 pub mod logs;
 pub mod provider;
+pub mod serve;
 pub mod soap;
 pub mod state;
 pub mod tls;
@@ -23,7 +24,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -77,46 +77,16 @@ async fn serve_http(
     site: SiteListener,
     emu: Arc<Emulator>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    let listener = site.listener;
     let kind = http::Listener {
         secure: tls.is_some(),
         port: site.port,
     };
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        let (stream, _) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let emu = emu.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let svc = http::service(emu, kind);
-            let builder = hyper::server::conn::http1::Builder::new();
-            let result = match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(s) => builder.serve_connection(TokioIo::new(s), svc).await,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "TLS handshake");
-                        return;
-                    }
-                },
-                None => builder.serve_connection(TokioIo::new(stream), svc).await,
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection ended");
-            }
-        });
-    }
+    serve::serve_connections(site.listener, tls, stop, "WSUS web site", move || {
+        http::service(emu.clone(), kind)
+    })
+    .await;
 }
 
 /// Runs the emulator until `shutdown` resolves.

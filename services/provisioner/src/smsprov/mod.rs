@@ -72,20 +72,10 @@ fn default_timeout() -> u64 {
 impl ProviderSettings {
     /// Reads the password from its reference; the value itself is never in the config.
     pub fn password(&self) -> anyhow::Result<Password> {
-        let value = match (&self.password_env, &self.password_file) {
-            (Some(var), None) => std::env::var(var).map_err(|_| {
-                anyhow::anyhow!("the SMS Provider password is to come from environment variable {var}, which is not set")
-            })?,
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("the SMS Provider password file {}: {e}", path.display()))?
-                .trim_end_matches(['\r', '\n'])
-                .to_string(),
-            _ => anyhow::bail!("give the SMS Provider account's password as exactly one of password_env or password_file"),
-        };
-        if value.is_empty() {
-            anyhow::bail!("the SMS Provider password is empty");
-        }
-        Ok(Password::new(value))
+        Password::from_reference(self.password_env.as_deref(), self.password_file.as_deref())
+            .map_err(|e| {
+                anyhow::anyhow!("the SMS Provider account (password_env or password_file): {e}")
+            })
     }
 
     fn endpoint(&self, url: String, password: &Password) -> Endpoint {

@@ -108,20 +108,23 @@ impl SiteProvider {
         session: Session<'_>,
         edit: Result<Edit, DriverError>,
     ) -> Result<v1::AgentReply, DriverError> {
-        let result = match edit {
-            Ok(Edit::Commit(detail)) => self
-                .invoke(site, "CommitSCF", &[("SiteCode", site)], &session.options)
-                .await
-                .map(|_| reply(true, detail)),
-            Ok(Edit::CommitAt(detail, epoch)) => {
+        let commit = match edit {
+            Ok(Edit::Commit(detail)) => Ok((detail, None)),
+            Ok(Edit::CommitAt(detail, epoch)) => Ok((detail, Some(epoch))),
+            Ok(Edit::Drop(r)) => Err(Ok(r)),
+            Err(e) => Err(Err(e)),
+        };
+        let result = match commit {
+            Ok((detail, epoch)) => {
                 let mut options = session.options.clone();
-                options.push(("wmi:ApplicationName".into(), application_name(epoch)));
+                options.extend(
+                    epoch.map(|e| ("wmi:ApplicationName".to_string(), application_name(e))),
+                );
                 self.invoke(site, "CommitSCF", &[("SiteCode", site)], &options)
                     .await
                     .map(|_| reply(true, detail))
             }
-            Ok(Edit::Drop(r)) => Ok(r),
-            Err(e) => Err(e),
+            Err(answer) => answer,
         };
         self.release(site, &session).await;
         result

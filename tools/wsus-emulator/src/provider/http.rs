@@ -12,7 +12,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use sup_wsman::ntlm::{self, Acceptor, ENCRYPTED_CONTENT_TYPE, SPNEGO_ENCRYPTED_PROTOCOL};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -201,47 +200,22 @@ async fn handle(
     }
 }
 
-/// Serves WinRM on `listener` until `stop`.
+/// Serves WinRM on `listener` until `stop`; each connection authenticates on its own.
 pub async fn serve(
     listener: TcpListener,
     provider: Arc<Provider>,
     accounts: Arc<Vec<Account>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            continue;
-        };
-        let provider = provider.clone();
-        let accounts = accounts.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let conn = Arc::new(Mutex::new(Connection::default()));
-            let secure = tls.is_some();
-            let svc = hyper::service::service_fn(move |req| {
-                let (p, c, a) = (provider.clone(), conn.clone(), accounts.clone());
-                async move { Ok::<_, std::convert::Infallible>(handle(req, p, c, a, secure).await) }
-            });
-            let builder = hyper::server::conn::http1::Builder::new();
-            let result = match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(s) => builder.serve_connection(TokioIo::new(s), svc).await,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "WinRM TLS handshake");
-                        return;
-                    }
-                },
-                None => builder.serve_connection(TokioIo::new(stream), svc).await,
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "WinRM connection ended");
-            }
-        });
-    }
+    let secure = tls.is_some();
+    crate::serve::serve_connections(listener, tls, stop, "WinRM", move || {
+        let conn = Arc::new(Mutex::new(Connection::default()));
+        let (provider, accounts) = (provider.clone(), accounts.clone());
+        hyper::service::service_fn(move |req| {
+            let (p, c, a) = (provider.clone(), conn.clone(), accounts.clone());
+            async move { Ok::<_, std::convert::Infallible>(handle(req, p, c, a, secure).await) }
+        })
+    })
+    .await;
 }
