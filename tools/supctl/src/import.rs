@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use clap::Args;
 use sup_proto::v1;
 use sup_smsprov::import::{FROM_DECLARATION, import_site};
-use sup_wsman::client::{Client, Endpoint, Password};
+use sup_wsman::client::{Auth, Client, Endpoint, Password};
 
 use crate::{Failure, connect, invalid, output};
 
@@ -37,6 +37,15 @@ pub struct ImportArgs {
     /// A file holding the password instead.
     #[arg(long)]
     pub password_file: Option<PathBuf>,
+    /// ntlm (the default; negotiate is the same) or kerberos (with --kdc).
+    #[arg(long, default_value = "ntlm")]
+    pub auth: String,
+    /// The KDC for --auth kerberos: a domain controller, host[:port].
+    #[arg(long, env = "SMS_PROVIDER_KDC")]
+    pub kdc: Option<String>,
+    /// The WinRM service's principal name for Kerberos (default HTTP/<provider host>).
+    #[arg(long)]
+    pub spn: Option<String>,
     /// The CA that signed an HTTPS listener's certificate (the system's roots otherwise).
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
@@ -60,6 +69,8 @@ fn password(a: &ImportArgs) -> Result<Password, Failure> {
 
 pub async fn import(coordinator: &str, a: &ImportArgs) -> Result<(), Failure> {
     let site = a.site.to_ascii_uppercase();
+    let auth = Auth::parse(&a.auth, a.kdc.as_deref(), a.spn.as_deref())
+        .map_err(|e| invalid(format!("--auth: {e}")))?;
     let client = Client::new(Endpoint {
         url: a.provider.clone(),
         user: a.user.clone(),
@@ -67,6 +78,7 @@ pub async fn import(coordinator: &str, a: &ImportArgs) -> Result<(), Failure> {
         ca_file: a.ca_file.clone(),
         connect_to: a.connect_to,
         timeout: Duration::from_secs(30),
+        auth,
     })
     .map_err(|e| invalid(e.to_string()))?;
     let live = sup_smsprov::live::read(&client, &site)

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use sup_proto::v1;
 use sup_smsprov::map::{self, DEFAULT_WSUS, ProxyView, SupView};
 use sup_smsprov::scf::{ComponentName, EmbeddedProperty, SysResUse};
-use sup_wsman::client::{Client, Endpoint, Password, WsmanError};
+use sup_wsman::client::{Auth, Client, Endpoint, Password, WsmanError};
 
 use crate::driver::{DriverError, SiteDriver};
 
@@ -44,9 +44,17 @@ pub struct ProviderSettings {
     /// A file holding the password (trailing newline ignored).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// `ntlm` or `negotiate` (NTLM inside SPNEGO's scheme name).
+    /// `ntlm` or `negotiate` (NTLM under the Negotiate scheme), or `kerberos` (tickets from
+    /// `kdc`).
     #[serde(default = "default_auth")]
     pub auth: String,
+    /// The KDC for `auth = "kerberos"`: `host`, `host:port` or `tcp://host:port` (a domain
+    /// controller of the account's domain).
+    #[serde(default)]
+    pub kdc: Option<String>,
+    /// The WinRM service's principal name for Kerberos; `HTTP/<host of the URL>` by default.
+    #[serde(default)]
+    pub spn: Option<String>,
     /// CA of the HTTPS listeners' certificates; the system's roots otherwise.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
@@ -78,7 +86,20 @@ impl ProviderSettings {
             })
     }
 
-    fn endpoint(&self, url: String, password: &Password) -> Endpoint {
+    /// How to authenticate, checked when the provisioner starts.
+    pub fn auth(&self) -> anyhow::Result<Auth> {
+        Auth::parse(&self.auth, self.kdc.as_deref(), self.spn.as_deref())
+            .map_err(|e| anyhow::anyhow!("auth: {e}"))
+    }
+
+    /// A site system's own WinRM is a different host: a configured SPN names the provider's,
+    /// so the site system's is derived from its URL.
+    fn endpoint(&self, url: String, password: &Password, auth: Auth) -> Endpoint {
+        let auth = match auth {
+            Auth::Kerberos { kdc, spn } if url == self.url => Auth::Kerberos { kdc, spn },
+            Auth::Kerberos { kdc, .. } => Auth::Kerberos { kdc, spn: None },
+            other => other,
+        };
         Endpoint {
             url,
             user: self.user.clone(),
@@ -86,6 +107,7 @@ impl ProviderSettings {
             ca_file: self.ca_file.clone(),
             connect_to: self.connect_to,
             timeout: Duration::from_secs(self.timeout_secs.max(1)),
+            auth,
         }
     }
 
@@ -184,23 +206,20 @@ impl SmsProviderDriver {
     ) -> anyhow::Result<Self> {
         let mut sites = BTreeMap::new();
         for (code, s) in providers {
-            let auth = s.auth.to_ascii_lowercase();
-            if auth != "ntlm" && auth != "negotiate" {
-                anyhow::bail!(
-                    "providers.{code}.auth = {:?}: ntlm or negotiate (Kerberos needs a KDC this build does not reach)",
-                    s.auth
-                );
-            }
+            let auth = s
+                .auth()
+                .map_err(|e| anyhow::anyhow!("providers.{code}.{e}"))?;
             let password = s
                 .password()
                 .map_err(|e| anyhow::anyhow!("providers.{code}: {e}"))?;
-            let client = Client::new(s.endpoint(s.url.clone(), &password))
+            let client = Client::new(s.endpoint(s.url.clone(), &password, auth.clone()))
                 .map_err(|e| anyhow::anyhow!("providers.{code}: {e}"))?;
             sites.insert(
                 code.to_ascii_uppercase(),
                 SiteProvider {
                     settings: s.clone(),
                     password,
+                    auth,
                     client,
                     registry: Mutex::new(BTreeMap::new()),
                     edit: tokio::sync::Mutex::new(()),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use sup_proto::v1;
 use sup_smsprov::scf::{ComponentName, EmbeddedProperty, SysResUse};
 use sup_smsprov::wmi as sms;
-use sup_wsman::client::{Client, Password, WsmanError};
+use sup_wsman::client::{Auth, Client, Password, WsmanError};
 use sup_wsman::instance::{Instance, Value, class_uri};
 
 use super::{ProviderSettings, classify, not_found, reply, session_options};
@@ -16,6 +16,7 @@ use crate::driver::DriverError;
 pub(super) struct SiteProvider {
     pub(super) settings: ProviderSettings,
     pub(super) password: Password,
+    pub(super) auth: Auth,
     pub(super) client: Client,
     pub(super) registry: Mutex<BTreeMap<String, Arc<Client>>>,
     /// One edit of a site's control file at a time from this process.
@@ -221,8 +222,11 @@ impl SiteProvider {
         }
         let url = self.settings.site_system_url(server);
         let c = Arc::new(
-            Client::new(self.settings.endpoint(url.clone(), &self.password))
-                .map_err(|e| classify(&url, e))?,
+            Client::new(
+                self.settings
+                    .endpoint(url.clone(), &self.password, self.auth.clone()),
+            )
+            .map_err(|e| classify(&url, e))?,
         );
         g.insert(server.to_string(), c.clone());
         Ok(c)

@@ -7,11 +7,33 @@ fn settings(url: &str) -> ProviderSettings {
         password_env: None,
         password_file: None,
         auth: default_auth(),
+        kdc: None,
+        spn: None,
         ca_file: None,
         connect_to: None,
         site_system_url: None,
         timeout_secs: 30,
     }
+}
+
+#[test]
+fn kerberos_needs_a_kdc_and_names_each_hosts_own_service() {
+    let mut s = settings("https://cen-site.corp.example.com:5986/wsman");
+    s.auth = "kerberos".into();
+    assert!(s.auth().unwrap_err().to_string().contains("KDC"));
+    s.kdc = Some("dc01.corp.example".into());
+    s.spn = Some("HTTP/cen-site-alias.corp.example".into());
+    let auth = s.auth().expect("kerberos with a KDC");
+    let password = Password::new("pw");
+    let provider = s.endpoint(s.url.clone(), &password, auth.clone());
+    let Auth::Kerberos { spn, kdc } = provider.auth else {
+        panic!("kerberos")
+    };
+    assert_eq!(spn.as_deref(), Some("HTTP/cen-site-alias.corp.example"));
+    assert_eq!(kdc.as_str(), "tcp://dc01.corp.example:88");
+    // A site system's registry is another host: its own HTTP/<host>.
+    let site_system = s.endpoint(s.site_system_url("cen-sup1"), &password, auth);
+    assert!(matches!(site_system.auth, Auth::Kerberos { spn: None, .. }));
 }
 
 #[test]
