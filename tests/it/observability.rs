@@ -244,7 +244,16 @@ fn alert_rules_and_dashboard_name_only_served_metrics() {
             let alert = rule["alert"].as_str().expect("every rule is an alert");
             let expr = rule["expr"].as_str().expect("every rule has an expression");
             let used = metrics_in(expr);
-            assert!(!used.is_empty(), "{alert} uses no SUP metric");
+            // Prometheus's own `up` says whether a service is scraped at all.
+            assert!(
+                !used.is_empty() || expr.contains("up{job"),
+                "{alert} uses no SUP metric"
+            );
+            assert!(
+                rule["annotations"]["runbook_url"].as_str().is_some()
+                    && rule["annotations"]["summary"].as_str().is_some(),
+                "{alert} has no summary or runbook_url"
+            );
             for m in used {
                 assert!(
                     documented.contains_key(&m),
@@ -255,6 +264,10 @@ fn alert_rules_and_dashboard_name_only_served_metrics() {
         }
     }
     for want in [
+        "SupServiceDown",
+        "SupServiceMissing",
+        "SupNatsDisconnected",
+        "SupRoleFailed",
         "SupSlotWithoutActiveSup",
         "SupRoleStuck",
         "SupSyncFailed",

@@ -89,11 +89,60 @@ pub enum Cas {
     Lost,
 }
 
+/// What a service's connection to NATS has been through, for its `/metrics`: whether it is
+/// connected now, and the errors the server and the client reported.
+#[derive(Clone, Default)]
+pub struct ConnectionMetrics {
+    connected: prometheus_client::metrics::gauge::Gauge,
+    errors: prometheus_client::metrics::family::Family<
+        Vec<(&'static str, &'static str)>,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+impl ConnectionMetrics {
+    fn record(&self, event: &async_nats::Event) {
+        let kind = match event {
+            async_nats::Event::Connected => {
+                self.connected.set(1);
+                return;
+            }
+            async_nats::Event::Disconnected => {
+                self.connected.set(0);
+                return;
+            }
+            async_nats::Event::ServerError(_) => "server",
+            async_nats::Event::ClientError(_) => "client",
+            async_nats::Event::SlowConsumer(_) => "slow_consumer",
+            _ => return,
+        };
+        self.errors.get_or_create(&vec![("kind", kind)]).inc();
+    }
+
+    /// Registers `sup_nats_connected` and `sup_nats_errors`, every kind shown from the start.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        for kind in ["server", "client", "slow_consumer"] {
+            let _ = self.errors.get_or_create(&vec![("kind", kind)]);
+        }
+        registry.register(
+            "sup_nats_connected",
+            "1 while the service is connected to a NATS server, else 0",
+            self.connected.clone(),
+        );
+        registry.register(
+            "sup_nats_errors",
+            "Errors NATS reported, by kind: server (e.g. a permission refused), client, slow_consumer",
+            self.errors.clone(),
+        );
+    }
+}
+
 /// A connected bus: client, JetStream context and the project's buckets.
 #[derive(Clone)]
 pub struct Bus {
     pub client: async_nats::Client,
     pub js: jetstream::Context,
+    pub connection: ConnectionMetrics,
     pub buckets: Buckets,
 }
 
@@ -119,20 +168,25 @@ impl Bus {
         let options = config
             .apply_security(async_nats::ConnectOptions::new())
             .await?;
+        let connection = ConnectionMetrics::default();
+        let recorder = connection.clone();
         let client = options
             .name(config.client_name.as_str())
             // Authorization and TLS errors are otherwise silent retries: say what the server said.
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::ServerError(e) => {
-                        tracing::error!(error = %e, "NATS server error")
+            .event_callback(move |event| {
+                recorder.record(&event);
+                async move {
+                    match event {
+                        async_nats::Event::ServerError(e) => {
+                            tracing::error!(error = %e, "NATS server error")
+                        }
+                        async_nats::Event::ClientError(e) => {
+                            tracing::warn!(error = %e, "NATS client error")
+                        }
+                        async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                        async_nats::Event::Connected => tracing::info!("NATS connected"),
+                        other => tracing::debug!(event = %other, "NATS"),
                     }
-                    async_nats::Event::ClientError(e) => {
-                        tracing::warn!(error = %e, "NATS client error")
-                    }
-                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
-                    async_nats::Event::Connected => tracing::info!("NATS connected"),
-                    other => tracing::debug!(event = %other, "NATS"),
                 }
             })
             .retry_on_initial_connect()
@@ -165,6 +219,7 @@ impl Bus {
         Ok(Self {
             client,
             js,
+            connection,
             buckets,
         })
     }
