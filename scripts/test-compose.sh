@@ -4,16 +4,25 @@
 # hierarchy through supctl against the composed coordinator and waits for its declared state;
 # then takes a NATS node away (kill), cuts another off (network disconnect), stops a coordinator
 # replica, and moves the central site's active SUP during each, checking after every step that
-# each slot has one holder and that the event history's epochs only grow. Tears everything down
-# (down -v) however it ends.
+# each slot has one holder and that the event history's epochs only grow. The stack is secure by
+# default: a NATS client without credentials and a gRPC client without its certificate are
+# refused. Prometheus scrapes every service, and a stopped service fires its alert. Tears
+# everything down (down -v) however it ends; the generated credentials are removed with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PROJECT=${COMPOSE_PROJECT:-suptest}
 export SUP_COMPOSE_COORDINATOR_PORT=${SUP_COMPOSE_COORDINATOR_PORT:-51051}
 export SUP_COMPOSE_COORDINATOR2_PORT=${SUP_COMPOSE_COORDINATOR2_PORT:-51061}
-C1=http://127.0.0.1:$SUP_COMPOSE_COORDINATOR_PORT
-C2=http://127.0.0.1:$SUP_COMPOSE_COORDINATOR2_PORT
+export SUP_COMPOSE_PROMETHEUS_PORT=${SUP_COMPOSE_PROMETHEUS_PORT:-51090}
+export SUP_COMPOSE_NATS_PORT=${SUP_COMPOSE_NATS_PORT:-14223}
+C1=https://127.0.0.1:$SUP_COMPOSE_COORDINATOR_PORT
+C2=https://127.0.0.1:$SUP_COMPOSE_COORDINATOR2_PORT
+PROM=http://127.0.0.1:$SUP_COMPOSE_PROMETHEUS_PORT
+# supctl speaks mutual TLS with the certificates the stack generates at its first start.
+SECRETS=$PWD/.compose-secrets
+export SUP_TLS_CA=$SECRETS/operator/ca.pem SUP_TLS_CERT=$SECRETS/operator/supctl.pem \
+  SUP_TLS_KEY=$SECRETS/operator/supctl-key.pem
 
 docker info >/dev/null 2>&1 || {
   echo "make test-compose: no Docker engine answers (docker info failed). It needs one; make test does not." >&2
@@ -36,6 +45,7 @@ cleanup() {
   fi
   echo "==> docker compose down -v"
   compose down -v --remove-orphans >/dev/null 2>&1 || true
+  rm -rf "$SECRETS"
   exit $rc
 }
 trap cleanup EXIT
@@ -66,9 +76,38 @@ history_ok() {
 }
 
 compose down -v --remove-orphans >/dev/null 2>&1 || true
+rm -rf "$SECRETS" && mkdir -p "$SECRETS"
 step "docker compose up (3 NATS nodes, 2 coordinators, provisioner, scheduler, health, logwatch, emulator, collector)"
 compose up -d --no-build
 retry 120 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SUP_COMPOSE_COORDINATOR_PORT" 2>/dev/null
+
+step "secure by default: no NATS client without credentials, no gRPC client without its certificate"
+"$ROOT/.tools/bin/python3" - "$SUP_COMPOSE_NATS_PORT" "$SECRETS/automation/nats.password" <<'PY'
+import asyncio, sys
+import nats
+from nats.errors import Error as NatsError
+
+url = f"nats://127.0.0.1:{sys.argv[1]}"
+
+async def main():
+    try:
+        await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=5)
+    except NatsError as e:
+        assert "Authorization Violation" in str(e), e
+        print(f"a client without credentials: refused ({e})")
+    else:
+        sys.exit("a client without credentials was let in")
+    password = open(sys.argv[2]).read().strip()
+    nc = await nats.connect(url, user="automation", password=password, inbox_prefix="_INBOX_automation")
+    print("the automation user with its generated password: connected")
+    await nc.close()
+
+asyncio.run(main())
+PY
+if env -u SUP_TLS_CERT -u SUP_TLS_KEY SUP_COORDINATOR=$C1 "$SUPCTL" status >/dev/null 2>&1; then
+  echo "the coordinator answered a client without a certificate"; exit 1
+fi
+echo "supctl without its client certificate: refused"
 
 step "supctl apply deploy/examples/site.toml against the composed coordinator"
 retry 60 env SUP_COORDINATOR=$C1 "$SUPCTL" apply -f deploy/examples/site.toml --wait --timeout 5m
@@ -112,6 +151,32 @@ step "everything back: one holder per slot, epochs only grew, both replicas agre
 retry 120 status_ok "$C1" cen-sup02.corp.example.com
 retry 60 status_ok "$C2" cen-sup02.corp.example.com
 retry 60 history_ok "$C1"
+step "Prometheus scrapes every service"
+targets_up() {
+  curl -fsS "$PROM/api/v1/targets" | python3 -c '
+import json, sys
+targets = json.load(sys.stdin)["data"]["activeTargets"]
+jobs = {t["labels"]["job"] for t in targets if t["health"] == "up"}
+want = {"sup-coordinator", "sup-provisioner", "sup-scheduler", "sup-health", "sup-logwatch"}
+down = [t["scrapeUrl"] for t in targets if t["health"] != "up"]
+assert want <= jobs and not down and len(targets) == 6, (sorted(jobs), down)
+print(f"{len(targets)} targets up: {sorted(jobs)}")'
+}
+retry 60 targets_up
+step "an injected fault fires its alert: the log watcher stopped, SupServiceDown"
+compose stop logwatch
+alert_firing() { # alert name, job
+  curl -fsS "$PROM/api/v1/alerts" | python3 -c '
+import json, sys
+alerts = json.load(sys.stdin)["data"]["alerts"]
+assert any(a["labels"]["alertname"] == sys.argv[1] and a["labels"].get("job") == sys.argv[2]
+           and a["state"] == "firing" and a["annotations"].get("runbook_url") for a in alerts), alerts
+print(f"{sys.argv[1]} firing for {sys.argv[2]}")' "$1" "$2"
+}
+retry 240 alert_firing SupServiceDown sup-logwatch
+compose start logwatch
+retry 60 targets_up
+
 step "the collector received spans"
 collector_log=$(compose logs otel-collector 2>&1)
 grep -q "span(s)" <<<"$collector_log" || { echo "no spans reached the collector"; exit 1; }
