@@ -330,3 +330,36 @@ fn the_example_site_files_are_valid() {
     }
     assert!(seen >= 2, "the example files: {seen}");
 }
+
+/// `supctl validate` needs no service: the example is valid with nothing listening at the
+/// coordinator's address, and a broken file exits 2 with each rule as apply prints it.
+#[test]
+fn supctl_validates_a_site_file_with_no_service_running() {
+    use crate::support::{site_file, supctl, text};
+    // A port nothing listens on.
+    let nobody = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    let example = root().join("deploy/examples/site.toml");
+    let out = supctl(&nobody, &["validate", "-f", &example.to_string_lossy()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    for code in ["CEN", "CH1", "CH2"] {
+        assert!(said.contains(&format!("site {code}: valid")), "{said}");
+    }
+
+    let broken =
+        site_file("[[site]]\ncode = \"toolong\"\nparent = \"CEN\"\nfailover = \"sometimes\"\n");
+    let out = supctl(
+        &nobody,
+        &["validate", "-f", &broken.path().to_string_lossy()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(
+        said.contains("site[0].code") && said.contains("[site_code]"),
+        "{said}"
+    );
+    assert!(said.contains("site[0].failover"), "{said}");
+}

@@ -5,6 +5,7 @@
 
 mod events;
 mod import;
+mod offline;
 mod output;
 
 use std::collections::BTreeMap;
@@ -105,6 +106,19 @@ enum Command {
         /// Validate and show what would change, without changing anything.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Check a site file against every rule `apply` checks, with no service running: exit 2 and
+    /// each broken rule as `path: message [rule]`. A parent site the file does not declare is
+    /// taken as applied (apply checks it).
+    Validate {
+        /// The site file (TOML), `-` for standard input.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Print the shell completion script: `source <(supctl completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Sites, active SUPs, roles and synchronization.
     Status {
@@ -530,6 +544,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             dry_run,
         } => apply(&cli.coordinator, &file, wait, timeout, dry_run).await,
         Command::Import(args) => import::import(&cli.coordinator, &args).await,
+        Command::Validate { file } => offline::validate(&file),
+        Command::Completion { shell } => offline::completion(shell),
         Command::Status { site, output } => {
             let mut c = connect(&cli.coordinator).await?;
             let status = c
@@ -623,12 +639,7 @@ async fn apply(
     timeout: Duration,
     dry_run: bool,
 ) -> Result<(), Failure> {
-    let text = if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
-            .context("reading the site file from standard input")?
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
-    };
+    let text = offline::read_site_file(file)?;
     let mut c = connect(endpoint).await?;
     // Validate here first, against the sites already applied, so errors come without a round trip.
     let known: BTreeMap<String, Option<String>> = c
