@@ -634,7 +634,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 async fn apply(
     endpoint: &str,
-    file: &PathBuf,
+    file: &std::path::Path,
     wait: bool,
     timeout: Duration,
     dry_run: bool,
