@@ -159,7 +159,8 @@ targets = json.load(sys.stdin)["data"]["activeTargets"]
 jobs = {t["labels"]["job"] for t in targets if t["health"] == "up"}
 want = {"sup-coordinator", "sup-provisioner", "sup-scheduler", "sup-health", "sup-logwatch"}
 down = [t["scrapeUrl"] for t in targets if t["health"] != "up"]
-assert want <= jobs and not down and len(targets) == 6, (sorted(jobs), down)
+if not (want <= jobs and not down and len(targets) == 6):
+    sys.exit(f"not every target is up yet: down {down}")
 print(f"{len(targets)} targets up: {sorted(jobs)}")'
 }
 retry 60 targets_up
@@ -169,8 +170,9 @@ alert_firing() { # alert name, job
   curl -fsS "$PROM/api/v1/alerts" | python3 -c '
 import json, sys
 alerts = json.load(sys.stdin)["data"]["alerts"]
-assert any(a["labels"]["alertname"] == sys.argv[1] and a["labels"].get("job") == sys.argv[2]
-           and a["state"] == "firing" and a["annotations"].get("runbook_url") for a in alerts), alerts
+if not any(a["labels"]["alertname"] == sys.argv[1] and a["labels"].get("job") == sys.argv[2]
+           and a["state"] == "firing" and a["annotations"].get("runbook_url") for a in alerts):
+    sys.exit(f"{sys.argv[1]} not firing yet: {[(a['labels']['alertname'], a['state']) for a in alerts]}")
 print(f"{sys.argv[1]} firing for {sys.argv[2]}")' "$1" "$2"
 }
 retry 240 alert_firing SupServiceDown sup-logwatch

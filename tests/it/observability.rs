@@ -267,6 +267,7 @@ fn alert_rules_and_dashboard_name_only_served_metrics() {
         "SupServiceDown",
         "SupServiceMissing",
         "SupNatsDisconnected",
+        "SupJetStreamUnavailable",
         "SupRoleFailed",
         "SupSlotWithoutActiveSup",
         "SupRoleStuck",

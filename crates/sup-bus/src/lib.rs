@@ -12,6 +12,7 @@ pub mod setup;
 pub mod subjects;
 pub mod trace;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -94,6 +95,7 @@ pub enum Cas {
 #[derive(Clone, Default)]
 pub struct ConnectionMetrics {
     connected: prometheus_client::metrics::gauge::Gauge,
+    jetstream: prometheus_client::metrics::gauge::Gauge,
     errors: prometheus_client::metrics::family::Family<
         Vec<(&'static str, &'static str)>,
         prometheus_client::metrics::counter::Counter,
@@ -119,7 +121,24 @@ impl ConnectionMetrics {
         self.errors.get_or_create(&vec![("kind", kind)]).inc();
     }
 
-    /// Registers `sup_nats_connected` and `sup_nats_errors`, every kind shown from the start.
+    /// Asks JetStream for the account's information every [`JETSTREAM_PROBE_EVERY`]: an answer in
+    /// time means the service can use its streams and buckets (a cluster without a meta leader,
+    /// or without JetStream, does not answer). Ends when the last clone of the bus is dropped.
+    fn probe_jetstream(&self, js: jetstream::Context) -> Arc<AbortOnDrop> {
+        let gauge = self.jetstream.clone();
+        Arc::new(AbortOnDrop(tokio::spawn(async move {
+            loop {
+                let answered = tokio::time::timeout(JETSTREAM_PROBE_EVERY, js.query_account())
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                gauge.set(i64::from(answered));
+                tokio::time::sleep(JETSTREAM_PROBE_EVERY).await;
+            }
+        })))
+    }
+
+    /// Registers `sup_nats_connected`, `sup_jetstream_available` and `sup_nats_errors`, every
+    /// kind shown from the start.
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         for kind in ["server", "client", "slow_consumer"] {
             let _ = self.errors.get_or_create(&vec![("kind", kind)]);
@@ -130,10 +149,27 @@ impl ConnectionMetrics {
             self.connected.clone(),
         );
         registry.register(
+            "sup_jetstream_available",
+            "1 while JetStream answers the service's account query in time, else 0",
+            self.jetstream.clone(),
+        );
+        registry.register(
             "sup_nats_errors",
             "Errors NATS reported, by kind: server (e.g. a permission refused), client, slow_consumer",
             self.errors.clone(),
         );
+    }
+}
+
+/// How often (and how long at most) each service asks JetStream whether it answers.
+const JETSTREAM_PROBE_EVERY: Duration = Duration::from_secs(10);
+
+/// A task stopped when its handle's last owner is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -143,6 +179,7 @@ pub struct Bus {
     pub client: async_nats::Client,
     pub js: jetstream::Context,
     pub connection: ConnectionMetrics,
+    _jetstream_probe: Arc<AbortOnDrop>,
     pub buckets: Buckets,
 }
 
@@ -216,10 +253,12 @@ impl Bus {
                 Err(e) => return Err(e),
             }
         };
+        let _jetstream_probe = connection.probe_jetstream(js.clone());
         Ok(Self {
             client,
             js,
             connection,
+            _jetstream_probe,
             buckets,
         })
     }
