@@ -126,10 +126,39 @@ async fn applying_a_hierarchy_twice_changes_nothing_the_second_time() {
         "{roles:?}"
     );
 
-    // `site get` prints the applied site back as a site file.
-    let get = supctl(&c.endpoint, &["site", "get", "CEN"]);
+    // `site get -o toml` prints the applied site back as a site file; the default is a table.
+    let get = supctl(&c.endpoint, &["site", "get", "CEN", "-o", "toml"]);
     assert!(get.status.success());
     assert!(text(&get.stdout).contains("server = \"cen-sup01.corp.example.com\""));
+    let table = text(&supctl(&c.endpoint, &["site", "get", "CEN"]).stdout);
+    assert!(
+        table.contains("SOFTWARE UPDATE POINT") && table.contains("cen-sup01.corp.example.com")
+    );
+    assert!(!table.contains("server = "), "a table, not TOML: {table}");
+
+    // Every listing reads the same as JSON and as YAML, and names its resources.
+    for listing in [
+        &["status"][..],
+        &["site", "list"][..],
+        &["site", "get", "CEN"][..],
+    ] {
+        let run = |format: &str| {
+            let out = supctl(&c.endpoint, &[listing, &["-o", format][..]].concat());
+            assert!(
+                out.status.success(),
+                "{listing:?} -o {format}: {}",
+                text(&out.stderr)
+            );
+            text(&out.stdout)
+        };
+        let json: serde_json::Value = serde_json::from_str(&run("json")).expect("JSON");
+        let yaml: serde_json::Value = serde_yaml_ng::from_str(&run("yaml")).expect("YAML");
+        assert_eq!(json, yaml, "{listing:?}");
+        assert!(
+            run("name").lines().any(|l| l == "CEN"),
+            "{listing:?} -o name"
+        );
+    }
 }
 
 async fn count_site_applied(bus: &sup_bus::Bus) -> usize {

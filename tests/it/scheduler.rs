@@ -50,11 +50,28 @@ fn history(coordinator: &str, scheduler: &str, site: &str) -> Vec<serde_json::Va
         &["sync", "history", "--site", site, "-o", "json"],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .expect("json")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let json = serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json");
+    // The same listing as YAML reads back the same (runs still going may have moved on: the
+    // run ids are compared, which only grow).
+    let yaml = sync_cli(
+        coordinator,
+        scheduler,
+        &["sync", "history", "--site", site, "-o", "yaml"],
+    );
+    let yaml: serde_json::Value = serde_yaml_ng::from_slice(&yaml.stdout).expect("yaml");
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (from_json, from_yaml) = (ids(&json), ids(&yaml));
+    assert!(
+        from_yaml.len() >= from_json.len() && from_json.iter().all(|i| from_yaml.contains(i)),
+        "{from_json:?} {from_yaml:?}"
+    );
+    json.as_array().cloned().unwrap_or_default()
 }
 
 async fn wait_history(

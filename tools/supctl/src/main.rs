@@ -4,6 +4,7 @@
 //! 1 any other failure.
 
 mod events;
+mod format;
 mod import;
 mod offline;
 mod output;
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
+use format::{Format, SiteFormat};
 use sup_proto::convert;
 use sup_proto::v1::{self, coordinator_client::CoordinatorClient};
 use sup_runtime::TracedChannel;
@@ -76,12 +78,6 @@ struct TlsArgs {
 /// The TLS of this invocation, set once from the command line before any connection.
 static TLS: std::sync::OnceLock<Option<tonic::transport::ClientTlsConfig>> =
     std::sync::OnceLock::new();
-
-#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-enum Format {
-    Table,
-    Json,
-}
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum EventsFormat {
@@ -241,8 +237,9 @@ enum SiteCommand {
     },
     Get {
         code: String,
+        /// table, json, yaml, name, or toml (the site file, which `apply -f` takes back).
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-        output: Format,
+        output: SiteFormat,
     },
     Delete {
         code: String,
@@ -554,11 +551,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 })
                 .await?
                 .into_inner();
-            match output {
-                Format::Json => println!("{}", output::status_json(&status)),
-                Format::Table => print!("{}", output::status_table(&status)),
-            }
-            Ok(())
+            let names: Vec<String> = status
+                .sites
+                .iter()
+                .filter_map(|s| s.site.as_ref().map(|site| site.code.clone()))
+                .collect();
+            format::print(output, &output::status_json(&status), &names, || {
+                output::status_table(&status)
+            })
         }
         Command::Site { command } => {
             let mut c = connect(&cli.coordinator).await?;
@@ -569,16 +569,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         .await?
                         .into_inner()
                         .sites;
-                    match output {
-                        Format::Json => println!("{}", output::sites_json(&sites)),
-                        Format::Table => print!("{}", output::sites_table(&sites)),
-                    }
+                    let names: Vec<String> = sites.iter().map(|s| s.code.clone()).collect();
+                    format::print(output, &output::sites_json(&sites), &names, || {
+                        output::sites_table(&sites)
+                    })?;
                 }
                 SiteCommand::Get { code, output } => {
                     let site = c.get_site(v1::GetSiteRequest { code }).await?.into_inner();
+                    let names = [site.code.clone()];
+                    let json = output::site_json(&site);
                     match output {
-                        Format::Json => println!("{}", output::site_json(&site)),
-                        Format::Table => print!("{}", output::site_toml(&site)),
+                        SiteFormat::Toml => print!("{}", output::site_toml(&site)),
+                        SiteFormat::Table => print!("{}", output::site_table(&site)),
+                        SiteFormat::Json => {
+                            format::print(Format::Json, &json, &names, String::new)?
+                        }
+                        SiteFormat::Yaml => {
+                            format::print(Format::Yaml, &json, &names, String::new)?
+                        }
+                        SiteFormat::Name => {
+                            format::print(Format::Name, &json, &names, String::new)?
+                        }
                     }
                 }
                 SiteCommand::Delete { code } => {
@@ -904,46 +915,50 @@ fn schedule(command: ScheduleCommand) -> Result<(), Failure> {
         } => {
             let tokens = token::decode(&text).map_err(|e| invalid(e.to_string()))?;
             let json: Vec<TokenJson> = tokens.iter().map(TokenJson::from).collect();
-            match output {
-                Format::Json => {
-                    let out = if json.len() == 1 {
-                        serde_json::to_string(&json[0])
-                    } else {
-                        serde_json::to_string(&json)
-                    };
-                    println!("{}", out.map_err(|e| anyhow::anyhow!(e))?);
-                }
-                Format::Table => {
-                    for j in &json {
-                        let mut fields =
-                            vec![format!("type={}", j.kind), format!("start={}", j.start)];
-                        for (k, v) in [
-                            ("day_span", j.day_span),
-                            ("hour_span", j.hour_span),
-                            ("minute_span", j.minute_span),
-                            ("weekday", j.weekday),
-                            ("weeks", j.weeks),
-                            ("week_order", j.week_order),
-                            ("months", j.months),
-                            ("month_day", j.month_day),
-                        ] {
-                            if let Some(v) = v {
-                                fields.push(format!("{k}={v}"));
-                            }
-                        }
-                        if j.is_gmt {
-                            fields.push("is_gmt=true".into());
-                        }
-                        if j.day_duration + j.hour_duration + j.minute_duration > 0 {
-                            fields.push(format!(
-                                "duration={}d{}h{}m",
-                                j.day_duration, j.hour_duration, j.minute_duration
-                            ));
-                        }
-                        println!("{}", fields.join(" "));
-                    }
-                }
+            let text_json = if json.len() == 1 {
+                serde_json::to_string(&json[0])
+            } else {
+                serde_json::to_string(&json)
             }
+            .map_err(|e| anyhow::anyhow!(e))?;
+            let names: Vec<String> = text
+                .trim()
+                .as_bytes()
+                .chunks(16)
+                .map(|c| String::from_utf8_lossy(c).to_uppercase())
+                .collect();
+            format::print(output, &text_json, &names, || {
+                let mut out = String::new();
+                for j in &json {
+                    let mut fields = vec![format!("type={}", j.kind), format!("start={}", j.start)];
+                    for (k, v) in [
+                        ("day_span", j.day_span),
+                        ("hour_span", j.hour_span),
+                        ("minute_span", j.minute_span),
+                        ("weekday", j.weekday),
+                        ("weeks", j.weeks),
+                        ("week_order", j.week_order),
+                        ("months", j.months),
+                        ("month_day", j.month_day),
+                    ] {
+                        if let Some(v) = v {
+                            fields.push(format!("{k}={v}"));
+                        }
+                    }
+                    if j.is_gmt {
+                        fields.push("is_gmt=true".into());
+                    }
+                    if j.day_duration + j.hour_duration + j.minute_duration > 0 {
+                        fields.push(format!(
+                            "duration={}d{}h{}m",
+                            j.day_duration, j.hour_duration, j.minute_duration
+                        ));
+                    }
+                    out.push_str(&fields.join(" "));
+                    out.push('\n');
+                }
+                out
+            })?;
             Ok(())
         }
         ScheduleCommand::Encode {
@@ -1118,31 +1133,30 @@ async fn sync(endpoint: &str, command: SyncCommand) -> Result<(), Failure> {
                 .await?
                 .into_inner()
                 .runs;
-            match output {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::Value::Array(runs.iter().map(run_json).collect())
-                ),
-                Format::Table => {
-                    println!(
-                        "{:<34} {:<10} {:<9} {:<5} {:<21} {:<21} SERVER",
-                        "RUN", "STATE", "TRIGGER", "FULL", "STARTED", "FINISHED"
+            let json = serde_json::Value::Array(runs.iter().map(run_json).collect()).to_string();
+            let names: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+            format::print(output, &json, &names, || {
+                use std::fmt::Write as _;
+                let mut out = format!(
+                    "{:<34} {:<10} {:<9} {:<5} {:<21} {:<21} SERVER\n",
+                    "RUN", "STATE", "TRIGGER", "FULL", "STARTED", "FINISHED"
+                );
+                for r in &runs {
+                    let _ = writeln!(
+                        out,
+                        "{:<34} {:<10} {:<9} {:<5} {:<21} {:<21} {} {}",
+                        r.id,
+                        sync_state(r.state),
+                        r.trigger,
+                        r.full,
+                        output::time(r.started.as_ref()).unwrap_or_default(),
+                        output::time(r.finished.as_ref()).unwrap_or_default(),
+                        r.server,
+                        r.error
                     );
-                    for r in &runs {
-                        println!(
-                            "{:<34} {:<10} {:<9} {:<5} {:<21} {:<21} {} {}",
-                            r.id,
-                            sync_state(r.state),
-                            r.trigger,
-                            r.full,
-                            output::time(r.started.as_ref()).unwrap_or_default(),
-                            output::time(r.finished.as_ref()).unwrap_or_default(),
-                            r.server,
-                            r.error
-                        );
-                    }
                 }
-            }
+                out
+            })?;
             Ok(())
         }
     }

@@ -295,6 +295,29 @@ pub fn sites_table(sites: &[v1::Site]) -> String {
     out
 }
 
+/// One site for people: the listing's row, then its site systems' SUP roles.
+pub fn site_table(site: &v1::Site) -> String {
+    let mut out = sites_table(std::slice::from_ref(site));
+    let spec = spec_of(site);
+    let _ = writeln!(
+        out,
+        "\n{:<36} {:<6} {:<6} {:<4} DECLARED ACTIVE",
+        "SOFTWARE UPDATE POINT", "HTTP", "HTTPS", "SSL"
+    );
+    for p in &spec.software_update_point {
+        let _ = writeln!(
+            out,
+            "{:<36} {:<6} {:<6} {:<4} {}",
+            p.server,
+            p.http_port.map_or("-".into(), |v| v.to_string()),
+            p.https_port.map_or("-".into(), |v| v.to_string()),
+            if p.ssl.unwrap_or(false) { "yes" } else { "no" },
+            p.active.as_deref().unwrap_or("-"),
+        );
+    }
+    out
+}
+
 pub fn sites_json(sites: &[v1::Site]) -> String {
     let list: Vec<BTreeMap<&str, serde_json::Value>> = sites
         .iter()
