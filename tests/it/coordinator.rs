@@ -90,6 +90,32 @@ async fn applying_a_hierarchy_twice_changes_nothing_the_second_time() {
         "a no-op apply publishes no SiteApplied"
     );
 
+    // `diff` says the same, and names each field a changed file would change.
+    let same = text(&supctl(&c.endpoint, &["diff", "-f", path]).stdout);
+    assert!(same.contains("site CEN: no changes"), "{same}");
+    let edited = site_file(
+        &HIERARCHY
+            .replacen("http_port = 8530", "http_port = 8080", 1)
+            .replace("schedule = \"every 7 days\"", "schedule = \"every 1 days\""),
+    );
+    let out = supctl(
+        &c.endpoint,
+        &["diff", "-f", edited.path().to_str().expect("path")],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("software_update_point[cen-sup01.corp.example.com].http_port: 8530 -> 8080"),
+        "{said}"
+    );
+    assert!(said.contains("software_updates.schedule"), "{said}");
+    assert!(said.contains("site CH1: no changes"), "{said}");
+    assert_eq!(
+        count_site_applied(&bus).await,
+        applied_before,
+        "diff changes nothing"
+    );
+
     let status = wait_status(&c.endpoint, "three declared roles", |s| {
         role_states(s, "CEN").len() == 2 && role_states(s, "CH1").len() == 1
     })

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 2 invalid input (each violation printed as `path: message [rule]`),
 //! 1 any other failure.
 
+mod diff;
 mod events;
 mod format;
 mod import;
@@ -102,6 +103,13 @@ enum Command {
         /// Validate and show what would change, without changing anything.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// What applying a site file would change, field by field (`stored -> file`), against the
+    /// sites the coordinator stores; nothing is changed.
+    Diff {
+        /// The site file (TOML), `-` for standard input.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
     },
     /// Check a site file against every rule `apply` checks, with no service running: exit 2 and
     /// each broken rule as `path: message [rule]`. A parent site the file does not declare is
@@ -321,21 +329,18 @@ enum SupCommand {
     },
 }
 
+/// A duration as people write them (`90s`, `10m`, `1h30m`, `2h 15m`, `500ms`); a bare number is
+/// seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("\"{s}\" is not a duration like 90s, 10m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "ms" => return Ok(Duration::from_millis(n)),
-        _ => return Err(format!("\"{s}\" is not a duration like 90s, 10m or 1h")),
-    };
-    Ok(Duration::from_secs(secs))
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("\"{s}\" is too large"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("\"{s}\" is not a duration like 90s, 10m or 1h30m: {e}"))
 }
 
 /// A failure with its exit code.
@@ -542,6 +547,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         } => apply(&cli.coordinator, &file, wait, timeout, dry_run).await,
         Command::Import(args) => import::import(&cli.coordinator, &args).await,
         Command::Validate { file } => offline::validate(&file),
+        Command::Diff { file } => diff::diff(&cli.coordinator, &file).await,
         Command::Completion { shell } => offline::completion(shell),
         Command::Status { site, output } => {
             let mut c = connect(&cli.coordinator).await?;
@@ -1165,6 +1171,28 @@ async fn sync(endpoint: &str, command: SyncCommand) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        for (text, secs) in [
+            ("90s", 90),
+            ("10m", 600),
+            ("1h30m", 5400),
+            ("2h 15m", 8100),
+            ("45", 45),
+            ("0s", 0),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        for bad in ["", "soon", "10 parsecs", "-5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 
     /// A call that answers with `answers` in turn, counting the attempts and the op ids sent.
     async fn attempts(
