@@ -146,7 +146,7 @@ async fn faults_are_classified_and_an_auto_site_fails_over() {
     ]);
     let (_health, endpoint) = start_health(s.nats.url(), s.dir.path(), &s.emulator.ca);
     apply_auto_site(&s.coordinator.endpoint, http, https);
-    let mut c = HealthServiceClient::connect(endpoint)
+    let mut c = HealthServiceClient::connect(endpoint.clone())
         .await
         .expect("health client");
     let r = wait_health(
@@ -162,6 +162,49 @@ async fn faults_are_classified_and_an_auto_site_fails_over() {
         "tcp, tls and six service steps: {r:?}"
     );
     wait_health(&mut c, "a1.corp.example.com", v1::Health::Healthy, None).await;
+
+    // supctl shows the same reports, and probes a server on demand.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(sup_testkit::binary("supctl").expect("supctl"))
+            .env("SUP_HEALTH", &endpoint)
+            .args(args)
+            .output()
+            .expect("supctl");
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let listed: serde_json::Value =
+        serde_json::from_str(&cli(&["health", "--site", "AUT", "-o", "json"])).expect("JSON");
+    let servers: Vec<&str> = listed
+        .as_array()
+        .expect("reports")
+        .iter()
+        .filter(|r| r["health"] == "healthy")
+        .filter_map(|r| r["server"].as_str())
+        .collect();
+    assert!(
+        servers.contains(&"a1.corp.example.com") && servers.contains(&"a2.corp.example.com"),
+        "{listed}"
+    );
+    let probed: serde_json::Value = serde_json::from_str(&cli(&[
+        "health",
+        "--probe",
+        "a2.corp.example.com",
+        "-o",
+        "json",
+    ]))
+    .expect("JSON");
+    assert_eq!(probed[0]["server"], "a2.corp.example.com");
+    assert_eq!(
+        probed[0]["components"].as_array().map(Vec::len),
+        Some(8),
+        "{probed}"
+    );
+    assert!(
+        cli(&["health", "-o", "name"])
+            .lines()
+            .any(|l| l == "a1.corp.example.com")
+    );
 
     // Each fault on the standby: its classification, then recovery.
     for (fault, component, result) in [

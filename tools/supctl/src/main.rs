@@ -6,6 +6,7 @@
 mod diff;
 mod events;
 mod format;
+mod health;
 mod import;
 mod offline;
 mod output;
@@ -47,6 +48,14 @@ struct Cli {
         default_value = "http://127.0.0.1:50052"
     )]
     scheduler: String,
+    /// The health service's gRPC endpoint.
+    #[arg(
+        long,
+        global = true,
+        env = "SUP_HEALTH",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    health: String,
     #[command(flatten)]
     tls: TlsArgs,
     /// How long a change (apply, delete, add, remove, activate, sync run) is sent again while the
@@ -124,6 +133,8 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Each SUP server's WSUS health (the health service's last probe), or a probe now.
+    Health(health::HealthArgs),
     /// Sites, active SUPs, roles and synchronization.
     Status {
         #[arg(long)]
@@ -548,6 +559,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import(args) => import::import(&cli.coordinator, &args).await,
         Command::Validate { file } => offline::validate(&file),
         Command::Diff { file } => diff::diff(&cli.coordinator, &file).await,
+        Command::Health(args) => health::health(&cli.health, args).await,
         Command::Completion { shell } => offline::completion(shell),
         Command::Status { site, output } => {
             let mut c = connect(&cli.coordinator).await?;
