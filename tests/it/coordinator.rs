@@ -479,7 +479,32 @@ async fn events_follow_shows_changes_as_they_happen() {
             }
         }
     });
-    // Give the watch a moment to subscribe, then make changes.
+    // `status --watch` prints its first view once it follows the events: then every change
+    // shows without polling.
+    let mut watcher = Command::new(sup_testkit::binary("supctl").expect("supctl"))
+        .env("SUP_COORDINATOR", &c.endpoint)
+        .args(["status", "--watch", "-o", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("supctl status --watch");
+    let (views_tx, views) = std::sync::mpsc::channel();
+    let watched = watcher.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(watched).lines().map_while(Result::ok) {
+            if views_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first: serde_json::Value = serde_json::from_str(
+        &views
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the first view"),
+    )
+    .expect("JSON");
+    assert_eq!(first["sites"], serde_json::json!([]), "{first}");
+    // Give the events follower a moment to subscribe, then make changes.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let file = site_file(HIERARCHY);
     assert!(
@@ -508,6 +533,27 @@ async fn events_follow_shows_changes_as_they_happen() {
     }
     let _ = follower.kill();
     let _ = follower.wait();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let view: serde_json::Value = serde_json::from_str(
+            &views
+                .recv_timeout(left)
+                .expect("a view with CEN's active SUP"),
+        )
+        .expect("one JSON document per view");
+        let cen = view["sites"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["code"] == "CEN");
+        if cen.is_some_and(|s| s["active"]["intranet"]["target"] == "cen-sup01.corp.example.com") {
+            break;
+        }
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
 
     // The same history as CloudEvents, one JSON document per line.
     let out = supctl(

@@ -10,6 +10,7 @@ mod health;
 mod import;
 mod offline;
 mod output;
+mod status;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -136,12 +137,7 @@ enum Command {
     /// Each SUP server's WSUS health (the health service's last probe), or a probe now.
     Health(health::HealthArgs),
     /// Sites, active SUPs, roles and synchronization.
-    Status {
-        #[arg(long)]
-        site: Option<String>,
-        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-        output: Format,
-    },
+    Status(status::StatusArgs),
     /// Applied sites.
     Site {
         #[command(subcommand)]
@@ -561,23 +557,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Diff { file } => diff::diff(&cli.coordinator, &file).await,
         Command::Health(args) => health::health(&cli.health, args).await,
         Command::Completion { shell } => offline::completion(shell),
-        Command::Status { site, output } => {
-            let mut c = connect(&cli.coordinator).await?;
-            let status = c
-                .get_status(v1::GetStatusRequest {
-                    site: site.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
-            let names: Vec<String> = status
-                .sites
-                .iter()
-                .filter_map(|s| s.site.as_ref().map(|site| site.code.clone()))
-                .collect();
-            format::print(output, &output::status_json(&status), &names, || {
-                output::status_table(&status)
-            })
-        }
+        Command::Status(args) => status::status(&cli.coordinator, args).await,
         Command::Site { command } => {
             let mut c = connect(&cli.coordinator).await?;
             match command {
