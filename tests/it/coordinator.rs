@@ -116,6 +116,17 @@ async fn applying_a_hierarchy_twice_changes_nothing_the_second_time() {
         "diff changes nothing"
     );
 
+    // Nothing installs the roles here: --wait gives up at its timeout and says which roles are
+    // short of their declared state, and where they stand.
+    let waited = supctl(
+        &c.endpoint,
+        &["apply", "-f", path, "--wait", "--timeout", "2s"],
+    );
+    assert_eq!(waited.status.code(), Some(1), "{}", text(&waited.stdout));
+    let said = text(&waited.stderr);
+    assert!(said.contains("timed out with 3 role(s)"), "{said}");
+    assert!(said.contains("CEN cen-sup01.corp.example.com: "), "{said}");
+
     let status = wait_status(&c.endpoint, "three declared roles", |s| {
         role_states(s, "CEN").len() == 2 && role_states(s, "CH1").len() == 1
     })

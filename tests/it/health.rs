@@ -264,6 +264,14 @@ async fn faults_are_classified_and_an_auto_site_fails_over() {
             .expect("epoch")
             > old_epoch
     );
+    // Re-applying the unchanged file with --wait finishes: the declared active SUP is a ready
+    // standby now, and the slot stays with the server the failover chose.
+    apply_auto_site(&s.coordinator.endpoint, http, https);
+    let kept = wait_status(&s.coordinator.endpoint, "status", |_| true).await;
+    assert_eq!(
+        kept["sites"][0]["active"]["intranet"]["target"],
+        "a2.corp.example.com"
+    );
     let bus = bus(&s.nats).await;
     let events = all_events(&bus).await;
     let failover = events.iter().find_map(|(_, e)| match &e.payload {

@@ -11,6 +11,7 @@ mod import;
 mod offline;
 mod output;
 mod status;
+mod wait;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -687,72 +688,9 @@ async fn apply(
     }
     if wait && !dry_run {
         let codes: Vec<String> = sites.iter().map(|s| s.code.clone()).collect();
-        wait_for_roles(&mut c, &codes, timeout).await?;
+        wait::wait_for_roles(&mut c, &codes, timeout).await?;
     }
     Ok(())
-}
-
-/// Prints one line per role state change until every role of `codes` is where its spec wants
-/// it: active when it is declared in a slot, ready otherwise.
-async fn wait_for_roles(
-    c: &mut CoordinatorClient<TracedChannel>,
-    codes: &[String],
-    timeout: Duration,
-) -> Result<(), Failure> {
-    let deadline = Instant::now() + timeout;
-    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
-    loop {
-        let mut pending = 0;
-        let mut failed = Vec::new();
-        for code in codes {
-            let status = c
-                .get_status(v1::GetStatusRequest { site: code.clone() })
-                .await?
-                .into_inner();
-            for s in &status.sites {
-                for r in &s.roles {
-                    let state = output::state_name(r.state);
-                    let key = (code.clone(), r.server.clone());
-                    if seen.get(&key).map(String::as_str) != Some(state) {
-                        let from = seen.get(&key).cloned().unwrap_or_else(|| "-".into());
-                        println!("{code}  {:<40} {from:>12} -> {state}", r.server);
-                        seen.insert(key, state.to_string());
-                    }
-                    let target = if r.desired_slot != v1::Slot::Unspecified as i32 {
-                        "active"
-                    } else {
-                        "ready"
-                    };
-                    match state {
-                        "failed" => {
-                            failed.push(format!("{code} {}: failed: {}", r.server, r.reason))
-                        }
-                        s if s == target => {}
-                        _ => pending += 1,
-                    }
-                }
-            }
-        }
-        if !failed.is_empty() {
-            return Err(Failure {
-                code: 1,
-                message: failed.join("\n"),
-            });
-        }
-        if pending == 0 {
-            println!("every role reached its declared state");
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(Failure {
-                code: 1,
-                message: format!(
-                    "timed out with {pending} role(s) not yet in their declared state"
-                ),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failure> {
