@@ -1,8 +1,6 @@
 //! `supctl health`: each SUP server's WSUS health as the health service last probed it, or a
 //! probe now (`--probe SERVER`).
 
-use std::fmt::Write as _;
-
 use clap::Args;
 use serde_json::{Value, json};
 use sup_proto::convert::health_name;
@@ -50,32 +48,33 @@ fn report_json(r: &v1::HealthReport) -> Value {
 }
 
 fn table(reports: &[v1::HealthReport]) -> String {
-    let mut out = format!(
-        "{:<5} {:<36} {:<10} {:<21} FAILING\n",
-        "SITE", "SERVER", "HEALTH", "CHECKED"
-    );
-    for r in reports {
-        let failing: Vec<String> = r
-            .components
-            .iter()
-            .filter(|c| c.result != v1::ProbeResult::Ok as i32)
-            .map(|c| format!("{}: {}", c.component, result_name(c.result)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "{:<5} {:<36} {:<10} {:<21} {}",
-            r.site,
-            r.server,
-            health_name(r.health),
-            output::time(r.checked.as_ref()).unwrap_or_default(),
-            if failing.is_empty() {
-                "-".into()
-            } else {
-                failing.join(", ")
-            }
-        );
-    }
-    out
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            let failing: Vec<String> = r
+                .components
+                .iter()
+                .filter(|c| c.result != v1::ProbeResult::Ok as i32)
+                .map(|c| format!("{}: {}", c.component, result_name(c.result)))
+                .collect();
+            vec![
+                r.site.clone(),
+                r.server.clone(),
+                health_name(r.health).to_string(),
+                output::time(r.checked.as_ref()).unwrap_or_default(),
+                if failing.is_empty() {
+                    "-".into()
+                } else {
+                    failing.join(", ")
+                },
+            ]
+        })
+        .collect();
+    crate::table::render(
+        &["SITE", "SERVER", "HEALTH", "CHECKED", "FAILING"],
+        &rows,
+        "",
+    )
 }
 
 pub async fn health(endpoint: &str, args: HealthArgs) -> Result<(), Failure> {

@@ -11,6 +11,7 @@ mod import;
 mod offline;
 mod output;
 mod status;
+mod table;
 mod wait;
 
 use std::collections::BTreeMap;
@@ -1072,26 +1073,28 @@ async fn sync(endpoint: &str, command: SyncCommand) -> Result<(), Failure> {
             let json = serde_json::Value::Array(runs.iter().map(run_json).collect()).to_string();
             let names: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
             format::print(output, &json, &names, || {
-                use std::fmt::Write as _;
-                let mut out = format!(
-                    "{:<34} {:<10} {:<9} {:<5} {:<21} {:<21} SERVER\n",
-                    "RUN", "STATE", "TRIGGER", "FULL", "STARTED", "FINISHED"
-                );
-                for r in &runs {
-                    let _ = writeln!(
-                        out,
-                        "{:<34} {:<10} {:<9} {:<5} {:<21} {:<21} {} {}",
-                        r.id,
-                        sync_state(r.state),
-                        r.trigger,
-                        r.full,
-                        output::time(r.started.as_ref()).unwrap_or_default(),
-                        output::time(r.finished.as_ref()).unwrap_or_default(),
-                        r.server,
-                        r.error
-                    );
-                }
-                out
+                let rows: Vec<Vec<String>> = runs
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.id.clone(),
+                            sync_state(r.state).to_string(),
+                            r.trigger.clone(),
+                            r.full.to_string(),
+                            output::time(r.started.as_ref()).unwrap_or_default(),
+                            output::time(r.finished.as_ref()).unwrap_or_default(),
+                            r.server.clone(),
+                            r.error.clone(),
+                        ]
+                    })
+                    .collect();
+                table::render(
+                    &[
+                        "RUN", "STATE", "TRIGGER", "FULL", "STARTED", "FINISHED", "SERVER", "ERROR",
+                    ],
+                    &rows,
+                    "",
+                )
             })?;
             Ok(())
         }

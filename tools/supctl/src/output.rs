@@ -224,29 +224,29 @@ pub fn status_table(status: &v1::StatusResponse) -> String {
                 }
             }
         }
-        let _ = writeln!(
-            out,
-            "  {:<40} {:<12} {:<9} {:<9} {:<30} REASON",
-            "SERVER", "STATE", "SLOT", "HEALTH", "UPSTREAM"
-        );
-        for r in &s.roles {
-            let sync = s.role_sync.iter().find(|x| x.server == r.server);
-            let upstream = sync
-                .and_then(|x| non_empty(&x.upstream))
-                .unwrap_or_else(|| "-".into());
-            let _ = writeln!(
-                out,
-                "  {:<40} {:<12} {:<9} {:<9} {:<30} {}",
-                r.server,
-                state_name(r.state),
-                held_slot(s, &r.server).unwrap_or("-"),
-                health_name(r.health),
-                upstream,
-                role_reason(r, sync)
-                    .or_else(|| non_empty(&r.reason))
-                    .unwrap_or_default()
-            );
-        }
+        let rows: Vec<Vec<String>> = s
+            .roles
+            .iter()
+            .map(|r| {
+                let sync = s.role_sync.iter().find(|x| x.server == r.server);
+                vec![
+                    r.server.clone(),
+                    state_name(r.state).to_string(),
+                    held_slot(s, &r.server).unwrap_or("-").to_string(),
+                    health_name(r.health).to_string(),
+                    sync.and_then(|x| non_empty(&x.upstream))
+                        .unwrap_or_else(|| "-".into()),
+                    role_reason(r, sync)
+                        .or_else(|| non_empty(&r.reason))
+                        .unwrap_or_default(),
+                ]
+            })
+            .collect();
+        out.push_str(&crate::table::render(
+            &["SERVER", "STATE", "SLOT", "HEALTH", "UPSTREAM", "REASON"],
+            &rows,
+            "  ",
+        ));
         for d in &s.drift {
             let _ = writeln!(
                 out,
@@ -277,44 +277,53 @@ pub fn status_table(status: &v1::StatusResponse) -> String {
 }
 
 pub fn sites_table(sites: &[v1::Site]) -> String {
-    let mut out = format!(
-        "{:<5} {:<30} {:<7} {:<7} {}\n",
-        "CODE", "NAME", "MODE", "PARENT", "SUPS"
-    );
-    for s in sites {
-        let _ = writeln!(
-            out,
-            "{:<5} {:<30} {:<7} {:<7} {}",
-            s.code,
-            s.name,
-            mode_name(s.mode),
-            if s.parent.is_empty() { "-" } else { &s.parent },
-            s.software_update_points.len()
-        );
-    }
-    out
+    let rows: Vec<Vec<String>> = sites
+        .iter()
+        .map(|s| {
+            vec![
+                s.code.clone(),
+                s.name.clone(),
+                mode_name(s.mode).to_string(),
+                if s.parent.is_empty() {
+                    "-".into()
+                } else {
+                    s.parent.clone()
+                },
+                s.software_update_points.len().to_string(),
+            ]
+        })
+        .collect();
+    crate::table::render(&["CODE", "NAME", "MODE", "PARENT", "SUPS"], &rows, "")
 }
 
 /// One site for people: the listing's row, then its site systems' SUP roles.
 pub fn site_table(site: &v1::Site) -> String {
     let mut out = sites_table(std::slice::from_ref(site));
-    let spec = spec_of(site);
-    let _ = writeln!(
-        out,
-        "\n{:<36} {:<6} {:<6} {:<4} DECLARED ACTIVE",
-        "SOFTWARE UPDATE POINT", "HTTP", "HTTPS", "SSL"
-    );
-    for p in &spec.software_update_point {
-        let _ = writeln!(
-            out,
-            "{:<36} {:<6} {:<6} {:<4} {}",
-            p.server,
-            p.http_port.map_or("-".into(), |v| v.to_string()),
-            p.https_port.map_or("-".into(), |v| v.to_string()),
-            if p.ssl.unwrap_or(false) { "yes" } else { "no" },
-            p.active.as_deref().unwrap_or("-"),
-        );
-    }
+    let rows: Vec<Vec<String>> = spec_of(site)
+        .software_update_point
+        .iter()
+        .map(|p| {
+            vec![
+                p.server.clone(),
+                p.http_port.map_or("-".into(), |v| v.to_string()),
+                p.https_port.map_or("-".into(), |v| v.to_string()),
+                if p.ssl.unwrap_or(false) { "yes" } else { "no" }.to_string(),
+                p.active.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out.push_str(&crate::table::render(
+        &[
+            "SOFTWARE UPDATE POINT",
+            "HTTP",
+            "HTTPS",
+            "SSL",
+            "DECLARED ACTIVE",
+        ],
+        &rows,
+        "",
+    ));
     out
 }
 
