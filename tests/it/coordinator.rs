@@ -470,18 +470,19 @@ async fn two_replicas_racing_activations_give_one_winner_per_epoch() {
     );
 }
 
-#[tokio::test]
-async fn events_follow_shows_changes_as_they_happen() {
-    let nats = NatsServer::start().expect("nats-server");
-    let c = coordinator(&nats);
-    let mut follower = Command::new(sup_testkit::binary("supctl").expect("supctl"))
-        .env("SUP_COORDINATOR", &c.endpoint)
-        .args(["events", "--follow", "-o", "json"])
+/// A long-running supctl and the lines it prints, as they come.
+fn supctl_lines(
+    endpoint: &str,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(sup_testkit::binary("supctl").expect("supctl"))
+        .env("SUP_COORDINATOR", endpoint)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("supctl events");
-    let stdout = follower.stdout.take().expect("stdout");
+        .expect("supctl");
+    let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -490,24 +491,17 @@ async fn events_follow_shows_changes_as_they_happen() {
             }
         }
     });
+    (child, rx)
+}
+
+#[tokio::test]
+async fn events_follow_shows_changes_as_they_happen() {
+    let nats = NatsServer::start().expect("nats-server");
+    let c = coordinator(&nats);
+    let (mut follower, rx) = supctl_lines(&c.endpoint, &["events", "--follow", "-o", "json"]);
     // `status --watch` prints its first view once it follows the events: then every change
     // shows without polling.
-    let mut watcher = Command::new(sup_testkit::binary("supctl").expect("supctl"))
-        .env("SUP_COORDINATOR", &c.endpoint)
-        .args(["status", "--watch", "-o", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("supctl status --watch");
-    let (views_tx, views) = std::sync::mpsc::channel();
-    let watched = watcher.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(watched).lines().map_while(Result::ok) {
-            if views_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut watcher, views) = supctl_lines(&c.endpoint, &["status", "--watch", "-o", "json"]);
     let first: serde_json::Value = serde_json::from_str(
         &views
             .recv_timeout(Duration::from_secs(30))
