@@ -16,11 +16,11 @@ use std::time::Duration;
 use sspi::network_client::NetworkClient;
 use sspi::{
     AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, CredentialsBuffers,
-    DataRepresentation, EncryptionFlags, Kerberos, KerberosConfig, NetworkProtocol, NetworkRequest,
-    SecurityBuffer, SecurityBufferRef, SecurityStatus, Sspi, SspiImpl, Username,
+    DataRepresentation, Kerberos, KerberosConfig, NetworkProtocol, NetworkRequest, SecurityBuffer,
+    SecurityStatus, Sspi, SspiImpl, Username,
 };
 
-use crate::ntlm::NtlmError;
+use crate::ntlm::{NtlmError, open, ready, seal};
 
 /// `protocol` value of the encrypted multipart body when the `Kerberos` HTTP scheme was used.
 pub const KERBEROS_ENCRYPTED_PROTOCOL: &str = "application/HTTP-Kerberos-session-encrypted";
@@ -267,45 +267,15 @@ impl KerberosInitiator {
 
     /// GSS_Wrap with confidentiality, split as WinRM sends it: (header, encrypted data).
     pub fn wrap(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-        self.ready()?;
+        ready(self.is_complete(), self.poisoned)?;
         let trailer = self.kerberos.query_context_sizes()?.security_trailer as usize;
-        let mut header = vec![0u8; trailer];
-        let mut data = plain.to_vec();
-        let mut buffers = [
-            SecurityBufferRef::token_buf(&mut header),
-            SecurityBufferRef::data_buf(&mut data),
-        ];
-        self.kerberos
-            .encrypt_message(EncryptionFlags::empty(), &mut buffers)?;
-        Ok((buffers[0].data().to_vec(), buffers[1].data().to_vec()))
+        seal(&mut self.kerberos, plain, trailer)
     }
 
     /// Verifies and opens a server message. A failure poisons the context.
     pub fn unwrap(&mut self, header: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
-        self.ready()?;
-        let mut header = header.to_vec();
-        let mut data = sealed.to_vec();
-        let mut buffers = [
-            SecurityBufferRef::token_buf(&mut header),
-            SecurityBufferRef::data_buf(&mut data),
-        ];
-        match self.kerberos.decrypt_message(&mut buffers) {
-            Ok(_) => Ok(buffers[1].data().to_vec()),
-            Err(_) => {
-                self.poisoned = true;
-                Err(NtlmError::BadSignature)
-            }
-        }
-    }
-
-    fn ready(&self) -> Result<()> {
-        if !self.is_complete() {
-            return Err(NtlmError::OutOfSequence("context not complete"));
-        }
-        if self.poisoned {
-            return Err(NtlmError::BadSignature);
-        }
-        Ok(())
+        ready(self.is_complete(), self.poisoned)?;
+        open(&mut self.kerberos, header, sealed).inspect_err(|_| self.poisoned = true)
     }
 
     fn isc(&mut self, input: &[u8]) -> Result<Vec<u8>> {

@@ -182,24 +182,14 @@ impl Initiator {
 
     /// Seals `plain` (client-to-server direction). Returns (16-byte signature, ciphertext).
     pub fn wrap(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-        self.ready()?;
-        seal(&mut self.ntlm, plain)
+        ready(self.is_complete(), self.poisoned)?;
+        seal(&mut self.ntlm, plain, SIGNATURE_LEN)
     }
 
     /// Verifies and unseals a server message. A failure poisons the context.
     pub fn unwrap(&mut self, header: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
-        self.ready()?;
-        open(&mut self.ntlm, header, sealed).inspect_err(|_| self.poisoned = true)
-    }
-
-    fn ready(&self) -> Result<()> {
-        if !self.is_complete() {
-            return Err(NtlmError::OutOfSequence("context not complete"));
-        }
-        if self.poisoned {
-            return Err(NtlmError::BadSignature);
-        }
-        Ok(())
+        ready(self.is_complete(), self.poisoned)?;
+        open_signed(&mut self.ntlm, header, sealed).inspect_err(|_| self.poisoned = true)
     }
 
     fn isc(&mut self, input: Option<&[u8]>) -> Result<Vec<u8>> {
@@ -343,8 +333,8 @@ impl Acceptor {
     pub fn wrap(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
         self.ready()?;
         match &mut self.mech {
-            Mech::Raw(ntlm) => seal(ntlm.as_mut(), plain),
-            Mech::Spnego(negotiate) => seal(negotiate.as_mut(), plain),
+            Mech::Raw(ntlm) => seal(ntlm.as_mut(), plain, SIGNATURE_LEN),
+            Mech::Spnego(negotiate) => seal(negotiate.as_mut(), plain, SIGNATURE_LEN),
             Mech::Undecided => Err(NtlmError::OutOfSequence("context not complete")),
         }
     }
@@ -353,24 +343,18 @@ impl Acceptor {
     pub fn unwrap(&mut self, header: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
         self.ready()?;
         let result = match &mut self.mech {
-            Mech::Raw(ntlm) => open(ntlm.as_mut(), header, sealed),
-            Mech::Spnego(negotiate) => open(negotiate.as_mut(), header, sealed),
+            Mech::Raw(ntlm) => open_signed(ntlm.as_mut(), header, sealed),
+            Mech::Spnego(negotiate) => open_signed(negotiate.as_mut(), header, sealed),
             Mech::Undecided => Err(NtlmError::OutOfSequence("context not complete")),
         };
         result.inspect_err(|_| self.poisoned = true)
     }
 
     fn ready(&self) -> Result<()> {
-        if !self.is_complete() {
-            return Err(NtlmError::OutOfSequence("context not complete"));
-        }
-        if !self.sealing {
+        if self.is_complete() && !self.sealing {
             return Err(NtlmError::NoConfidentiality);
         }
-        if self.poisoned {
-            return Err(NtlmError::BadSignature);
-        }
-        Ok(())
+        ready(self.is_complete(), self.poisoned)
     }
 
     fn step_inner(&mut self, input: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -698,28 +682,31 @@ fn take_token(mut buffers: Vec<SecurityBuffer>) -> Result<Vec<u8>> {
     Ok(std::mem::take(&mut token.buffer))
 }
 
-/// EncryptMessage with [Token(16), Data(plain)]: sspi RC4-seals Data in place
-/// (advancing the send RC4 stream), then writes the signature, whose checksum is
-/// RC4'd with the *same* stream (KEY_EXCH), into Token. That is exactly pyspnego's
-/// `wrap_winrm`: header = signature, data = ciphertext of the same length.
-fn seal<S: Sspi>(ctx: &mut S, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    let mut header = vec![0u8; SIGNATURE_LEN];
+/// EncryptMessage with [Token(header_len), Data(plain)], as WinRM seals a message with either
+/// mechanism; returns (Token, Data) as the package left them. NTLM: sspi RC4-seals Data in place
+/// (advancing the send RC4 stream), then writes the 16-byte signature, whose checksum is RC4'd
+/// with the *same* stream (KEY_EXCH), into Token: exactly pyspnego's `wrap_winrm`. Kerberos: the
+/// wrap token's header and trailer go to Token, the encrypted payload to Data.
+pub(crate) fn seal<S: Sspi>(
+    ctx: &mut S,
+    plain: &[u8],
+    header_len: usize,
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let mut header = vec![0u8; header_len];
     let mut data = plain.to_vec();
     let mut buffers = [
         SecurityBufferRef::token_buf(&mut header),
         SecurityBufferRef::data_buf(&mut data),
     ];
     ctx.encrypt_message(EncryptionFlags::empty(), &mut buffers)?;
-    Ok((header, data))
+    Ok((buffers[0].data().to_vec(), buffers[1].data().to_vec()))
 }
 
-/// DecryptMessage with [Token(header), Data(sealed)]. sspi checks the sequence number
-/// in the header against its own counter, unseals, then verifies the checksum. It
-/// writes plaintext into Data before the check, so on error the buffer is dropped.
-fn open<S: Sspi>(ctx: &mut S, header: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
-    if header.len() != SIGNATURE_LEN {
-        return Err(NtlmError::BadSignature);
-    }
+/// DecryptMessage with [Token(header), Data(sealed)]: the plaintext, or `BadSignature`. NTLM's
+/// sspi checks the sequence number in the header against its own counter, unseals, then
+/// verifies the checksum; it writes plaintext into Data before the check, so on error the buffer
+/// is dropped.
+pub(crate) fn open<S: Sspi>(ctx: &mut S, header: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
     let mut header = header.to_vec();
     let mut data = sealed.to_vec();
     let mut buffers = [
@@ -728,7 +715,26 @@ fn open<S: Sspi>(ctx: &mut S, header: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
     ];
     ctx.decrypt_message(&mut buffers)
         .map_err(|_| NtlmError::BadSignature)?;
-    Ok(data)
+    Ok(buffers[1].data().to_vec())
+}
+
+/// [`open`] for NTLM, whose header is exactly one signature.
+fn open_signed<S: Sspi>(ctx: &mut S, header: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
+    if header.len() != SIGNATURE_LEN {
+        return Err(NtlmError::BadSignature);
+    }
+    open(ctx, header, sealed)
+}
+
+/// Whether a context may wrap and unwrap: complete, and never failed a check since.
+pub(crate) fn ready(complete: bool, poisoned: bool) -> Result<()> {
+    if !complete {
+        return Err(NtlmError::OutOfSequence("context not complete"));
+    }
+    if poisoned {
+        return Err(NtlmError::BadSignature);
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
