@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 use sup_proto::v1;
 
-use crate::{Failure, connect, invalid, offline, output};
+use crate::{Failure, connect, offline, output};
 
 /// One difference: the site-file path, and the stored and the file's values (`None`: absent).
 #[derive(Debug, PartialEq)]
@@ -21,25 +21,9 @@ pub struct Change {
 pub async fn diff(endpoint: &str, file: &Path) -> Result<(), Failure> {
     let text = offline::read_site_file(file)?;
     let mut c = connect(endpoint).await?;
-    let stored_sites: BTreeMap<String, v1::Site> = c
-        .list_sites(v1::ListSitesRequest {})
-        .await?
-        .into_inner()
-        .sites
-        .into_iter()
-        .map(|s| (s.code.clone(), s))
-        .collect();
-    let known = stored_sites
-        .iter()
-        .map(|(code, s)| {
-            (
-                code.clone(),
-                (!s.parent.is_empty()).then(|| s.parent.clone()),
-            )
-        })
-        .collect();
-    let sites =
-        sup_core::spec::load_site_file(&text, &known).map_err(|v| invalid(v.to_string()))?;
+    let (sites, stored) = crate::validate_against_stored(&mut c, &text).await?;
+    let stored_sites: BTreeMap<String, v1::Site> =
+        stored.into_iter().map(|s| (s.code.clone(), s)).collect();
     for site in &sites {
         let declared = json(&sup_core::spec::to_raw(site));
         let Some(stored) = stored_sites.get(&site.code) else {

@@ -25,20 +25,30 @@ pub enum SiteFormat {
     Toml,
 }
 
-/// Prints one listing: `json` is its JSON document, `names` its resources' names, `table` the
-/// human view (made only when asked for).
+/// One listing as it is printed: `json` is its JSON document, `names` its resources' names,
+/// `table` the human view (made only when asked for).
+pub fn render(
+    format: Format,
+    json: &str,
+    names: &[String],
+    table: impl FnOnce() -> String,
+) -> Result<String, Failure> {
+    Ok(match format {
+        Format::Json => format!("{json}\n"),
+        Format::Yaml => yaml(json)?,
+        Format::Name => names.iter().map(|n| format!("{n}\n")).collect(),
+        Format::Table => table(),
+    })
+}
+
+/// Prints one listing ([`render`]).
 pub fn print(
     format: Format,
     json: &str,
     names: &[String],
     table: impl FnOnce() -> String,
 ) -> Result<(), Failure> {
-    match format {
-        Format::Json => println!("{json}"),
-        Format::Yaml => print!("{}", yaml(json)?),
-        Format::Name => names.iter().for_each(|n| println!("{n}")),
-        Format::Table => print!("{}", table()),
-    }
+    print!("{}", render(format, json, names, table)?);
     Ok(())
 }
 

@@ -643,6 +643,30 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// Validates a site file here, against the sites already applied (whose parents a child may
+/// name), so errors come without a round trip; returns the file's sites and the stored ones.
+async fn validate_against_stored(
+    c: &mut CoordinatorClient<TracedChannel>,
+    text: &str,
+) -> Result<(Vec<sup_core::model::Site>, Vec<v1::Site>), Failure> {
+    let stored = c
+        .list_sites(v1::ListSitesRequest {})
+        .await?
+        .into_inner()
+        .sites;
+    let known: BTreeMap<String, Option<String>> = stored
+        .iter()
+        .map(|s| {
+            (
+                s.code.clone(),
+                (!s.parent.is_empty()).then(|| s.parent.clone()),
+            )
+        })
+        .collect();
+    let sites = sup_core::spec::load_site_file(text, &known).map_err(|v| invalid(v.to_string()))?;
+    Ok((sites, stored))
+}
+
 async fn apply(
     endpoint: &str,
     file: &std::path::Path,
@@ -652,17 +676,7 @@ async fn apply(
 ) -> Result<(), Failure> {
     let text = offline::read_site_file(file)?;
     let mut c = connect(endpoint).await?;
-    // Validate here first, against the sites already applied, so errors come without a round trip.
-    let known: BTreeMap<String, Option<String>> = c
-        .list_sites(v1::ListSitesRequest {})
-        .await?
-        .into_inner()
-        .sites
-        .into_iter()
-        .map(|s| (s.code, (!s.parent.is_empty()).then_some(s.parent)))
-        .collect();
-    let sites =
-        sup_core::spec::load_site_file(&text, &known).map_err(|v| invalid(v.to_string()))?;
+    let (sites, _) = validate_against_stored(&mut c, &text).await?;
     let resp = change(
         v1::ApplySitesRequest {
             sites: sites.iter().map(convert::site_to_proto).collect(),

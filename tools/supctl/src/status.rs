@@ -29,12 +29,8 @@ fn render(format: Format, status: &v1::StatusResponse) -> Result<String, Failure
         .iter()
         .filter_map(|s| s.site.as_ref().map(|site| site.code.clone()))
         .collect();
-    let json = output::status_json(status);
-    Ok(match format {
-        Format::Json => format!("{json}\n"),
-        Format::Yaml => format::yaml(&json)?,
-        Format::Name => names.iter().map(|n| format!("{n}\n")).collect(),
-        Format::Table => output::status_table(status),
+    format::render(format, &output::status_json(status), &names, || {
+        output::status_table(status)
     })
 }
 
