@@ -124,9 +124,9 @@ impl ConnectionMetrics {
     /// Asks JetStream for the account's information every [`JETSTREAM_PROBE_EVERY`]: an answer in
     /// time means the service can use its streams and buckets (a cluster without a meta leader,
     /// or without JetStream, does not answer). Ends when the last clone of the bus is dropped.
-    fn probe_jetstream(&self, js: jetstream::Context) -> Arc<AbortOnDrop> {
+    fn probe_jetstream(&self, js: jetstream::Context) -> AbortOnDrop {
         let gauge = self.jetstream.clone();
-        Arc::new(AbortOnDrop(tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 let answered = tokio::time::timeout(JETSTREAM_PROBE_EVERY, js.query_account())
                     .await
@@ -134,12 +134,12 @@ impl ConnectionMetrics {
                 gauge.set(i64::from(answered));
                 tokio::time::sleep(JETSTREAM_PROBE_EVERY).await;
             }
-        })))
+        }))
     }
 
     /// Registers `sup_nats_connected`, `sup_jetstream_available` and `sup_nats_errors`, every
     /// kind shown from the start.
-    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+    fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         for kind in ["server", "client", "slow_consumer"] {
             let _ = self.errors.get_or_create(&vec![("kind", kind)]);
         }
@@ -161,6 +161,16 @@ impl ConnectionMetrics {
     }
 }
 
+impl Bus {
+    /// Registers the connection's metrics (`sup_nats_connected`, `sup_jetstream_available`,
+    /// `sup_nats_errors`) and starts probing JetStream for them; once per bus.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.connection.register(registry);
+        self.jetstream_probe
+            .get_or_init(|| self.connection.probe_jetstream(self.js.clone()));
+    }
+}
+
 /// How often (and how long at most) each service asks JetStream whether it answers.
 const JETSTREAM_PROBE_EVERY: Duration = Duration::from_secs(10);
 
@@ -178,8 +188,10 @@ impl Drop for AbortOnDrop {
 pub struct Bus {
     pub client: async_nats::Client,
     pub js: jetstream::Context,
-    pub connection: ConnectionMetrics,
-    _jetstream_probe: Arc<AbortOnDrop>,
+    connection: ConnectionMetrics,
+    /// Started by [`Bus::register_metrics`], so that only a process that serves the metrics
+    /// probes JetStream.
+    jetstream_probe: Arc<std::sync::OnceLock<AbortOnDrop>>,
     pub buckets: Buckets,
 }
 
@@ -253,12 +265,11 @@ impl Bus {
                 Err(e) => return Err(e),
             }
         };
-        let _jetstream_probe = connection.probe_jetstream(js.clone());
         Ok(Self {
             client,
             js,
             connection,
-            _jetstream_probe,
+            jetstream_probe: Arc::default(),
             buckets,
         })
     }

@@ -91,7 +91,7 @@ pub async fn run(
     let metrics = metrics::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);
-    bus.connection.register(&mut registry);
+    bus.register_metrics(&mut registry);
     let gauges = gauges::Gauges::default();
     gauges.register(&mut registry);
     let mut coordinator = Coordinator::new(store::Store::new(bus.clone()), metrics.clone());

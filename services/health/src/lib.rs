@@ -623,7 +623,7 @@ pub async fn run(
         .context("connecting to NATS")?;
     let svc = Arc::new(HealthService::new(bus.clone(), settings)?);
     let mut registry = prometheus_client::registry::Registry::default();
-    bus.connection.register(&mut registry);
+    bus.register_metrics(&mut registry);
     registry.register(
         "sup_probe_results",
         "Probe steps by component and result",

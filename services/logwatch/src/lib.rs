@@ -90,7 +90,7 @@ pub async fn run(
         .context("connecting to NATS")?;
     let metrics = watch::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
-    bus.connection.register(&mut registry);
+    bus.register_metrics(&mut registry);
     metrics.register(&mut registry);
     let mut life = Lifecycle::new();
     life.serve_admin(admin, registry);

@@ -781,7 +781,7 @@ pub async fn run_with<D: SiteDriver>(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
-    bus.connection.register(&mut registry);
+    bus.register_metrics(&mut registry);
     metrics.register(&mut registry);
     let mut life = Lifecycle::new();
     life.serve_admin(admin, registry);

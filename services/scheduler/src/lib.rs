@@ -930,7 +930,7 @@ pub async fn run<C: Clock>(
     let tick = Duration::from_millis(settings.tick_ms.max(10));
     let metrics = Metrics::default();
     let mut registry = Registry::default();
-    bus.connection.register(&mut registry);
+    bus.register_metrics(&mut registry);
     metrics.register(&mut registry);
     let s = Arc::new(Scheduler {
         bus: bus.clone(),
