@@ -29,45 +29,34 @@ fn load(service: &str, file: Option<&Path>, env: &[(String, String)]) -> Result<
             std::env::set_var(k, v);
         }
     }
+    fn settings<T: serde::de::DeserializeOwned>(
+        service: &str,
+        defaults: &str,
+        file: Option<&Path>,
+    ) -> Result<T, String> {
+        sup_runtime::load_config::<T>(service, defaults, file).map_err(|e| e.to_string())
+    }
     let result = match service {
-        "coordinator" => sup_runtime::load_config::<sup_coordinator::Settings>(
-            service,
-            sup_coordinator::DEFAULTS,
-            file,
-        )
-        .map(drop)
-        .map_err(|e| e.to_string()),
-        "provisioner" => sup_runtime::load_config::<sup_provisioner::Settings>(
-            service,
-            sup_provisioner::DEFAULTS,
-            file,
-        )
-        .map_err(|e| e.to_string())
-        .and_then(|s| {
-            for (code, p) in &s.providers {
-                p.auth().map_err(|e| format!("providers.{code}.{e}"))?;
-            }
-            Ok(())
-        }),
-        "scheduler" => sup_runtime::load_config::<sup_scheduler::Settings>(
-            service,
-            sup_scheduler::DEFAULTS,
-            file,
-        )
-        .map(drop)
-        .map_err(|e| e.to_string()),
-        "health" => {
-            sup_runtime::load_config::<sup_health::Settings>(service, sup_health::DEFAULTS, file)
+        "coordinator" => {
+            settings::<sup_coordinator::Settings>(service, sup_coordinator::DEFAULTS, file)
                 .map(drop)
-                .map_err(|e| e.to_string())
         }
-        "logwatch" => sup_runtime::load_config::<sup_logwatch::Settings>(
-            service,
-            sup_logwatch::DEFAULTS,
-            file,
-        )
-        .map(drop)
-        .map_err(|e| e.to_string()),
+        "provisioner" => {
+            settings::<sup_provisioner::Settings>(service, sup_provisioner::DEFAULTS, file)
+                .and_then(|s| {
+                    for (code, p) in &s.providers {
+                        p.auth().map_err(|e| format!("providers.{code}.{e}"))?;
+                    }
+                    Ok(())
+                })
+        }
+        "scheduler" => {
+            settings::<sup_scheduler::Settings>(service, sup_scheduler::DEFAULTS, file).map(drop)
+        }
+        "health" => settings::<sup_health::Settings>(service, sup_health::DEFAULTS, file).map(drop),
+        "logwatch" => {
+            settings::<sup_logwatch::Settings>(service, sup_logwatch::DEFAULTS, file).map(drop)
+        }
         other => panic!("no service named {other}"),
     };
     unsafe {
