@@ -96,9 +96,8 @@ impl ProviderSettings {
     /// so the site system's is derived from its URL.
     fn endpoint(&self, url: String, password: &Password, auth: Auth) -> Endpoint {
         let auth = match auth {
-            Auth::Kerberos { kdc, spn } if url == self.url => Auth::Kerberos { kdc, spn },
-            Auth::Kerberos { kdc, .. } => Auth::Kerberos { kdc, spn: None },
-            other => other,
+            Auth::Kerberos { kdc, .. } if url != self.url => Auth::Kerberos { kdc, spn: None },
+            same => same,
         };
         Endpoint {
             url,
