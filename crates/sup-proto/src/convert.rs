@@ -76,6 +76,16 @@ pub fn health_name(h: i32) -> &'static str {
     }
 }
 
+/// The lower-case name of a proto synchronization state, as status output shows it.
+pub fn sync_state_name(s: i32) -> &'static str {
+    match v1::SyncState::try_from(s).unwrap_or(v1::SyncState::Unspecified) {
+        v1::SyncState::Running => "running",
+        v1::SyncState::Succeeded => "succeeded",
+        v1::SyncState::Failed => "failed",
+        v1::SyncState::NeverRun | v1::SyncState::Unspecified => "never_run",
+    }
+}
+
 fn weekday_number(d: Weekday) -> u32 {
     d.num_days_from_sunday() + 1
 }

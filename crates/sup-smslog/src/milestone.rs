@@ -52,7 +52,7 @@ pub const ALL: [&str; 12] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Milestone {
     pub name: &'static str,
-    /// Extracted values (`server`, `port`, `use_ssl`, `state`, `state_name`, `statmsg_id`,
+    /// Extracted values (`server`, `port`, `use_ssl`, `state`, `state_name`, `statmsg_id`, `sev`,
     /// `gmtdate`, `reason`, …) and `log`, the file the line came from.
     pub fields: Vec<(&'static str, String)>,
 }
@@ -337,6 +337,10 @@ impl Classifier {
                     }
                 }
                 _ => {}
+            }
+            // The message's severity as the status message carries it: I, W or E.
+            if let Some(sev) = statmsg_field(msg, "SEV") {
+                fields.push(("sev", sev.to_string()));
             }
             if let Some(site) = statmsg_field(msg, "SITE") {
                 fields.push(("site", site.to_string()));

@@ -1,7 +1,7 @@
 //! Events as lines for people and as JSON objects for scripts.
 
 use serde_json::{Value, json};
-use sup_proto::convert::{health_name, role_state_from_proto, slot_from_proto};
+use sup_proto::convert::{health_name, role_state_from_proto, slot_from_proto, sync_state_name};
 use sup_proto::v1::{self, event::Payload};
 
 use crate::output::time;
@@ -68,7 +68,9 @@ fn kind_and_details(p: Option<&Payload>) -> (&'static str, Value) {
 
 fn sync_run(r: Option<&v1::SyncRun>) -> Value {
     match r {
-        Some(r) => json!({"run": r.id, "state": r.state, "trigger": r.trigger, "error": r.error}),
+        Some(r) => {
+            json!({"run": r.id, "state": sync_state_name(r.state), "trigger": r.trigger, "error": r.error})
+        }
         None => Value::Null,
     }
 }
@@ -122,7 +124,7 @@ pub fn line(w: &v1::WatchedEvent) -> String {
         Some(Payload::SyncStarted(_)) => "synchronization started".into(),
         Some(Payload::SyncFinished(s)) => format!(
             "synchronization finished: {}",
-            s.run.as_ref().map(|r| r.state).unwrap_or(0)
+            sync_state_name(s.run.as_ref().map(|r| r.state).unwrap_or(0))
         ),
         Some(Payload::CommandRejected(c)) => c.reason.clone(),
         Some(Payload::Alert(a)) => format!("{}: {}", a.kind, a.message),

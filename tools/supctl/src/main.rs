@@ -974,14 +974,7 @@ fn schedule(command: ScheduleCommand) -> Result<(), Failure> {
     }
 }
 
-fn sync_state(s: i32) -> &'static str {
-    match v1::SyncState::try_from(s) {
-        Ok(v1::SyncState::Running) => "running",
-        Ok(v1::SyncState::Succeeded) => "succeeded",
-        Ok(v1::SyncState::Failed) => "failed",
-        _ => "never_run",
-    }
-}
+use sup_proto::convert::sync_state_name as sync_state;
 
 fn run_json(r: &v1::SyncRun) -> serde_json::Value {
     serde_json::json!({

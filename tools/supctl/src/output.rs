@@ -99,14 +99,7 @@ fn slot_json(a: Option<&v1::ActiveSlot>) -> Option<SlotJson> {
     })
 }
 
-fn sync_state(s: i32) -> &'static str {
-    match v1::SyncState::try_from(s) {
-        Ok(v1::SyncState::Running) => "running",
-        Ok(v1::SyncState::Succeeded) => "succeeded",
-        Ok(v1::SyncState::Failed) => "failed",
-        _ => "never_run",
-    }
-}
+use sup_proto::convert::sync_state_name as sync_state;
 
 /// The slot a role holds now, from the site's slot records.
 fn held_slot(s: &v1::SiteStatus, server: &str) -> Option<&'static str> {
