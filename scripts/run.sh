@@ -16,6 +16,7 @@ NATS_PORT=${NATS_PORT:-14222}
 COORDINATOR_PORT=${COORDINATOR_PORT:-50051}
 SCHEDULER_PORT=${SCHEDULER_PORT:-50052}
 HEALTH_PORT=${HEALTH_PORT:-50053}
+CONSOLE_PORT=${CONSOLE_PORT:-8080}
 EMU_AGENT=${EMU_AGENT:-7700}
 EMU_CONTROL=${EMU_CONTROL:-7701}
 EMU_PROVIDER=${EMU_PROVIDER:-15985}
@@ -60,7 +61,7 @@ if [ -d "$RUN/nats" ] || [ -d "$RUN/sites" ]; then
   rm -rf "$RUN/nats" "$RUN/sites"
 fi
 mkdir -p "$RUN/bin" "$RUN/logs" "$RUN/config" "$RUN/sites"
-for b in sup-coordinator sup-provisioner sup-scheduler sup-health sup-logwatch supctl wsus-emulator; do
+for b in sup-coordinator sup-provisioner sup-scheduler sup-health sup-logwatch sup-console supctl wsus-emulator; do
   cp -f "target/$PROFILE/$b" "$RUN/bin/$b"
 done
 cp -f .tools/bin/nats-server "$RUN/bin/nats-server"
@@ -160,6 +161,22 @@ $(cat "$RUN/port-map.toml")
 [nats]
 url = "$NATS_URL"
 CONF
+# The console: read-only unless CONSOLE_ACTIONS=1, which enables Run Synchronization and
+# activation for whoever holds the token in .run/console-token.
+CONSOLE_ACTIONS_CONF="enabled = false"
+if [ "${CONSOLE_ACTIONS:-0}" = 1 ]; then
+  ( umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > "$RUN/console-token" )
+  CONSOLE_ACTIONS_CONF="enabled = true
+token_file = \"$RUN/console-token\""
+fi
+cat > "$RUN/config/console.toml" <<CONF
+listen = "127.0.0.1:$CONSOLE_PORT"
+admin_listen = "127.0.0.1:9106"
+coordinator = "http://127.0.0.1:$COORDINATOR_PORT"
+scheduler = "http://127.0.0.1:$SCHEDULER_PORT"
+[actions]
+$CONSOLE_ACTIONS_CONF
+CONF
 cat > "$RUN/config/logwatch.toml" <<CONF
 admin_listen = "127.0.0.1:9105"
 poll_interval_ms = 250
@@ -175,9 +192,11 @@ start provisioner sup-provisioner --config "$RUN/config/provisioner.toml"
 start scheduler sup-scheduler --config "$RUN/config/scheduler.toml"
 start health sup-health --config "$RUN/config/health.toml"
 start logwatch sup-logwatch run --config "$RUN/config/logwatch.toml"
+start console sup-console --config "$RUN/config/console.toml"
 wait_port coordinator "$COORDINATOR_PORT"
 wait_port scheduler "$SCHEDULER_PORT"
 wait_port health "$HEALTH_PORT"
+wait_port console "$CONSOLE_PORT"
 
 cat > "$RUN/env" <<ENV
 # The local SUP control plane: source this file to use supctl against it.
@@ -185,6 +204,8 @@ export NATS_URL=$NATS_URL
 export SUP_COORDINATOR=http://127.0.0.1:$COORDINATOR_PORT
 export SUP_SCHEDULER=http://127.0.0.1:$SCHEDULER_PORT
 export SUP_HEALTH=http://127.0.0.1:$HEALTH_PORT
+# The web console (open it in a browser).
+export SUP_CONSOLE=http://127.0.0.1:$CONSOLE_PORT
 export WSUS_EMULATOR_HTTP=http://127.0.0.1:$EMU_HTTP
 export WSUS_EMULATOR_CONTROL=127.0.0.1:$EMU_CONTROL
 # The emulated SMS Providers (every site of the file on one WinRM port) and their lab account,
@@ -203,7 +224,7 @@ echo
 supctl status
 cat <<DONE
 
-The stack is running.
+The stack is running. The console: http://127.0.0.1:$CONSOLE_PORT/
   source .run/env                 supctl, NATS_URL and the endpoints in your shell
   supctl events --follow          watch every change as it happens
   supctl sync run --site CODE     Run Synchronization on a top site (CODE is its site code)

@@ -16,6 +16,8 @@ export SUP_COMPOSE_COORDINATOR_PORT=${SUP_COMPOSE_COORDINATOR_PORT:-51051}
 export SUP_COMPOSE_COORDINATOR2_PORT=${SUP_COMPOSE_COORDINATOR2_PORT:-51061}
 export SUP_COMPOSE_PROMETHEUS_PORT=${SUP_COMPOSE_PROMETHEUS_PORT:-51090}
 export SUP_COMPOSE_NATS_PORT=${SUP_COMPOSE_NATS_PORT:-14223}
+export SUP_COMPOSE_CONSOLE_PORT=${SUP_COMPOSE_CONSOLE_PORT:-51080}
+CONSOLE=http://127.0.0.1:$SUP_COMPOSE_CONSOLE_PORT
 C1=https://127.0.0.1:$SUP_COMPOSE_COORDINATOR_PORT
 C2=https://127.0.0.1:$SUP_COMPOSE_COORDINATOR2_PORT
 PROM=http://127.0.0.1:$SUP_COMPOSE_PROMETHEUS_PORT
@@ -77,7 +79,7 @@ history_ok() {
 
 compose down -v --remove-orphans >/dev/null 2>&1 || true
 rm -rf "$SECRETS" && mkdir -p "$SECRETS"
-step "docker compose up (3 NATS nodes, 2 coordinators, provisioner, scheduler, health, logwatch, emulator, collector)"
+step "docker compose up (3 NATS nodes, 2 coordinators, provisioner, scheduler, health, logwatch, console, emulator, collector)"
 compose up -d --no-build
 retry 120 bash -c "exec 3<>/dev/tcp/127.0.0.1/$SUP_COMPOSE_COORDINATOR_PORT" 2>/dev/null
 
@@ -123,6 +125,18 @@ for site, active in [("CEN", "cen-sup01.corp.example.com"), ("CH2", "ch2-sup01.c
 assert all(c["accepted"] for c in commits), commits
 ' <<<"$journal"
 
+step "the console shows every site through mutual TLS, and refuses an action without the token"
+console_ok() {
+  local page
+  page=$(curl -fsS "$CONSOLE/") || return 1
+  for site in CEN CH1 CH2; do grep -q "data-site=\"$site\"" <<<"$page" || { echo "console: $site missing"; return 1; }; done
+  curl -fsS "$CONSOLE/sites/CEN" | grep -q "cen-sup01.corp.example.com"
+}
+retry 60 console_ok
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$CONSOLE/sites/CEN/sync")
+[ "$code" = 403 ] || { echo "the console ran an action without the token ($code)"; exit 1; }
+echo "console: every site shown; an action without the token refused"
+
 step "kill one NATS node; move the central site's active SUP while it is gone"
 compose kill nats2
 retry 90 env SUP_COORDINATOR=$C1 "$SUPCTL" sup activate --site CEN --server cen-sup02.corp.example.com
@@ -157,9 +171,9 @@ targets_up() {
 import json, sys
 targets = json.load(sys.stdin)["data"]["activeTargets"]
 jobs = {t["labels"]["job"] for t in targets if t["health"] == "up"}
-want = {"sup-coordinator", "sup-provisioner", "sup-scheduler", "sup-health", "sup-logwatch"}
+want = {"sup-coordinator", "sup-provisioner", "sup-scheduler", "sup-health", "sup-logwatch", "sup-console"}
 down = [t["scrapeUrl"] for t in targets if t["health"] != "up"]
-if not (want <= jobs and not down and len(targets) == 6):
+if not (want <= jobs and not down and len(targets) == 7):
     sys.exit(f"not every target is up yet: down {down}")
 print(f"{len(targets)} targets up: {sorted(jobs)}")'
 }

@@ -2,17 +2,40 @@
 # Generates the compose stack's credentials at its first start, into the git-ignored folder
 # bind-mounted at /secrets (.compose-secrets/): a password per NATS user (the users of
 # deploy/nats/permissions.conf), a CA, one certificate for the gRPC services and one for the
-# operator's supctl (mutual TLS). Nothing is printed; an existing set is kept. Runs once, as
-# root, only to hand each file to its reader: the services (uid 10001) get their own folder,
-# the operator (the folder's owner) gets operator/.
+# operator's supctl (mutual TLS), one for the console, and the console's operator token.
+# Nothing is printed; an existing set is kept. Runs once, as root, only to hand each file to
+# its reader: the services (uid 10001) get their own folder, the operator (the folder's owner)
+# gets operator/.
 set -eu
 dir=/secrets
+umask 077
+owner=$(stat -c %u:%g "$dir")
+
+# The console's client certificate (mutual TLS to the coordinator and scheduler) and the token
+# an operator signs in to it with (a copy in operator/console-token).
+console_credentials() {
+    ctmp=$(mktemp -d)
+    mkdir -p "$dir/console"
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=sup-console" \
+        -keyout "$dir/console/client-key.pem" -out "$ctmp/console.csr" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n' > "$ctmp/console.ext"
+    openssl x509 -req -in "$ctmp/console.csr" -CA "$dir/operator/ca.pem" -CAkey "$dir/operator/ca-key.pem" \
+        -CAcreateserial -days 825 -extfile "$ctmp/console.ext" -out "$dir/console/client.pem" 2>/dev/null
+    cp "$dir/operator/ca.pem" "$dir/console/ca.pem"
+    openssl rand -hex 24 > "$dir/console/token"
+    cp "$dir/console/token" "$dir/operator/console-token"
+    rm -rf "$ctmp" "$dir/operator/ca.srl"
+    chown -R 10001:10001 "$dir/console"
+    chown "$owner" "$dir/operator/console-token"
+    chmod 0700 "$dir/console"
+}
+
 if [ -f "$dir/.complete" ]; then
+    # A set made before the console existed gains the console's credentials.
+    [ -f "$dir/console/client.pem" ] || console_credentials
     echo "credentials exist in .compose-secrets; kept"
     exit 0
 fi
-umask 077
-owner=$(stat -c %u:%g "$dir")
 services="coordinator provisioner scheduler health logwatch"
 mkdir -p "$dir/nats" "$dir/operator" "$dir/automation"
 for s in $services; do mkdir -p "$dir/$s"; done
@@ -55,6 +78,8 @@ done
 cp "$tmp/supctl.pem" "$dir/operator/supctl.pem"
 cp "$tmp/supctl-key.pem" "$dir/operator/supctl-key.pem"
 rm -rf "$tmp" "$dir/operator/ca.srl"
+
+console_credentials
 
 # Each reader owns its own files; nobody else can read a key or a password.
 for s in nats $services; do chown -R 10001:10001 "$dir/$s"; done

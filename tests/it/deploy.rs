@@ -57,6 +57,9 @@ fn load(service: &str, file: Option<&Path>, env: &[(String, String)]) -> Result<
         "logwatch" => {
             settings::<sup_logwatch::Settings>(service, sup_logwatch::DEFAULTS, file).map(drop)
         }
+        "console" => {
+            settings::<sup_console::Settings>(service, sup_console::DEFAULTS, file).map(drop)
+        }
         other => panic!("no service named {other}"),
     };
     unsafe {
@@ -216,7 +219,7 @@ fn check_overlay(overlay: &str) -> Vec<String> {
     {
         problems.push(format!("{overlay}: no PodDisruptionBudget for NATS"));
     }
-    if configs < 5 || workloads < 5 {
+    if configs < 6 || workloads < 6 {
         problems.push(format!(
             "{overlay}: only {configs} configurations and {workloads} workloads"
         ));

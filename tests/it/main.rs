@@ -4,6 +4,7 @@
 mod automation;
 mod bus;
 mod chaos;
+mod console;
 mod coordinator;
 mod deploy;
 mod emulator;

@@ -130,15 +130,18 @@ fn health_colour(h: i32) -> &'static str {
     }
 }
 
-/// One server's line on the health picture: its changes, oldest first, and its health now.
+/// One server's line on the health picture: its health before the first change, its changes,
+/// oldest first, and its health now.
 pub struct HealthLine {
     pub server: String,
+    pub before: Option<i32>,
     pub changes: Vec<(DateTime<Utc>, i32)>,
     pub now: i32,
 }
 
 /// Health over time, one band per server from `from` to `to`: each stretch coloured by the
-/// health it had (grey before the first change the window holds).
+/// health it had (before the first change the window holds: the health that change left, or
+/// grey when unknown).
 pub fn health_timeline(lines: &[HealthLine], from: DateTime<Utc>, to: DateTime<Utc>) -> String {
     let label_w = 230;
     let band_h = 18;
@@ -165,7 +168,7 @@ pub fn health_timeline(lines: &[HealthLine], from: DateTime<Utc>, to: DateTime<U
         // Stretches: [from, first change) unknown, then each change until the next.
         let mut stretches: Vec<(DateTime<Utc>, DateTime<Utc>, i32)> = Vec::new();
         let mut start = from;
-        let mut health = v1::Health::Unknown as i32;
+        let mut health = line.before.unwrap_or(v1::Health::Unknown as i32);
         for (at, to_health) in line.changes.iter().filter(|(at, _)| *at <= to) {
             let at = (*at).max(from);
             if at > start {
@@ -286,6 +289,7 @@ mod tests {
         let lines = [
             HealthLine {
                 server: "a<b>.example.com".into(),
+                before: None,
                 changes: vec![
                     (at(10), v1::Health::Healthy as i32),
                     (at(60), v1::Health::Unhealthy as i32),
@@ -294,6 +298,7 @@ mod tests {
             },
             HealthLine {
                 server: "quiet.example.com".into(),
+                before: None,
                 changes: vec![],
                 now: v1::Health::Healthy as i32,
             },
@@ -310,5 +315,17 @@ mod tests {
             .collect();
         assert_eq!(fills, ["#bdbdbd", "#2e7d32", "#c62828", "#2e7d32"], "{svg}");
         assert!(svg.contains(r#"data-server="a&lt;b&gt;.example.com""#));
+        // Known before its first change: that change's `from`, not grey.
+        let known = [HealthLine {
+            server: "s".into(),
+            before: Some(v1::Health::Healthy as i32),
+            changes: vec![(at(60), v1::Health::Unhealthy as i32)],
+            now: v1::Health::Unhealthy as i32,
+        }];
+        let svg = health_timeline(&known, from, to);
+        assert!(
+            svg.contains("s: healthy from") && !svg.contains("unknown"),
+            "{svg}"
+        );
     }
 }

@@ -78,7 +78,11 @@ fn failover_name(f: i32) -> &'static str {
 
 fn slot_target(a: Option<&v1::ActiveSlot>) -> (String, Vec<String>, u64) {
     match a {
-        Some(a) if !a.target.is_empty() => (a.target.clone(), a.members.clone(), a.epoch),
+        Some(a) if !a.target.is_empty() => (
+            a.target.clone(),
+            if a.nlb { a.members.clone() } else { Vec::new() },
+            a.epoch,
+        ),
         _ => (String::new(), Vec::new(), 0),
     }
 }
@@ -464,16 +468,24 @@ pub fn describe(e: &v1::Event) -> (&'static str, String) {
     }
 }
 
-/// Health changes of each server of a site, oldest first, from the event window.
-pub fn health_changes(events: &[Arc<Entry>]) -> BTreeMap<String, Vec<(DateTime<Utc>, i32)>> {
-    let mut out: BTreeMap<String, Vec<(DateTime<Utc>, i32)>> = BTreeMap::new();
+/// A server's health changes in the event window, oldest first, and its health before the
+/// first of them (that change's `from`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HealthHistory {
+    pub before: Option<i32>,
+    pub changes: Vec<(DateTime<Utc>, i32)>,
+}
+
+/// Health changes of each server of a site, from the event window.
+pub fn health_changes(events: &[Arc<Entry>]) -> BTreeMap<String, HealthHistory> {
+    let mut out: BTreeMap<String, HealthHistory> = BTreeMap::new();
     for e in events {
         if let Some(Payload::HealthChanged(h)) = e.event.payload.as_ref()
             && let Some(at) = time(e.event.time.as_ref())
         {
-            out.entry(e.event.server.clone())
-                .or_default()
-                .push((at, h.to));
+            let history = out.entry(e.event.server.clone()).or_default();
+            history.before.get_or_insert(h.from);
+            history.changes.push((at, h.to));
         }
     }
     out

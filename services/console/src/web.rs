@@ -335,15 +335,19 @@ async fn site(
     let lines: Vec<svg::HealthLine> = st
         .roles
         .iter()
-        .map(|r| svg::HealthLine {
-            server: r.server.clone(),
-            changes: changes.get(&r.server).cloned().unwrap_or_default(),
-            now: r.health,
+        .map(|r| {
+            let history = changes.get(&r.server).cloned().unwrap_or_default();
+            svg::HealthLine {
+                server: r.server.clone(),
+                before: history.before,
+                changes: history.changes,
+                now: r.health,
+            }
         })
         .collect();
     let from = changes
         .values()
-        .flatten()
+        .flat_map(|h| h.changes.iter())
         .map(|(t, _)| *t)
         .min()
         .unwrap_or(now - chrono::Duration::minutes(10))

@@ -243,3 +243,18 @@ fn events_are_described_with_names_not_numbers() {
         )
     );
 }
+
+#[test]
+fn members_are_listed_only_for_an_nlb_cluster() {
+    let mut s = site("CH2", "");
+    s.intranet = Some(v1::ActiveSlot {
+        target: "ch2-sup01.corp.example.com".into(),
+        nlb: false,
+        members: vec!["ch2-sup01.corp.example.com".into()],
+        epoch: 4,
+        ..Default::default()
+    });
+    let row = &hierarchy(&v1::StatusResponse { sites: vec![s] })[0];
+    assert_eq!(row.intranet, "ch2-sup01.corp.example.com");
+    assert!(row.intranet_members.is_empty());
+}
