@@ -195,6 +195,18 @@ async fn applying_a_hierarchy_twice_changes_nothing_the_second_time() {
             run("name").lines().any(|l| l == "CEN"),
             "{listing:?} -o name"
         );
+        // Wide: the table with more columns, never less of it.
+        let (table, wide) = (run("table"), run("wide"));
+        let header = |t: &str| {
+            t.lines()
+                .find(|l| l.trim_start().starts_with("SERVER") || l.starts_with("CODE"))
+                .map(|l| l.split_whitespace().count())
+                .unwrap_or(0)
+        };
+        assert!(
+            header(&wide) > header(&table) && header(&table) > 0,
+            "{listing:?}:\n{table}\n{wide}"
+        );
     }
 }
 

@@ -1,6 +1,6 @@
 //! `-o`: how a listing is printed, as kubectl prints them. `json` is each command's JSON (a
 //! contract for `status`), `yaml` the same document as YAML, `name` one resource name per line
-//! for scripts, `table` (the default) for people.
+//! for scripts, `table` (the default) for people, `wide` the table with more columns.
 
 use clap::ValueEnum;
 
@@ -9,6 +9,8 @@ use crate::Failure;
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Format {
     Table,
+    /// The table with more columns.
+    Wide,
     Json,
     Yaml,
     Name,
@@ -18,6 +20,8 @@ pub enum Format {
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum SiteFormat {
     Table,
+    /// The table with more columns.
+    Wide,
     Json,
     Yaml,
     Name,
@@ -26,18 +30,19 @@ pub enum SiteFormat {
 }
 
 /// One listing as it is printed: `json` is its JSON document, `names` its resources' names,
-/// `table` the human view (made only when asked for).
+/// `table` the human view, given whether it is the wide one (made only when asked for).
 pub fn render(
     format: Format,
     json: &str,
     names: &[String],
-    table: impl FnOnce() -> String,
+    table: impl FnOnce(bool) -> String,
 ) -> Result<String, Failure> {
     Ok(match format {
         Format::Json => format!("{json}\n"),
         Format::Yaml => yaml(json)?,
         Format::Name => names.iter().map(|n| format!("{n}\n")).collect(),
-        Format::Table => table(),
+        Format::Table => table(false),
+        Format::Wide => table(true),
     })
 }
 
@@ -46,7 +51,7 @@ pub fn print(
     format: Format,
     json: &str,
     names: &[String],
-    table: impl FnOnce() -> String,
+    table: impl FnOnce(bool) -> String,
 ) -> Result<(), Failure> {
     print!("{}", render(format, json, names, table)?);
     Ok(())

@@ -47,7 +47,8 @@ fn report_json(r: &v1::HealthReport) -> Value {
     })
 }
 
-fn table(reports: &[v1::HealthReport]) -> String {
+/// Wide adds every component's result and latency.
+fn table(reports: &[v1::HealthReport], wide: bool) -> String {
     let rows: Vec<Vec<String>> = reports
         .iter()
         .map(|r| {
@@ -57,7 +58,7 @@ fn table(reports: &[v1::HealthReport]) -> String {
                 .filter(|c| c.result != v1::ProbeResult::Ok as i32)
                 .map(|c| format!("{}: {}", c.component, result_name(c.result)))
                 .collect();
-            vec![
+            let mut row = vec![
                 r.site.clone(),
                 r.server.clone(),
                 health_name(r.health).to_string(),
@@ -67,14 +68,31 @@ fn table(reports: &[v1::HealthReport]) -> String {
                 } else {
                     failing.join(", ")
                 },
-            ]
+            ];
+            if wide {
+                row.push(
+                    r.components
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{} {} {}ms",
+                                c.component,
+                                result_name(c.result),
+                                c.latency_ms
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+            }
+            row
         })
         .collect();
-    crate::table::render(
-        &["SITE", "SERVER", "HEALTH", "CHECKED", "FAILING"],
-        &rows,
-        "",
-    )
+    let mut header = vec!["SITE", "SERVER", "HEALTH", "CHECKED", "FAILING"];
+    if wide {
+        header.push("COMPONENTS");
+    }
+    crate::table::render(&header, &rows, "")
 }
 
 pub async fn health(endpoint: &str, args: HealthArgs) -> Result<(), Failure> {
@@ -102,7 +120,7 @@ pub async fn health(endpoint: &str, args: HealthArgs) -> Result<(), Failure> {
     };
     let json = Value::Array(reports.iter().map(report_json).collect()).to_string();
     let names: Vec<String> = reports.iter().map(|r| r.server.clone()).collect();
-    format::print(args.output, &json, &names, || table(&reports))
+    format::print(args.output, &json, &names, |wide| table(&reports, wide))
 }
 
 #[cfg(test)]
@@ -135,7 +153,13 @@ mod tests {
         assert_eq!(j["health"], "unhealthy");
         assert_eq!(j["components"][1]["result"], "tls_failed");
         assert_eq!(j["components"][0]["detail"], Value::Null);
-        let t = table(std::slice::from_ref(&r));
+        let t = table(std::slice::from_ref(&r), false);
         assert!(t.contains("tls: tls_failed") && !t.contains("tcp:"), "{t}");
+        assert!(!t.contains("COMPONENTS"), "{t}");
+        let wide = table(std::slice::from_ref(&r), true);
+        assert!(
+            wide.contains("COMPONENTS") && wide.contains("tcp ok 1ms, tls tls_failed 3ms"),
+            "{wide}"
+        );
     }
 }

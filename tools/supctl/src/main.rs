@@ -570,8 +570,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                         .into_inner()
                         .sites;
                     let names: Vec<String> = sites.iter().map(|s| s.code.clone()).collect();
-                    format::print(output, &output::sites_json(&sites), &names, || {
-                        output::sites_table(&sites)
+                    format::print(output, &output::sites_json(&sites), &names, |wide| {
+                        output::sites_table(&sites, wide)
                     })?;
                 }
                 SiteCommand::Get { code, output } => {
@@ -580,15 +580,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     let json = output::site_json(&site);
                     match output {
                         SiteFormat::Toml => print!("{}", output::site_toml(&site)),
-                        SiteFormat::Table => print!("{}", output::site_table(&site)),
+                        SiteFormat::Table => print!("{}", output::site_table(&site, false)),
+                        SiteFormat::Wide => print!("{}", output::site_table(&site, true)),
                         SiteFormat::Json => {
-                            format::print(Format::Json, &json, &names, String::new)?
+                            format::print(Format::Json, &json, &names, |_| String::new())?
                         }
                         SiteFormat::Yaml => {
-                            format::print(Format::Yaml, &json, &names, String::new)?
+                            format::print(Format::Yaml, &json, &names, |_| String::new())?
                         }
                         SiteFormat::Name => {
-                            format::print(Format::Name, &json, &names, String::new)?
+                            format::print(Format::Name, &json, &names, |_| String::new())?
                         }
                     }
                 }
@@ -878,7 +879,7 @@ fn schedule(command: ScheduleCommand) -> Result<(), Failure> {
                 .chunks(16)
                 .map(|c| String::from_utf8_lossy(c).to_uppercase())
                 .collect();
-            format::print(output, &text_json, &names, || {
+            format::print(output, &text_json, &names, |_| {
                 let mut out = String::new();
                 for j in &json {
                     let mut fields = vec![format!("type={}", j.kind), format!("start={}", j.start)];
@@ -1079,11 +1080,11 @@ async fn sync(endpoint: &str, command: SyncCommand) -> Result<(), Failure> {
                 .runs;
             let json = serde_json::Value::Array(runs.iter().map(run_json).collect()).to_string();
             let names: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
-            format::print(output, &json, &names, || {
+            format::print(output, &json, &names, |wide| {
                 let rows: Vec<Vec<String>> = runs
                     .iter()
                     .map(|r| {
-                        vec![
+                        let mut row = vec![
                             r.id.clone(),
                             sync_state(r.state).to_string(),
                             r.trigger.clone(),
@@ -1092,16 +1093,24 @@ async fn sync(endpoint: &str, command: SyncCommand) -> Result<(), Failure> {
                             output::time(r.finished.as_ref()).unwrap_or_default(),
                             r.server.clone(),
                             r.error.clone(),
-                        ]
+                        ];
+                        if wide {
+                            row.extend([
+                                r.site.clone(),
+                                r.epoch.to_string(),
+                                r.updates.to_string(),
+                            ]);
+                        }
+                        row
                     })
                     .collect();
-                table::render(
-                    &[
-                        "RUN", "STATE", "TRIGGER", "FULL", "STARTED", "FINISHED", "SERVER", "ERROR",
-                    ],
-                    &rows,
-                    "",
-                )
+                let mut header = vec![
+                    "RUN", "STATE", "TRIGGER", "FULL", "STARTED", "FINISHED", "SERVER", "ERROR",
+                ];
+                if wide {
+                    header.extend(["SITE", "EPOCH", "UPDATES"]);
+                }
+                table::render(&header, &rows, "")
             })?;
             Ok(())
         }

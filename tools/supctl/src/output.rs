@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use sup_proto::convert::{self, health_name, role_state_from_proto};
+use sup_proto::convert::{self, health_name, role_state_from_proto, slot_from_proto};
 use sup_proto::prost_types::Timestamp;
 use sup_proto::v1;
 
@@ -183,7 +183,8 @@ pub fn status_json(status: &v1::StatusResponse) -> String {
         .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
-pub fn status_table(status: &v1::StatusResponse) -> String {
+/// Wide adds each role's declared slot, NLB cluster, verification milestones and last change.
+pub fn status_table(status: &v1::StatusResponse, wide: bool) -> String {
     let mut out = String::new();
     if status.sites.is_empty() {
         out.push_str("no sites applied\n");
@@ -222,7 +223,7 @@ pub fn status_table(status: &v1::StatusResponse) -> String {
             .iter()
             .map(|r| {
                 let sync = s.role_sync.iter().find(|x| x.server == r.server);
-                vec![
+                let mut row = vec![
                     r.server.clone(),
                     state_name(r.state).to_string(),
                     held_slot(s, &r.server).unwrap_or("-").to_string(),
@@ -232,14 +233,30 @@ pub fn status_table(status: &v1::StatusResponse) -> String {
                     role_reason(r, sync)
                         .or_else(|| non_empty(&r.reason))
                         .unwrap_or_default(),
-                ]
+                ];
+                if wide {
+                    row.extend([
+                        slot_from_proto(r.desired_slot)
+                            .map(|s| s.as_str())
+                            .unwrap_or("-")
+                            .to_string(),
+                        non_empty(&r.nlb_cluster).unwrap_or_else(|| "-".into()),
+                        if r.verified.is_empty() {
+                            "-".into()
+                        } else {
+                            r.verified.join(",")
+                        },
+                        time(r.updated.as_ref()).unwrap_or_else(|| "-".into()),
+                    ]);
+                }
+                row
             })
             .collect();
-        out.push_str(&crate::table::render(
-            &["SERVER", "STATE", "SLOT", "HEALTH", "UPSTREAM", "REASON"],
-            &rows,
-            "  ",
-        ));
+        let mut header = vec!["SERVER", "STATE", "SLOT", "HEALTH", "UPSTREAM", "REASON"];
+        if wide {
+            header.extend(["DECLARED SLOT", "NLB CLUSTER", "VERIFIED", "UPDATED"]);
+        }
+        out.push_str(&crate::table::render(&header, &rows, "  "));
         for d in &s.drift {
             let _ = writeln!(
                 out,
@@ -269,11 +286,12 @@ pub fn status_table(status: &v1::StatusResponse) -> String {
     out
 }
 
-pub fn sites_table(sites: &[v1::Site]) -> String {
+/// Wide adds the failover policy, the site server, the time zone and the NLB clusters.
+pub fn sites_table(sites: &[v1::Site], wide: bool) -> String {
     let rows: Vec<Vec<String>> = sites
         .iter()
         .map(|s| {
-            vec![
+            let mut row = vec![
                 s.code.clone(),
                 s.name.clone(),
                 mode_name(s.mode).to_string(),
@@ -283,15 +301,41 @@ pub fn sites_table(sites: &[v1::Site]) -> String {
                     s.parent.clone()
                 },
                 s.software_update_points.len().to_string(),
-            ]
+            ];
+            if wide {
+                row.extend([
+                    if s.failover == v1::FailoverPolicy::Auto as i32 {
+                        "auto"
+                    } else {
+                        "manual"
+                    }
+                    .to_string(),
+                    non_empty(&s.site_server).unwrap_or_else(|| "-".into()),
+                    non_empty(&s.time_zone).unwrap_or_else(|| "UTC".into()),
+                    if s.nlb_clusters.is_empty() {
+                        "-".into()
+                    } else {
+                        s.nlb_clusters
+                            .iter()
+                            .map(|c| c.name.clone())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    },
+                ]);
+            }
+            row
         })
         .collect();
-    crate::table::render(&["CODE", "NAME", "MODE", "PARENT", "SUPS"], &rows, "")
+    let mut header = vec!["CODE", "NAME", "MODE", "PARENT", "SUPS"];
+    if wide {
+        header.extend(["FAILOVER", "SITE SERVER", "TIME ZONE", "NLB CLUSTERS"]);
+    }
+    crate::table::render(&header, &rows, "")
 }
 
 /// One site for people: the listing's row, then its site systems' SUP roles.
-pub fn site_table(site: &v1::Site) -> String {
-    let mut out = sites_table(std::slice::from_ref(site));
+pub fn site_table(site: &v1::Site, wide: bool) -> String {
+    let mut out = sites_table(std::slice::from_ref(site), wide);
     let rows: Vec<Vec<String>> = spec_of(site)
         .software_update_point
         .iter()

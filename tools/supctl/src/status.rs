@@ -29,8 +29,8 @@ fn render(format: Format, status: &v1::StatusResponse) -> Result<String, Failure
         .iter()
         .filter_map(|s| s.site.as_ref().map(|site| site.code.clone()))
         .collect();
-    format::render(format, &output::status_json(status), &names, || {
-        output::status_table(status)
+    format::render(format, &output::status_json(status), &names, |wide| {
+        output::status_table(status, wide)
     })
 }
 
