@@ -208,6 +208,31 @@ async fn applying_a_hierarchy_twice_changes_nothing_the_second_time() {
             "{listing:?}:\n{table}\n{wide}"
         );
     }
+    // The event history too: one JSON object per line, one YAML document per event, the ids.
+    let events = |format: &str| {
+        let out = supctl(&c.endpoint, &["events", "-o", format]);
+        assert!(
+            out.status.success(),
+            "events -o {format}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    let json: Vec<serde_json::Value> = events("json")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let yaml: Vec<serde_json::Value> = serde_yaml_ng::Deserializer::from_str(&events("yaml"))
+        .map(|d| serde::Deserialize::deserialize(d).expect("a YAML document"))
+        .collect();
+    assert!(!json.is_empty());
+    assert_eq!(json, yaml);
+    let ids: Vec<String> = json
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(events("name").lines().collect::<Vec<_>>(), ids);
+    assert!(events("wide").lines().all(|l| l.contains(" epoch=")));
 }
 
 async fn count_site_applied(bus: &sup_bus::Bus) -> usize {

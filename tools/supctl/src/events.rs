@@ -92,6 +92,18 @@ pub fn json(w: &v1::WatchedEvent) -> String {
     .to_string()
 }
 
+/// The line, then the epoch and the operation id that caused it.
+pub fn wide_line(w: &v1::WatchedEvent) -> String {
+    let e = w.event.clone().unwrap_or_default();
+    format!(
+        "{}  epoch={} op={} id={}",
+        line(w),
+        e.epoch,
+        if e.op_id.is_empty() { "-" } else { &e.op_id },
+        e.id
+    )
+}
+
 pub fn line(w: &v1::WatchedEvent) -> String {
     let e = w.event.clone().unwrap_or_default();
     let (kind, _) = kind_and_details(e.payload.as_ref());

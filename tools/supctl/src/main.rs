@@ -95,7 +95,15 @@ static TLS: std::sync::OnceLock<Option<tonic::transport::ClientTlsConfig>> =
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum EventsFormat {
     Table,
+    /// One line per event with its epoch and operation id.
+    Wide,
+    /// One JSON object per line.
     Json,
+    /// One YAML document per event (the JSON object's values).
+    Yaml,
+    /// The event ids, one per line.
+    Name,
+    /// One CloudEvents JSON document per line.
     Cloudevents,
 }
 
@@ -631,7 +639,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             while let Some(w) = stream.message().await? {
                 match output {
                     EventsFormat::Json => println!("{}", events::json(&w)),
+                    EventsFormat::Yaml => print!("---\n{}", format::yaml(&events::json(&w))?),
+                    EventsFormat::Name => {
+                        println!("{}", w.event.as_ref().map(|e| e.id.as_str()).unwrap_or(""))
+                    }
                     EventsFormat::Table => println!("{}", events::line(&w)),
+                    EventsFormat::Wide => println!("{}", events::wide_line(&w)),
                     EventsFormat::Cloudevents => {
                         if let Some(e) = &w.event {
                             println!("{}", sup_proto::cloudevent::cloud_event(e, None));
