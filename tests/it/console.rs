@@ -109,6 +109,10 @@ fn the_console_shows_the_example_hierarchy_live_in_a_browser() {
         "20000",
         "--port-map-out",
         port_map.to_str().expect("path"),
+        // WSUS health lines at a human pace (as `make run` writes them): the page follows the
+        // fault, not a flood of hourly checks made every 200 ms.
+        "--health-interval-ms",
+        "5000",
     ]);
 
     let admin = free_port().expect("port");
@@ -323,21 +327,39 @@ fn the_console_shows_the_example_hierarchy_live_in_a_browser() {
         .expect("open")
         .wait_until_navigated()
         .expect("loaded");
+    // The page's own form and button, through the DOM in one step each (a click through the
+    // protocol waits on events a busy machine may deliver late, and a live refresh may swap the
+    // element under it).
     tab.wait_for_element("input[name=token]")
-        .expect("token field")
-        .click()
-        .expect("focus");
-    tab.type_str(TOKEN).expect("type the token");
-    tab.press_key("Enter").expect("submit");
-    tab.wait_until_navigated().expect("signed in");
+        .expect("token field");
+    tab.evaluate(
+        &format!(
+            "document.querySelector('input[name=token]').value = '{TOKEN}'; \
+             document.querySelector('form.login button').click();"
+        ),
+        false,
+    )
+    .expect("sign in");
+    wait_for("the signed-in session", Duration::from_secs(30), || {
+        let at = eval_string(&tab, "location.pathname");
+        (at != "/").then_some(at)
+    });
     tab.navigate_to(&format!("{base}/sites/CEN"))
         .expect("open")
         .wait_until_navigated()
         .expect("loaded");
-    tab.wait_for_element("form[action='/sites/CEN/sync'] button")
-        .expect("the Run Synchronization button")
-        .click()
-        .expect("click");
+    wait_for(
+        "the Run Synchronization button",
+        Duration::from_secs(30),
+        || {
+            let clicked = eval_string(
+                &tab,
+                "(function () { var b = document.querySelector(\"form[action='/sites/CEN/sync'] button\"); \
+             if (!b) return 'no button'; b.click(); return 'clicked'; })()",
+            );
+            (clicked != "clicked").then_some(clicked)
+        },
+    );
     wait_for(
         "Run Synchronization's answer",
         Duration::from_secs(30),

@@ -62,6 +62,14 @@ pub fn start_emulator_with_env(extra: &[&str], env: &[(&str, String)]) -> Emulat
     .iter()
     .map(|s| s.to_string())
     .collect();
+    // A flag given in `extra` replaces its default here.
+    for flag in ["--step-ms", "--health-interval-ms", "--slow-ms"] {
+        if extra.contains(&flag)
+            && let Some(i) = args.iter().position(|a| a == flag)
+        {
+            args.drain(i..i + 2);
+        }
+    }
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut process = Process::start("wsus-emulator", &refs, env).expect("start emulator");
