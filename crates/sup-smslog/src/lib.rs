@@ -18,7 +18,7 @@ pub mod parse;
 pub mod reader;
 pub mod scan;
 
-pub use milestone::{Classifier, Milestone};
+pub use milestone::{Classifier, Milestone, MilestoneKind};
 pub use parse::{Format, Record, parse_line};
 pub use reader::{LogReader, MilestoneLine, Position, RawLine};
 pub use scan::{Found, scan_milestones};

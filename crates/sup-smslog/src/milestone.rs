@@ -20,18 +20,84 @@ use chrono::{NaiveDateTime, SecondsFormat};
 
 use crate::parse::{Format, Record};
 
-pub const ROLE_INSTALL_STARTED: &str = "role_install_started";
-pub const ROLE_INSTALL_SUCCEEDED: &str = "role_install_succeeded";
-pub const ROLE_INSTALL_FAILED: &str = "role_install_failed";
-pub const WSUS_CONFIG_STATE: &str = "wsus_config_state";
-pub const WSUS_CONNECTED: &str = "wsus_connected";
-pub const WSUS_COMPONENTS_HEALTHY: &str = "wsus_components_healthy";
-pub const WSUS_DATABASE_OK: &str = "wsus_database_ok";
-pub const SYNC_STARTED: &str = "sync_started";
-pub const SYNC_WSUS_DONE: &str = "sync_wsus_done";
-pub const SYNC_SUCCEEDED: &str = "sync_succeeded";
-pub const SYNC_FAILED: &str = "sync_failed";
-pub const LOG_ROTATED: &str = "log_rotated";
+/// A milestone, as its readers match on it. Its name (`as_str`) is what travels in
+/// `MilestoneObserved.name` and what `sup-logwatch parse --json` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MilestoneKind {
+    RoleInstallStarted,
+    RoleInstallSucceeded,
+    RoleInstallFailed,
+    WsusConfigState,
+    WsusConnected,
+    WsusComponentsHealthy,
+    WsusDatabaseOk,
+    SyncStarted,
+    SyncWsusDone,
+    SyncSucceeded,
+    SyncFailed,
+    LogRotated,
+}
+
+impl MilestoneKind {
+    /// Every milestone.
+    pub const ALL: [MilestoneKind; 12] = [
+        Self::RoleInstallStarted,
+        Self::RoleInstallSucceeded,
+        Self::RoleInstallFailed,
+        Self::WsusConfigState,
+        Self::WsusConnected,
+        Self::WsusComponentsHealthy,
+        Self::WsusDatabaseOk,
+        Self::SyncStarted,
+        Self::SyncWsusDone,
+        Self::SyncSucceeded,
+        Self::SyncFailed,
+        Self::LogRotated,
+    ];
+
+    /// The name on the wire.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::RoleInstallStarted => "role_install_started",
+            Self::RoleInstallSucceeded => "role_install_succeeded",
+            Self::RoleInstallFailed => "role_install_failed",
+            Self::WsusConfigState => "wsus_config_state",
+            Self::WsusConnected => "wsus_connected",
+            Self::WsusComponentsHealthy => "wsus_components_healthy",
+            Self::WsusDatabaseOk => "wsus_database_ok",
+            Self::SyncStarted => "sync_started",
+            Self::SyncWsusDone => "sync_wsus_done",
+            Self::SyncSucceeded => "sync_succeeded",
+            Self::SyncFailed => "sync_failed",
+            Self::LogRotated => "log_rotated",
+        }
+    }
+
+    /// The milestone a wire name names; `None` for a name this version does not know (a newer
+    /// log watcher's), which readers skip.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for MilestoneKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub const ROLE_INSTALL_STARTED: &str = MilestoneKind::RoleInstallStarted.as_str();
+pub const ROLE_INSTALL_SUCCEEDED: &str = MilestoneKind::RoleInstallSucceeded.as_str();
+pub const ROLE_INSTALL_FAILED: &str = MilestoneKind::RoleInstallFailed.as_str();
+pub const WSUS_CONFIG_STATE: &str = MilestoneKind::WsusConfigState.as_str();
+pub const WSUS_CONNECTED: &str = MilestoneKind::WsusConnected.as_str();
+pub const WSUS_COMPONENTS_HEALTHY: &str = MilestoneKind::WsusComponentsHealthy.as_str();
+pub const WSUS_DATABASE_OK: &str = MilestoneKind::WsusDatabaseOk.as_str();
+pub const SYNC_STARTED: &str = MilestoneKind::SyncStarted.as_str();
+pub const SYNC_WSUS_DONE: &str = MilestoneKind::SyncWsusDone.as_str();
+pub const SYNC_SUCCEEDED: &str = MilestoneKind::SyncSucceeded.as_str();
+pub const SYNC_FAILED: &str = MilestoneKind::SyncFailed.as_str();
+pub const LOG_ROTATED: &str = MilestoneKind::LogRotated.as_str();
 
 /// Every milestone name.
 pub const ALL: [&str; 12] = [
@@ -396,5 +462,23 @@ impl Classifier {
             self.last_error = Some(msg.to_string());
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_read_back_from_its_wire_name() {
+        for kind in MilestoneKind::ALL {
+            assert_eq!(MilestoneKind::from_name(kind.as_str()), Some(kind));
+        }
+        let names: Vec<&str> = MilestoneKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, ALL);
+        assert_eq!(
+            MilestoneKind::from_name("sync_paused_by_a_newer_watcher"),
+            None
+        );
     }
 }

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use sup_proto::convert::{health_name, role_state_from_proto, slot_from_proto, sync_state_name};
 use sup_proto::prost_types::Timestamp;
 use sup_proto::v1::{self, event::Payload};
+use sup_smslog::MilestoneKind;
 
 use crate::history::Entry;
 
@@ -268,8 +269,8 @@ fn severity(m: &v1::MilestoneObserved) -> &'static str {
         Some("I") => return "Informational",
         _ => {}
     }
-    match m.name.as_str() {
-        "sync_failed" | "role_install_failed" => "Error",
+    match MilestoneKind::from_name(&m.name) {
+        Some(MilestoneKind::SyncFailed | MilestoneKind::RoleInstallFailed) => "Error",
         _ => "Informational",
     }
 }

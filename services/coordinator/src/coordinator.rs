@@ -16,6 +16,7 @@ use sup_proto::convert::{
 };
 use sup_proto::prost::Message;
 use sup_proto::v1::{self, event::Payload};
+use sup_smslog::MilestoneKind;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -25,8 +26,8 @@ use crate::upstream::Upstream;
 /// The service that provisions roles; commands for it go to `sup.cmd.provisioner.<site>`.
 pub const PROVISIONER: &str = "provisioner";
 
-const VERIFY_COMPONENTS: &str = "wsus_components_healthy";
-const VERIFY_DATABASE: &str = "wsus_database_ok";
+const VERIFY_COMPONENTS: &str = MilestoneKind::WsusComponentsHealthy.as_str();
+const VERIFY_DATABASE: &str = MilestoneKind::WsusDatabaseOk.as_str();
 
 #[derive(Clone)]
 pub struct Coordinator {
@@ -1069,8 +1070,8 @@ impl Coordinator {
         };
         let mut touched = false;
         match payload {
-            Payload::Milestone(m) => match m.name.as_str() {
-                "role_install_started" => {
+            Payload::Milestone(m) => match MilestoneKind::from_name(&m.name) {
+                Some(MilestoneKind::RoleInstallStarted) => {
                     touched = self
                         .role_events(site, server, &[RoleEvent::InstallStarted], &e.id, |r| {
                             r.verified.clear()
@@ -1078,7 +1079,7 @@ impl Coordinator {
                         .await?
                         .is_some();
                 }
-                "role_install_succeeded" => {
+                Some(MilestoneKind::RoleInstallSucceeded) => {
                     touched = self
                         .role_change(site, server, &e.id, false, |r| {
                             let mut events =
@@ -1091,7 +1092,7 @@ impl Coordinator {
                         .await?
                         .is_some();
                 }
-                "role_install_failed" => {
+                Some(MilestoneKind::RoleInstallFailed) => {
                     let why = m
                         .fields
                         .get("reason")
@@ -1105,7 +1106,10 @@ impl Coordinator {
                         .await?
                         .is_some();
                 }
-                name @ (VERIFY_COMPONENTS | VERIFY_DATABASE) => {
+                Some(
+                    kind @ (MilestoneKind::WsusComponentsHealthy | MilestoneKind::WsusDatabaseOk),
+                ) => {
+                    let name = kind.as_str();
                     touched = self
                         .role_change(site, server, &e.id, false, |r| {
                             if !r.verified.iter().any(|v| v == name) {
@@ -1121,9 +1125,9 @@ impl Coordinator {
                         .await?
                         .is_some();
                 }
-                "sync_started" => self.sync_started(site, e).await?,
-                "sync_succeeded" => self.sync_finished(site, e, true).await?,
-                "sync_failed" => self.sync_finished(site, e, false).await?,
+                Some(MilestoneKind::SyncStarted) => self.sync_started(site, e).await?,
+                Some(MilestoneKind::SyncSucceeded) => self.sync_finished(site, e, true).await?,
+                Some(MilestoneKind::SyncFailed) => self.sync_finished(site, e, false).await?,
                 _ => {}
             },
             Payload::Provisioning(p) => {

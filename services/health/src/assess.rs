@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use sup_smslog::MilestoneKind;
 use sup_wsus::probe::{Component, ProbeResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,8 +48,11 @@ pub fn assess(
     }
     if let Some(max) = max_age {
         for (name, seen) in [
-            ("wsus_components_healthy", logs.components_healthy),
-            ("wsus_database_ok", logs.database_ok),
+            (
+                MilestoneKind::WsusComponentsHealthy.as_str(),
+                logs.components_healthy,
+            ),
+            (MilestoneKind::WsusDatabaseOk.as_str(), logs.database_ok),
         ] {
             match seen {
                 Some(age) if age <= max => {}

@@ -25,6 +25,7 @@ use sup_bus::{Bus, BusConfig, Cas, subjects};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
 use sup_runtime::{Lifecycle, LogFormat};
+use sup_smslog::MilestoneKind;
 use sup_wsus::probe::{ProbeResult, Prober, Target};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
@@ -141,7 +142,7 @@ pub struct HealthService {
     pub prober: Prober,
     pub metrics: Metrics,
     /// server → (milestone name → when seen).
-    seen: Mutex<HashMap<String, HashMap<String, Instant>>>,
+    seen: Mutex<HashMap<String, HashMap<MilestoneKind, Instant>>>,
     /// KV key → (revision, health) of the report this replica last wrote, so the next write is
     /// one compare-and-set without a read first; another writer makes it fall back to a read.
     written: Mutex<HashMap<String, (u64, i32)>>,
@@ -274,14 +275,14 @@ impl HealthService {
 
     fn log_view(&self, server: &str) -> LogView {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let age = |name: &str| {
+        let age = |kind: MilestoneKind| {
             seen.get(server)
-                .and_then(|m| m.get(name))
+                .and_then(|m| m.get(&kind))
                 .map(|t| t.elapsed())
         };
         LogView {
-            components_healthy: age("wsus_components_healthy"),
-            database_ok: age("wsus_database_ok"),
+            components_healthy: age(MilestoneKind::WsusComponentsHealthy),
+            database_ok: age(MilestoneKind::WsusDatabaseOk),
         }
     }
 
@@ -506,9 +507,12 @@ impl HealthService {
                 let Some(Payload::Milestone(ms)) = &e.payload else {
                     continue;
                 };
-                if ms.name != "wsus_components_healthy" && ms.name != "wsus_database_ok" {
+                let Some(
+                    kind @ (MilestoneKind::WsusComponentsHealthy | MilestoneKind::WsusDatabaseOk),
+                ) = MilestoneKind::from_name(&ms.name)
+                else {
                     continue;
-                }
+                };
                 // When the line was logged, not when it was replayed.
                 let age = e
                     .time
@@ -526,7 +530,7 @@ impl HealthService {
                     .unwrap_or_else(|p| p.into_inner())
                     .entry(e.server.clone())
                     .or_default()
-                    .insert(ms.name.clone(), at);
+                    .insert(kind, at);
             }
         }
     }

@@ -28,6 +28,7 @@ use sup_core::model::{Site, SyncSource};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
 use sup_runtime::{Lifecycle, LogFormat};
+use sup_smslog::MilestoneKind;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
@@ -697,12 +698,12 @@ impl<C: Clock> Scheduler<C> {
             return Ok(());
         }
         match &e.payload {
-            Some(Payload::Milestone(m)) => match m.name.as_str() {
+            Some(Payload::Milestone(m)) => match MilestoneKind::from_name(&m.name) {
                 // With an Internet-based SUP to synchronize after the site database, only the
                 // cycle's closing status message (6702) ends the run.
-                "sync_succeeded"
+                Some(MilestoneKind::SyncSucceeded)
                     if !run.internet_server.is_empty() && !m.fields.contains_key("statmsg_id") => {}
-                "sync_succeeded" => {
+                Some(MilestoneKind::SyncSucceeded) => {
                     let updates = m
                         .fields
                         .get("updates")
@@ -710,7 +711,7 @@ impl<C: Clock> Scheduler<C> {
                         .unwrap_or(0);
                     self.finish(&e.site, &run.id, true, "", updates).await?
                 }
-                "sync_failed" => {
+                Some(MilestoneKind::SyncFailed) => {
                     let reason = m
                         .fields
                         .get("reason")
