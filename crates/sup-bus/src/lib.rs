@@ -8,6 +8,7 @@
 //! - [`Bus`]: a connected handle with typed operations.
 //! - [`trace`]: `traceparent` in NATS headers.
 
+pub mod records;
 pub mod setup;
 pub mod subjects;
 pub mod trace;

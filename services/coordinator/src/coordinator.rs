@@ -1492,22 +1492,13 @@ impl Coordinator {
                 });
             // The scheduler's record says when the next run (or retry) is; without one, the
             // schedule does.
-            let sched_key = format!("{}.sched", subjects::site_key(&s.code));
-            let planned = match self
-                .store
-                .bus
-                .kv_get(&self.store.bus.buckets.sites, &sched_key)
-                .await?
-            {
-                Some((b, _)) => serde_json::from_slice::<serde_json::Value>(&b)
-                    .ok()
-                    .and_then(|v| {
-                        [v["next"].as_i64(), v["retry_at"].as_i64()]
-                            .into_iter()
-                            .flatten()
-                            .min()
-                    }),
-                None => None,
+            let planned = match self.store.bus.schedule_record(&s.code).await {
+                Ok(r) => r.and_then(|(r, _)| [r.next, r.retry_at].into_iter().flatten().min()),
+                Err(e @ sup_bus::BusError::Decode { .. }) => {
+                    tracing::warn!(site = %s.code, error = %e, "unreadable schedule record; the schedule itself gives the next run");
+                    None
+                }
+                Err(e) => return Err(e.into()),
             };
             let model = model_of(&s).ok();
             match planned {

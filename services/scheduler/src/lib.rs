@@ -97,18 +97,8 @@ impl Clock for ManualClock {
     }
 }
 
-/// The site's schedule state in KV (`<site>.sched` in `sup_sites`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SchedRecord {
-    /// Unix seconds of the next scheduled run.
-    pub next: Option<i64>,
-    /// Unix seconds of the retry after a failed run.
-    pub retry_at: Option<i64>,
-    /// The schedule and time zone `next` was computed from: when either changes, it is computed
-    /// again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub basis: Option<String>,
-}
+/// The site's schedule state: `v1::ScheduleRecord`, read and written through sup-bus.
+type SchedRecord = v1::ScheduleRecord;
 
 /// The site's current run (`<site>.run` in `sup_sites`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,10 +117,6 @@ pub struct RunRecord {
     /// The parent site that asked for this run.
     #[serde(default)]
     pub parent_site: String,
-}
-
-fn sched_key(site: &str) -> String {
-    format!("{}.sched", subjects::site_key(site))
 }
 
 fn run_key(site: &str) -> String {
@@ -262,6 +248,28 @@ impl<C: Clock> Scheduler<C> {
         })
     }
 
+    async fn cas_schedule(
+        &self,
+        site: &str,
+        record: &SchedRecord,
+        rev: Option<u64>,
+    ) -> anyhow::Result<Cas> {
+        let key = sup_bus::records::schedule_key(site);
+        let bytes = sup_bus::records::encode_schedule(record);
+        Ok(match rev {
+            Some(r) => {
+                self.bus
+                    .kv_update(&self.bus.buckets.sites, &key, bytes, r)
+                    .await?
+            }
+            None => {
+                self.bus
+                    .kv_create(&self.bus.buckets.sites, &key, bytes)
+                    .await?
+            }
+        })
+    }
+
     async fn cas_json<T: Serialize>(
         &self,
         key: &str,
@@ -315,8 +323,7 @@ impl<C: Clock> Scheduler<C> {
             // schedule; children follow their parent (and retry their own failures).
             let top = site.parent.is_none()
                 && site.software_updates.sync_source == SyncSource::MicrosoftUpdate;
-            let key = sched_key(&site.code);
-            let current = self.get_json::<SchedRecord>(&key).await?;
+            let current = self.bus.schedule_record(&site.code).await?;
             if !top && current.as_ref().is_none_or(|(r, _)| r.retry_at.is_none()) {
                 continue;
             }
@@ -352,7 +359,7 @@ impl<C: Clock> Scheduler<C> {
             if updated == record && current.is_some() {
                 continue;
             }
-            match self.cas_json(&key, &updated, rev).await? {
+            match self.cas_schedule(&site.code, &updated, rev).await? {
                 Cas::Won(_) => {
                     let trigger = if due_schedule {
                         Some("schedule")
@@ -645,13 +652,15 @@ impl<C: Clock> Scheduler<C> {
 
     /// After a failure, the next attempt comes after the retry interval.
     async fn schedule_retry(&self, code: &str) -> anyhow::Result<()> {
-        let key = sched_key(code);
         let retry_at = self.clock.now().timestamp() + self.settings.retry_after_secs as i64;
         for _ in 0..16 {
-            let current = self.get_json::<SchedRecord>(&key).await?;
+            let current = self.bus.schedule_record(code).await?;
             let mut r = current.as_ref().map(|(r, _)| r.clone()).unwrap_or_default();
             r.retry_at = Some(retry_at);
-            if let Cas::Won(_) = self.cas_json(&key, &r, current.map(|(_, rev)| rev)).await? {
+            if let Cas::Won(_) = self
+                .cas_schedule(code, &r, current.map(|(_, rev)| rev))
+                .await?
+            {
                 break;
             }
         }
@@ -805,7 +814,8 @@ impl<C: Clock> Scheduler<C> {
     pub async fn status(&self, site: &str) -> anyhow::Result<v1::SyncStatus> {
         let runs = self.history(site, 1).await?;
         let sched = self
-            .get_json::<SchedRecord>(&sched_key(site))
+            .bus
+            .schedule_record(site)
             .await?
             .map(|(r, _)| r)
             .unwrap_or_default();
