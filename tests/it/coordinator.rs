@@ -830,3 +830,71 @@ async fn the_wizard_steps_as_commands() {
         "[]"
     );
 }
+
+/// A site file larger than gRPC's default 4 MiB message goes through supctl to the coordinator
+/// in one request (a dry run: the test is about the wire, not storing the sites). Few sites with
+/// many SUPs make the bytes, so the coordinator's per-site work stays small.
+#[tokio::test]
+async fn a_site_file_over_four_mebibytes_goes_in_one_request() {
+    use sup_proto::prost::Message as _;
+    let nats = NatsServer::start().expect("nats-server");
+    let c = coordinator(&nats);
+    let mut file_text = String::from(
+        "[[site]]\ncode = \"CEN\"\nname = \"Central\"\n[site.software_updates]\nsync_source = \"microsoft_update\"\nclassifications = [\"Critical Updates\"]\nproducts = [\"Windows XP\"]\nlanguages = [\"English\"]\n[[site.site_system]]\nserver = \"cen-sup01.corp.example.com\"\n[[site.software_update_point]]\nserver = \"cen-sup01.corp.example.com\"\nactive = \"intranet\"\n",
+    );
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let codes: Vec<String> = (0..1_290)
+        .map(|i| format!("B{}{}", ALNUM[i / 36] as char, ALNUM[i % 36] as char))
+        .collect();
+    for code in &codes {
+        let lower = code.to_ascii_lowercase();
+        file_text.push_str(&format!(
+            "[[site]]\ncode = \"{code}\"\nname = \"Branch office {code} of the example hierarchy\"\nparent = \"CEN\"\n"
+        ));
+        for n in 0..26 {
+            file_text.push_str(&format!(
+                "[[site.site_system]]\nserver = \"{lower}-software-update-point-{n:02}.branch-offices.corp.example.com\"\n\
+                 [[site.software_update_point]]\nserver = \"{lower}-software-update-point-{n:02}.branch-offices.corp.example.com\"\n{}http_port = 8530\nhttps_port = 8531\nssl = true\n",
+                if n == 0 { "active = \"intranet\"\n" } else { "" }
+            ));
+        }
+    }
+    // The request as supctl sends it is over gRPC's default limit.
+    let sites = sup_core::spec::load_site_file(&file_text, &Default::default()).expect("valid");
+    let request = v1::ApplySitesRequest {
+        sites: sites
+            .iter()
+            .map(sup_proto::convert::site_to_proto)
+            .collect(),
+        ..Default::default()
+    };
+    assert!(
+        request.encoded_len() > 4 * 1024 * 1024,
+        "{} bytes",
+        request.encoded_len()
+    );
+    let file = site_file(&file_text);
+    let out = supctl(
+        &c.endpoint,
+        &[
+            "apply",
+            "-f",
+            file.path().to_str().expect("path"),
+            "--dry-run",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "a dry run of {} bytes:\n{}",
+        request.encoded_len(),
+        text(&out.stderr)
+    );
+    let said = text(&out.stdout);
+    assert!(
+        codes
+            .iter()
+            .all(|code| said.contains(&format!("site {code}:"))),
+        "{}",
+        &said[..said.len().min(2000)]
+    );
+}

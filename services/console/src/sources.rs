@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use sup_proto::MAX_MESSAGE_BYTES;
 use sup_proto::v1::coordinator_client::CoordinatorClient;
 use sup_proto::v1::scheduler_client::SchedulerClient;
 use sup_runtime::{ClientTls, TracedChannel};
@@ -48,11 +49,17 @@ impl Sources {
         scheduler: &str,
         tls: Option<&ClientTls>,
     ) -> anyhow::Result<Self> {
-        let coordinator = CoordinatorClient::new(channel("coordinator", coordinator, tls)?);
+        let coordinator = CoordinatorClient::new(channel("coordinator", coordinator, tls)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let scheduler = if scheduler.is_empty() {
             None
         } else {
-            Some(SchedulerClient::new(channel("scheduler", scheduler, tls)?))
+            Some(
+                SchedulerClient::new(channel("scheduler", scheduler, tls)?)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
         };
         Ok(Self {
             coordinator,

@@ -129,11 +129,13 @@ pub async fn run(
     });
     let grpc_routes = sup_runtime::grpc::routes()?;
     let mut routes = grpc_routes.routes;
-    routes.add_service(sup_proto::v1::coordinator_server::CoordinatorServer::new(
-        api::Api {
+    routes.add_service(
+        sup_proto::v1::coordinator_server::CoordinatorServer::new(api::Api {
             inner: coordinator.clone(),
-        },
-    ));
+        })
+        .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES),
+    );
     grpc_routes
         .health
         .set_serving::<sup_proto::v1::coordinator_server::CoordinatorServer<api::Api>>()

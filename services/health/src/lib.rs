@@ -674,9 +674,11 @@ pub async fn run(
     });
     let g = sup_runtime::grpc::routes()?;
     let mut routes = g.routes;
-    routes.add_service(v1::health_service_server::HealthServiceServer::new(Api(
-        svc.clone(),
-    )));
+    routes.add_service(
+        v1::health_service_server::HealthServiceServer::new(Api(svc.clone()))
+            .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES),
+    );
     g.health
         .set_serving::<v1::health_service_server::HealthServiceServer<Api>>()
         .await;

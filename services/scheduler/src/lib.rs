@@ -970,7 +970,11 @@ pub async fn run<C: Clock>(
     });
     let g = sup_runtime::grpc::routes()?;
     let mut routes = g.routes;
-    routes.add_service(v1::scheduler_server::SchedulerServer::new(Api(s.clone())));
+    routes.add_service(
+        v1::scheduler_server::SchedulerServer::new(Api(s.clone()))
+            .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES),
+    );
     g.health
         .set_serving::<v1::scheduler_server::SchedulerServer<Api<C>>>()
         .await;

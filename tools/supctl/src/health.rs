@@ -97,7 +97,9 @@ fn table(reports: &[v1::HealthReport], wide: bool) -> String {
 
 pub async fn health(endpoint: &str, args: HealthArgs) -> Result<(), Failure> {
     let channel = ready_channel(endpoint, "health service", "sup.v1.HealthService").await?;
-    let mut c = HealthServiceClient::new(channel);
+    let mut c = HealthServiceClient::new(channel)
+        .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES);
     let site = args.site.clone().unwrap_or_default().to_ascii_uppercase();
     let reports = match &args.probe {
         Some(server) => vec![

@@ -433,7 +433,9 @@ async fn main() -> ExitCode {
 
 async fn connect(endpoint: &str) -> Result<CoordinatorClient<TracedChannel>, Failure> {
     let channel = ready_channel(endpoint, "coordinator", "sup.v1.Coordinator").await?;
-    Ok(CoordinatorClient::new(channel))
+    Ok(CoordinatorClient::new(channel)
+        .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES))
 }
 
 /// Connects and waits (a few seconds at most) until the service says it is serving: a service
@@ -1002,7 +1004,9 @@ fn run_json(r: &v1::SyncRun) -> serde_json::Value {
 async fn sync(endpoint: &str, command: SyncCommand) -> Result<(), Failure> {
     use sup_proto::v1::scheduler_client::SchedulerClient;
     let channel = ready_channel(endpoint, "scheduler", "sup.v1.Scheduler").await?;
-    let mut c = SchedulerClient::new(channel);
+    let mut c = SchedulerClient::new(channel)
+        .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES);
     match command {
         SyncCommand::Run {
             site,
