@@ -148,8 +148,9 @@ chaos: tools
 # Fuzz every target for FUZZ_SECONDS each (needs cargo-fuzz; RUSTC_BOOTSTRAP lets the stable
 # toolchain take its flags): parse (log lines), scan (the buffer scanner against line by line),
 # soap (WSUS wire text: the emulator's parser, the probe's classifier) and site_file (site files,
-# schedule tokens). New inputs go to target/fuzz-corpus/<target>; fuzz/corpus/<target> is the
-# kept corpus (seeds from the references, then minimised finds).
+# schedule tokens). The corpus grows in target/fuzz-corpus/<target> from the seeds in
+# fuzz/seeds/<target> (real log lines, the WSUS specification's envelopes, the example site file,
+# real schedule tokens); `make fuzz` rebuilds it, so nothing the fuzzer makes is tracked.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= parse scan soap site_file
 fuzz:
@@ -157,7 +158,7 @@ fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p target/fuzz-corpus/$$t; \
 	  echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
-	  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $$t ../target/fuzz-corpus/$$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS)); \
+	  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $$t ../target/fuzz-corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS)); \
 	done
 
 clean:

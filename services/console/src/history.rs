@@ -117,6 +117,12 @@ impl History {
         self.window().last_sequence
     }
 
+    /// Counts `sequence` as held without an event: one the coordinator cannot send.
+    pub fn skip(&self, sequence: u64) {
+        let mut w = self.window();
+        w.last_sequence = w.last_sequence.max(sequence);
+    }
+
     /// New events as they arrive.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Entry>> {
         self.live.subscribe()
@@ -127,6 +133,9 @@ impl History {
     }
 }
 
+/// Breaks at one sequence after which the event there is skipped.
+const STUCK_LIMIT: u32 = 5;
+
 /// Follows the coordinator's events into `history` until `stop`, reconnecting with a growing
 /// pause (up to 10 s) while the coordinator cannot be reached.
 pub async fn follow(
@@ -135,8 +144,20 @@ pub async fn follow(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut pause = Duration::from_millis(200);
+    // How often in a row the stream broke at the same place: an event the coordinator cannot
+    // send (undecodable) would otherwise stop the window for good.
+    let mut stuck = (0u64, 0u32);
     loop {
         let from_sequence = history.last_sequence() + 1;
+        if stuck.0 == from_sequence && stuck.1 >= STUCK_LIMIT {
+            tracing::error!(
+                sequence = from_sequence,
+                "the coordinator cannot send this event; the console skips it"
+            );
+            history.skip(from_sequence);
+            stuck = (0, 0);
+            continue;
+        }
         let opened = sources
             .coordinator()
             .watch_events(v1::WatchEventsRequest {
@@ -162,6 +183,8 @@ pub async fn follow(
                             }
                             Some(Err(status)) => {
                                 tracing::warn!(error = %status.message(), "the event stream broke; resuming");
+                                let at = history.last_sequence() + 1;
+                                stuck = if stuck.0 == at { (at, stuck.1 + 1) } else { (at, 1) };
                                 break;
                             }
                             None => {

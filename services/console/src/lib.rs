@@ -82,6 +82,10 @@ pub struct ActionSettings {
     /// Mark the session cookie `Secure` (set it when the console is reached over HTTPS, as
     /// through a TLS-terminating ingress).
     pub secure_cookie: bool,
+    /// The origin browsers use (`https://console.corp.example.com`) when a proxy in front of
+    /// the console rewrites `Host`: forms must come from it.
+    #[serde(default)]
+    pub public_origin: Option<String>,
 }
 
 /// Serves the console until `shutdown` resolves.
@@ -91,6 +95,12 @@ pub async fn run(
     settings: Settings,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    if !(1..=720).contains(&settings.actions.session_hours) {
+        anyhow::bail!("actions.session_hours must be 1 to 720 (30 days)");
+    }
+    if !(1..=200).contains(&settings.sync_runs_shown) {
+        anyhow::bail!("sync_runs_shown must be 1 to 200");
+    }
     let token = match (&settings.actions.enabled, &settings.actions.token_file) {
         (true, Some(file)) => Some(auth::Token::from_file(file)?),
         (true, None) => anyhow::bail!(
@@ -122,8 +132,11 @@ pub async fn run(
         sources,
         history,
         token.map(|t| auth::Guard::new(t, settings.actions.session_hours)),
-        settings.actions.secure_cookie,
-        settings.sync_runs_shown,
+        web::Options {
+            secure_cookie: settings.actions.secure_cookie,
+            public_origin: settings.actions.public_origin.clone(),
+            sync_runs_shown: settings.sync_runs_shown,
+        },
         metrics,
     );
     tracing::info!(

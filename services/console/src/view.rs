@@ -144,10 +144,16 @@ pub fn hierarchy(status: &v1::StatusResponse) -> Vec<TreeRow> {
             .map(|s| s.parent.clone())
             .unwrap_or_default()
     };
-    let known: HashSet<String> = status.sites.iter().map(code).collect();
+    // A site without a code (never stored so) has no place in a tree.
+    let sites: Vec<&v1::SiteStatus> = status
+        .sites
+        .iter()
+        .filter(|s| !code(s).is_empty())
+        .collect();
+    let known: HashSet<String> = sites.iter().map(|s| code(s)).collect();
     let mut children: BTreeMap<String, Vec<&v1::SiteStatus>> = BTreeMap::new();
     let mut roots: Vec<&v1::SiteStatus> = Vec::new();
-    for s in &status.sites {
+    for s in &sites {
         let p = parent(s);
         if p.is_empty() || !known.contains(&p) || p == code(s) {
             roots.push(s);
@@ -159,29 +165,25 @@ pub fn hierarchy(status: &v1::StatusResponse) -> Vec<TreeRow> {
     for list in children.values_mut() {
         list.sort_by_key(|s| code(s));
     }
+    // Sites only reachable through a loop of parents start walks of their own, after the real
+    // roots, each with its descendants under it.
+    let mut by_code: Vec<&v1::SiteStatus> = sites.clone();
+    by_code.sort_by_key(|s| code(s));
     let mut rows = Vec::new();
     let mut seen = HashSet::new();
-    let mut stack: Vec<(&v1::SiteStatus, usize)> =
-        roots.into_iter().rev().map(|s| (s, 0)).collect();
-    while let Some((s, depth)) = stack.pop() {
-        if !seen.insert(code(s)) {
+    for start in roots.into_iter().chain(by_code) {
+        if seen.contains(&code(start)) {
             continue;
         }
-        rows.push(tree_row(s, depth));
-        if let Some(kids) = children.get(&code(s)) {
-            stack.extend(kids.iter().rev().map(|k| (*k, depth + 1)));
-        }
-    }
-    // Sites only reachable through a loop of parents: shown at the top level.
-    let mut rest: Vec<&v1::SiteStatus> = status
-        .sites
-        .iter()
-        .filter(|s| !seen.contains(&code(s)))
-        .collect();
-    rest.sort_by_key(|s| code(s));
-    for s in rest {
-        if seen.insert(code(s)) {
-            rows.push(tree_row(s, 0));
+        let mut stack: Vec<(&v1::SiteStatus, usize)> = vec![(start, 0)];
+        while let Some((s, depth)) = stack.pop() {
+            if !seen.insert(code(s)) {
+                continue;
+            }
+            rows.push(tree_row(s, depth));
+            if let Some(kids) = children.get(&code(s)) {
+                stack.extend(kids.iter().rev().map(|k| (*k, depth + 1)));
+            }
         }
     }
     rows

@@ -1,8 +1,10 @@
 //! The console's routes: pages rendered from templates on each request, the live feed as
 //! server-sent events, and the two actions behind [`crate::auth`].
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use askama::Template;
 use axum::Router;
@@ -68,12 +70,51 @@ impl Metrics {
     }
 }
 
+/// How the pages behave, from the console's settings.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Mark the session cookie `Secure`.
+    pub secure_cookie: bool,
+    /// The origin browsers reach the console at (`https://console.example.com`), when a proxy
+    /// in front of it rewrites `Host`; without it a form must come from the `Host` it was sent to.
+    pub public_origin: Option<String>,
+    /// Synchronization runs drawn on a site's page.
+    pub sync_runs_shown: u32,
+}
+
+/// What an action said, kept here for the page it redirects to: a link cannot make one up.
+#[derive(Default)]
+struct Notices(Mutex<HashMap<String, (bool, String, Instant)>>);
+
+impl Notices {
+    const KEPT: Duration = Duration::from_secs(600);
+    const MOST: usize = 1024;
+
+    fn put(&self, ok: bool, text: String) -> String {
+        let id = auth::random_hex();
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (_, _, at)| at.elapsed() < Self::KEPT);
+        if map.len() >= Self::MOST {
+            map.clear();
+        }
+        map.insert(id.clone(), (ok, text, Instant::now()));
+        id
+    }
+
+    fn get(&self, id: &str) -> Option<(bool, String)> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(id)
+            .filter(|(_, _, at)| at.elapsed() < Self::KEPT)
+            .map(|(ok, text, _)| (*ok, text.clone()))
+    }
+}
+
 struct Inner {
     sources: Sources,
     history: Arc<History>,
     guard: Option<Guard>,
-    secure_cookie: bool,
-    sync_runs_shown: u32,
+    options: Options,
+    notices: Notices,
     metrics: Metrics,
 }
 
@@ -85,16 +126,15 @@ impl AppState {
         sources: Sources,
         history: Arc<History>,
         guard: Option<Guard>,
-        secure_cookie: bool,
-        sync_runs_shown: u32,
+        options: Options,
         metrics: Metrics,
     ) -> Self {
         Self(Arc::new(Inner {
             sources,
             history,
             guard,
-            secure_cookie,
-            sync_runs_shown,
+            options,
+            notices: Notices::default(),
             metrics,
         }))
     }
@@ -269,9 +309,7 @@ struct SitePage {
 #[derive(Deserialize, Default)]
 struct Notice {
     #[serde(default)]
-    done: String,
-    #[serde(default)]
-    error: String,
+    notice: String,
 }
 
 async fn site(
@@ -316,7 +354,7 @@ async fn site(
         Some(mut scheduler) => match scheduler
             .list_sync_runs(v1::ListSyncRunsRequest {
                 site: code.clone(),
-                limit: s.0.sync_runs_shown,
+                limit: s.0.options.sync_runs_shown,
             })
             .await
         {
@@ -424,8 +462,14 @@ async fn site(
         scheduler_note,
         sign_in: s.0.guard.is_some() && actions.is_none(),
         actions,
-        notice: notice.done,
-        error: notice.error,
+        notice: match s.0.notices.get(&notice.notice) {
+            Some((true, text)) => text,
+            _ => String::new(),
+        },
+        error: match s.0.notices.get(&notice.notice) {
+            Some((false, text)) => text,
+            _ => String::new(),
+        },
     })
 }
 
@@ -513,7 +557,7 @@ async fn login(
     let Some(guard) = s.0.guard.as_ref() else {
         return actions_disabled();
     };
-    if !same_origin(&headers) {
+    if !same_origin(&s, &headers) {
         return error_page(StatusCode::FORBIDDEN, "Cross-site request refused.".into());
     }
     match guard.login(&f.token) {
@@ -523,7 +567,11 @@ async fn login(
             let cookie = format!(
                 "{}={session}; Path=/; HttpOnly; SameSite=Strict{}",
                 auth::COOKIE,
-                if s.0.secure_cookie { "; Secure" } else { "" }
+                if s.0.options.secure_cookie {
+                    "; Secure"
+                } else {
+                    ""
+                }
             );
             let mut r = Redirect::to("/").into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -550,7 +598,7 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if let (Some(guard), Some(session)) = (
         s.0.guard.as_ref(),
         auth::session_of(headers.get(header::COOKIE).and_then(|v| v.to_str().ok())),
-    ) && same_origin(&headers)
+    ) && same_origin(&s, &headers)
     {
         guard.logout(&session);
     }
@@ -571,9 +619,21 @@ fn actions_disabled() -> Response {
     )
 }
 
-fn same_origin(headers: &HeaderMap) -> bool {
+fn same_origin(s: &AppState, headers: &HeaderMap) -> bool {
     let get = |h| headers.get(h).and_then(|v: &HeaderValue| v.to_str().ok());
-    auth::same_origin(get(header::ORIGIN), get(header::HOST))
+    match (&s.0.options.public_origin, get(header::ORIGIN)) {
+        (Some(public), Some(origin)) => public.trim_end_matches('/').eq_ignore_ascii_case(origin),
+        _ => auth::same_origin(get(header::ORIGIN), get(header::HOST)),
+    }
+}
+
+/// Whether the caller reads JSON: a script (it sends a token or asks for JSON).
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::AUTHORIZATION)
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/json"))
 }
 
 /// Who asks: a script with the bearer token, or a signed-in page with its CSRF token.
@@ -589,18 +649,33 @@ enum Refused {
     NoSession,
 }
 
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
+impl Refused {
+    fn message(&self) -> &'static str {
         match self {
-            Refused::Disabled => actions_disabled(),
-            Refused::CrossSite => {
-                error_page(StatusCode::FORBIDDEN, "Cross-site request refused.".into())
+            Refused::Disabled => {
+                "Actions are disabled in this console's configuration ([actions] enabled = false); it is read-only."
             }
-            Refused::NoSession => error_page(
-                StatusCode::FORBIDDEN,
-                "Sign in first (the form's session or CSRF token is missing or stale).".into(),
-            ),
+            Refused::CrossSite => "Cross-site request refused.",
+            Refused::NoSession => {
+                "Sign in first (the token, or the form's session or CSRF token, is missing or stale)."
+            }
         }
+    }
+
+    /// An HTML page for a browser, JSON for a script.
+    fn respond(self, json: bool) -> Response {
+        if json {
+            let status = match self {
+                Refused::NoSession => StatusCode::UNAUTHORIZED,
+                Refused::Disabled | Refused::CrossSite => StatusCode::FORBIDDEN,
+            };
+            return (
+                status,
+                axum::Json(serde_json::json!({"ok": false, "error": self.message()})),
+            )
+                .into_response();
+        }
+        error_page(StatusCode::FORBIDDEN, self.message().into())
     }
 }
 
@@ -612,7 +687,7 @@ fn authorize(s: &AppState, headers: &HeaderMap, csrf: &str) -> Result<Caller, Re
     if guard.bearer(get(header::AUTHORIZATION)) {
         return Ok(Caller::Script);
     }
-    if !same_origin(headers) {
+    if !same_origin(s, headers) {
         return Err(Refused::CrossSite);
     }
     let session = auth::session_of(get(header::COOKIE));
@@ -622,7 +697,26 @@ fn authorize(s: &AppState, headers: &HeaderMap, csrf: &str) -> Result<Caller, Re
     Err(Refused::NoSession)
 }
 
-fn done(caller: Caller, code: &str, result: Result<String, String>) -> Response {
+/// The HTTP status a service's refusal maps to, for scripts.
+fn http_status(code: tonic::Code) -> StatusCode {
+    match code {
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
+        tonic::Code::NotFound => StatusCode::NOT_FOUND,
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => StatusCode::FORBIDDEN,
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
+        tonic::Code::AlreadyExists | tonic::Code::FailedPrecondition | tonic::Code::Aborted => {
+            StatusCode::CONFLICT
+        }
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+fn done(
+    s: &AppState,
+    caller: Caller,
+    code: &str,
+    result: Result<String, (StatusCode, String)>,
+) -> Response {
     match caller {
         Caller::Script => {
             let (status, body) = match &result {
@@ -630,20 +724,16 @@ fn done(caller: Caller, code: &str, result: Result<String, String>) -> Response 
                     StatusCode::OK,
                     serde_json::json!({"ok": true, "message": m}),
                 ),
-                Err(m) => (
-                    StatusCode::CONFLICT,
-                    serde_json::json!({"ok": false, "error": m}),
-                ),
+                Err((status, m)) => (*status, serde_json::json!({"ok": false, "error": m})),
             };
             (status, axum::Json(body)).into_response()
         }
         Caller::Page => {
-            let (key, text) = match result {
-                Ok(m) => ("done", m),
-                Err(m) => ("error", m),
+            let id = match result {
+                Ok(m) => s.0.notices.put(true, m),
+                Err((_, m)) => s.0.notices.put(false, m),
             };
-            let query = url_encode(&text);
-            Redirect::to(&format!("/sites/{}?{key}={query}", url_encode(code))).into_response()
+            Redirect::to(&format!("/sites/{}?notice={id}", url_encode(code))).into_response()
         }
     }
 }
@@ -681,14 +771,18 @@ async fn run_sync(
         Ok(c) => c,
         Err(r) => {
             s.0.metrics.action("run_sync", "refused");
-            return r.into_response();
+            return r.respond(wants_json(&headers));
         }
     };
     let Some(mut scheduler) = s.0.sources.scheduler() else {
         return done(
+            &s,
             caller,
             &code,
-            Err("no scheduler is configured for this console".into()),
+            Err((
+                StatusCode::NOT_IMPLEMENTED,
+                "no scheduler is configured for this console".into(),
+            )),
         );
     };
     let op_id = if f.op_id.is_empty() {
@@ -718,10 +812,13 @@ async fn run_sync(
         }
         Err(e) => {
             s.0.metrics.action("run_sync", "failed");
-            Err(format!("Run Synchronization was refused: {}", e.message()))
+            Err((
+                http_status(e.code()),
+                format!("Run Synchronization was refused: {}", e.message()),
+            ))
         }
     };
-    done(caller, &code, result)
+    done(&s, caller, &code, result)
 }
 
 #[derive(Deserialize)]
@@ -744,7 +841,7 @@ async fn activate(
         Ok(c) => c,
         Err(r) => {
             s.0.metrics.action("activate", "refused");
-            return r.into_response();
+            return r.respond(wants_json(&headers));
         }
     };
     let slot = match f.slot.as_str() {
@@ -752,9 +849,13 @@ async fn activate(
         "internet" => v1::Slot::Internet,
         other => {
             return done(
+                &s,
                 caller,
                 &code,
-                Err(format!("slot {other:?}: use intranet or internet")),
+                Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("slot {other:?}: use intranet or internet"),
+                )),
             );
         }
     };
@@ -785,10 +886,13 @@ async fn activate(
         }
         Err(e) => {
             s.0.metrics.action("activate", "failed");
-            Err(format!("Activation was refused: {}", e.message()))
+            Err((
+                http_status(e.code()),
+                format!("Activation was refused: {}", e.message()),
+            ))
         }
     };
-    done(caller, &code, result)
+    done(&s, caller, &code, result)
 }
 
 #[cfg(test)]

@@ -52,6 +52,23 @@ fn a_site_with_an_unknown_parent_or_in_a_loop_still_appears_once() {
 }
 
 #[test]
+fn a_child_of_a_loop_stays_under_its_parent_and_codeless_sites_are_left_out() {
+    let status = v1::StatusResponse {
+        sites: vec![
+            site("PR", "LA"),
+            site("LA", "LB"),
+            site("LB", "LA"),
+            site("", ""),
+            site("", "LA"),
+        ],
+    };
+    assert_eq!(
+        codes(&hierarchy(&status)),
+        [(0, "LA"), (1, "LB"), (1, "PR")]
+    );
+}
+
+#[test]
 fn a_row_carries_active_slots_epoch_and_role_counts() {
     let mut s = site("CEN", "");
     s.intranet = Some(v1::ActiveSlot {

@@ -24,8 +24,10 @@ fn state(actions: bool) -> (AppState, Arc<History>) {
             sources,
             history.clone(),
             guard,
-            false,
-            10,
+            Options {
+                sync_runs_shown: 10,
+                ..Options::default()
+            },
             Metrics::default(),
         ),
         history,
@@ -102,7 +104,7 @@ async fn actions_need_the_token_or_a_session_with_its_csrf_token() {
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("Sign in first"), "{body}");
-    // A wrong bearer token.
+    // A wrong bearer token: a script is told it is not authenticated.
     let (status, _, _) = send(
         &app,
         post("/sites/CEN/sync")
@@ -111,7 +113,7 @@ async fn actions_need_the_token_or_a_session_with_its_csrf_token() {
             .expect("request"),
     )
     .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     // A session, but the form's CSRF token is not the session's.
     let cookie = sign_in(&app).await;
     let (status, _, body) = send(
@@ -142,7 +144,7 @@ async fn with_the_token_an_action_reaches_the_service_and_reports_its_answer() {
     let (s, _) = state(true);
     let app = router(s);
     // Authorised: the request goes on to the coordinator, which is not there; a script is told
-    // so as JSON.
+    // so as JSON, with the status the refusal maps to.
     let (status, headers, body) = send(
         &app,
         post("/sites/CEN/activate")
@@ -153,7 +155,7 @@ async fn with_the_token_an_action_reaches_the_service_and_reports_its_answer() {
             .expect("request"),
     )
     .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(
         headers
             .get(header::CONTENT_TYPE)
@@ -176,8 +178,20 @@ async fn with_the_token_an_action_reaches_the_service_and_reports_its_answer() {
             .expect("request"),
     )
     .await;
-    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("use intranet or internet"), "{body}");
+    // A wrong token is refused as JSON too.
+    let (status, _, body) = send(
+        &app,
+        post("/sites/CEN/activate")
+            .header(header::AUTHORIZATION, "Bearer not-the-operator-token")
+            .body(Body::from("slot=intranet&target=x"))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["ok"], false, "{v}");
 }
 
 #[tokio::test]
@@ -261,4 +275,54 @@ async fn the_live_feed_sends_each_new_event_of_the_site_asked_for() {
     assert!(text.contains("id: 2"), "{text}");
     assert!(text.contains(r#""site":"CH1""#), "{text}");
     assert!(!text.contains(r#""site":"CEN""#), "{text}");
+}
+
+#[tokio::test]
+async fn behind_a_proxy_forms_must_come_from_the_public_origin() {
+    let sources =
+        Sources::connect("http://127.0.0.1:9", "http://127.0.0.1:9", None).expect("sources");
+    let app = router(AppState::new(
+        sources,
+        Arc::new(History::new(10, 10)),
+        Some(Guard::new(Token::new(TOKEN, "test").expect("token"), 1)),
+        Options {
+            sync_runs_shown: 10,
+            public_origin: Some("https://console.corp.example.com".into()),
+            ..Options::default()
+        },
+        Metrics::default(),
+    ));
+    let login = |origin: &'static str| {
+        post("/login")
+            .header(header::HOST, "sup-console:8080")
+            .header(header::ORIGIN, origin)
+            .body(Body::from(format!("token={TOKEN}")))
+            .expect("request")
+    };
+    let (status, _, _) = send(&app, login("https://console.corp.example.com")).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "the public origin, Host rewritten"
+    );
+    let (status, _, _) = send(&app, login("http://sup-console:8080")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "not the public origin");
+}
+
+#[test]
+fn a_notice_is_only_what_an_action_left() {
+    let n = Notices::default();
+    let id = n.put(
+        true,
+        "cen-sup02 is the active intranet SUP (epoch 9)".into(),
+    );
+    assert_eq!(
+        n.get(&id),
+        Some((
+            true,
+            "cen-sup02 is the active intranet SUP (epoch 9)".into()
+        ))
+    );
+    assert_eq!(n.get("made-up"), None);
+    assert_eq!(n.get(""), None);
 }
