@@ -233,6 +233,14 @@ async fn applying_a_hierarchy_twice_changes_nothing_the_second_time() {
         .collect();
     assert_eq!(events("name").lines().collect::<Vec<_>>(), ids);
     assert!(events("wide").lines().all(|l| l.contains(" epoch=")));
+    // --tail: the last events stored, as the whole history ends.
+    let out = supctl(&c.endpoint, &["events", "--tail", "3", "-o", "json"]);
+    let tail: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(json.len() > 3);
+    assert_eq!(tail, json[json.len() - 3..]);
 }
 
 async fn count_site_applied(bus: &sup_bus::Bus) -> usize {

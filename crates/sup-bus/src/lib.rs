@@ -533,6 +533,21 @@ impl Bus {
             .map_err(|e| err(e.to_string()))
     }
 
+    /// The stream sequence of the last event stored (0 when none).
+    pub async fn last_event_sequence(&self) -> Result<u64, BusError> {
+        let err = |message: String| BusError::Consume {
+            what: "the event stream's state".into(),
+            message,
+        };
+        let mut stream = self
+            .js
+            .get_stream(setup::EVENTS_STREAM)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let info = stream.info().await.map_err(|e| err(e.to_string()))?;
+        Ok(info.state.last_sequence)
+    }
+
     /// Events on `filter` (e.g. `sup.evt.CEN.>`), from a stream sequence or from now, in order.
     /// Returns how many matching events were stored when the watch began, and the watch itself.
     pub async fn watch_events(

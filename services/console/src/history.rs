@@ -138,9 +138,11 @@ const STUCK_LIMIT: u32 = 5;
 
 /// Follows the coordinator's events into `history` until `stop`, reconnecting with a growing
 /// pause (up to 10 s) while the coordinator cannot be reached.
+/// On its first connection it reads the last `replay` events stored, then follows.
 pub async fn follow(
     history: Arc<History>,
     sources: Sources,
+    replay: u32,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut pause = Duration::from_millis(200);
@@ -148,7 +150,8 @@ pub async fn follow(
     // send (undecodable) would otherwise stop the window for good.
     let mut stuck = (0u64, 0u32);
     loop {
-        let from_sequence = history.last_sequence() + 1;
+        let held = history.last_sequence();
+        let from_sequence = held + 1;
         if stuck.0 == from_sequence && stuck.1 >= STUCK_LIMIT {
             tracing::error!(
                 sequence = from_sequence,
@@ -162,8 +165,10 @@ pub async fn follow(
             .coordinator()
             .watch_events(v1::WatchEventsRequest {
                 site: String::new(),
-                from_sequence,
+                // The first time, only the recent history: a long audit trail is not replayed.
+                from_sequence: if held == 0 { 0 } else { from_sequence },
                 follow: true,
+                tail: if held == 0 { replay } else { 0 },
             })
             .await;
         match opened {

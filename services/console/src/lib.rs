@@ -36,6 +36,7 @@ coordinator = "http://127.0.0.1:50051"
 scheduler = "http://127.0.0.1:50052"
 history_per_site = 200
 history_recent = 500
+history_replay = 20000
 sync_runs_shown = 30
 
 [actions]
@@ -62,6 +63,8 @@ pub struct Settings {
     pub history_per_site: usize,
     /// Events kept for the event history page.
     pub history_recent: usize,
+    /// Events read back from the stored history when the console starts (the most recent).
+    pub history_replay: u32,
     /// Synchronization runs drawn on a site's page.
     pub sync_runs_shown: u32,
     pub actions: ActionSettings,
@@ -126,7 +129,12 @@ pub async fn run(
     life.serve_admin(admin, registry);
     life.spawn(
         "events",
-        history::follow(history.clone(), sources.clone(), life.stop()),
+        history::follow(
+            history.clone(),
+            sources.clone(),
+            settings.history_replay,
+            life.stop(),
+        ),
     );
     let state = web::AppState::new(
         sources,

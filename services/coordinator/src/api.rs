@@ -127,10 +127,20 @@ impl CoordinatorApi for Api {
         } else {
             sup_bus::subjects::events_of(&req.site)
         };
-        let from = match (req.from_sequence, req.follow) {
-            (0, true) => None,
-            (0, false) => Some(1),
-            (n, _) => Some(n),
+        let from = match (req.from_sequence, req.follow, req.tail) {
+            (0, _, tail) if tail > 0 => {
+                let last = self
+                    .inner
+                    .store
+                    .bus
+                    .last_event_sequence()
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                Some(last.saturating_sub(u64::from(tail) - 1).max(1))
+            }
+            (0, true, _) => None,
+            (0, false, _) => Some(1),
+            (n, _, _) => Some(n),
         };
         let (stored, events) = self
             .inner

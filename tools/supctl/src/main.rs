@@ -179,10 +179,14 @@ enum Command {
         #[arg(long)]
         follow: bool,
         /// Start at this stream sequence (default: the whole history, or now with --follow).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "tail")]
         from: Option<u64>,
-        /// table, json, or cloudevents (one CloudEvents 1.0 JSON document per line, as published
-        /// on sup.ce.<site>.<kind>).
+        /// Start this many events back from the last one stored (of every site; --site then
+        /// filters them).
+        #[arg(long)]
+        tail: Option<u32>,
+        /// table, wide, json, yaml, name, or cloudevents (one CloudEvents 1.0 JSON document per
+        /// line, as published on sup.ce.<site>.<kind>).
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
         output: EventsFormat,
     },
@@ -627,6 +631,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             site,
             follow,
             from,
+            tail,
             output,
         } => {
             let mut c = connect(&cli.coordinator).await?;
@@ -635,6 +640,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     site: site.unwrap_or_default(),
                     from_sequence: from.unwrap_or(0),
                     follow,
+                    tail: tail.unwrap_or(0),
                 })
                 .await?
                 .into_inner();

@@ -51,6 +51,7 @@ pub async fn status(endpoint: &str, args: StatusArgs) -> Result<(), Failure> {
                 site: site.clone(),
                 from_sequence: 0,
                 follow: true,
+                tail: 0,
             })
             .await?
             .into_inner(),

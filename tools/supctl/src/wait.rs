@@ -93,6 +93,7 @@ pub async fn wait_for_roles(
             },
             from_sequence: 0,
             follow: true,
+            tail: 0,
         })
         .await?
         .into_inner();
