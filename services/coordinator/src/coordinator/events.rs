@@ -1,0 +1,261 @@
+//! Events other services publish, turned into each role's lifecycle and the site's
+//! synchronization state.
+
+use super::*;
+
+impl Coordinator {
+    /// Applies role events through the lifecycle, once per `cause` (an event id): a redelivered
+    /// cause changes nothing. Returns the state after a change, `None` when nothing changed. The
+    /// announcer publishes the change.
+    pub async fn role_events(
+        &self,
+        site: &str,
+        server: &str,
+        events: &[RoleEvent],
+        cause: &str,
+        edit: impl Fn(&mut v1::RoleStatus),
+    ) -> Result<Option<RoleState>, ApiError> {
+        let create = events.first() == Some(&RoleEvent::Declared);
+        self.role_change(site, server, cause, create, |r| {
+            edit(r);
+            events.to_vec()
+        })
+        .await
+    }
+
+    /// The general form: `decide` sees the current record inside the compare-and-set loop, may
+    /// edit it, and returns the lifecycle events to apply. Deciding inside the loop is what keeps
+    /// concurrent replicas from overwriting each other's edits.
+    pub async fn role_change(
+        &self,
+        site: &str,
+        server: &str,
+        cause: &str,
+        create: bool,
+        decide: impl Fn(&mut v1::RoleStatus) -> Vec<RoleEvent>,
+    ) -> Result<Option<RoleState>, ApiError> {
+        let trace_context = sup_bus::trace::current_traceparent();
+        let change = self
+            .store
+            .update_role(site, server, |cur| {
+                if cur.is_some_and(|r| r.last_cause == cause) {
+                    return None;
+                }
+                let mut r = match cur {
+                    Some(r) => r.clone(),
+                    None if create => v1::RoleStatus {
+                        site: site.to_string(),
+                        server: server.to_string(),
+                        state: v1::RoleState::Unspecified as i32,
+                        health: v1::Health::Unknown as i32,
+                        ..Default::default()
+                    },
+                    None => return None,
+                };
+                let events = decide(&mut r);
+                let before = role_state_from_proto(r.state);
+                let mut state = before.unwrap_or(RoleState::Removed);
+                for e in &events {
+                    match lifecycle::apply(state, *e) {
+                        Ok(s) => state = s,
+                        Err(err) => {
+                            tracing::debug!(site, server, %err, "event ignored by the lifecycle")
+                        }
+                    }
+                }
+                if before.is_none() {
+                    state = RoleState::Declared;
+                }
+                // Nothing to record (a repeated health or verification milestone, say): no
+                // write, no announcement, no reconciliation.
+                if let Some(old) = cur
+                    && before == Some(state)
+                    && same_apart_from_bookkeeping(old, &r)
+                {
+                    return None;
+                }
+                r.previous = r.state;
+                r.state = role_state_to_proto(state) as i32;
+                r.last_cause = cause.to_string();
+                r.updated = Some(now());
+                if let Some(tc) = &trace_context {
+                    r.trace_context = tc.clone();
+                }
+                if state != RoleState::Unhealthy {
+                    r.unhealthy_since = None;
+                } else if r.unhealthy_since.is_none() {
+                    r.unhealthy_since = r.updated;
+                }
+                Some(r)
+            })
+            .await?;
+        Ok(change.map(|c| state_of(&c.after)))
+    }
+
+    /// Advances state from an event another service published.
+    pub async fn handle_event(&self, e: &v1::Event) -> Result<(), ApiError> {
+        let site = e.site.as_str();
+        let server = e.server.as_str();
+        let Some(payload) = &e.payload else {
+            return Ok(());
+        };
+        let mut touched = false;
+        match payload {
+            Payload::Milestone(m) => match MilestoneKind::from_name(&m.name) {
+                Some(MilestoneKind::RoleInstallStarted) => {
+                    touched = self
+                        .role_events(site, server, &[RoleEvent::InstallStarted], &e.id, |r| {
+                            r.verified.clear()
+                        })
+                        .await?
+                        .is_some();
+                }
+                Some(MilestoneKind::RoleInstallSucceeded) => {
+                    touched = self
+                        .role_change(site, server, &e.id, false, |r| {
+                            let mut events =
+                                vec![RoleEvent::InstallSucceeded, RoleEvent::VerifyStarted];
+                            if verified_both(r) {
+                                events.push(RoleEvent::Verified);
+                            }
+                            events
+                        })
+                        .await?
+                        .is_some();
+                }
+                Some(MilestoneKind::RoleInstallFailed) => {
+                    let why = m
+                        .fields
+                        .get("reason")
+                        .cloned()
+                        .unwrap_or_else(|| m.line.clone());
+                    let reason = format!("setup failed ({}): {why}", m.log);
+                    touched = self
+                        .role_events(site, server, &[RoleEvent::InstallFailed], &e.id, |r| {
+                            r.reason = reason.clone()
+                        })
+                        .await?
+                        .is_some();
+                }
+                Some(
+                    kind @ (MilestoneKind::WsusComponentsHealthy | MilestoneKind::WsusDatabaseOk),
+                ) => {
+                    let name = kind.as_str();
+                    touched = self
+                        .role_change(site, server, &e.id, false, |r| {
+                            if !r.verified.iter().any(|v| v == name) {
+                                r.verified.push(name.to_string());
+                                r.verified.sort();
+                            }
+                            if verified_both(r) && state_of(r).is_installed() {
+                                vec![RoleEvent::VerifyStarted, RoleEvent::Verified]
+                            } else {
+                                Vec::new()
+                            }
+                        })
+                        .await?
+                        .is_some();
+                }
+                Some(MilestoneKind::SyncStarted) => self.sync_started(site, e).await?,
+                Some(MilestoneKind::SyncSucceeded) => self.sync_finished(site, e, true).await?,
+                Some(MilestoneKind::SyncFailed) => self.sync_finished(site, e, false).await?,
+                _ => {}
+            },
+            Payload::Provisioning(p) => {
+                let (events, reason): (&[RoleEvent], _) = match p.step.as_str() {
+                    "accepted" => (&[RoleEvent::ProvisionStarted], String::new()),
+                    "installing" => (
+                        &[RoleEvent::ProvisionStarted, RoleEvent::InstallStarted],
+                        String::new(),
+                    ),
+                    "failed" => (&[RoleEvent::InstallFailed], p.detail.clone()),
+                    "removed" => (&[RoleEvent::RemoveCompleted], String::new()),
+                    _ => (&[], String::new()),
+                };
+                if !events.is_empty() {
+                    touched = self
+                        .role_events(site, server, events, &e.id, |r| {
+                            if !reason.is_empty() {
+                                r.reason = reason.clone();
+                            }
+                        })
+                        .await?
+                        .is_some();
+                }
+            }
+            Payload::HealthChanged(h) => {
+                let health = h.to;
+                let reason = h
+                    .failing
+                    .iter()
+                    .map(|c| format!("{}: {}", c.component, c.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                touched = self
+                    .role_change(site, server, &e.id, false, |r| {
+                        r.health = health;
+                        match v1::Health::try_from(health) {
+                            Ok(v1::Health::Unhealthy) => {
+                                r.reason = reason.clone();
+                                vec![RoleEvent::HealthLost]
+                            }
+                            Ok(v1::Health::Healthy) => vec![RoleEvent::HealthRestored {
+                                holds_slot: r.slot != v1::Slot::Unspecified as i32,
+                            }],
+                            _ => Vec::new(),
+                        }
+                    })
+                    .await?
+                    .is_some();
+            }
+            Payload::SyncStarted(_) => self.sync_started(site, e).await?,
+            Payload::SyncFinished(f) => {
+                let ok = f
+                    .run
+                    .as_ref()
+                    .is_some_and(|r| r.state == v1::SyncState::Succeeded as i32);
+                self.sync_finished(site, e, ok).await?
+            }
+            _ => {}
+        }
+        if touched {
+            self.reconcile_site(site).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn sync_started(&self, site: &str, e: &v1::Event) -> Result<(), ApiError> {
+        let t = e.time;
+        self.store
+            .update_sync_status(site, |mut s| {
+                s.state = v1::SyncState::Running as i32;
+                s.last_started = t;
+                s
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn sync_finished(
+        &self,
+        site: &str,
+        e: &v1::Event,
+        ok: bool,
+    ) -> Result<(), ApiError> {
+        let t = e.time;
+        self.store
+            .update_sync_status(site, |mut s| {
+                s.state = if ok {
+                    v1::SyncState::Succeeded
+                } else {
+                    v1::SyncState::Failed
+                } as i32;
+                s.last_finished = t;
+                s
+            })
+            .await?;
+        Ok(())
+    }
+
+    // ---- Operator requests -------------------------------------------------------------------
+}
