@@ -1,0 +1,34 @@
+//! The scheduler's configuration and its defaults.
+
+use super::*;
+
+pub const DEFAULTS: &str = r#"
+listen = "127.0.0.1:50052"
+admin_listen = "127.0.0.1:9103"
+log_format = "pretty"
+tick_ms = 1000
+run_timeout_secs = 7200
+retry_after_secs = 3600
+
+[nats]
+url = "nats://127.0.0.1:4222"
+replicas = 1
+client_name = "sup-scheduler"
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub tick_ms: u64,
+    /// A run with no result after this long has failed.
+    pub run_timeout_secs: u64,
+    /// After a failed run, the next attempt ("Sync failed. Will retry in 60 minutes").
+    pub retry_after_secs: u64,
+    pub nats: BusConfig,
+    /// gRPC over TLS (and, with `client_ca_file`, mutual TLS); plain gRPC when absent.
+    #[serde(default)]
+    pub tls: Option<sup_runtime::ServerTls>,
+}
