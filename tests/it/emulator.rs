@@ -27,15 +27,25 @@ pub fn start_emulator(extra: &[&str]) -> Emulator {
     start_emulator_with_env(extra, &[])
 }
 
-/// The emulator with extra arguments and environment.
+/// The emulator with extra arguments and environment. Its own ports are drawn afresh when
+/// another test took one between the draw and the bind.
 pub fn start_emulator_with_env(extra: &[&str], env: &[(&str, String)]) -> Emulator {
-    let dir = tempfile::tempdir().expect("dir");
-    let (http, https, agent, control) = (
-        free_port().expect("port"),
-        free_port().expect("port"),
-        free_port().expect("port"),
-        free_port().expect("port"),
-    );
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_start_emulator(extra, env) {
+            Ok(emulator) => return emulator,
+            Err(e) if attempt < 4 && e.to_string().contains("Address already in use") => {
+                eprintln!("emulator: a port was taken meanwhile, drawing others: {e}");
+            }
+            Err(e) => panic!("emulator up: {e}"),
+        }
+    }
+}
+
+fn try_start_emulator(extra: &[&str], env: &[(&str, String)]) -> std::io::Result<Emulator> {
+    let dir = tempfile::tempdir()?;
+    let (http, https, agent, control) = (free_port()?, free_port()?, free_port()?, free_port()?);
     let logs = dir.path().join("logs");
     let ca = dir.path().join("ca.pem");
     let mut args: Vec<String> = [
@@ -72,14 +82,10 @@ pub fn start_emulator_with_env(extra: &[&str], env: &[(&str, String)]) -> Emulat
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut process = Process::start("wsus-emulator", &refs, env).expect("start emulator");
-    process
-        .wait_port(control, Duration::from_secs(30))
-        .expect("emulator up");
-    process
-        .wait_port(agent, Duration::from_secs(30))
-        .expect("agent up");
-    Emulator {
+    let mut process = Process::start("wsus-emulator", &refs, env)?;
+    process.wait_port(control, Duration::from_secs(30))?;
+    process.wait_port(agent, Duration::from_secs(30))?;
+    Ok(Emulator {
         _process: process,
         http,
         https,
@@ -88,7 +94,7 @@ pub fn start_emulator_with_env(extra: &[&str], env: &[(&str, String)]) -> Emulat
         logs,
         ca,
         _dir: dir,
-    }
+    })
 }
 
 const S1: &str = "cen-sup01.corp.example.com";
