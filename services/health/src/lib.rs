@@ -3,8 +3,18 @@
 //! log watcher, keeps each server's report in KV (`sup_health`) and publishes `HealthChanged` only
 //! on transitions (decided by compare-and-set, so replicas never announce one twice). gRPC
 //! `GetHealth` / `ProbeNow` serve operators.
+//!
+//! Rooms: `settings`, `metrics`, `api` (gRPC), `assess` (a ladder and the logs into one health);
+//! this file holds the probing loop, the stored reports and `run`.
 
+mod api;
 pub mod assess;
+mod metrics;
+mod settings;
+
+pub use api::Api;
+pub use metrics::{ComponentLabel, Metrics, ProbeLabels, ServerHealthLabels, TransitionLabels};
+pub use settings::{DEFAULTS, Settings};
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -31,100 +41,6 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
 use assess::{Health, LogView};
-
-pub const DEFAULTS: &str = r#"
-listen = "127.0.0.1:50053"
-admin_listen = "127.0.0.1:9104"
-log_format = "pretty"
-interval_ms = 10000
-timeout_ms = 2000
-concurrency = 256
-milestone_max_age_secs = 7200
-ca_file = ""
-
-[resolve]
-
-[port_map]
-
-[nats]
-url = "nats://127.0.0.1:4222"
-replicas = 1
-client_name = "sup-health"
-"#;
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
-    pub log_format: LogFormat,
-    pub interval_ms: u64,
-    /// Per probe step.
-    pub timeout_ms: u64,
-    /// Servers probed at once.
-    pub concurrency: usize,
-    /// WSUS health lines older than this make a server degraded; 0 turns the check off.
-    pub milestone_max_age_secs: u64,
-    /// PEM certificates trusted for the TLS probe (e.g. the emulator's CA).
-    pub ca_file: String,
-    /// Host name (or `*`) → IP address, before the system resolver.
-    pub resolve: BTreeMap<String, String>,
-    /// A WSUS web site port → the port to probe it at instead (e.g. `"80" = 18080` when a
-    /// lab cannot bind ports below 1024). The site keeps its declared port in `Host`.
-    #[serde(default)]
-    pub port_map: BTreeMap<String, u16>,
-    pub nats: BusConfig,
-    /// gRPC over TLS (and, with `client_ca_file`, mutual TLS); plain gRPC when absent.
-    #[serde(default)]
-    pub tls: Option<sup_runtime::ServerTls>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ProbeLabels {
-    pub component: String,
-    pub result: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ComponentLabel {
-    pub component: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TransitionLabels {
-    pub to: String,
-}
-
-#[derive(Clone)]
-pub struct Metrics {
-    pub results: Family<ProbeLabels, Counter>,
-    pub latency: Family<ComponentLabel, Histogram>,
-    pub transitions: Family<TransitionLabels, Counter>,
-    /// One-hot: 1 for each server's current health, 0 for the others.
-    pub current: Family<ServerHealthLabels, Gauge>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ServerHealthLabels {
-    pub site: String,
-    pub server: String,
-    pub health: String,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self {
-            results: Family::default(),
-            latency: Family::new_with_constructor(|| {
-                Histogram::new([
-                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                ])
-            }),
-            transitions: Family::default(),
-            current: Family::default(),
-        }
-    }
-}
 
 /// One server to probe, as the registry and the site spec describe it.
 #[derive(Debug, Clone)]
@@ -569,48 +485,6 @@ impl HealthService {
             }
         }
         Ok(out)
-    }
-}
-
-pub struct Api(pub Arc<HealthService>);
-
-#[tonic::async_trait]
-impl v1::health_service_server::HealthService for Api {
-    async fn get_health(
-        &self,
-        req: Request<v1::GetHealthRequest>,
-    ) -> Result<Response<v1::GetHealthResponse>, Status> {
-        let r = req.into_inner();
-        let reports = self
-            .0
-            .stored(&r.site, &r.server)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Response::new(v1::GetHealthResponse { reports }))
-    }
-
-    async fn probe_now(
-        &self,
-        req: Request<v1::ProbeNowRequest>,
-    ) -> Result<Response<v1::HealthReport>, Status> {
-        let r = req.into_inner();
-        let targets = self
-            .0
-            .targets()
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        let t = targets
-            .into_iter()
-            .find(|t| t.server == r.server && (r.site.is_empty() || t.site == r.site))
-            .ok_or_else(|| {
-                Status::not_found(format!("{} is not an installed SUP role", r.server))
-            })?;
-        let report = self
-            .0
-            .probe(&t)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        Ok(Response::new(report))
     }
 }
 

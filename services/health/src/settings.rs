@@ -1,0 +1,50 @@
+//! The health service's configuration and its defaults.
+
+use super::*;
+
+pub const DEFAULTS: &str = r#"
+listen = "127.0.0.1:50053"
+admin_listen = "127.0.0.1:9104"
+log_format = "pretty"
+interval_ms = 10000
+timeout_ms = 2000
+concurrency = 256
+milestone_max_age_secs = 7200
+ca_file = ""
+
+[resolve]
+
+[port_map]
+
+[nats]
+url = "nats://127.0.0.1:4222"
+replicas = 1
+client_name = "sup-health"
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub interval_ms: u64,
+    /// Per probe step.
+    pub timeout_ms: u64,
+    /// Servers probed at once.
+    pub concurrency: usize,
+    /// WSUS health lines older than this make a server degraded; 0 turns the check off.
+    pub milestone_max_age_secs: u64,
+    /// PEM certificates trusted for the TLS probe (e.g. the emulator's CA).
+    pub ca_file: String,
+    /// Host name (or `*`) → IP address, before the system resolver.
+    pub resolve: BTreeMap<String, String>,
+    /// A WSUS web site port → the port to probe it at instead (e.g. `"80" = 18080` when a
+    /// lab cannot bind ports below 1024). The site keeps its declared port in `Host`.
+    #[serde(default)]
+    pub port_map: BTreeMap<String, u16>,
+    pub nats: BusConfig,
+    /// gRPC over TLS (and, with `client_ca_file`, mutual TLS); plain gRPC when absent.
+    #[serde(default)]
+    pub tls: Option<sup_runtime::ServerTls>,
+}
