@@ -130,7 +130,8 @@ console_ok() {
   local page
   page=$(curl -fsS "$CONSOLE/") || return 1
   for site in CEN CH1 CH2; do grep -q "data-site=\"$site\"" <<<"$page" || { echo "console: $site missing"; return 1; }; done
-  curl -fsS "$CONSOLE/sites/CEN" | grep -q "cen-sup01.corp.example.com"
+  page=$(curl -fsS "$CONSOLE/sites/CEN") || return 1
+  grep -q "cen-sup01.corp.example.com" <<<"$page"
 }
 retry 60 console_ok
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$CONSOLE/sites/CEN/sync")

@@ -3,6 +3,8 @@
 
 use super::*;
 
+use axum::extract::rejection::FormRejection;
+
 /// What an action said, kept here for the page it redirects to: a link cannot make one up.
 #[derive(Default)]
 pub(super) struct Notices(Mutex<HashMap<String, (bool, String, Instant)>>);
@@ -202,6 +204,22 @@ pub(super) fn authorize(s: &AppState, headers: &HeaderMap, csrf: &str) -> Result
 }
 
 /// The HTTP status a service's refusal maps to, for scripts.
+/// A form that could not be read, for an authorised caller.
+pub(super) fn malformed(rejection: &FormRejection, json: bool) -> Response {
+    let text = format!(
+        "The request's form could not be read: {}",
+        rejection.body_text()
+    );
+    if json {
+        return (
+            rejection.status(),
+            axum::Json(serde_json::json!({"ok": false, "error": text})),
+        )
+            .into_response();
+    }
+    error_page(StatusCode::BAD_REQUEST, text)
+}
+
 pub(super) fn http_status(code: tonic::Code) -> StatusCode {
     match code {
         tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
@@ -269,14 +287,21 @@ pub(super) async fn run_sync(
     State(s): State<AppState>,
     Path(code): Path<String>,
     headers: HeaderMap,
-    Form(f): Form<SyncForm>,
+    form: Result<Form<SyncForm>, FormRejection>,
 ) -> Response {
-    let caller = match authorize(&s, &headers, &f.csrf) {
+    // Who asks is decided before what was sent is read: an unauthorised request is refused
+    // whatever its body.
+    let csrf = form.as_ref().map(|Form(f)| f.csrf.as_str()).unwrap_or("");
+    let caller = match authorize(&s, &headers, csrf) {
         Ok(c) => c,
         Err(r) => {
             s.0.metrics.action("run_sync", "refused");
             return r.respond(wants_json(&headers));
         }
+    };
+    let f = match form {
+        Ok(Form(f)) => f,
+        Err(rejection) => return malformed(&rejection, wants_json(&headers)),
     };
     let Some(mut scheduler) = s.0.sources.scheduler() else {
         return done(
@@ -339,14 +364,21 @@ pub(super) async fn activate(
     State(s): State<AppState>,
     Path(code): Path<String>,
     headers: HeaderMap,
-    Form(f): Form<ActivateForm>,
+    form: Result<Form<ActivateForm>, FormRejection>,
 ) -> Response {
-    let caller = match authorize(&s, &headers, &f.csrf) {
+    // Who asks is decided before what was sent is read: an unauthorised request is refused
+    // whatever its body.
+    let csrf = form.as_ref().map(|Form(f)| f.csrf.as_str()).unwrap_or("");
+    let caller = match authorize(&s, &headers, csrf) {
         Ok(c) => c,
         Err(r) => {
             s.0.metrics.action("activate", "refused");
             return r.respond(wants_json(&headers));
         }
+    };
+    let f = match form {
+        Ok(Form(f)) => f,
+        Err(rejection) => return malformed(&rejection, wants_json(&headers)),
     };
     let slot = match f.slot.as_str() {
         "intranet" => v1::Slot::Intranet,

@@ -326,3 +326,30 @@ fn a_notice_is_only_what_an_action_left() {
     assert_eq!(n.get("made-up"), None);
     assert_eq!(n.get(""), None);
 }
+
+#[tokio::test]
+async fn an_unauthorised_post_is_refused_whatever_its_body() {
+    let (s, _) = state(true);
+    let app = router(s);
+    // No form at all (as `curl -X POST` sends): refused for who asks, not for what it sent.
+    let (status, _, body) = send(
+        &app,
+        Request::post("/sites/CEN/sync")
+            .header(header::HOST, "console.test")
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // With the token, the missing form is what is wrong.
+    let (status, _, body) = send(
+        &app,
+        Request::post("/sites/CEN/activate")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert!(body.contains("could not be read"), "{body}");
+}
