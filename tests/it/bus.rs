@@ -3,15 +3,80 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use sup_bus::{Bus, BusConfig, Cas};
-use sup_proto::v1::{Event, MilestoneObserved, event::Payload};
+use sup_bus::{Bus, BusConfig, Cas, Delivery, Durable, Verdict, subjects};
+use sup_proto::v1::{Command, Event, MilestoneObserved, event::Payload};
 use sup_testkit::NatsServer;
+use tokio::sync::{mpsc, watch};
 
 async fn bus(server: &NatsServer) -> Bus {
     Bus::connect(&BusConfig::new(server.url()))
         .await
         .expect("connect and set up")
+}
+
+/// What a consumer handler saw of one delivery.
+#[derive(Debug)]
+struct Seen {
+    id: String,
+    attempt: u64,
+    traceparent: Option<String>,
+}
+
+/// Runs `durable` in the background, answering each delivery with `verdict(attempt)` and
+/// reporting it on the returned channel; the sender stops it.
+fn consume_in_background<T>(
+    bus: &Bus,
+    durable: Durable,
+    verdict: fn(u64) -> Verdict,
+) -> (mpsc::UnboundedReceiver<Seen>, watch::Sender<bool>)
+where
+    T: sup_bus::consume::Consumable + Identified + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop) = watch::channel(false);
+    let bus = bus.clone();
+    tokio::spawn(async move {
+        bus.consume(durable, stop, move |d: Delivery<T>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(Seen {
+                    id: d.message.id().to_string(),
+                    attempt: d.attempt,
+                    traceparent: d.traceparent,
+                });
+                verdict(d.attempt)
+            }
+        })
+        .await;
+    });
+    (rx, stop_tx)
+}
+
+trait Identified {
+    fn id(&self) -> &str;
+}
+impl Identified for Event {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+impl Identified for Command {
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+async fn next_seen(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("delivered in time")
+        .expect("consumer running")
+}
+
+async fn nothing_more(rx: &mut mpsc::UnboundedReceiver<Seen>, within: Duration) {
+    if let Ok(Some(seen)) = tokio::time::timeout(within, rx.recv()).await {
+        panic!("nothing more was expected, got {seen:?}");
+    }
 }
 
 fn milestone(id: &str) -> Event {
@@ -34,15 +99,14 @@ async fn setup_is_idempotent() {
     let server = NatsServer::start().expect("nats-server");
     let first = bus(&server).await;
     let second = bus(&server).await;
-    let a = first.buckets.sites.put("k", "v".into()).await.expect("put");
-    let b = second
-        .buckets
-        .sites
-        .entry("k")
+    let a = first.sites().put("k", "v".into()).await.expect("put");
+    let (value, revision) = second
+        .sites()
+        .get("k")
         .await
         .expect("get")
         .expect("present");
-    assert_eq!(b.revision, a);
+    assert_eq!((value.as_ref(), revision), (b"v".as_ref(), a));
 }
 
 #[tokio::test]
@@ -65,33 +129,73 @@ async fn an_event_is_published_once_deduplicated_consumed_and_acked() {
         .expect("publish other");
     assert_eq!(other.sequence, first.sequence + 1);
 
-    let consumer = bus
-        .durable_consumer(
-            sup_bus::setup::EVENTS_STREAM,
-            "test-reader",
-            vec![sup_bus::subjects::events_of("CEN")],
-            Duration::from_secs(30),
-            5,
-        )
-        .await
-        .expect("consumer");
-    let mut messages = consumer.messages().await.expect("messages");
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        let m = tokio::time::timeout(Duration::from_secs(5), messages.next())
-            .await
-            .expect("delivered in time")
-            .expect("stream open")
-            .expect("message");
-        assert_eq!(m.subject.as_str(), "sup.evt.CEN.milestone");
-        let e = sup_bus::decode_event(&m.subject, &m.payload).expect("decodes");
-        ids.push(e.id.clone());
-        m.ack().await.expect("ack");
-    }
+    let (mut seen, stop) = consume_in_background::<Event>(
+        &bus,
+        Durable::events("test-reader", &[subjects::kind::MILESTONE]),
+        |_| Verdict::Done,
+    );
+    let ids = [next_seen(&mut seen).await.id, next_seen(&mut seen).await.id];
     assert_eq!(ids, ["file-1:4096", "file-1:8192"]);
-    // Acked: a new pull on the same durable sees nothing more.
-    let nothing = tokio::time::timeout(Duration::from_millis(500), messages.next()).await;
-    assert!(nothing.is_err(), "no redelivery after ack");
+    stop.send(true).expect("stop");
+    // Acked: the same durable, pulled again, has nothing more.
+    let (mut again, _stop) = consume_in_background::<Event>(
+        &bus,
+        Durable::events("test-reader", &[subjects::kind::MILESTONE]),
+        |_| Verdict::Done,
+    );
+    nothing_more(&mut again, Duration::from_millis(700)).await;
+}
+
+#[tokio::test]
+async fn a_retried_message_comes_back_and_a_given_up_one_does_not() {
+    let server = NatsServer::start().expect("nats-server");
+    let bus = bus(&server).await;
+    bus.publish_event(&milestone("retry-me"))
+        .await
+        .expect("publish");
+    let (mut seen, _stop) = consume_in_background::<Event>(
+        &bus,
+        Durable::events("retrier", &[subjects::kind::MILESTONE]),
+        |attempt| match attempt {
+            1 => Verdict::RetryAfter(Duration::from_millis(100)),
+            _ => Verdict::GiveUp,
+        },
+    );
+    let first = next_seen(&mut seen).await;
+    let second = next_seen(&mut seen).await;
+    assert_eq!(
+        (
+            first.id.as_str(),
+            first.attempt,
+            second.id.as_str(),
+            second.attempt
+        ),
+        ("retry-me", 1, "retry-me", 2)
+    );
+    nothing_more(&mut seen, Duration::from_millis(700)).await;
+}
+
+#[tokio::test]
+async fn an_undecodable_message_never_reaches_a_handler_nor_blocks_the_next() {
+    let server = NatsServer::start().expect("nats-server");
+    let bus = bus(&server).await;
+    bus.publish_msg(
+        subjects::event("CEN", subjects::kind::MILESTONE),
+        "garbage-1",
+        bytes::Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]),
+    )
+    .await
+    .expect("publish garbage");
+    bus.publish_event(&milestone("after-garbage"))
+        .await
+        .expect("publish");
+    let (mut seen, _stop) = consume_in_background::<Event>(
+        &bus,
+        Durable::events("garbage-reader", &[subjects::kind::MILESTONE]),
+        |_| Verdict::Done,
+    );
+    assert_eq!(next_seen(&mut seen).await.id, "after-garbage");
+    nothing_more(&mut seen, Duration::from_millis(700)).await;
 }
 
 #[tokio::test]
@@ -107,24 +211,35 @@ async fn an_unacked_command_is_redelivered_to_another_worker() {
     bus.publish_command("provisioner", &cmd)
         .await
         .expect("publish");
-    let consumer = bus
-        .command_consumer("provisioner", Duration::from_secs(1), 5)
+    let queue = || Durable::commands("provisioner").ack_wait(Duration::from_secs(1));
+    // The first worker takes the command and "crashes" before deciding anything.
+    let (stop, crashed) = watch::channel(false);
+    let (took_tx, mut took) = mpsc::unbounded_channel();
+    let first_worker = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            bus.consume(queue(), crashed.clone(), move |d: Delivery<Command>| {
+                let took_tx = took_tx.clone();
+                async move {
+                    let _ = took_tx.send(d.message.id);
+                    std::future::pending::<Verdict>().await
+                }
+            })
+            .await;
+        })
+    };
+    let taken = tokio::time::timeout(Duration::from_secs(10), took.recv())
         .await
-        .expect("consumer");
-    let mut first_worker = consumer.messages().await.expect("messages");
-    let m = first_worker.next().await.expect("open").expect("message");
-    drop(m); // the worker "crashes" before acking
-    drop(first_worker);
-    let mut second_worker = consumer.messages().await.expect("messages");
-    let m = tokio::time::timeout(Duration::from_secs(10), second_worker.next())
-        .await
-        .expect("redelivered")
-        .expect("open")
-        .expect("message");
-    let got = sup_bus::decode_command(&m.subject, &m.payload).expect("decodes");
+        .expect("taken in time");
+    assert_eq!(taken.as_deref(), Some("cmd-1"));
+    first_worker.abort();
+    drop(stop);
+    let (mut second_worker, _stop) =
+        consume_in_background::<Command>(&bus, queue(), |_| Verdict::Done);
+    let got = next_seen(&mut second_worker).await;
     assert_eq!(got.id, "cmd-1");
-    assert!(m.info().expect("info").delivered >= 2);
-    m.ack().await.expect("ack");
+    assert!(got.attempt >= 2, "a redelivery: attempt {}", got.attempt);
+    nothing_more(&mut second_worker, Duration::from_millis(1500)).await;
 }
 
 #[tokio::test]
@@ -140,13 +255,10 @@ async fn exactly_one_of_many_concurrent_writers_wins_a_compare_and_set() {
     for i in 0..32 {
         let b = buses[i % buses.len()].clone();
         tasks.push(tokio::spawn(async move {
-            b.kv_create(
-                &b.buckets.active,
-                "CEN.intranet",
-                format!("server-{i}").into(),
-            )
-            .await
-            .expect("no transport error")
+            b.active()
+                .create("CEN.intranet", format!("server-{i}").into())
+                .await
+                .expect("no transport error")
         }));
     }
     let mut winners = Vec::new();
@@ -163,14 +275,10 @@ async fn exactly_one_of_many_concurrent_writers_wins_a_compare_and_set() {
     for i in 0..32 {
         let b = buses[i % buses.len()].clone();
         tasks.push(tokio::spawn(async move {
-            b.kv_update(
-                &b.buckets.active,
-                "CEN.intranet",
-                format!("next-{i}").into(),
-                rev,
-            )
-            .await
-            .expect("no transport error")
+            b.active()
+                .update("CEN.intranet", format!("next-{i}").into(), rev)
+                .await
+                .expect("no transport error")
         }));
     }
     let mut won = Vec::new();
@@ -182,7 +290,8 @@ async fn exactly_one_of_many_concurrent_writers_wins_a_compare_and_set() {
     assert_eq!(won.len(), 1, "exactly one update wins per revision");
     assert!(won[0] > rev, "the epoch grows");
     let (_, now) = buses[0]
-        .kv_get(&buses[0].buckets.active, "CEN.intranet")
+        .active()
+        .get_from_leader("CEN.intranet")
         .await
         .expect("get")
         .expect("present");
@@ -206,20 +315,28 @@ async fn a_three_node_cluster_replicates_streams_and_buckets() {
             Err(e) => panic!("cluster never took the streams: {e}"),
         }
     };
-    let mut stream = bus
-        .js
-        .get_stream(sup_bus::setup::EVENTS_STREAM)
+    let inspector = sup_testkit::jetstream::Inspector::connect(&cluster.urls())
         .await
-        .expect("stream");
-    let info = stream.info().await.expect("info");
-    assert_eq!(info.config.num_replicas, 3);
+        .expect("inspector");
+    for stream in [
+        sup_bus::setup::EVENTS_STREAM.to_string(),
+        sup_bus::setup::bucket_stream(sup_bus::setup::ACTIVE_BUCKET),
+    ] {
+        let state = inspector.stream_state(&stream).await.expect("stream state");
+        assert_eq!(
+            state.replicas.len(),
+            2,
+            "{stream}: a leader and two replicas"
+        );
+    }
     let published = bus
         .publish_event(&milestone("cluster-1"))
         .await
         .expect("publish");
     assert!(!published.duplicate);
     assert!(matches!(
-        bus.kv_create(&bus.buckets.active, "CEN.intranet", "a".into())
+        bus.active()
+            .create("CEN.intranet", "a".into())
             .await
             .expect("kv"),
         Cas::Won(_)
@@ -250,23 +367,14 @@ async fn trace_context_rides_in_nats_headers() {
             .await
             .expect("publish");
     }
-    let consumer = bus
-        .durable_consumer(
-            sup_bus::setup::EVENTS_STREAM,
-            "trace-reader",
-            vec![sup_bus::subjects::events_of("CEN")],
-            Duration::from_secs(30),
-            5,
-        )
+    let (mut seen, _stop) = consume_in_background::<Event>(
+        &bus,
+        Durable::events("trace-reader", &[subjects::kind::MILESTONE]),
+        |_| Verdict::Done,
+    );
+    let traceparent = next_seen(&mut seen)
         .await
-        .expect("consumer");
-    let mut messages = consumer.messages().await.expect("messages");
-    let m = messages.next().await.expect("open").expect("message");
-    let traceparent = m
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("traceparent"))
-        .map(|v| v.to_string())
+        .traceparent
         .expect("traceparent header");
     assert!(
         traceparent.contains(&trace_id.to_string()),
@@ -274,6 +382,6 @@ async fn trace_context_rides_in_nats_headers() {
     );
     // A consumer that follows the header continues the same trace.
     let child = tracing::info_span!("handle");
-    sup_bus::trace::follow(m.headers.as_ref(), &child);
+    sup_bus::trace::follow_traceparent(&traceparent, &child);
     assert_eq!(child.context().span().span_context().trace_id(), trace_id);
 }

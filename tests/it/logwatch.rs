@@ -7,8 +7,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use sup_bus::async_nats::jetstream::consumer;
 use sup_proto::v1::event::Payload;
 use sup_testkit::{NatsServer, Process, free_port};
 
@@ -59,35 +57,23 @@ fn sms(msg: &str) -> String {
 }
 
 /// Every log record on the bus for the watched file, in stream order.
-async fn logged_messages(bus: &sup_bus::Bus, expect: usize) -> Vec<String> {
-    let stream = bus
-        .js
-        .get_stream(sup_bus::setup::LOGS_STREAM)
+async fn logged_messages(nats: &NatsServer, expect: usize) -> Vec<String> {
+    let inspector = sup_testkit::jetstream::Inspector::connect(nats.url())
         .await
-        .expect("stream");
+        .expect("inspector");
+    let subject = sup_bus::subjects::log_line("CEN", SERVER, "WCM.log");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let c = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: sup_bus::subjects::log_line("CEN", SERVER, "WCM.log"),
-                deliver_policy: consumer::DeliverPolicy::All,
-                ..Default::default()
-            })
+        let out: Vec<String> = inspector
+            .stored(sup_bus::setup::LOGS_STREAM, Some(&subject))
             .await
-            .expect("consumer");
-        let stored = c.cached_info().num_pending as usize;
-        let mut out = Vec::new();
-        if stored > 0 {
-            let mut msgs = c.messages().await.expect("messages");
-            while let Some(m) = msgs.next().await {
-                let m = m.expect("message");
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
                 let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("json record");
-                out.push(v["message"].as_str().unwrap_or_default().to_string());
-                if m.info().expect("info").pending == 0 {
-                    break;
-                }
-            }
-        }
+                v["message"].as_str().unwrap_or_default().to_string()
+            })
+            .collect();
         if out.len() >= expect || Instant::now() > deadline {
             return out;
         }
@@ -154,7 +140,7 @@ async fn rotations_and_restarts(publish_lines: bool) {
     }
     let bus = bus(&nats).await;
     if publish_lines {
-        let seen: Vec<String> = logged_messages(&bus, written.len() + 8)
+        let seen: Vec<String> = logged_messages(&nats, written.len() + 8)
             .await
             .into_iter()
             .filter(|m| m != MARKER)
@@ -177,7 +163,7 @@ async fn rotations_and_restarts(publish_lines: bool) {
         )
         .await;
         assert!(
-            logged_messages(&bus, 0).await.is_empty(),
+            logged_messages(&nats, 0).await.is_empty(),
             "no lines published"
         );
     }

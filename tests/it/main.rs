@@ -2,6 +2,7 @@
 //! workspace links it once).
 
 mod automation;
+mod boundaries;
 mod bus;
 mod chaos;
 mod console;

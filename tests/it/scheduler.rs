@@ -297,19 +297,17 @@ async fn store_site(bus: &sup_bus::Bus, file: &str) {
         .pop()
         .expect("one");
     let pb = sup_proto::convert::site_to_proto(&site);
-    bus.buckets
-        .sites
-        .put(site.code.as_str(), pb.encode_to_vec().into())
+    bus.sites()
+        .put(
+            &sup_bus::subjects::site_key(&site.code),
+            pb.encode_to_vec().into(),
+        )
         .await
         .expect("put");
-    bus.index_update(
-        &bus.buckets.sites,
-        sup_bus::Bus::SITES_INDEX,
-        &site.code,
-        true,
-    )
-    .await
-    .expect("index");
+    bus.sites()
+        .index_update(sup_bus::subjects::SITES_INDEX, &site.code, true)
+        .await
+        .expect("index");
 }
 
 fn settings(url: &str) -> Settings {

@@ -200,26 +200,22 @@ proxy = {{ server = "proxy.corp.example.com", port = 8080, account = 'CORP\svc-p
 
 /// Every message of every stream (events, commands, log lines and each KV bucket's history),
 /// payload and headers as text.
-async fn every_stream_message(bus: &sup_bus::Bus) -> Vec<String> {
-    use futures::TryStreamExt as _;
-    let names: Vec<String> = bus
-        .js
-        .stream_names()
-        .try_collect()
+async fn every_stream_message(
+    nats_url: &str,
+    secured: &sup_testkit::jetstream::Secured,
+) -> Vec<String> {
+    let inspector = sup_testkit::jetstream::Inspector::connect_secured(nats_url, secured)
         .await
-        .expect("stream names");
+        .expect("inspector");
     let mut out = Vec::new();
-    for name in names {
-        let mut stream = bus.js.get_stream(&name).await.expect("stream");
-        let state = stream.info().await.expect("info").state.clone();
-        for seq in state.first_sequence..=state.last_sequence {
-            if let Ok(m) = stream.get_raw_message(seq).await {
-                out.push(format!(
-                    "{name}#{seq} {:?} {}",
-                    m.headers,
-                    String::from_utf8_lossy(&m.payload)
-                ));
-            }
+    for name in inspector.stream_names().await.expect("stream names") {
+        for m in inspector.stored(&name, None).await.expect("stored") {
+            out.push(format!(
+                "{name}#{} {:?} {}",
+                m.sequence,
+                m.headers,
+                String::from_utf8_lossy(&m.payload)
+            ));
         }
     }
     out
@@ -450,18 +446,16 @@ async fn mutual_tls_everywhere_least_privilege_and_no_secret_leaks() {
         .await
         .expect("provisioner's NATS user");
     let key = sup_bus::subjects::active_key("CEN", "intranet");
-    let before = coordinator_bus
-        .buckets
-        .active
-        .entry(&key)
+    let (_, before) = coordinator_bus
+        .active()
+        .get(&key)
         .await
         .expect("read slot")
         .expect("slot held");
     let forged = tokio::time::timeout(
         Duration::from_secs(5),
         provisioner_bus
-            .buckets
-            .active
+            .active()
             .put(&key, bytes::Bytes::from_static(b"forged")),
     )
     .await;
@@ -469,14 +463,13 @@ async fn mutual_tls_everywhere_least_privilege_and_no_secret_leaks() {
         !matches!(forged, Ok(Ok(_))),
         "the provisioner wrote sup_active"
     );
-    let after = coordinator_bus
-        .buckets
-        .active
-        .entry(&key)
+    let (_, after) = coordinator_bus
+        .active()
+        .get(&key)
         .await
         .expect("read slot")
         .expect("slot held");
-    assert_eq!(before.revision, after.revision, "the slot moved");
+    assert_eq!(before, after, "the slot moved");
 
     // The server refused the forged write, and nothing any service did in the whole run (so the
     // sample permissions give each service all it needs).
@@ -513,7 +506,17 @@ async fn mutual_tls_everywhere_least_privilege_and_no_secret_leaks() {
         );
         haystacks.push((format!("{} log", p.name), log));
     }
-    let messages = every_stream_message(&coordinator_bus).await;
+    let as_coordinator = sup_testkit::jetstream::Secured {
+        ca: pki.path("ca.pem"),
+        cert: pki.path("cert.pem"),
+        key: pki.path("key.pem"),
+        user: "coordinator".into(),
+        password: std::fs::read_to_string(pki.path("nats-coordinator.pw"))
+            .expect("the coordinator's NATS password")
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+    };
+    let messages = every_stream_message(nats.url(), &as_coordinator).await;
     assert!(
         messages.iter().any(|m| m.contains("install-account.pw"))
             && messages.iter().any(|m| m.contains("proxy-account.pw")),
@@ -551,8 +554,7 @@ async fn a_service_connects_with_an_nkey_seed_from_a_file() {
     let mut config = sup_bus::BusConfig::new(nats.url());
     config.nkey_seed_file = Some(seed_file);
     let bus = sup_bus::Bus::connect(&config).await.expect("nkey connect");
-    bus.buckets
-        .sites
+    bus.sites()
         .put("probe", bytes::Bytes::from_static(b"x"))
         .await
         .expect("write as the nkey user");

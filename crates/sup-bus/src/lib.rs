@@ -8,8 +8,11 @@
 //! - [`Bus`]: a connected handle with typed operations.
 //! - [`trace`]: `traceparent` in NATS headers.
 
+pub mod bucket;
+pub mod consume;
 pub mod records;
 pub mod setup;
+mod stores;
 pub mod subjects;
 pub mod trace;
 
@@ -17,14 +20,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, consumer, kv, stream};
+use async_nats::jetstream::{self, consumer};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{Command, Event};
 
-pub use async_nats;
-pub use setup::{ACTIVE_HISTORY, Buckets, BusConfig, ROLES_HISTORY};
+pub use bucket::{Bucket, Change};
+pub use consume::{Delivery, Durable, Verdict};
+pub use setup::{ACTIVE_HISTORY, BusConfig, ROLES_HISTORY};
 
 /// Errors from the bus, classified so callers can decide to retry.
 #[derive(Debug, thiserror::Error)]
@@ -187,13 +191,13 @@ impl Drop for AbortOnDrop {
 /// A connected bus: client, JetStream context and the project's buckets.
 #[derive(Clone)]
 pub struct Bus {
-    pub client: async_nats::Client,
-    pub js: jetstream::Context,
+    client: async_nats::Client,
+    js: jetstream::Context,
     connection: ConnectionMetrics,
     /// Started by [`Bus::register_metrics`], so that only a process that serves the metrics
     /// probes JetStream.
     jetstream_probe: Arc<std::sync::OnceLock<AbortOnDrop>>,
-    pub buckets: Buckets,
+    buckets: setup::Buckets,
 }
 
 impl Bus {
@@ -445,94 +449,6 @@ impl Bus {
         Ok(out)
     }
 
-    /// A durable pull consumer on the command queue for `service`, shared by all its replicas.
-    /// Messages are redelivered after `ack_wait` until acked, up to `max_deliver` times.
-    pub async fn command_consumer(
-        &self,
-        service: &str,
-        ack_wait: Duration,
-        max_deliver: i64,
-    ) -> Result<consumer::Consumer<consumer::pull::Config>, BusError> {
-        self.durable_consumer(
-            setup::COMMANDS_STREAM,
-            &format!("{service}-commands"),
-            vec![subjects::commands_for(service)],
-            ack_wait,
-            max_deliver,
-        )
-        .await
-    }
-
-    /// A durable pull consumer on a stream with explicit acks, filtered to `filters`.
-    pub async fn durable_consumer(
-        &self,
-        stream_name: &str,
-        durable: &str,
-        filters: Vec<String>,
-        ack_wait: Duration,
-        max_deliver: i64,
-    ) -> Result<consumer::Consumer<consumer::pull::Config>, BusError> {
-        self.durable_consumer_with(stream_name, durable, filters, ack_wait, max_deliver, None)
-            .await
-    }
-
-    /// A durable consumer that hands out one message at a time, whichever replica pulls: what
-    /// it feeds sees the stream's order.
-    pub async fn durable_consumer_in_order(
-        &self,
-        stream_name: &str,
-        durable: &str,
-        filters: Vec<String>,
-        ack_wait: Duration,
-    ) -> Result<consumer::Consumer<consumer::pull::Config>, BusError> {
-        self.durable_consumer_with(stream_name, durable, filters, ack_wait, -1, Some(1))
-            .await
-    }
-
-    async fn durable_consumer_with(
-        &self,
-        stream_name: &str,
-        durable: &str,
-        filters: Vec<String>,
-        ack_wait: Duration,
-        max_deliver: i64,
-        max_ack_pending: Option<i64>,
-    ) -> Result<consumer::Consumer<consumer::pull::Config>, BusError> {
-        let err = |message: String| BusError::Setup {
-            what: format!("consumer {durable} on {stream_name}"),
-            message,
-        };
-        let stream = self
-            .js
-            .get_stream(stream_name)
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        stream
-            .get_or_create_consumer(
-                durable,
-                consumer::pull::Config {
-                    durable_name: Some(durable.to_string()),
-                    filter_subject: if filters.len() == 1 {
-                        filters[0].clone()
-                    } else {
-                        String::new()
-                    },
-                    filter_subjects: if filters.len() == 1 {
-                        Vec::new()
-                    } else {
-                        filters
-                    },
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait,
-                    max_deliver,
-                    max_ack_pending: max_ack_pending.unwrap_or_default(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| err(e.to_string()))
-    }
-
     /// The stream sequence of the last event stored (0 when none).
     pub async fn last_event_sequence(&self) -> Result<u64, BusError> {
         let err = |message: String| BusError::Consume {
@@ -561,6 +477,66 @@ impl Bus {
         ),
         BusError,
     > {
+        let deliver_policy = match from_sequence {
+            Some(start_sequence) if start_sequence > 0 => {
+                consumer::DeliverPolicy::ByStartSequence { start_sequence }
+            }
+            Some(_) => consumer::DeliverPolicy::All,
+            None => consumer::DeliverPolicy::New,
+        };
+        self.watch_events_with(filter, deliver_policy).await
+    }
+
+    /// Events on `filter` as the server routes them, without JetStream: nothing replayed,
+    /// nothing acknowledged, for a watcher that measures delivery as it happens. The
+    /// subscription is in place when this returns; undecodable messages are skipped.
+    pub async fn subscribe_events(
+        &self,
+        filter: &str,
+    ) -> Result<impl Stream<Item = Event> + use<>, BusError> {
+        let err = |message: String| BusError::Consume {
+            what: format!("subscription {filter}"),
+            message,
+        };
+        let subscription = self
+            .client
+            .subscribe(filter.to_string())
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        self.client.flush().await.map_err(|e| err(e.to_string()))?;
+        Ok(subscription.filter_map(|m| async move { decode_event(&m.subject, &m.payload).ok() }))
+    }
+
+    /// Events of one kind from every site (see [`subjects::kind`]) stored at or after `since`,
+    /// then new ones as they come, in order.
+    pub async fn watch_events_of_kind_since(
+        &self,
+        kind: &str,
+        since: std::time::SystemTime,
+    ) -> Result<impl Stream<Item = Result<WatchedEvent, BusError>> + use<>, BusError> {
+        let deliver_policy = since
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| async_nats::datetime::from_nanos(d.as_nanos() as i128).ok())
+            .map(|start_time| consumer::DeliverPolicy::ByStartTime { start_time })
+            .unwrap_or(consumer::DeliverPolicy::All);
+        let (_, events) = self
+            .watch_events_with(subjects::events_of_kind(kind), deliver_policy)
+            .await?;
+        Ok(events)
+    }
+
+    async fn watch_events_with(
+        &self,
+        filter: String,
+        deliver_policy: consumer::DeliverPolicy,
+    ) -> Result<
+        (
+            u64,
+            impl Stream<Item = Result<WatchedEvent, BusError>> + use<>,
+        ),
+        BusError,
+    > {
         let err = |message: String| BusError::Consume {
             what: format!("events {filter}"),
             message,
@@ -570,13 +546,6 @@ impl Bus {
             .get_stream(setup::EVENTS_STREAM)
             .await
             .map_err(|e| err(e.to_string()))?;
-        let deliver_policy = match from_sequence {
-            Some(start_sequence) if start_sequence > 0 => {
-                consumer::DeliverPolicy::ByStartSequence { start_sequence }
-            }
-            Some(_) => consumer::DeliverPolicy::All,
-            None => consumer::DeliverPolicy::New,
-        };
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: filter.clone(),
@@ -607,117 +576,10 @@ impl Bus {
             }),
         ))
     }
-
-    /// Creates `key` only if absent (or deleted).
-    pub async fn kv_create(
-        &self,
-        store: &kv::Store,
-        key: &str,
-        value: Bytes,
-    ) -> Result<Cas, BusError> {
-        match store.create(key, value).await {
-            Ok(rev) => Ok(Cas::Won(rev)),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(Cas::Lost),
-            Err(e) => Err(kv_err("create", store, key, e)),
-        }
-    }
-
-    /// Writes `key` only if its revision is still `revision`.
-    pub async fn kv_update(
-        &self,
-        store: &kv::Store,
-        key: &str,
-        value: Bytes,
-        revision: u64,
-    ) -> Result<Cas, BusError> {
-        match store.update(key, value, revision).await {
-            Ok(rev) => Ok(Cas::Won(rev)),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(Cas::Lost),
-            // A clustered stream can refuse the same race with JetStream error 10164 ("wrong
-            // last sequence", without the number), which the client does not classify: a lost
-            // compare-and-set all the same, not a failure to retry from scratch.
-            Err(e) if e.to_string().contains("10164") => Ok(Cas::Lost),
-            Err(e) => Err(kv_err("update", store, key, e)),
-        }
-    }
-
-    /// Reads `key`: its value and revision, or `None` when absent or deleted.
-    pub async fn kv_get(
-        &self,
-        store: &kv::Store,
-        key: &str,
-    ) -> Result<Option<(Bytes, u64)>, BusError> {
-        // A get sent while the stream elects a leader may never be answered, even once the
-        // election is over: send it again every KV_READ_RETRY, for KV_READ_TIMEOUT in all.
-        let read = resend(KV_READ_TIMEOUT, KV_READ_RETRY, || store.entry(key))
-            .await
-            .ok_or_else(|| kv_err("get", store, key, "timed out"))?;
-        match read {
-            Ok(Some(e)) if e.operation == kv::Operation::Put => Ok(Some((e.value, e.revision))),
-            Ok(_) => Ok(None),
-            Err(e) => Err(kv_err("get", store, key, e)),
-        }
-    }
 }
 
 /// How long [`Bus::close`] waits for a server to take what is buffered.
 const CLOSE_FLUSH: Duration = Duration::from_secs(2);
-
-/// How long a key read waits for an answer in all, and how long each attempt waits before the
-/// read is sent again.
-const KV_READ_TIMEOUT: Duration = Duration::from_secs(5);
-const KV_READ_RETRY: Duration = Duration::from_millis(500);
-
-/// How long a read through a stream's leader waits for an answer.
-const LEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one attempt of a leader read waits before it is sent again.
-const LEADER_READ_RETRY: Duration = Duration::from_millis(250);
-
-impl Bus {
-    /// A key read through the stream's leader, never a follower: for a read that a decision
-    /// rests on. (`kv_get` may be answered by any replica, which can be behind, or — just after
-    /// a restart — hold writes the cluster never committed.)
-    pub async fn kv_get_from_leader(
-        &self,
-        store: &kv::Store,
-        key: &str,
-    ) -> Result<Option<(Bytes, u64)>, BusError> {
-        use async_nats::jetstream::stream::LastRawMessageErrorKind;
-        let stream = self
-            .js
-            .get_stream_no_info(format!("KV_{}", store.name))
-            .await
-            .map_err(|e| kv_err("leader get", store, key, e))?;
-        // While the stream elects a new leader nobody answers, and a request sent before the
-        // election is never answered after it: ask again every LEADER_READ_RETRY so the new
-        // leader is heard at once, and give up (the caller is told to retry) after
-        // LEADER_READ_TIMEOUT rather than the client's long default.
-        let subject = format!("$KV.{}.{key}", store.name);
-        let read = resend(LEADER_READ_TIMEOUT, LEADER_READ_RETRY, || {
-            stream.get_last_raw_message_by_subject(&subject)
-        })
-        .await
-        .ok_or_else(|| {
-            kv_err(
-                "leader get",
-                store,
-                key,
-                "no stream leader answered in time",
-            )
-        })?;
-        match read {
-            Ok(m) => {
-                let deleted = m
-                    .headers
-                    .get("KV-Operation")
-                    .is_some_and(|op| op.as_str() == "DEL" || op.as_str() == "PURGE");
-                Ok((!deleted).then_some((m.payload, m.sequence)))
-            }
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(kv_err("leader get", store, key, e)),
-        }
-    }
-}
 
 /// Sends a request again every `every` until one is answered, for `total` in all; `None` when
 /// none was. A request sent while a stream elects its leader is never answered, even once the
@@ -738,205 +600,12 @@ pub async fn resend<T, Fut: std::future::Future<Output = T>>(
     }
 }
 
-fn kv_err(op: &'static str, store: &kv::Store, key: &str, e: impl std::fmt::Display) -> BusError {
-    BusError::Kv {
-        op,
-        bucket: store.name.clone(),
-        key: key.to_string(),
-        message: e.to_string(),
-    }
-}
-
 /// Decodes an event payload.
 pub fn decode_event(subject: &str, payload: &[u8]) -> Result<Event, BusError> {
     Event::decode(payload).map_err(|source| BusError::Decode {
         subject: subject.to_string(),
         source,
     })
-}
-
-/// Decodes a command payload.
-pub fn decode_command(subject: &str, payload: &[u8]) -> Result<Command, BusError> {
-    Command::decode(payload).map_err(|source| BusError::Decode {
-        subject: subject.to_string(),
-        source,
-    })
-}
-
-/// Re-exported so services name stream types without depending on async-nats paths.
-pub use stream::Stream as JsStream;
-
-/// Small membership lists kept in KV so that nobody lists a bucket's keys (each listing costs
-/// the server a consumer): the applied site codes, and per site the servers with role records.
-impl Bus {
-    /// The key in `sup_sites` that lists the applied site codes.
-    pub const SITES_INDEX: &'static str = "index";
-
-    /// The key in `sup_sites` that lists the servers of a site that have role records.
-    pub fn roles_index(site: &str) -> String {
-        format!("{}.roles", subjects::site_key(site))
-    }
-
-    /// The members of an index (sorted, unique).
-    pub async fn index_members(
-        &self,
-        store: &kv::Store,
-        key: &str,
-    ) -> Result<Vec<String>, BusError> {
-        Ok(match self.kv_get(store, key).await? {
-            Some((b, _)) => String::from_utf8_lossy(&b)
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect(),
-            None => Vec::new(),
-        })
-    }
-
-    /// Adds or removes a member with a compare-and-set loop.
-    pub async fn index_update(
-        &self,
-        store: &kv::Store,
-        key: &str,
-        member: &str,
-        present: bool,
-    ) -> Result<(), BusError> {
-        for _ in 0..64 {
-            let current = self.kv_get(store, key).await?;
-            let mut members: std::collections::BTreeSet<String> = current
-                .as_ref()
-                .map(|(b, _)| {
-                    String::from_utf8_lossy(b)
-                        .lines()
-                        .filter(|l| !l.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default();
-            let changed = if present {
-                members.insert(member.to_string())
-            } else {
-                members.remove(member)
-            };
-            if !changed {
-                return Ok(());
-            }
-            let value: Bytes = members.into_iter().collect::<Vec<_>>().join("\n").into();
-            let cas = match current {
-                Some((_, rev)) => self.kv_update(store, key, value, rev).await?,
-                None => self.kv_create(store, key, value).await?,
-            };
-            if let Cas::Won(_) = cas {
-                return Ok(());
-            }
-        }
-        Err(BusError::Kv {
-            op: "index",
-            bucket: store.name.clone(),
-            key: key.to_string(),
-            message: "kept changing under concurrent writers".into(),
-        })
-    }
-
-    /// Every applied site's stored spec, by code.
-    pub async fn all_sites(&self) -> Result<Vec<(String, Bytes)>, BusError> {
-        let codes = self
-            .index_members(&self.buckets.sites, Self::SITES_INDEX)
-            .await?;
-        let store = &self.buckets.sites;
-        let records = self
-            .get_many(store, codes.iter().map(|c| subjects::site_key(c)).collect())
-            .await?;
-        Ok(codes
-            .into_iter()
-            .zip(records)
-            .filter_map(|(code, r)| Some((code, r?)))
-            .collect())
-    }
-
-    /// Every role record of a site.
-    pub async fn site_roles(&self, site: &str) -> Result<Vec<Bytes>, BusError> {
-        let servers = self
-            .index_members(&self.buckets.sites, &Self::roles_index(site))
-            .await?;
-        let records = self
-            .get_many(
-                &self.buckets.roles,
-                servers
-                    .iter()
-                    .map(|s| subjects::role_key(site, s))
-                    .collect(),
-            )
-            .await?;
-        Ok(records.into_iter().flatten().collect())
-    }
-
-    /// Reads many keys with several requests in flight (a registry of thousands of records read
-    /// one round trip at a time takes seconds); the values come back in the keys' order.
-    pub async fn get_many(
-        &self,
-        store: &kv::Store,
-        keys: Vec<String>,
-    ) -> Result<Vec<Option<Bytes>>, BusError> {
-        use futures::StreamExt as _;
-        futures::stream::iter(keys)
-            .map(|key| async move { self.kv_get(store, &key).await.map(|v| v.map(|(b, _)| b)) })
-            .buffered(READS_IN_FLIGHT)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect()
-    }
-}
-
-/// How many KV reads [`Bus::get_many`] keeps in flight.
-const READS_IN_FLIGHT: usize = 32;
-
-/// Pulls messages from a durable consumer until `stop` turns true, making the consumer again after
-/// any error (a restarted server, a lost connection). `handle` acks or naks each message; what it
-/// does not ack is redelivered after the consumer's ack wait.
-pub async fn consume_durable<Make, MakeFut, Handle, HandleFut>(
-    what: &str,
-    make: Make,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    handle: Handle,
-) where
-    Make: Fn() -> MakeFut,
-    MakeFut:
-        std::future::Future<Output = Result<consumer::Consumer<consumer::pull::Config>, BusError>>,
-    Handle: Fn(jetstream::Message) -> HandleFut,
-    HandleFut: std::future::Future<Output = ()>,
-{
-    loop {
-        let messages = match make().await {
-            Ok(c) => c.messages().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        let mut messages = match messages {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(consumer = what, error = %e, "pulling; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = stop.wait_for(|s| *s) => return,
-                }
-            }
-        };
-        loop {
-            let next = tokio::select! {
-                m = messages.next() => m,
-                _ = stop.wait_for(|s| *s) => return,
-            };
-            match next {
-                Some(Ok(m)) => handle(m).await,
-                Some(Err(e)) => {
-                    tracing::warn!(consumer = what, error = %e, "delivery");
-                    break;
-                }
-                None => break,
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,10 +8,7 @@ use sup_proto::v1::ScheduleRecord;
 
 use crate::{Bus, BusError, subjects};
 
-/// The key of a site's schedule record in the sites bucket.
-pub fn schedule_key(site: &str) -> String {
-    format!("{}.sched", subjects::site_key(site))
-}
+pub use subjects::schedule_key;
 
 /// The JSON form earlier versions stored, still read so an upgrade keeps each site's plan.
 #[derive(Deserialize)]
@@ -50,7 +47,7 @@ impl Bus {
         site: &str,
     ) -> Result<Option<(ScheduleRecord, u64)>, BusError> {
         let key = schedule_key(site);
-        match self.kv_get(&self.buckets.sites, &key).await? {
+        match self.sites().get(&key).await? {
             Some((bytes, revision)) => Ok(Some((decode_schedule(&key, &bytes)?, revision))),
             None => Ok(None),
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
 
-use crate::{BusError, subjects};
+use crate::{Bucket, BusError, subjects};
 
 pub const EVENTS_STREAM: &str = "SUP_EVENTS";
 /// The events as CloudEvents (JSON), in the order of `SUP_EVENTS`, for automation.
@@ -28,6 +28,16 @@ pub const OPS_BUCKET: &str = "sup_ops";
 pub const POSITIONS_BUCKET: &str = "sup_positions";
 /// The latest health report of each SUP server.
 pub const HEALTH_BUCKET: &str = "sup_health";
+
+/// The stream that keeps bucket `bucket`.
+pub fn bucket_stream(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
+/// The subject under which bucket `bucket` stores `key`.
+pub fn key_subject(bucket: &str, key: &str) -> String {
+    format!("$KV.{bucket}.{key}")
+}
 
 /// How to reach and lay out the bus.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -240,17 +250,20 @@ impl BusConfig {
 
 /// Handles on the project's KV buckets.
 #[derive(Clone)]
-pub struct Buckets {
-    pub sites: kv::Store,
-    pub roles: kv::Store,
-    pub active: kv::Store,
-    pub ops: kv::Store,
-    pub positions: kv::Store,
-    pub health: kv::Store,
+pub(crate) struct Buckets {
+    pub sites: Bucket,
+    pub roles: Bucket,
+    pub active: Bucket,
+    pub ops: Bucket,
+    pub positions: Bucket,
+    pub health: Bucket,
 }
 
 /// Creates or updates every stream and bucket.
-pub async fn ensure(js: &jetstream::Context, config: &BusConfig) -> Result<Buckets, BusError> {
+pub(crate) async fn ensure(
+    js: &jetstream::Context,
+    config: &BusConfig,
+) -> Result<Buckets, BusError> {
     let replicas = config.replicas.max(1);
     let streams = [
         stream::Config {
@@ -334,7 +347,7 @@ pub async fn ensure(js: &jetstream::Context, config: &BusConfig) -> Result<Bucke
                 what: format!("bucket {name}"),
                 message: e.to_string(),
             })?;
-        stores.push(store);
+        stores.push(Bucket::new(store, js.clone()));
     }
     let mut it = stores.into_iter();
     let mut next = || {

@@ -46,6 +46,11 @@ pub fn command(service: &str, site: &str) -> String {
     format!("sup.cmd.{service}.{}", token(site))
 }
 
+/// Events of one kind from every site: `sup.evt.*.<kind>`.
+pub fn events_of_kind(kind: &str) -> String {
+    format!("sup.evt.*.{kind}")
+}
+
 pub fn commands_for(service: &str) -> String {
     format!("sup.cmd.{service}.>")
 }
@@ -54,23 +59,41 @@ pub fn log_line(site: &str, server: &str, log: &str) -> String {
     format!("sup.log.{}.{}.{}", token(site), token(server), token(log))
 }
 
+/// The kind token of each event subject, named after the payload it carries.
+pub mod kind {
+    pub const SITE_APPLIED: &str = "site_applied";
+    pub const SITE_DELETED: &str = "site_deleted";
+    pub const ROLE_STATE: &str = "role_state";
+    pub const ACTIVE_CHANGED: &str = "active_changed";
+    pub const MILESTONE: &str = "milestone";
+    pub const HEALTH_CHANGED: &str = "health_changed";
+    pub const PROVISIONING: &str = "provisioning";
+    pub const COMPONENT_CONFIGURED: &str = "component_configured";
+    pub const SYNC_STARTED: &str = "sync_started";
+    pub const SYNC_FINISHED: &str = "sync_finished";
+    pub const COMMAND_REJECTED: &str = "command_rejected";
+    pub const ALERT: &str = "alert";
+    pub const DRIFT_DETECTED: &str = "drift_detected";
+    pub const UNKNOWN: &str = "unknown";
+}
+
 /// The subject kind of an event, from its payload.
 pub fn event_kind(event: &Event) -> &'static str {
     match &event.payload {
-        Some(Payload::SiteApplied(_)) => "site_applied",
-        Some(Payload::SiteDeleted(_)) => "site_deleted",
-        Some(Payload::RoleStateChanged(_)) => "role_state",
-        Some(Payload::ActiveChanged(_)) => "active_changed",
-        Some(Payload::Milestone(_)) => "milestone",
-        Some(Payload::HealthChanged(_)) => "health_changed",
-        Some(Payload::Provisioning(_)) => "provisioning",
-        Some(Payload::ComponentConfigured(_)) => "component_configured",
-        Some(Payload::SyncStarted(_)) => "sync_started",
-        Some(Payload::SyncFinished(_)) => "sync_finished",
-        Some(Payload::CommandRejected(_)) => "command_rejected",
-        Some(Payload::Alert(_)) => "alert",
-        Some(Payload::DriftDetected(_)) => "drift_detected",
-        None => "unknown",
+        Some(Payload::SiteApplied(_)) => kind::SITE_APPLIED,
+        Some(Payload::SiteDeleted(_)) => kind::SITE_DELETED,
+        Some(Payload::RoleStateChanged(_)) => kind::ROLE_STATE,
+        Some(Payload::ActiveChanged(_)) => kind::ACTIVE_CHANGED,
+        Some(Payload::Milestone(_)) => kind::MILESTONE,
+        Some(Payload::HealthChanged(_)) => kind::HEALTH_CHANGED,
+        Some(Payload::Provisioning(_)) => kind::PROVISIONING,
+        Some(Payload::ComponentConfigured(_)) => kind::COMPONENT_CONFIGURED,
+        Some(Payload::SyncStarted(_)) => kind::SYNC_STARTED,
+        Some(Payload::SyncFinished(_)) => kind::SYNC_FINISHED,
+        Some(Payload::CommandRejected(_)) => kind::COMMAND_REJECTED,
+        Some(Payload::Alert(_)) => kind::ALERT,
+        Some(Payload::DriftDetected(_)) => kind::DRIFT_DETECTED,
+        None => kind::UNKNOWN,
     }
 }
 
@@ -95,6 +118,74 @@ pub fn drift_key(site: &str) -> String {
     format!("{}.drift", token(site))
 }
 
+/// `sup_sites` key of a site's sync status.
+pub fn sync_key(site: &str) -> String {
+    format!("{}.sync", token(site))
+}
+
+/// `sup_sites` key of the slot a site's operator asked for (`intranet` or `internet`), kept
+/// until the chosen server is ready to take it.
+pub fn want_key(site: &str, slot: &str) -> String {
+    format!("{}.want.{slot}", token(site))
+}
+
+/// `sup_sites` key of a site's synchronization run in progress.
+pub fn run_key(site: &str) -> String {
+    format!("{}.run", token(site))
+}
+
+/// `sup_sites` key of a site's schedule record.
+pub fn schedule_key(site: &str) -> String {
+    format!("{}.sched", token(site))
+}
+
+/// `sup_sites` key that lists the applied site codes.
+pub const SITES_INDEX: &str = "index";
+
+/// `sup_sites` key that lists the servers of a site that have role records.
+pub fn roles_index(site: &str) -> String {
+    format!("{}.roles", token(site))
+}
+
+/// `sup_health` key of a server's latest health report.
+pub fn health_key(site: &str, server: &str) -> String {
+    role_key(site, server)
+}
+
+/// `sup_positions` key of one log file the watcher follows.
+pub fn position_key(site: &str, server: &str, log: &str) -> String {
+    format!("{}.{}.{}", token(site), token(server), token(log))
+}
+
+/// An id made safe as a key token: letters, digits, `-` and `_` kept, anything else `_`.
+fn id_token(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// `sup_ops` key of the stored result of a mutating request, by its op id.
+pub fn op_key(op_id: &str) -> String {
+    format!("op.{}", id_token(op_id))
+}
+
+/// `sup_ops` key of the outcome of a command the provisioner carried out, by command id.
+pub fn done_key(command_id: &str) -> String {
+    format!("cmd.{}", id_token(command_id))
+}
+
+/// `sup_ops` key of the revision of a bucket (`active` or `roles`) up to which every change is
+/// announced as an event.
+pub fn announced_key(bucket: &str) -> String {
+    format!("announced.{bucket}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +201,17 @@ mod tests {
         );
         assert_eq!(active_key("CEN", "intranet"), "CEN.intranet");
         assert_eq!(role_key("CEN", host), "CEN.cen-sup01_corp_example_com");
+        assert_eq!(events_of_kind(kind::MILESTONE), "sup.evt.*.milestone");
+        assert_eq!(want_key("CEN", "internet"), "CEN.want.internet");
+        assert_eq!(
+            position_key("CEN", host, "WCM.log"),
+            "CEN.cen-sup01_corp_example_com.WCM_log"
+        );
+    }
+
+    #[test]
+    fn ids_become_single_key_tokens() {
+        assert_eq!(op_key("a.b c/d-e_f"), "op.a_b_c_d-e_f");
+        assert_eq!(done_key("cmd:1.2"), "cmd.cmd_1_2");
     }
 }

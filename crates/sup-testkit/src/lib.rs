@@ -3,6 +3,10 @@
 //!
 //! The binary is `$NATS_SERVER_BIN`, else the project's `.tools/bin/nats-server` (installed by
 //! `make tools`), else `nats-server` on `PATH`.
+//!
+//! [`jetstream::Inspector`] looks inside the streams of a running server for trials and tests.
+
+pub mod jetstream;
 
 use std::io;
 use std::net::TcpListener;

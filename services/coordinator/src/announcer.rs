@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use sup_bus::async_nats::jetstream::kv::{Entry, Operation, Store as Bucket};
+use sup_bus::{Bucket, Change};
 use sup_proto::convert;
 use sup_proto::prost::Message;
 use sup_proto::v1::{self, event::Payload};
@@ -28,8 +28,8 @@ pub async fn run(c: Coordinator, stop: watch::Receiver<bool>) {
 
 fn bucket(c: &Coordinator, which: Announced) -> &Bucket {
     match which {
-        Announced::Active => &c.store.bus.buckets.active,
-        Announced::Roles => &c.store.bus.buckets.roles,
+        Announced::Active => c.store.bus.active(),
+        Announced::Roles => c.store.bus.roles(),
     }
 }
 
@@ -47,7 +47,7 @@ async fn follow(c: Coordinator, which: Announced, mut stop: watch::Receiver<bool
                 }
             }
         };
-        let mut entries = match bucket(&c, which).watch_all_from_revision(from).await {
+        let mut entries = match bucket(&c, which).watch_from_revision(from).await {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, which = which.as_str(), "watching for announcements");
@@ -190,10 +190,10 @@ const STALL_CHECK: Duration = Duration::from_secs(2);
 /// `status()` answers from what it learnt when it was opened; no answer, as during an election,
 /// is not a stall).
 async fn stalled(c: &Coordinator, which: Announced, delivered: u64) -> bool {
-    match bucket(c, which).stream.get_info().await {
-        Ok(info) => info.state.last_sequence > delivered,
-        Err(_) => false,
-    }
+    bucket(c, which)
+        .last_revision()
+        .await
+        .is_some_and(|last| last > delivered)
 }
 
 async fn flush(c: &Coordinator, which: Announced, pending: &mut Option<u64>) {
@@ -204,8 +204,8 @@ async fn flush(c: &Coordinator, which: Announced, pending: &mut Option<u64>) {
     }
 }
 
-async fn announce_slot(c: &Coordinator, entry: &Entry) -> Result<(), ApiError> {
-    if entry.operation != Operation::Put {
+async fn announce_slot(c: &Coordinator, entry: &Change) -> Result<(), ApiError> {
+    if entry.deleted {
         return Ok(());
     }
     let Ok(a) = v1::ActiveSlot::decode(entry.value.clone()) else {
@@ -239,8 +239,8 @@ async fn announce_slot(c: &Coordinator, entry: &Entry) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn announce_role(c: &Coordinator, entry: &Entry) -> Result<(), ApiError> {
-    if entry.operation != Operation::Put {
+async fn announce_role(c: &Coordinator, entry: &Change) -> Result<(), ApiError> {
+    if entry.deleted {
         return Ok(());
     }
     let Ok(r) = v1::RoleStatus::decode(entry.value.clone()) else {

@@ -7,69 +7,41 @@
 
 use std::time::Duration;
 
-use sup_bus::async_nats::jetstream::AckKind;
-use sup_bus::{Bus, setup, subjects};
+use sup_bus::{Bus, Delivery, Durable, Verdict};
+use sup_proto::v1;
 use tracing::Instrument as _;
 
 /// The durable consumer's name.
 pub const BRIDGE: &str = "cloudevents-bridge";
 
 /// Deliveries of one event (a second apart) before its CloudEvent is given up.
-const GIVE_UP_AFTER: i64 = 120;
+const GIVE_UP_AFTER: u64 = 120;
 
 pub async fn run(bus: Bus, stop: tokio::sync::watch::Receiver<bool>) {
-    let make = || {
-        bus.durable_consumer_in_order(
-            setup::EVENTS_STREAM,
-            BRIDGE,
-            vec![subjects::EVENTS_ALL.to_string()],
-            Duration::from_secs(30),
-        )
-    };
-    sup_bus::consume_durable(BRIDGE, make, stop, |msg| {
+    let durable = Durable::all_events(BRIDGE).one_at_a_time();
+    bus.consume(durable, stop, |d: Delivery<v1::Event>| {
         let bus = bus.clone();
         async move {
-            let event = match sup_bus::decode_event(&msg.subject, &msg.payload) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(error = %e, "an undecodable event has no CloudEvent");
-                    let _ = msg.ack_with(AckKind::Term).await;
-                    return;
-                }
-            };
-            let traceparent = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get("traceparent"))
-                .map(|v| v.as_str().to_string());
-            let span = sup_bus::trace::process_span(
-                &msg,
-                &event.id,
-                &event.site,
-                &event.server,
-                event.epoch,
-            );
+            let event = d.message;
             let published = async {
                 // The event's own trace, or, for one published outside any (a state change the
                 // announcer read from KV), the trace this republishing starts.
-                let traceparent = traceparent.or_else(sup_bus::trace::current_traceparent);
+                let traceparent = d.traceparent.or_else(sup_bus::trace::current_traceparent);
                 let ce = sup_proto::cloudevent::cloud_event(&event, traceparent.as_deref());
                 bus.publish_cloud_event(&event, &ce).await
             };
-            match published.instrument(span).await {
-                Ok(_) => {
-                    let _ = msg.ack().await;
-                }
+            match published.instrument(d.span).await {
+                Ok(_) => Verdict::Done,
                 // One event that can never be stored (larger than the server's max_payload, say)
                 // must not hold back every later one: after about two minutes of attempts it is
                 // given up, loudly. The protobuf event stays in SUP_EVENTS.
-                Err(e) if msg.info().is_ok_and(|i| i.delivered >= GIVE_UP_AFTER) => {
+                Err(e) if d.attempt >= GIVE_UP_AFTER => {
                     tracing::error!(event = %event.id, error = %e, attempts = GIVE_UP_AFTER, "giving up the CloudEvent of this event; the JSON stream goes on without it");
-                    let _ = msg.ack_with(AckKind::Term).await;
+                    Verdict::GiveUp
                 }
                 Err(e) => {
                     tracing::warn!(event = %event.id, error = %e, "publishing a CloudEvent; retrying");
-                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    Verdict::RetryAfter(Duration::from_secs(1))
                 }
             }
         }

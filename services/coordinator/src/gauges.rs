@@ -10,7 +10,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use sup_bus::async_nats::jetstream::kv::{Entry, Operation};
+use sup_bus::Change;
 use sup_proto::convert;
 use sup_proto::prost::Message as _;
 use sup_proto::v1;
@@ -93,7 +93,7 @@ fn state_name(state: i32) -> String {
 }
 
 impl Seen {
-    fn role(&mut self, g: &Gauges, e: &Entry) {
+    fn role(&mut self, g: &Gauges, e: &Change) {
         if let Some(old) = self.roles.remove(&e.key) {
             g.since.remove(&RoleLabels {
                 site: old.site,
@@ -101,7 +101,7 @@ impl Seen {
                 state: old.state,
             });
         }
-        if e.operation == Operation::Put
+        if !e.deleted
             && let Ok(r) = v1::RoleStatus::decode(e.value.clone())
         {
             let state = state_name(r.state);
@@ -127,9 +127,9 @@ impl Seen {
         }
     }
 
-    fn slot(&mut self, e: &Entry) {
-        match (e.operation, v1::ActiveSlot::decode(e.value.clone())) {
-            (Operation::Put, Ok(a)) => {
+    fn slot(&mut self, e: &Change) {
+        match (e.deleted, v1::ActiveSlot::decode(e.value.clone())) {
+            (false, Ok(a)) => {
                 // The bucket holds only slot records; anything else does not name a slot.
                 let Some(slot) = convert::slot_from_proto(a.slot) else {
                     return;
@@ -191,9 +191,9 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 pub async fn run(c: Coordinator, g: Gauges, mut stop: watch::Receiver<bool>) {
     loop {
         let watches = async {
-            let roles = c.store.bus.buckets.roles.watch_with_history(">").await?;
-            let slots = c.store.bus.buckets.active.watch_with_history(">").await?;
-            Ok::<_, sup_bus::async_nats::jetstream::kv::WatchError>((roles, slots))
+            let roles = c.store.bus.roles().watch_latest().await?;
+            let slots = c.store.bus.active().watch_latest().await?;
+            Ok::<_, sup_bus::BusError>((roles, slots))
         };
         let (mut roles, mut slots) = match watches.await {
             Ok(w) => w,

@@ -22,8 +22,9 @@ use tracing::Instrument as _;
 
 use anyhow::Context as _;
 use serde::Deserialize;
-use sup_bus::async_nats::jetstream::AckKind;
-use sup_bus::{Bus, BusConfig};
+use sup_bus::subjects::kind;
+use sup_bus::{Bus, BusConfig, Delivery, Durable, Verdict};
+use sup_proto::v1;
 use sup_runtime::{Lifecycle, LogFormat};
 use tokio::net::TcpListener;
 
@@ -63,18 +64,13 @@ pub struct Settings {
 }
 
 /// The event kinds the coordinator consumes.
-fn event_filters() -> Vec<String> {
-    [
-        "milestone",
-        "provisioning",
-        "health_changed",
-        "sync_started",
-        "sync_finished",
-    ]
-    .iter()
-    .map(|k| format!("sup.evt.*.{k}"))
-    .collect()
-}
+const CONSUMED_KINDS: [&str; 5] = [
+    kind::MILESTONE,
+    kind::PROVISIONING,
+    kind::HEALTH_CHANGED,
+    kind::SYNC_STARTED,
+    kind::SYNC_FINISHED,
+];
 
 /// Runs the coordinator on the given listeners until `shutdown` resolves.
 pub async fn run(
@@ -154,34 +150,16 @@ const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 /// its effects are stored and announced, so a crash redelivers it.
 async fn consume_events(c: Coordinator, stop: tokio::sync::watch::Receiver<bool>) {
     let bus = c.store.bus.clone();
-    let make = || {
-        bus.durable_consumer(
-            sup_bus::setup::EVENTS_STREAM,
-            "coordinator-events",
-            event_filters(),
-            Duration::from_secs(30),
-            -1,
-        )
-    };
-    sup_bus::consume_durable("coordinator-events", make, stop, |msg| {
+    let durable = Durable::events("coordinator-events", &CONSUMED_KINDS);
+    bus.consume(durable, stop, |d: Delivery<v1::Event>| {
         let c = c.clone();
         async move {
-            let event = match sup_bus::decode_event(&msg.subject, &msg.payload) {
-                Ok(e) => e,
-                Err(e) => {
-                    // Undecodable forever: terminate it rather than block the queue.
-                    tracing::error!(error = %e, "dropping an undecodable event");
-                    let _ = msg.ack_with(AckKind::Term).await;
-                    return;
-                }
-            };
-            let span =
-                sup_bus::trace::process_span(&msg, &event.id, &event.site, &event.server, event.epoch);
+            let event = d.message;
             // A handler stuck on a lost bus reply must not stall the whole queue: give up,
             // and the event is redelivered.
             let result = match tokio::time::timeout(
                 HANDLER_TIMEOUT,
-                c.handle_event(&event).instrument(span),
+                c.handle_event(&event).instrument(d.span),
             )
             .await
             {
@@ -194,14 +172,12 @@ async fn consume_events(c: Coordinator, stop: tokio::sync::watch::Receiver<bool>
             match result {
                 Ok(()) => {
                     c.metrics.events_handled.inc();
-                    if let Err(e) = msg.ack().await {
-                        tracing::warn!(error = %e, "acking an event");
-                    }
+                    Verdict::Done
                 }
                 Err(e) => {
                     c.metrics.events_failed.inc();
                     tracing::warn!(error = %e, id = %event.id, "handling an event; it will be redelivered");
-                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    Verdict::RetryAfter(Duration::from_secs(1))
                 }
             }
         }

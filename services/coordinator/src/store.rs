@@ -7,8 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use sup_bus::async_nats::jetstream::kv;
-use sup_bus::{Bus, BusError, Cas, subjects};
+use sup_bus::{Bucket, Bus, BusError, Cas, subjects};
 
 use sup_proto::prost::Message;
 use sup_proto::v1;
@@ -140,18 +139,18 @@ impl Store {
 
     async fn get<M: Message + Default>(
         &self,
-        kv: &kv::Store,
+        kv: &Bucket,
         key: &str,
         what: &'static str,
     ) -> Result<Option<(M, u64)>, StoreError> {
-        match self.bus.kv_get(kv, key).await? {
+        match kv.get(key).await? {
             Some((bytes, rev)) => Ok(Some((decode(key, what, &bytes)?, rev))),
             None => Ok(None),
         }
     }
 
     pub async fn site(&self, code: &str) -> Result<Option<(v1::Site, u64)>, StoreError> {
-        self.get(&self.bus.buckets.sites, &subjects::site_key(code), "site")
+        self.get(self.bus.sites(), &subjects::site_key(code), "site")
             .await
     }
 
@@ -168,43 +167,68 @@ impl Store {
         let key = subjects::site_key(&site.code);
         let rev = self
             .bus
-            .buckets
-            .sites
+            .sites()
             .put(&key, site.encode_to_vec().into())
-            .await
-            .map_err(|e| {
-                StoreError::Bus(BusError::Kv {
-                    op: "put",
-                    bucket: "sup_sites".into(),
-                    key,
-                    message: e.to_string(),
-                })
-            })?;
+            .await?;
         self.bus
-            .index_update(&self.bus.buckets.sites, Bus::SITES_INDEX, &site.code, true)
+            .sites()
+            .index_update(subjects::SITES_INDEX, &site.code, true)
             .await?;
         Ok(rev)
     }
 
     pub async fn delete_site(&self, code: &str) -> Result<(), StoreError> {
         self.bus
-            .index_update(&self.bus.buckets.sites, Bus::SITES_INDEX, code, false)
+            .sites()
+            .index_update(subjects::SITES_INDEX, code, false)
             .await?;
-        let key = subjects::site_key(code);
-        self.bus.buckets.sites.delete(&key).await.map_err(|e| {
-            StoreError::Bus(BusError::Kv {
-                op: "delete",
-                bucket: "sup_sites".into(),
-                key,
-                message: e.to_string(),
-            })
-        })
+        Ok(self.bus.sites().delete(&subjects::site_key(code)).await?)
+    }
+
+    /// What the spec or the operator last asked of a slot (stamped with the epoch it was
+    /// asked at); `None` when nothing was, or the record is unreadable.
+    pub async fn intent(
+        &self,
+        site: &str,
+        slot: &str,
+    ) -> Result<Option<v1::ActiveSlot>, StoreError> {
+        let key = subjects::want_key(site, slot);
+        Ok(self
+            .bus
+            .sites()
+            .get(&key)
+            .await?
+            .and_then(|(b, _)| v1::ActiveSlot::decode(b).ok()))
+    }
+
+    pub async fn put_intent(
+        &self,
+        site: &str,
+        slot: &str,
+        intent: &v1::ActiveSlot,
+    ) -> Result<(), StoreError> {
+        let key = subjects::want_key(site, slot);
+        self.bus
+            .sites()
+            .put(&key, intent.encode_to_vec().into())
+            .await?;
+        Ok(())
+    }
+
+    /// The provisioner's last drift report of a site (a report with no fields when none).
+    pub async fn drift(&self, site: &str) -> Result<Option<v1::DriftDetected>, StoreError> {
+        Ok(self
+            .bus
+            .sites()
+            .get(&subjects::drift_key(site))
+            .await?
+            .and_then(|(b, _)| v1::DriftDetected::decode(b).ok()))
     }
 
     pub async fn sync_status(&self, code: &str) -> Result<Option<v1::SyncStatus>, StoreError> {
-        let key = format!("{}.sync", subjects::site_key(code));
+        let key = subjects::sync_key(code);
         Ok(self
-            .get(&self.bus.buckets.sites, &key, "sync status")
+            .get(self.bus.sites(), &key, "sync status")
             .await?
             .map(|(s, _)| s))
     }
@@ -215,8 +239,8 @@ impl Store {
         code: &str,
         f: impl Fn(v1::SyncStatus) -> v1::SyncStatus,
     ) -> Result<(), StoreError> {
-        let key = format!("{}.sync", subjects::site_key(code));
-        let kv = &self.bus.buckets.sites;
+        let key = subjects::sync_key(code);
+        let kv = self.bus.sites();
         for _ in 0..CAS_ATTEMPTS {
             let current = self.get::<v1::SyncStatus>(kv, &key, "sync status").await?;
             let (value, rev) = match current {
@@ -225,8 +249,8 @@ impl Store {
             };
             let bytes: Bytes = value.encode_to_vec().into();
             let done = match rev {
-                Some(rev) => self.bus.kv_update(kv, &key, bytes, rev).await?,
-                None => self.bus.kv_create(kv, &key, bytes).await?,
+                Some(rev) => kv.update(&key, bytes, rev).await?,
+                None => kv.create(&key, bytes).await?,
             };
             if let Cas::Won(_) = done {
                 return Ok(());
@@ -240,12 +264,8 @@ impl Store {
         site: &str,
         server: &str,
     ) -> Result<Option<(v1::RoleStatus, u64)>, StoreError> {
-        self.get(
-            &self.bus.buckets.roles,
-            &subjects::role_key(site, server),
-            "role",
-        )
-        .await
+        self.get(self.bus.roles(), &subjects::role_key(site, server), "role")
+            .await
     }
 
     /// Every role record of a site, sorted by server.
@@ -267,7 +287,7 @@ impl Store {
         mut f: impl FnMut(Option<&v1::RoleStatus>) -> Option<v1::RoleStatus>,
     ) -> Result<Option<RoleChange>, StoreError> {
         let key = subjects::role_key(site, server);
-        let kv = &self.bus.buckets.roles;
+        let kv = self.bus.roles();
         for _ in 0..CAS_ATTEMPTS {
             let current = self.get::<v1::RoleStatus>(kv, &key, "role").await?;
             let before = current.as_ref().map(|(r, _)| r.clone());
@@ -294,18 +314,14 @@ impl Store {
             }
             let bytes: Bytes = after.encode_to_vec().into();
             let cas = match &current {
-                Some((_, rev)) => self.bus.kv_update(kv, &key, bytes, *rev).await?,
+                Some((_, rev)) => kv.update(&key, bytes, *rev).await?,
                 None => {
                     // Indexed before it exists, so a reader never misses a record.
                     self.bus
-                        .index_update(
-                            &self.bus.buckets.sites,
-                            &Bus::roles_index(site),
-                            server,
-                            true,
-                        )
+                        .sites()
+                        .index_update(&subjects::roles_index(site), server, true)
                         .await?;
-                    self.bus.kv_create(kv, &key, bytes).await?
+                    kv.create(&key, bytes).await?
                 }
             };
             if let Cas::Won(revision) = cas {
@@ -320,15 +336,11 @@ impl Store {
     }
 
     pub async fn delete_role(&self, site: &str, server: &str) -> Result<(), StoreError> {
-        let key = subjects::role_key(site, server);
-        self.bus.buckets.roles.delete(&key).await.map_err(|e| {
-            StoreError::Bus(BusError::Kv {
-                op: "delete",
-                bucket: "sup_roles".into(),
-                key,
-                message: e.to_string(),
-            })
-        })
+        Ok(self
+            .bus
+            .roles()
+            .delete(&subjects::role_key(site, server))
+            .await?)
     }
 
     /// The slot record and its revision (the epoch). A cleared slot has an empty target.
@@ -338,7 +350,7 @@ impl Store {
         slot: &str,
     ) -> Result<Option<(v1::ActiveSlot, u64)>, StoreError> {
         self.get(
-            &self.bus.buckets.active,
+            self.bus.active(),
             &subjects::active_key(site, slot),
             "active slot",
         )
@@ -353,11 +365,7 @@ impl Store {
         slot: &str,
     ) -> Result<Option<(v1::ActiveSlot, u64)>, StoreError> {
         let key = subjects::active_key(site, slot);
-        match self
-            .bus
-            .kv_get_from_leader(&self.bus.buckets.active, &key)
-            .await?
-        {
+        match self.bus.active().get_from_leader(&key).await? {
             Some((bytes, rev)) => Ok(Some((decode(&key, "active slot", &bytes)?, rev))),
             None => Ok(None),
         }
@@ -372,26 +380,12 @@ impl Store {
         expected: Option<u64>,
     ) -> Result<Cas, StoreError> {
         let key = subjects::active_key(site, slot);
-        let kv = &self.bus.buckets.active;
+        let kv = self.bus.active();
         let bytes: Bytes = value.encode_to_vec().into();
         Ok(match expected {
-            Some(rev) => self.bus.kv_update(kv, &key, bytes, rev).await?,
-            None => self.bus.kv_create(kv, &key, bytes).await?,
+            Some(rev) => kv.update(&key, bytes, rev).await?,
+            None => kv.create(&key, bytes).await?,
         })
-    }
-
-    fn op_key(op_id: &str) -> String {
-        let clean: String = op_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!("op.{clean}")
     }
 
     /// The stored response of an op id already done.
@@ -401,7 +395,8 @@ impl Store {
         }
         Ok(self
             .bus
-            .kv_get(&self.bus.buckets.ops, &Self::op_key(op_id))
+            .ops()
+            .get(&subjects::op_key(op_id))
             .await?
             .map(|(b, _)| b))
     }
@@ -412,7 +407,8 @@ impl Store {
         }
         // A concurrent duplicate may have recorded first; its result stands.
         self.bus
-            .kv_create(&self.bus.buckets.ops, &Self::op_key(op_id), result)
+            .ops()
+            .create(&subjects::op_key(op_id), result)
             .await?;
         Ok(())
     }
@@ -420,10 +416,11 @@ impl Store {
     /// A bucket revision up to which changes are known to be announced as events, as the
     /// stream's leader has it: what an answer to a client or a new watch may rest on.
     pub async fn marker_from_leader(&self, which: Announced) -> Result<u64, StoreError> {
-        let key = format!("announced.{}", which.as_str());
+        let key = subjects::announced_key(which.as_str());
         Ok(self
             .bus
-            .kv_get_from_leader(&self.bus.buckets.ops, &key)
+            .ops()
+            .get_from_leader(&key)
             .await?
             .and_then(|(b, _)| std::str::from_utf8(&b).ok()?.parse().ok())
             .unwrap_or(0))
@@ -431,10 +428,10 @@ impl Store {
 
     /// Moves a marker forward (never back: a slower replica's older value is ignored).
     pub async fn advance_marker(&self, which: Announced, revision: u64) -> Result<(), StoreError> {
-        let key = format!("announced.{}", which.as_str());
-        let kv = &self.bus.buckets.ops;
+        let key = subjects::announced_key(which.as_str());
+        let kv = self.bus.ops();
         for _ in 0..CAS_ATTEMPTS {
-            let current = self.bus.kv_get(kv, &key).await?;
+            let current = kv.get(&key).await?;
             let (value, rev) = match &current {
                 Some((b, rev)) => (
                     std::str::from_utf8(b)
@@ -450,8 +447,8 @@ impl Store {
             }
             let bytes: Bytes = revision.to_string().into();
             let cas = match rev {
-                Some(r) => self.bus.kv_update(kv, &key, bytes, r).await?,
-                None => self.bus.kv_create(kv, &key, bytes).await?,
+                Some(r) => kv.update(&key, bytes, r).await?,
+                None => kv.create(&key, bytes).await?,
             };
             if let Cas::Won(_) = cas {
                 return Ok(());

@@ -30,7 +30,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use serde::Deserialize;
-use sup_bus::async_nats::jetstream::consumer;
 use sup_bus::{Bus, BusConfig, Cas, subjects};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
@@ -267,8 +266,8 @@ impl HealthService {
         report: &v1::HealthReport,
         failing: &[(String, String)],
     ) -> anyhow::Result<()> {
-        let key = subjects::role_key(&report.site, &report.server);
-        let kv = &self.bus.buckets.health;
+        let key = subjects::health_key(&report.site, &report.server);
+        let kv = self.bus.health();
         let mut known = self
             .written
             .lock()
@@ -279,7 +278,7 @@ impl HealthService {
             let (revision, previous) = match known.take() {
                 Some((rev, health)) => (Some(rev), health),
                 None => {
-                    let current = self.bus.kv_get(kv, &key).await?;
+                    let current = kv.get(&key).await?;
                     let previous = current
                         .as_ref()
                         .and_then(|(b, _)| v1::HealthReport::decode(b.clone()).ok())
@@ -289,10 +288,7 @@ impl HealthService {
                 }
             };
             let bytes = report.encode_to_vec().into();
-            let cas = match revision {
-                Some(rev) => self.bus.kv_update(kv, &key, bytes, rev).await?,
-                None => self.bus.kv_create(kv, &key, bytes).await?,
-            };
+            let cas = kv.write(&key, bytes, revision).await?;
             let Cas::Won(rev) = cas else { continue };
             self.written
                 .lock()
@@ -377,48 +373,35 @@ impl HealthService {
     /// Follows the log watcher's WSUS health milestones (from `max_age` ago).
     async fn follow_milestones(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
-            let stream = match self.bus.js.get_stream(sup_bus::setup::EVENTS_STREAM).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "events stream");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
             // Only the milestones young enough to matter are replayed.
             let window = Duration::from_secs(self.settings.milestone_max_age_secs.max(60));
             let since = SystemTime::now()
                 .checked_sub(window)
-                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos() as i128)
-                .unwrap_or(0);
-            let deliver_policy = match sup_bus::async_nats::datetime::from_nanos(since) {
-                Ok(start_time) => consumer::DeliverPolicy::ByStartTime { start_time },
-                Err(_) => consumer::DeliverPolicy::All,
-            };
-            let c = stream
-                .create_consumer(consumer::pull::OrderedConfig {
-                    filter_subject: "sup.evt.*.milestone".into(),
-                    deliver_policy,
-                    ..Default::default()
-                })
-                .await;
-            let Ok(c) = c else {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            };
-            let Ok(mut msgs) = c.messages().await else {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let mut msgs = match self
+                .bus
+                .watch_events_of_kind_since(subjects::kind::MILESTONE, since)
+                .await
+            {
+                Ok(m) => Box::pin(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "following milestones; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
             };
             loop {
                 let next = tokio::select! {
                     m = msgs.next() => m,
                     _ = stop.wait_for(|s| *s) => return,
                 };
-                let Some(Ok(m)) = next else { break };
-                let Ok(e) = sup_bus::decode_event(&m.subject, &m.payload) else {
-                    continue;
+                let e = match next {
+                    Some(Ok(watched)) => watched.event,
+                    // An undecodable event is no milestone; the watch goes on past it.
+                    Some(Err(sup_bus::BusError::Decode { .. })) => continue,
+                    _ => break,
                 };
                 let Some(Payload::Milestone(ms)) = &e.payload else {
                     continue;
@@ -473,10 +456,8 @@ impl HealthService {
                 }
                 if let Some((h, _)) = self
                     .bus
-                    .kv_get(
-                        &self.bus.buckets.health,
-                        &subjects::role_key(&code, &r.server),
-                    )
+                    .health()
+                    .get(&subjects::health_key(&code, &r.server))
                     .await?
                     && let Ok(h) = v1::HealthReport::decode(h)
                 {

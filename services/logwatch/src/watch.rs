@@ -221,16 +221,11 @@ impl Watcher {
                 let _ = n.watch(&folder, notify::RecursiveMode::NonRecursive);
             }
             for log in logs {
-                let key = format!(
-                    "{}.{}.{}",
-                    subjects::token(&site),
-                    subjects::token(&server),
-                    subjects::token(&log)
-                );
+                let key = subjects::position_key(&site, &server, &log);
                 if self.files.contains_key(&key) {
                     continue;
                 }
-                let saved = self.bus.kv_get(&self.bus.buckets.positions, &key).await?;
+                let saved = self.bus.positions().get(&key).await?;
                 let (pos, classifier) = match saved {
                     Some((b, _)) => position_from_text(&String::from_utf8_lossy(&b)),
                     None => (Position::default(), Classifier::new()),
@@ -443,8 +438,7 @@ impl Watcher {
             f.classifier = classifier;
             let text = position_to_text(f.reader.position(), &f.classifier);
             self.bus
-                .buckets
-                .positions
+                .positions()
                 .put(&f.key, text.into())
                 .await
                 .map_err(|e| anyhow::anyhow!("saving the position of {}: {e}", f.key))?;
@@ -471,7 +465,7 @@ impl Watcher {
             sup.milestone = %name,
         );
         let key = subjects::role_key(&e.site, &e.server);
-        if let Ok(Some(raw)) = self.bus.buckets.roles.get(&key).await
+        if let Ok(Some((raw, _))) = self.bus.roles().get(&key).await
             && let Ok(role) = v1::RoleStatus::decode(raw)
             && !role.trace_context.is_empty()
         {

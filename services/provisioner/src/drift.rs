@@ -49,10 +49,7 @@ pub async fn check(
     site: &str,
     corrected: &mut std::collections::BTreeMap<String, Vec<v1::DriftField>>,
 ) -> anyhow::Result<Option<Vec<v1::DriftField>>> {
-    let Some((b, _)) = bus
-        .kv_get(&bus.buckets.sites, &subjects::site_key(site))
-        .await?
-    else {
+    let Some((b, _)) = bus.sites().get(&subjects::site_key(site)).await? else {
         return Ok(None);
     };
     let declared_site = v1::Site::decode(b)?;
@@ -89,13 +86,13 @@ pub async fn check(
     };
     let key = subjects::drift_key(site);
     let previous = bus
-        .kv_get(&bus.buckets.sites, &key)
+        .sites()
+        .get(&key)
         .await?
         .and_then(|(b, _)| v1::DriftDetected::decode(b).ok());
     if previous.as_ref().map(|p| &p.fields) != Some(&fields) {
-        bus.buckets
-            .sites
-            .put(key, report.encode_to_vec().into())
+        bus.sites()
+            .put(&key, report.encode_to_vec().into())
             .await
             .map_err(|e| anyhow::anyhow!("recording the drift of {site}: {e}"))?;
         if !fields.is_empty() {

@@ -36,8 +36,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use serde::Deserialize;
-use sup_bus::async_nats::jetstream::AckKind;
-use sup_bus::{Bus, BusConfig, subjects};
+use sup_bus::{Bus, BusConfig, Delivery, Durable, Verdict, subjects};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, command::Kind, event::Payload};
 use sup_runtime::{Lifecycle, LogFormat};
@@ -146,9 +145,9 @@ pub(crate) async fn read_slot(
 ) -> anyhow::Result<(u64, Vec<String>)> {
     let key = subjects::active_key(site, slot);
     let record = if from_leader {
-        bus.kv_get_from_leader(&bus.buckets.active, &key).await?
+        bus.active().get_from_leader(&key).await?
     } else {
-        bus.kv_get(&bus.buckets.active, &key).await?
+        bus.active().get(&key).await?
     };
     Ok(match record {
         Some((b, rev)) => (
@@ -213,26 +212,23 @@ pub async fn run_with<D: SiteDriver>(
     result
 }
 
+/// The provisioner's share of the command queue: a command unacknowledged for a minute (its
+/// handler lost with a crashed replica) goes to another replica.
+pub(crate) fn command_queue() -> Durable {
+    Durable::commands("provisioner").ack_wait(Duration::from_secs(60))
+}
+
 async fn consume<D: SiteDriver>(p: Arc<Provisioner<D>>, stop: tokio::sync::watch::Receiver<bool>) {
     let bus = p.bus.clone();
-    let make = || bus.command_consumer("provisioner", Duration::from_secs(60), -1);
-    sup_bus::consume_durable("provisioner-commands", make, stop, |msg| {
+    bus.consume(command_queue(), stop, |d: Delivery<v1::Command>| {
         let p = p.clone();
         async move {
-            let cmd = match sup_bus::decode_command(&msg.subject, &msg.payload) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "dropping an undecodable command");
-                    let _ = msg.ack_with(AckKind::Term).await;
-                    return;
-                }
-            };
-            let attempt = msg.info().map(|i| i.delivered.max(1) as u32).unwrap_or(1);
+            let cmd = d.message;
+            let attempt = u32::try_from(d.attempt).unwrap_or(u32::MAX);
             if attempt > 1 {
                 p.metrics.redeliveries.inc();
             }
-            let span =
-                sup_bus::trace::process_span(&msg, &cmd.id, &cmd.site, &cmd.server, cmd.epoch);
+            let span = d.span;
             let started = std::time::Instant::now();
             let result = p.handle(&cmd, attempt).instrument(span).await;
             let kind = kind_name(&cmd.kind).to_string();
@@ -258,16 +254,12 @@ async fn consume<D: SiteDriver>(p: Arc<Provisioner<D>>, stop: tokio::sync::watch
                         })
                         .inc();
                     tracing::info!(command = %cmd.id, outcome = what, "command done");
-                    if let Err(e) = msg.ack().await {
-                        tracing::warn!(error = %e, "acking a command");
-                    }
+                    Verdict::Done
                 }
-                Ok(Outcome::Retry(delay)) => {
-                    let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
-                }
+                Ok(Outcome::Retry(delay)) => Verdict::RetryAfter(delay),
                 Err(e) => {
                     tracing::warn!(command = %cmd.id, error = %e, "handling a command; it will be redelivered");
-                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    Verdict::RetryAfter(Duration::from_secs(1))
                 }
             }
         }

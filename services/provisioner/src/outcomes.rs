@@ -49,33 +49,14 @@ impl<D: SiteDriver> Provisioner<D> {
         Ok(())
     }
 
-    pub(crate) fn done_key(id: &str) -> String {
-        let clean: String = id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!("cmd.{clean}")
-    }
-
     pub(crate) async fn is_done(&self, id: &str) -> anyhow::Result<bool> {
-        Ok(self
-            .bus
-            .kv_get(&self.bus.buckets.ops, &Self::done_key(id))
-            .await?
-            .is_some())
+        Ok(self.bus.ops().get(&subjects::done_key(id)).await?.is_some())
     }
 
     pub(crate) async fn record_done(&self, id: &str, outcome: &str) -> anyhow::Result<()> {
         self.bus
-            .buckets
-            .ops
-            .put(Self::done_key(id), outcome.to_string().into())
+            .ops()
+            .put(&subjects::done_key(id), outcome.to_string().into())
             .await
             .map_err(|e| anyhow::anyhow!("recording the outcome of {id}: {e}"))?;
         Ok(())
@@ -131,22 +112,9 @@ impl<D: SiteDriver> Provisioner<D> {
     /// Fails roles that started installing and never reached "Installation was successful".
     /// Reads the command consumer's backlog into the queue-depth gauge.
     pub(crate) async fn measure_queue(&self) {
-        let info = async {
-            let stream = self
-                .bus
-                .js
-                .get_stream(sup_bus::setup::COMMANDS_STREAM)
-                .await
-                .map_err(|e| e.to_string())?;
-            stream
-                .consumer_info("provisioner-commands")
-                .await
-                .map(|i| (i.num_pending, i.num_ack_pending))
-                .map_err(|e| e.to_string())
-        };
-        match info.await {
+        match self.bus.backlog(&crate::command_queue()).await {
             Ok((pending, unacked)) => {
-                for (state, n) in [("pending", pending), ("unacked", unacked as u64)] {
+                for (state, n) in [("pending", pending), ("unacked", unacked)] {
                     self.metrics
                         .queue
                         .get_or_create(&QueueLabels {

@@ -26,8 +26,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use sup_bus::async_nats::jetstream::AckKind;
-use sup_bus::{Bus, BusConfig, Cas, subjects};
+use sup_bus::subjects::{self, kind, run_key};
+use sup_bus::{Bus, BusConfig, Cas, Delivery, Durable, Verdict};
 use sup_core::model::{Site, SyncSource};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
@@ -35,6 +35,7 @@ use sup_runtime::{Lifecycle, LogFormat};
 use sup_smslog::MilestoneKind;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 mod api;
 mod clock;
@@ -69,10 +70,6 @@ pub struct RunRecord {
     /// The parent site that asked for this run.
     #[serde(default)]
     pub parent_site: String,
-}
-
-fn run_key(site: &str) -> String {
-    format!("{}.run", subjects::site_key(site))
 }
 
 fn ts(secs: i64) -> sup_proto::prost_types::Timestamp {
@@ -134,7 +131,7 @@ impl<C: Clock> Scheduler<C> {
         &self,
         key: &str,
     ) -> anyhow::Result<Option<(T, u64)>> {
-        Ok(match self.bus.kv_get(&self.bus.buckets.sites, key).await? {
+        Ok(match self.bus.sites().get(key).await? {
             Some((b, rev)) => Some((
                 serde_json::from_slice(&b).context("a scheduler record")?,
                 rev,
@@ -151,18 +148,7 @@ impl<C: Clock> Scheduler<C> {
     ) -> anyhow::Result<Cas> {
         let key = sup_bus::records::schedule_key(site);
         let bytes = sup_bus::records::encode_schedule(record);
-        Ok(match rev {
-            Some(r) => {
-                self.bus
-                    .kv_update(&self.bus.buckets.sites, &key, bytes, r)
-                    .await?
-            }
-            None => {
-                self.bus
-                    .kv_create(&self.bus.buckets.sites, &key, bytes)
-                    .await?
-            }
-        })
+        Ok(self.bus.sites().write(&key, bytes, rev).await?)
     }
 
     pub(crate) async fn cas_json<T: Serialize>(
@@ -172,49 +158,24 @@ impl<C: Clock> Scheduler<C> {
         rev: Option<u64>,
     ) -> anyhow::Result<Cas> {
         let bytes: Bytes = serde_json::to_vec(value)?.into();
-        Ok(match rev {
-            Some(r) => {
-                self.bus
-                    .kv_update(&self.bus.buckets.sites, key, bytes, r)
-                    .await?
-            }
-            None => {
-                self.bus
-                    .kv_create(&self.bus.buckets.sites, key, bytes)
-                    .await?
-            }
-        })
+        Ok(self.bus.sites().write(key, bytes, rev).await?)
     }
 }
 
 async fn consume<C: Clock>(s: Arc<Scheduler<C>>, stop: tokio::sync::watch::Receiver<bool>) {
     let bus = s.bus.clone();
-    let make = || {
-        bus.durable_consumer(
-            sup_bus::setup::EVENTS_STREAM,
-            "scheduler-events",
-            vec![
-                "sup.evt.*.milestone".into(),
-                "sup.evt.*.command_rejected".into(),
-            ],
-            Duration::from_secs(30),
-            -1,
-        )
-    };
-    sup_bus::consume_durable("scheduler-events", make, stop, |m| {
+    let durable = Durable::events(
+        "scheduler-events",
+        &[kind::MILESTONE, kind::COMMAND_REJECTED],
+    );
+    bus.consume(durable, stop, |d: Delivery<v1::Event>| {
         let s = s.clone();
         async move {
-            let Ok(e) = sup_bus::decode_event(&m.subject, &m.payload) else {
-                let _ = m.ack_with(AckKind::Term).await;
-                return;
-            };
-            match s.on_event(&e).await {
-                Ok(()) => {
-                    let _ = m.ack().await;
-                }
+            match s.on_event(&d.message).instrument(d.span).await {
+                Ok(()) => Verdict::Done,
                 Err(err) => {
                     tracing::warn!(error = %err, "handling an event; it will be redelivered");
-                    let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    Verdict::RetryAfter(Duration::from_secs(1))
                 }
             }
         }

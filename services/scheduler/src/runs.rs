@@ -121,7 +121,8 @@ impl<C: Clock> Scheduler<C> {
         Ok(
             match self
                 .bus
-                .kv_get(&self.bus.buckets.active, &subjects::active_key(code, slot))
+                .active()
+                .get(&subjects::active_key(code, slot))
                 .await?
             {
                 Some((b, rev)) => {

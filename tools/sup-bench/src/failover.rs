@@ -170,8 +170,13 @@ pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
     );
 
     let bus = sup_bus::Bus::connect(&sup_bus::BusConfig::new(nats.url())).await?;
-    let mut changes = bus.client.subscribe("sup.evt.FOV.active_changed").await?;
-    bus.client.flush().await?;
+    let changes = bus
+        .subscribe_events(&sup_bus::subjects::event(
+            "FOV",
+            sup_bus::subjects::kind::ACTIVE_CHANGED,
+        ))
+        .await?;
+    let mut changes = std::pin::pin!(changes);
     let ctl = |args: &[&str]| -> anyhow::Result<()> {
         let out = Command::new(bin("wsus-emulator")?)
             .args(["ctl", "--control", &format!("127.0.0.1:{control}")])
@@ -226,7 +231,7 @@ pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
                 .await
                 .with_context(|| format!("trial {trial}: no failover within 30 s"))?
                 .context("subscription closed")?;
-            let e = v1::Event::decode(m.payload)?;
+            let e = m;
             if matches!(&e.payload, Some(Payload::ActiveChanged(a)) if a.target == standby) {
                 break;
             }

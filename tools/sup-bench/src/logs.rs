@@ -209,9 +209,14 @@ pub async fn milestone_latency(quick: bool) -> anyhow::Result<Vec<Figure>> {
         .arg(&config)
         .env("RUST_LOG", "warn")
         .spawn()?;
-    let client = sup_bus::async_nats::connect(nats.url()).await?;
-    let mut sub = client.subscribe("sup.evt.CEN.milestone").await?;
-    client.flush().await?;
+    let bus = sup_bus::Bus::connect(&sup_bus::BusConfig::new(nats.url())).await?;
+    let sub = bus
+        .subscribe_events(&sup_bus::subjects::event(
+            "CEN",
+            sup_bus::subjects::kind::MILESTONE,
+        ))
+        .await?;
+    let mut sub = std::pin::pin!(sub);
     // Wait for the watcher: it creates the streams, then follows the (empty) file.
     let log = folder.join("WCM.log");
     OpenOptions::new().create(true).append(true).open(&log)?;

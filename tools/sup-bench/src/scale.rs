@@ -223,9 +223,8 @@ pub async fn coordinator_apply(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let payload = bytes::Bytes::from(vec![b'x'; 600]);
     let t = Instant::now();
     for i in 0..records {
-        bus.buckets
-            .positions
-            .put(format!("bench.{i}"), payload.clone())
+        bus.positions()
+            .put(&format!("bench.{i}"), payload.clone())
             .await?;
     }
     let raw = t.elapsed().as_secs_f64();
@@ -289,17 +288,14 @@ pub async fn activation_rate(quick: bool) -> anyhow::Result<Vec<Figure>> {
     for code in &codes {
         for j in 0..2 {
             let key = sup_bus::subjects::role_key(code, &server(code, j));
-            let mut r = match bus.buckets.roles.get(&key).await? {
-                Some(b) => v1::RoleStatus::decode(b)?,
+            let mut r = match bus.roles().get(&key).await? {
+                Some((b, _)) => v1::RoleStatus::decode(b)?,
                 None => anyhow::bail!("role {key} was not stored"),
             };
             r.state = v1::RoleState::Ready as i32;
             r.health = v1::Health::Healthy as i32;
             r.verified = vec!["wsus_components_healthy".into(), "wsus_database_ok".into()];
-            bus.buckets
-                .roles
-                .put(&key, r.encode_to_vec().into())
-                .await?;
+            bus.roles().put(&key, r.encode_to_vec().into()).await?;
         }
     }
     let deadline = Instant::now() + run_for;
@@ -338,15 +334,19 @@ pub async fn activation_rate(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let deadline = Instant::now() + run_for;
     let mut tasks = Vec::new();
     for i in 0..codes.len() {
-        let kv = bus.buckets.positions.clone();
+        let kv = bus.positions().clone();
         tasks.push(tokio::spawn(async move {
             let key = format!("cas.{i}");
             let mut rev = kv.put(&key, bytes::Bytes::from_static(b"0")).await?;
             let mut n = 0u64;
             while Instant::now() < deadline {
-                rev = kv
+                rev = match kv
                     .update(&key, bytes::Bytes::from_static(b"1"), rev)
-                    .await?;
+                    .await?
+                {
+                    sup_bus::Cas::Won(r) => r,
+                    sup_bus::Cas::Lost => anyhow::bail!("{key} moved under its only writer"),
+                };
                 n += 1;
             }
             anyhow::Ok(n)
@@ -464,13 +464,10 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
         for j in 0..5 {
             let server = format!("sup{j}.{}.corp.example.com", code.to_ascii_lowercase());
             let key = sup_bus::subjects::role_key(code, &server);
-            if let Some(b) = bus.buckets.roles.get(&key).await? {
+            if let Some((b, _)) = bus.roles().get(&key).await? {
                 let mut r = v1::RoleStatus::decode(b)?;
                 r.state = v1::RoleState::Ready as i32;
-                bus.buckets
-                    .roles
-                    .put(&key, r.encode_to_vec().into())
-                    .await?;
+                bus.roles().put(&key, r.encode_to_vec().into()).await?;
             }
         }
     }

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use sup_bus::async_nats::jetstream::message::StreamMessage;
+use sup_bus::setup::{ACTIVE_BUCKET, EVENTS_STREAM, bucket_stream, key_subject};
 use sup_proto::v1;
+use sup_testkit::jetstream::StoredMessage;
 use tokio::sync::Mutex;
 
 pub use checker::Check;
@@ -230,11 +231,7 @@ async fn next_ok_after(record: &Record, fault: Instant, patience: Duration) -> O
 async fn slot_revision(stack: &Stack) -> Option<u64> {
     let key = sup_bus::subjects::active_key("CHX", "intranet");
     for _ in 0..50 {
-        if let Ok(Some((_, rev))) = stack
-            .bus
-            .kv_get_from_leader(&stack.bus.buckets.active, &key)
-            .await
-        {
+        if let Ok(Some((_, rev))) = stack.bus.active().get_from_leader(&key).await {
             return Some(rev);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -254,20 +251,19 @@ async fn next_cas_after(
     fault: SystemTime,
     patience: Duration,
 ) -> Option<f64> {
-    let bucket = &stack.bus.buckets.active;
-    let subject = format!(
-        "{}{}",
-        bucket.prefix,
-        sup_bus::subjects::active_key("CHX", "intranet")
+    let stream = bucket_stream(ACTIVE_BUCKET);
+    let subject = key_subject(
+        ACTIVE_BUCKET,
+        &sup_bus::subjects::active_key("CHX", "intranet"),
     );
     let fault = fault.duration_since(UNIX_EPOCH).ok()?.as_nanos() as i128;
-    let written = |m: &StreamMessage| m.time.unix_timestamp_nanos();
+    let written = |m: &StoredMessage| m.stored_nanos;
     let deadline = Instant::now() + patience;
     // The slot's latest revision once it is a write made after the kill.
     let latest = loop {
         if let Ok(Ok(m)) = tokio::time::timeout(
             Duration::from_millis(300),
-            bucket.stream.get_last_raw_message_by_subject(&subject),
+            stack.inspector.last_on_subject(&stream, &subject),
         )
         .await
             && m.sequence > before
@@ -289,7 +285,7 @@ async fn next_cas_after(
     for sequence in before + 1..latest.sequence {
         let left = (deadline + patience).saturating_duration_since(Instant::now());
         let read = sup_bus::resend(left, Duration::from_millis(300), || {
-            bucket.stream.get_raw_message(sequence)
+            stack.inspector.message(&stream, sequence)
         })
         .await;
         if let Some(Ok(m)) = read
@@ -312,8 +308,10 @@ async fn history_caught_up(stack: &Stack, patience: Duration) -> bool {
     let subject = sup_bus::subjects::event("CHX", "active_changed");
     while Instant::now() < deadline {
         if let Some(rev) = slot_revision(stack).await
-            && let Ok(events) = stack.bus.js.get_stream(sup_bus::setup::EVENTS_STREAM).await
-            && let Ok(m) = events.get_last_raw_message_by_subject(&subject).await
+            && let Ok(m) = stack
+                .inspector
+                .last_on_subject(EVENTS_STREAM, &subject)
+                .await
             && let Ok(e) = v1::Event::decode(m.payload)
             && e.epoch >= rev
         {
@@ -326,9 +324,11 @@ async fn history_caught_up(stack: &Stack, patience: Duration) -> bool {
 
 /// The node that leads the `sup_active` bucket's stream, from the JetStream API.
 async fn kv_leader(stack: &Stack) -> Option<usize> {
-    let mut s = stack.bus.js.get_stream("KV_sup_active").await.ok()?;
-    let info = s.info().await.ok()?;
-    let leader = info.cluster.as_ref()?.leader.clone()?;
+    let state = stack
+        .inspector
+        .stream_state(&bucket_stream(ACTIVE_BUCKET))
+        .await?;
+    let leader = state.leader?;
     stack.cluster.lock().ok()?.index_of(&leader)
 }
 
@@ -349,12 +349,15 @@ fn with_node(
 async fn kv_settled(stack: &Stack, patience: Duration) -> bool {
     let deadline = Instant::now() + patience;
     while Instant::now() < deadline {
-        if let Ok(mut s) = stack.bus.js.get_stream("KV_sup_active").await
-            && let Ok(info) = s.info().await
-            && let Some(c) = &info.cluster
-            && c.leader.is_some()
-            && c.replicas.len() == 2
-            && c.replicas.iter().all(|r| r.current && !r.offline)
+        if let Some(s) = stack
+            .inspector
+            .stream_state(&bucket_stream(ACTIVE_BUCKET))
+            .await
+            && s.leader.is_some()
+            && s.replicas.len() == 2
+            && s.replicas
+                .iter()
+                .all(|(_, current, offline)| *current && !offline)
         {
             return true;
         }
@@ -425,14 +428,13 @@ async fn storm_trial(
                 );
             }
             if std::env::var_os("SUP_CHAOS_DEBUG").is_some() {
-                let state = match stack.bus.js.get_stream("KV_sup_active").await {
-                    Ok(mut s) => s
-                        .info()
+                let state = format!(
+                    "{:?}",
+                    stack
+                        .inspector
+                        .stream_state(&bucket_stream(ACTIVE_BUCKET))
                         .await
-                        .map(|i| format!("{:?} {:?}", i.state.last_sequence, i.cluster))
-                        .unwrap_or_else(|e| e.to_string()),
-                    Err(e) => e.to_string(),
-                };
+                );
                 let at = fault
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_secs_f64())
@@ -457,18 +459,20 @@ async fn storm_trial(
     if kind == Kind::KvLeaderKill {
         kv_settled(stack, Duration::from_secs(60)).await;
         if std::env::var_os("SUP_CHAOS_DEBUG").is_some() {
-            if let Ok(mut s) = stack.bus.js.get_stream("KV_sup_active").await
-                && let Ok(i) = s.info().await
+            if let Some(i) = stack
+                .inspector
+                .stream_state(&bucket_stream(ACTIVE_BUCKET))
+                .await
             {
                 eprintln!(
                     "[debug] settled: first {} last {} msgs {}",
-                    i.state.first_sequence, i.state.last_sequence, i.state.messages
+                    i.first_sequence, i.last_sequence, i.messages
                 );
             }
             if let Ok(c) = stack.cluster.lock() {
                 for (i, n) in c.nodes.iter().enumerate() {
                     for l in n.log().lines().filter(|l| {
-                        (l.contains("[WRN]") || l.contains("[ERR]")) && l.contains("sup_active")
+                        (l.contains("[WRN]") || l.contains("[ERR]")) && l.contains(ACTIVE_BUCKET)
                     }) {
                         eprintln!("[debug] n{i}: {l}");
                     }

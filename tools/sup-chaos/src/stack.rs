@@ -190,6 +190,8 @@ pub struct Stack {
     /// The emulator's control API, `host:port`.
     pub control: String,
     pub bus: sup_bus::Bus,
+    /// JetStream seen from outside the bus: stream leaders and raw stored messages.
+    pub inspector: sup_testkit::jetstream::Inspector,
     pub dir: tempfile::TempDir,
 }
 
@@ -366,7 +368,11 @@ impl Stack {
         config.replicas = 3;
         config.client_name = "sup-chaos".into();
         let bus = sup_bus::Bus::connect(&config).await?;
+        let inspector = sup_testkit::jetstream::Inspector::connect(&urls)
+            .await
+            .map_err(|e| anyhow::anyhow!("inspecting the cluster's streams: {e}"))?;
         let stack = Self {
+            inspector,
             cluster: std::sync::Mutex::new(cluster),
             coordinators: coordinators
                 .into_iter()

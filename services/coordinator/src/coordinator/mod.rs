@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use sup_bus::{Cas, subjects};
+use sup_bus::Cas;
 use sup_core::lifecycle::{self, RoleEvent, RoleState};
 use sup_core::model::{Site, SlotKind, SlotTarget, SyncSource};
 use sup_core::slots::check_activation;

@@ -4,10 +4,6 @@
 use super::*;
 
 impl Coordinator {
-    pub(super) fn intent_key(site: &str, slot: SlotKind) -> String {
-        format!("{}.want.{}", subjects::site_key(site), slot_name(slot))
-    }
-
     /// Records what the spec wants in a slot, stamped with the slot's current epoch: a later
     /// operator activation or failover (a newer epoch) supersedes it.
     pub(super) async fn record_intent(
@@ -32,21 +28,7 @@ impl Coordinator {
             since: Some(now()),
             ..Default::default()
         };
-        let key = Self::intent_key(site, slot);
-        self.store
-            .bus
-            .buckets
-            .sites
-            .put(&key, value.encode_to_vec().into())
-            .await
-            .map_err(|e| {
-                ApiError::Bus(sup_bus::BusError::Kv {
-                    op: "put",
-                    bucket: "sup_sites".into(),
-                    key,
-                    message: e.to_string(),
-                })
-            })?;
+        self.store.put_intent(site, slot_name(slot), &value).await?;
         Ok(())
     }
 
@@ -55,18 +37,7 @@ impl Coordinator {
         site: &str,
         slot: SlotKind,
     ) -> Result<Option<v1::ActiveSlot>, ApiError> {
-        let key = Self::intent_key(site, slot);
-        Ok(
-            match self
-                .store
-                .bus
-                .kv_get(&self.store.bus.buckets.sites, &key)
-                .await?
-            {
-                Some((b, _)) => v1::ActiveSlot::decode(b).ok(),
-                None => None,
-            },
-        )
+        Ok(self.store.intent(site, slot_name(slot)).await?)
     }
 
     // ---- Reconciliation ------------------------------------------------------------------
@@ -397,13 +368,9 @@ impl Coordinator {
             .transition(&site, slot, &target, "operator", &req.op_id)
             .await?;
         // The operator's choice is the new intent, stamped with the epoch it won.
-        let key = Self::intent_key(&site.code, slot);
         if let Err(e) = self
             .store
-            .bus
-            .buckets
-            .sites
-            .put(&key, active.encode_to_vec().into())
+            .put_intent(&site.code, slot_name(slot), &active)
             .await
         {
             tracing::warn!(site = %site.code, error = %e, "recording the operator's activation as the intent");

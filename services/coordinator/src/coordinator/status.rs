@@ -92,17 +92,12 @@ impl Coordinator {
                 }
             }
             // The provisioner's last reading of the site's control file.
-            let drift = match self
+            let drift = self
                 .store
-                .bus
-                .kv_get(&self.store.bus.buckets.sites, &subjects::drift_key(&s.code))
+                .drift(&s.code)
                 .await?
-            {
-                Some((b, _)) => v1::DriftDetected::decode(b)
-                    .map(|d| d.fields)
-                    .unwrap_or_default(),
-                None => Vec::new(),
-            };
+                .map(|d| d.fields)
+                .unwrap_or_default();
             out.push(v1::SiteStatus {
                 drift,
                 site: Some(s),
