@@ -88,7 +88,7 @@ fn service(
     let mut p =
         Process::start(name, &all, &[("SUP_TEST_NATS_PASSWORD", password(user))]).expect("start");
     p.admin_port = Some(admin);
-    wait_ready(&p, admin);
+    wait_ready(&mut p, admin);
     p
 }
 

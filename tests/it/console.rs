@@ -162,8 +162,8 @@ fn the_console_shows_the_example_hierarchy_live_in_a_browser() {
         ),
     )
     .expect("config");
-    let console = service("sup-console", &config, admin, &[]);
-    wait_ready(&console, admin);
+    let mut console = service("sup-console", &config, admin, &[]);
+    wait_ready(&mut console, admin);
 
     let out = supctl(
         &coordinator.endpoint,

@@ -152,7 +152,7 @@ fn service(name: &str, args: &[&str], config: &str, pki: &Pki, admin: u16) -> Pr
     )
     .expect("start");
     p.admin_port = Some(admin);
-    wait_ready(&p, admin);
+    wait_ready(&mut p, admin);
     p
 }
 
@@ -674,7 +674,7 @@ async fn the_coordinator_connects_with_a_creds_file() {
     )
     .expect("start");
     coordinator.admin_port = Some(admin);
-    wait_ready(&coordinator, admin);
+    wait_ready(&mut coordinator, admin);
 
     // Streams and buckets were made as the creds user: a site applies and reads back.
     let endpoint = format!("http://127.0.0.1:{grpc}");

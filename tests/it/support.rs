@@ -41,8 +41,7 @@ pub fn coordinator_at(url: &str, replicas: usize) -> Coordinator {
     process
         .wait_port(grpc, Duration::from_secs(60))
         .expect("coordinator listens");
-    wait_ready(&process, admin);
-    process.admin_port = Some(admin);
+    wait_ready(&mut process, admin);
     Coordinator {
         process,
         endpoint: format!("http://127.0.0.1:{grpc}"),
@@ -50,29 +49,10 @@ pub fn coordinator_at(url: &str, replicas: usize) -> Coordinator {
 }
 
 /// Waits until a service's `/readyz` answers 200 (its listeners are bound before it is ready).
-pub fn wait_ready(process: &Process, admin: u16) {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let ok = std::net::TcpStream::connect(("127.0.0.1", admin))
-            .ok()
-            .and_then(|mut s| {
-                s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-                    .ok()?;
-                let mut answer = String::new();
-                s.read_to_string(&mut answer).ok()?;
-                Some(answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"))
-            });
-        if ok == Some(true) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never became ready:\n{}",
-            process.name,
-            process.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
+pub fn wait_ready(process: &mut Process, admin: u16) {
+    process.admin_port = Some(admin);
+    if let Err(e) = process.wait_ready(Duration::from_secs(60)) {
+        panic!("{e}");
     }
 }
 

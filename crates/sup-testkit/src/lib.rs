@@ -7,6 +7,9 @@
 //! [`jetstream::Inspector`] looks inside the streams of a running server for trials and tests.
 
 pub mod jetstream;
+mod process;
+
+pub use process::{Process, sibling_binary};
 
 use std::io;
 use std::net::TcpListener;
@@ -364,107 +367,5 @@ pub fn binary(name: &str) -> io::Result<PathBuf> {
             io::ErrorKind::NotFound,
             format!("{} was not built", path.display()),
         ))
-    }
-}
-
-/// A service binary running as a child process; killed on drop.
-pub struct Process {
-    pub child: Child,
-    pub name: String,
-    /// The admin (`/metrics`, `/readyz`) port, when the starter knows it.
-    pub admin_port: Option<u16>,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Process {
-    /// Starts `binary` with `args` and `env`, stderr and stdout to a log file.
-    pub fn start(binary: &str, args: &[&str], env: &[(&str, String)]) -> io::Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let log = dir.path().join(format!("{binary}.log"));
-        let file = std::fs::File::create(&log)?;
-        // RUST_LOG from `env`, else the test's own, else info.
-        let rust_log = env
-            .iter()
-            .find(|(k, _)| *k == "RUST_LOG")
-            .map(|(_, v)| v.clone())
-            .or_else(|| std::env::var("RUST_LOG").ok())
-            .unwrap_or_else(|| "info".into());
-        let child = Command::new(self::binary(binary)?)
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
-            .env("RUST_LOG", rust_log)
-            .env_remove("RUST_BACKTRACE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(file.try_clone()?))
-            .stderr(Stdio::from(file))
-            .spawn()?;
-        Ok(Self {
-            child,
-            name: binary.to_string(),
-            admin_port: None,
-            log,
-            _dir: dir,
-        })
-    }
-
-    /// Waits until `port` on loopback accepts connections, or the process dies.
-    pub fn wait_port(&mut self, port: u16, patience: Duration) -> io::Result<()> {
-        let deadline = Instant::now() + patience;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Err(io::Error::other(format!(
-                    "{} exited ({status}):\n{}",
-                    self.name,
-                    self.log()
-                )));
-            }
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{} did not listen on {port}:\n{}", self.name, self.log()),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends a signal by name (`STOP`, `CONT`, `TERM`, ...).
-    pub fn signal(&self, name: &str) -> io::Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!(
-                "kill -{name} {} failed",
-                self.child.id()
-            )))
-        }
-    }
-
-    /// Sends SIGKILL.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

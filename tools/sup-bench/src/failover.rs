@@ -3,7 +3,7 @@
 //! watcher, health service and the WSUS emulator (release binaries beside this one).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -11,37 +11,33 @@ use futures::StreamExt;
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
 
+use sup_testkit::Process;
+
 use crate::Figure;
 
-pub struct Kid(pub Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
-    let p = std::env::current_exe()?.with_file_name(name);
-    anyhow::ensure!(
-        p.exists(),
-        "{} not built: build the workspace's binaries in the same profile",
-        p.display()
-    );
-    Ok(p)
+    Ok(sup_testkit::sibling_binary(name)?)
 }
 
-fn spawn(name: &str, args: &[&str], log: &Path) -> anyhow::Result<Kid> {
-    let f = std::fs::File::create(log)?;
-    Ok(Kid(Command::new(bin(name)?)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(f.try_clone()?))
-        .stderr(Stdio::from(f))
-        .spawn()
-        .with_context(|| format!("starting {name}"))?))
+/// Starts workspace binary `name` beside this one, its output to `log`, `RUST_LOG` at warn.
+pub fn spawn_env(
+    name: &str,
+    args: &[&str],
+    env: &[(String, String)],
+    log: &Path,
+) -> anyhow::Result<Process> {
+    let mut env = env.to_vec();
+    env.push(("RUST_LOG".into(), "warn".into()));
+    Ok(Process::spawn(
+        bin(name)?,
+        args.iter().map(|a| a.to_string()).collect(),
+        env,
+        log.to_path_buf(),
+    )?)
+}
+
+fn spawn(name: &str, args: &[&str], log: &Path) -> anyhow::Result<Process> {
+    spawn_env(name, args, &[], log)
 }
 
 async fn wait_port(port: u16) -> anyhow::Result<()> {

@@ -197,18 +197,12 @@ pub async fn milestone_latency(quick: bool) -> anyhow::Result<Vec<Figure>> {
             nats.url()
         ),
     )?;
-    let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name("sup-logwatch");
-    anyhow::ensure!(
-        bin.exists(),
-        "{} not built: build sup-logwatch in the same profile",
-        bin.display()
-    );
-    let mut child = Command::new(&bin)
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .spawn()?;
+    let mut watcher = crate::failover::spawn_env(
+        "sup-logwatch",
+        &["run", "--config", &config.display().to_string()],
+        &[],
+        &root.path().join("logwatch.log"),
+    )?;
     let bus = sup_bus::Bus::connect(&sup_bus::BusConfig::new(nats.url())).await?;
     let sub = bus
         .subscribe_events(&sup_bus::subjects::event(
@@ -242,8 +236,7 @@ pub async fn milestone_latency(quick: bool) -> anyhow::Result<Vec<Figure>> {
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    watcher.kill();
     lat.sort_by(f64::total_cmp);
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
     Ok(vec![

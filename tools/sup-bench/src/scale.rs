@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::Figure;
-use crate::failover::bin;
+use crate::failover::{bin, spawn_env};
 
 /// Resident memory of a process, from /proc (Linux).
 fn rss_mib(pid: u32) -> anyhow::Result<f64> {
@@ -18,24 +18,6 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no VmRSS for {pid}"))?;
     Ok(kib / 1024.0)
-}
-
-async fn ready(admin: u16, deadline: Instant) -> anyhow::Result<()> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    loop {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", admin)).await {
-            let _ = s
-                .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-                .await;
-            let mut answer = Vec::new();
-            let _ = s.read_to_end(&mut answer).await;
-            if answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200") {
-                return Ok(());
-            }
-        }
-        anyhow::ensure!(Instant::now() < deadline, "not ready on {admin}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 /// Start-to-ready (process spawned → `/readyz` answers 200) and idle RSS of each service.
@@ -73,13 +55,13 @@ pub async fn footprint(quick: bool) -> anyhow::Result<Vec<Figure>> {
             }
             let log = dir.path().join(format!("{service}-{round}.log"));
             let t = Instant::now();
-            let kid = spawn_env(service, &args, &env, &log)?;
-            ready(admin, Instant::now() + Duration::from_secs(30)).await?;
+            let kid = spawn_env(service, &args, &env, &log)?.with_admin(admin);
+            kid.ready(Duration::from_secs(30)).await?;
             starts.push(t.elapsed().as_secs_f64() * 1000.0);
             if round == 0 {
                 // Idle: connected, ready, nothing to do.
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                rss = rss_mib(kid.0.id())?;
+                rss = rss_mib(kid.pid().unwrap_or_default())?;
             }
         }
         starts.sort_by(f64::total_cmp);
@@ -106,25 +88,6 @@ pub async fn footprint(quick: bool) -> anyhow::Result<Vec<Figure>> {
     Ok(figures)
 }
 
-fn spawn_env(
-    name: &str,
-    args: &[&str],
-    env: &[(String, String)],
-    log: &Path,
-) -> anyhow::Result<crate::failover::Kid> {
-    let f = std::fs::File::create(log)?;
-    Ok(crate::failover::Kid(
-        Command::new(bin(name)?)
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("RUST_LOG", "warn")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::from(f.try_clone()?))
-            .stderr(std::process::Stdio::from(f))
-            .spawn()?,
-    ))
-}
-
 /// A coordinator on `grpc` and `admin` that does not reconcile on its own during the run, once
 /// it is ready.
 async fn start_coordinator(
@@ -132,7 +95,7 @@ async fn start_coordinator(
     grpc: u16,
     admin: u16,
     log: &Path,
-) -> anyhow::Result<crate::failover::Kid> {
+) -> anyhow::Result<sup_testkit::Process> {
     let kid = spawn_env(
         "sup-coordinator",
         &[],
@@ -152,8 +115,9 @@ async fn start_coordinator(
             ),
         ],
         log,
-    )?;
-    ready(admin, Instant::now() + Duration::from_secs(30)).await?;
+    )?
+    .with_admin(admin);
+    kid.ready(Duration::from_secs(30)).await?;
     Ok(kid)
 }
 
@@ -474,7 +438,7 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
     // The coordinator's memory with the whole registry taken in (its gauges and announcer have
     // seen every role), before it goes.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let coordinator_rss = rss_mib(coordinator.0.id())?;
+    let coordinator_rss = rss_mib(coordinator.pid().unwrap_or_default())?;
     // The health service needs only the registry, which is written: the coordinator goes, so the
     // figure is the prober's alone. (Left running, it would spend the measured minutes taking in
     // the first round's 10,000 health transitions, a one-off, on the same two cores.)
@@ -513,12 +477,16 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
         &["--config", config.to_str().unwrap_or_default()],
         &[],
         &d.join("health.log"),
-    )?;
-    ready(hadmin, Instant::now() + Duration::from_secs(30)).await?;
+    )?
+    .with_admin(hadmin);
+    health.ready(Duration::from_secs(30)).await?;
     // One interval to warm up (the first round loads the registry), then measure over three.
     tokio::time::sleep(interval).await;
     let npid = nats.pid();
-    let (pid, epid) = (health.0.id(), emulator.0.id());
+    let (pid, epid) = (
+        health.pid().unwrap_or_default(),
+        emulator.pid().unwrap_or_default(),
+    );
     let (l0, c0, e0, n0, t0) = (
         ladders(hadmin).await?,
         cpu_seconds(pid)?,
@@ -591,12 +559,13 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
                 .into_iter()
                 .map(|(k, v)| (format!("{prefix}__{k}"), v)),
         );
-        let kid = spawn_env(service, &args, &env, &d.join(format!("{service}.log")))?;
-        ready(admin, Instant::now() + Duration::from_secs(60)).await?;
+        let kid =
+            spawn_env(service, &args, &env, &d.join(format!("{service}.log")))?.with_admin(admin);
+        kid.ready(Duration::from_secs(60)).await?;
         let mut peak = 0.0f64;
         for _ in 0..15 {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            peak = peak.max(rss_mib(kid.0.id())?);
+            peak = peak.max(rss_mib(kid.pid().unwrap_or_default())?);
         }
         at_scale.push((service, peak));
     }

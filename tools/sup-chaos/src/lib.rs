@@ -382,7 +382,7 @@ async fn storm_trial(
             let mut c = stack.coordinators[victim].lock().await;
             c.kill();
             tokio::time::sleep(Duration::from_millis(300)).await;
-            c.restart().await?;
+            stack::restart(&mut c).await?;
             drop(c);
             next_ok_after(record, fault, Duration::from_secs(30)).await
         }
@@ -540,7 +540,7 @@ async fn logwatch_trial(stack: &Stack, trial: usize) -> anyhow::Result<Option<f6
     logwatch.kill();
     // Down for 0.1-0.7 s: within one rotation of the fastest log.
     tokio::time::sleep(Duration::from_millis(100 + (trial as u64 * 137) % 600)).await;
-    logwatch.restart().await?;
+    stack::restart(&mut logwatch).await?;
     drop(logwatch);
     let t = fault.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_millis(300)).await;

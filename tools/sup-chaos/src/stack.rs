@@ -2,143 +2,45 @@
 //! provisioner, the log watcher, the health service and the WSUS emulator, every process
 //! restartable with the arguments it was started with.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sup_proto::v1::{self, coordinator_client::CoordinatorClient};
-use sup_testkit::{NatsCluster, free_port};
+use sup_testkit::{NatsCluster, Process, free_port};
 use tonic::transport::Channel;
 
-/// A service process that can be killed, frozen and started again.
-pub struct Proc {
-    pub name: String,
-    child: Option<Child>,
-    program: PathBuf,
+/// Starts workspace binary `name` from `bins`, its log in `dir` named by its admin port (two
+/// replicas of one service keep separate logs), `RUST_LOG` from the caller or `warn`.
+fn start_proc(
+    bins: &Path,
+    name: &str,
     args: Vec<String>,
-    env: Vec<(String, String)>,
-    log: PathBuf,
-    /// The admin listener (`/readyz`).
-    pub admin: u16,
+    mut env: Vec<(String, String)>,
+    dir: &Path,
+    admin: u16,
+) -> anyhow::Result<Process> {
+    let program = bins.join(name);
+    anyhow::ensure!(
+        program.exists(),
+        "{} not built: build the workspace's binaries first",
+        program.display()
+    );
+    env.push((
+        "RUST_LOG".into(),
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+    ));
+    let log = dir.join(format!("{name}-{admin}.log"));
+    Ok(Process::spawn(program, args, env, log)
+        .with_context(|| format!("starting {name}"))?
+        .with_admin(admin))
 }
 
-impl Proc {
-    fn start(
-        bins: &Path,
-        name: &str,
-        args: Vec<String>,
-        env: Vec<(String, String)>,
-        dir: &Path,
-        admin: u16,
-    ) -> anyhow::Result<Self> {
-        let mut p = Self {
-            name: name.to_string(),
-            child: None,
-            program: bins.join(name),
-            args,
-            env,
-            log: dir.join(format!("{name}-{admin}.log")),
-            admin,
-        };
-        anyhow::ensure!(
-            p.program.exists(),
-            "{} not built: build the workspace's binaries first",
-            p.program.display()
-        );
-        p.spawn()?;
-        Ok(p)
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)?;
-        let child = Command::new(&self.program)
-            .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .env_remove("RUST_BACKTRACE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .with_context(|| format!("starting {}", self.name))?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// SIGKILL.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Sends a signal by name (`STOP`, `CONT`).
-    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
-        let pid = self.pid().context("not running")?;
-        let ok = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(pid.to_string())
-            .status()?
-            .success();
-        anyhow::ensure!(ok, "kill -{name} {pid} failed");
-        Ok(())
-    }
-
-    /// Starts the process again (after [`Proc::kill`]) and waits until it is ready.
-    pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.kill();
-        self.spawn()?;
-        self.ready(Duration::from_secs(60)).await
-    }
-
-    /// Waits until `/readyz` answers 200.
-    pub async fn ready(&self, patience: Duration) -> anyhow::Result<()> {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let deadline = Instant::now() + patience;
-        loop {
-            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.admin)).await {
-                let _ = s
-                    .write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-                    .await;
-                let mut answer = Vec::new();
-                let _ = s.read_to_end(&mut answer).await;
-                if answer.starts_with(b"HTTP/1.1 200") || answer.starts_with(b"HTTP/1.0 200") {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                anyhow::bail!(
-                    "{} not ready on {}:\n{}",
-                    self.name,
-                    self.admin,
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // A frozen process must be thawed to die cleanly.
-        let _ = self.signal("CONT");
-        self.kill();
-    }
+/// Starts a killed process again and waits until it is ready.
+pub async fn restart(p: &mut Process) -> anyhow::Result<()> {
+    p.restart()?;
+    Ok(p.ready(Duration::from_secs(60)).await?)
 }
 
 /// The sites under trial: CHX (three SUPs, moved by activation storms, reached through its SMS
@@ -181,12 +83,12 @@ fn site_file(http: u16, https: u16) -> String {
 /// Shared by the trial driver's tasks; what a trial kills sits behind a lock.
 pub struct Stack {
     pub cluster: std::sync::Mutex<NatsCluster>,
-    pub coordinators: Vec<tokio::sync::Mutex<Proc>>,
+    pub coordinators: Vec<tokio::sync::Mutex<Process>>,
     pub endpoints: Vec<String>,
-    pub provisioner: Proc,
-    pub logwatch: tokio::sync::Mutex<Proc>,
-    pub health: Proc,
-    pub emulator: tokio::sync::Mutex<Proc>,
+    pub provisioner: Process,
+    pub logwatch: tokio::sync::Mutex<Process>,
+    pub health: Process,
+    pub emulator: tokio::sync::Mutex<Process>,
     /// The emulator's control API, `host:port`.
     pub control: String,
     pub bus: sup_bus::Bus,
@@ -221,7 +123,7 @@ impl Stack {
         let logs = d.join("logs");
         let s = |p: &Path| p.display().to_string();
         // The emulator has no admin listener; its control API answering is its readiness.
-        let emulator = Proc::start(
+        let emulator = start_proc(
             bins,
             "wsus-emulator",
             [
@@ -281,7 +183,7 @@ impl Stack {
                 ("RECONCILE_INTERVAL_SECS", "1".into()),
                 ("FAILOVER_AFTER_SECS", "1".into()),
             ]);
-            let p = Proc::start(
+            let p = start_proc(
                 bins,
                 "sup-coordinator",
                 Vec::new(),
@@ -317,7 +219,7 @@ impl Stack {
             "SMS_PROVIDER_PASSWORD".to_string(),
             PROVIDER_PASSWORD.to_string(),
         ));
-        let provisioner = Proc::start(
+        let provisioner = start_proc(
             bins,
             "sup-provisioner",
             Vec::new(),
@@ -333,7 +235,7 @@ impl Stack {
             ("POLL_INTERVAL_MS", "100".into()),
             ("DISCOVER_INTERVAL_SECS", "1".into()),
         ]);
-        let logwatch = Proc::start(
+        let logwatch = start_proc(
             bins,
             "sup-logwatch",
             vec!["run".into()],
@@ -350,7 +252,7 @@ impl Stack {
                 ca.display()
             ),
         )?;
-        let health = Proc::start(
+        let health = start_proc(
             bins,
             "sup-health",
             vec!["--config".into(), s(&hconf)],
