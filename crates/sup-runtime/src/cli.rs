@@ -1,4 +1,5 @@
-//! The command line every service shares: `--config FILE` and `--print-defaults`.
+//! The command line every service shares (`--config FILE`, `--print-defaults`) and the `main`
+//! every service runs.
 
 use std::path::PathBuf;
 
@@ -43,4 +44,87 @@ pub async fn bind(
     tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {what} {addr}"))
+}
+
+/// What a service binary is: its name in configuration (`coordinator` reads `SUP_COORDINATOR__*`
+/// variables), what `--help` says of it, and its built-in defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceInfo {
+    pub name: &'static str,
+    /// The executable's name, `sup-<name>`: what `--help` shows and telemetry reports.
+    pub binary: &'static str,
+    pub about: &'static str,
+    pub defaults: &'static str,
+}
+
+impl ServiceInfo {
+    /// `sup-<name>`, about it, its defaults.
+    pub const fn new(
+        name: &'static str,
+        binary: &'static str,
+        about: &'static str,
+        defaults: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            binary,
+            about,
+            defaults,
+        }
+    }
+}
+
+/// The whole of a service's `main`: the command line (`--config`, `--print-defaults`), the
+/// settings, telemetry as the binary, then `serve` until SIGTERM or Ctrl-C, telemetry flushed
+/// whatever `serve` returns.
+///
+/// An error ends the process with status 1 and one line on stderr, `sup-<name>: ` and the error
+/// with its causes.
+pub fn service_main<S, Serve, Fut>(
+    info: ServiceInfo,
+    log_format: fn(&S) -> crate::LogFormat,
+    serve: Serve,
+) -> std::process::ExitCode
+where
+    S: DeserializeOwned,
+    Serve: FnOnce(S, crate::shutdown::Shutdown) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    match start(info, log_format, serve) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}: {e:#}", info.binary);
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn start<S, Serve, Fut>(
+    info: ServiceInfo,
+    log_format: fn(&S) -> crate::LogFormat,
+    serve: Serve,
+) -> anyhow::Result<()>
+where
+    S: DeserializeOwned,
+    Serve: FnOnce(S, crate::shutdown::Shutdown) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    use clap::{Args as _, FromArgMatches as _};
+    // The flags' own doc comment would be the about text: the service's goes on last.
+    let command = ServiceArgs::augment_args(clap::Command::new(info.binary))
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(info.about);
+    let args = ServiceArgs::from_arg_matches(&command.get_matches())?;
+    let Some(settings) = args.settings::<S>(info.name, info.defaults)? else {
+        return Ok(());
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let telemetry = crate::Telemetry::init(info.binary, log_format(&settings))?;
+            let result = serve(settings, Box::pin(crate::shutdown_signal())).await;
+            telemetry.shutdown();
+            result
+        })
 }

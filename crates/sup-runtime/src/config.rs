@@ -8,10 +8,18 @@ use serde::de::DeserializeOwned;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    // The message carries the cause's text, so it is not also a `source` (a printed chain would
+    // say it twice).
     #[error("reading configuration: {0}")]
-    Source(#[from] ::config::ConfigError),
+    Source(::config::ConfigError),
     #[error("configuration key `{path}`: {message}")]
     Invalid { path: String, message: String },
+}
+
+impl From<::config::ConfigError> for ConfigError {
+    fn from(e: ::config::ConfigError) -> Self {
+        Self::Source(e)
+    }
 }
 
 /// Loads `T` for `service`. `defaults` is TOML text with every default; `file` is the operator's

@@ -15,10 +15,10 @@ pub mod telemetry;
 pub mod tls;
 
 pub use admin::{Admin, Readiness};
-pub use cli::{ServiceArgs, bind};
+pub use cli::{ServiceArgs, ServiceInfo, bind, service_main};
 pub use config::{ConfigError, load_config};
 pub use lifecycle::Lifecycle;
 pub use rpc_trace::TracedChannel;
-pub use shutdown::shutdown_signal;
+pub use shutdown::{Shutdown, shutdown_signal};
 pub use telemetry::{LogFormat, Telemetry};
 pub use tls::{ClientTls, ServerTls};

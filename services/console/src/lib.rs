@@ -70,6 +70,18 @@ pub struct Settings {
     pub actions: ActionSettings,
 }
 
+/// The `sup-console` binary: what `--help` says of it, and its defaults.
+pub const SERVICE: sup_runtime::ServiceInfo =
+    sup_runtime::ServiceInfo::new("console", "sup-console", ABOUT, DEFAULTS);
+const ABOUT: &str = "The SUP console: the site hierarchy, each site's software update points, components, status messages and history, in a browser, live.";
+
+/// Binds the configured listeners and runs until `shutdown`.
+pub async fn serve(settings: Settings, shutdown: sup_runtime::Shutdown) -> anyhow::Result<()> {
+    let listener = sup_runtime::bind(settings.listen, "console").await?;
+    let admin = sup_runtime::bind(settings.admin_listen, "admin").await?;
+    run(listener, admin, settings, shutdown).await
+}
+
 /// "Run Synchronization" and "activate": off unless enabled, and then only for whoever holds
 /// the bearer token in `token_file`.
 #[derive(Debug, Clone, Deserialize)]

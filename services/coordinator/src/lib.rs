@@ -63,6 +63,19 @@ pub struct Settings {
     pub tls: Option<sup_runtime::ServerTls>,
 }
 
+/// The `sup-coordinator` binary: what `--help` says of it, and its defaults.
+pub const SERVICE: sup_runtime::ServiceInfo =
+    sup_runtime::ServiceInfo::new("coordinator", "sup-coordinator", ABOUT, DEFAULTS);
+const ABOUT: &str =
+    "The SUP coordinator: declared sites, role lifecycle, and the one-active-SUP invariant.";
+
+/// Binds the configured listeners and runs until `shutdown`.
+pub async fn serve(settings: Settings, shutdown: sup_runtime::Shutdown) -> anyhow::Result<()> {
+    let grpc = sup_runtime::bind(settings.listen, "gRPC").await?;
+    let admin = sup_runtime::bind(settings.admin_listen, "admin").await?;
+    run(grpc, admin, settings, shutdown).await
+}
+
 /// The event kinds the coordinator consumes.
 const CONSUMED_KINDS: [&str; 5] = [
     kind::MILESTONE,

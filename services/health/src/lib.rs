@@ -14,7 +14,7 @@ mod settings;
 
 pub use api::Api;
 pub use metrics::{ComponentLabel, Metrics, ProbeLabels, ServerHealthLabels, TransitionLabels};
-pub use settings::{DEFAULTS, Settings};
+pub use settings::{DEFAULTS, SERVICE, Settings, serve};
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -20,7 +20,7 @@ pub mod smsprov;
 
 pub use metrics::{CommandLabels, Metrics, QueueLabels};
 pub use prerequisites::prerequisites;
-pub use settings::{DEFAULTS, Settings};
+pub use settings::{DEFAULTS, SERVICE, Settings, serve};
 
 use std::collections::BTreeMap;
 use std::future::Future;

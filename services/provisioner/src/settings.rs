@@ -51,3 +51,14 @@ pub struct Settings {
     #[serde(default)]
     pub providers: BTreeMap<String, smsprov::ProviderSettings>,
 }
+
+/// The `sup-provisioner` binary: what `--help` says of it, and its defaults.
+pub const SERVICE: sup_runtime::ServiceInfo =
+    sup_runtime::ServiceInfo::new("provisioner", "sup-provisioner", ABOUT, DEFAULTS);
+const ABOUT: &str = "The SUP provisioner: installs, removes and configures software update point roles on site systems through their agents.";
+
+/// Binds the configured listeners and runs until `shutdown`.
+pub async fn serve(settings: Settings, shutdown: sup_runtime::Shutdown) -> anyhow::Result<()> {
+    let admin = sup_runtime::bind(settings.admin_listen, "admin").await?;
+    run(admin, settings, shutdown).await
+}

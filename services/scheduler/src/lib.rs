@@ -48,7 +48,7 @@ mod settings;
 pub use api::Api;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use metrics::{Metrics, ResultLabels, SiteLabels};
-pub use settings::{DEFAULTS, Settings};
+pub use settings::{DEFAULTS, SERVICE, Settings, serve};
 
 /// The site's schedule state: `v1::ScheduleRecord`, read and written through sup-bus.
 type SchedRecord = v1::ScheduleRecord;

@@ -32,3 +32,16 @@ pub struct Settings {
     #[serde(default)]
     pub tls: Option<sup_runtime::ServerTls>,
 }
+
+/// The `sup-scheduler` binary: what `--help` says of it, and its defaults.
+pub const SERVICE: sup_runtime::ServiceInfo =
+    sup_runtime::ServiceInfo::new("scheduler", "sup-scheduler", ABOUT, DEFAULTS);
+const ABOUT: &str =
+    "The SUP scheduler: synchronization on a schedule and on demand, parents before children.";
+
+/// Binds the configured listeners and runs until `shutdown`.
+pub async fn serve(settings: Settings, shutdown: sup_runtime::Shutdown) -> anyhow::Result<()> {
+    let grpc = sup_runtime::bind(settings.listen, "gRPC").await?;
+    let admin = sup_runtime::bind(settings.admin_listen, "admin").await?;
+    run(grpc, admin, settings, SystemClock, shutdown).await
+}
