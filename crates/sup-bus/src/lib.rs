@@ -391,25 +391,8 @@ impl Bus {
     }
 
     /// Publishes many messages, then waits for all their acks: one round trip per batch instead
-    /// of one per message. Each item is (subject, message id, payload), sent in the current
-    /// span's trace.
-    pub async fn publish_many(
-        &self,
-        items: Vec<(String, String, Bytes)>,
-    ) -> Result<Vec<Published>, BusError> {
-        let items = items
-            .into_iter()
-            .map(|(subject, msg_id, payload)| Outgoing {
-                subject,
-                msg_id,
-                payload,
-                span: None,
-            })
-            .collect();
-        self.publish_batch(items).await
-    }
-
-    /// [`Bus::publish_many`] where each message may carry the context of its own span.
+    /// of one per message. Each message carries the trace context of its own span, or of the
+    /// current one.
     pub async fn publish_batch(&self, items: Vec<Outgoing>) -> Result<Vec<Published>, BusError> {
         let mut pending = Vec::with_capacity(items.len());
         for Outgoing {

@@ -280,7 +280,7 @@ async fn announce_role(c: &Coordinator, entry: &Change) -> Result<(), ApiError> 
         otel.kind = "producer",
         messaging.system = "nats",
         messaging.operation.type = "publish",
-        messaging.destination.name = %sup_bus::subjects::event(&r.site, "role_state_changed"),
+        messaging.destination.name = %sup_bus::subjects::event(&r.site, sup_bus::subjects::kind::ROLE_STATE),
         sup.site = %r.site,
         sup.server = %r.server,
         sup.epoch = e.epoch,

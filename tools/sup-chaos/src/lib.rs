@@ -305,7 +305,7 @@ async fn next_cas_after(
 async fn history_caught_up(stack: &Stack, patience: Duration) -> bool {
     use sup_proto::prost::Message as _;
     let deadline = Instant::now() + patience;
-    let subject = sup_bus::subjects::event("CHX", "active_changed");
+    let subject = sup_bus::subjects::event("CHX", sup_bus::subjects::kind::ACTIVE_CHANGED);
     while Instant::now() < deadline {
         if let Some(rev) = slot_revision(stack).await
             && let Ok(m) = stack

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 use sup_proto::v1;
 
-use crate::{Failure, connect, offline, output};
+use crate::{Context, Failure, offline, output};
 
 /// One difference: the site-file path, and the stored and the file's values (`None`: absent).
 #[derive(Debug, PartialEq)]
@@ -18,9 +18,9 @@ pub struct Change {
     pub file: Option<Value>,
 }
 
-pub async fn diff(endpoint: &str, file: &Path) -> Result<(), Failure> {
+pub async fn diff(ctx: &Context, file: &Path) -> Result<(), Failure> {
     let text = offline::read_site_file(file)?;
-    let mut c = connect(endpoint).await?;
+    let mut c = ctx.coordinator().await?;
     let (sites, stored) = crate::validate_against_stored(&mut c, &text).await?;
     let stored_sites: BTreeMap<String, v1::Site> =
         stored.into_iter().map(|s| (s.code.clone(), s)).collect();

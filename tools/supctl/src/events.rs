@@ -158,3 +158,42 @@ pub fn line(w: &v1::WatchedEvent) -> String {
         what
     )
 }
+
+/// `supctl events`: the stored events of one site or all, then (with `follow`) new ones.
+pub(crate) async fn watch(
+    ctx: &crate::Context,
+    site: Option<String>,
+    follow: bool,
+    from: Option<u64>,
+    tail: Option<u32>,
+    output: crate::EventsFormat,
+) -> Result<(), crate::Failure> {
+    use crate::EventsFormat;
+    let mut c = ctx.coordinator().await?;
+    let mut stream = c
+        .watch_events(v1::WatchEventsRequest {
+            site: site.unwrap_or_default(),
+            from_sequence: from.unwrap_or(0),
+            follow,
+            tail: tail.unwrap_or(0),
+        })
+        .await?
+        .into_inner();
+    while let Some(w) = stream.message().await? {
+        match output {
+            EventsFormat::Json => println!("{}", json(&w)),
+            EventsFormat::Yaml => print!("---\n{}", crate::format::yaml(&json(&w))?),
+            EventsFormat::Name => {
+                println!("{}", w.event.as_ref().map(|e| e.id.as_str()).unwrap_or(""))
+            }
+            EventsFormat::Table => println!("{}", line(&w)),
+            EventsFormat::Wide => println!("{}", wide_line(&w)),
+            EventsFormat::Cloudevents => {
+                if let Some(e) = &w.event {
+                    println!("{}", sup_proto::cloudevent::cloud_event(e, None));
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -7,7 +7,7 @@ use sup_proto::convert::health_name;
 use sup_proto::v1::{self, health_service_client::HealthServiceClient};
 
 use crate::format::{self, Format};
-use crate::{Failure, output, ready_channel};
+use crate::{Context, Failure, output};
 
 #[derive(Debug, Clone, Args)]
 pub struct HealthArgs {
@@ -95,8 +95,10 @@ fn table(reports: &[v1::HealthReport], wide: bool) -> String {
     crate::table::render(&header, &rows, "")
 }
 
-pub async fn health(endpoint: &str, args: HealthArgs) -> Result<(), Failure> {
-    let channel = ready_channel(endpoint, "health service", "sup.v1.HealthService").await?;
+pub async fn health(ctx: &Context, args: HealthArgs) -> Result<(), Failure> {
+    let channel = ctx
+        .channel(&ctx.health, "health service", "sup.v1.HealthService")
+        .await?;
     let mut c = HealthServiceClient::new(channel)
         .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES);

@@ -14,7 +14,7 @@ use sup_proto::v1;
 use sup_smsprov::import::{FROM_DECLARATION, import_site};
 use sup_wsman::client::{Auth, Client, Endpoint, Password};
 
-use crate::{Failure, connect, invalid, output};
+use crate::{Context, Failure, invalid, output};
 
 #[derive(Debug, Clone, Args)]
 pub struct ImportArgs {
@@ -67,7 +67,7 @@ fn password(a: &ImportArgs) -> Result<Password, Failure> {
     }
 }
 
-pub async fn import(coordinator: &str, a: &ImportArgs) -> Result<(), Failure> {
+pub async fn import(ctx: &Context, a: &ImportArgs) -> Result<(), Failure> {
     let site = a.site.to_ascii_uppercase();
     let auth = Auth::parse(&a.auth, a.kdc.as_deref(), a.spn.as_deref())
         .map_err(|e| invalid(format!("--auth: {e}")))?;
@@ -86,7 +86,7 @@ pub async fn import(coordinator: &str, a: &ImportArgs) -> Result<(), Failure> {
         .with_context(|| format!("reading site {site} through {}", a.provider))?;
     // The applied declaration, when there is a coordinator that has one.
     let mut known = BTreeMap::new();
-    let declared = match connect(coordinator).await {
+    let declared = match ctx.coordinator().await {
         Ok(mut c) => {
             if let Ok(list) = c.list_sites(v1::ListSitesRequest {}).await {
                 for s in list.into_inner().sites {

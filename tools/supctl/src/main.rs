@@ -4,6 +4,7 @@
 //! 1 any other failure.
 
 mod cli;
+mod context;
 mod diff;
 mod events;
 mod format;
@@ -12,6 +13,7 @@ mod import;
 mod offline;
 mod output;
 mod schedule;
+mod site;
 mod status;
 mod sup;
 mod sync;
@@ -19,6 +21,7 @@ mod table;
 mod wait;
 
 use cli::*;
+use context::Context;
 use schedule::schedule;
 use sup::sup;
 use sync::sync;
@@ -36,10 +39,6 @@ use sup_proto::v1::{self, coordinator_client::CoordinatorClient};
 use sup_runtime::TracedChannel;
 use tonic::transport::Channel;
 use tracing::Instrument as _;
-
-/// The TLS of this invocation, set once from the command line before any connection.
-static TLS: std::sync::OnceLock<Option<tonic::transport::ClientTlsConfig>> =
-    std::sync::OnceLock::new();
 
 /// A failure with its exit code.
 struct Failure {
@@ -112,76 +111,9 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn connect(endpoint: &str) -> Result<CoordinatorClient<TracedChannel>, Failure> {
-    let channel = ready_channel(endpoint, "coordinator", "sup.v1.Coordinator").await?;
-    Ok(CoordinatorClient::new(channel)
-        .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES))
-}
-
-/// Connects and waits (a few seconds at most) until the service says it is serving: a service
-/// that has just started accepts connections before it can answer.
-async fn ready_channel(
-    endpoint: &str,
-    what: &str,
-    service: &str,
-) -> Result<TracedChannel, Failure> {
-    let mut builder = Channel::from_shared(endpoint.to_string())
-        .map_err(|e| invalid(format!("--{what} {endpoint}: {e}")))?
-        .connect_timeout(Duration::from_secs(5));
-    let https = endpoint.starts_with("https://");
-    match (TLS.get().and_then(Option::as_ref), https) {
-        (Some(tls), true) => {
-            builder = builder
-                .tls_config(tls.clone())
-                .map_err(|e| invalid(format!("--{what} {endpoint}: {e}")))?;
-        }
-        (None, true) => {
-            return Err(invalid(format!(
-                "--{what} {endpoint} is https: give --tls-ca (or SUP_TLS_CA), the CA that signed its certificate"
-            )));
-        }
-        (Some(_), false) => {
-            return Err(invalid(format!(
-                "--tls-ca is given but --{what} {endpoint} is not https://; use https://"
-            )));
-        }
-        (None, false) => {}
-    }
-    let channel = builder
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the {what} at {endpoint}"))?;
-    let channel = TracedChannel::new(channel);
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
-    for _ in 0..40 {
-        let answer = health
-            .check(tonic_health::pb::HealthCheckRequest {
-                service: service.to_string(),
-            })
-            .await;
-        match answer {
-            Ok(r) if r.get_ref().status == serving => return Ok(channel),
-            // A server without the health service: nothing to wait for.
-            Err(s) if s.code() == tonic::Code::Unimplemented => return Ok(channel),
-            _ => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
-    Err(Failure {
-        code: 1,
-        message: format!(
-            "the {what} at {endpoint} accepts connections but is not serving; see its logs"
-        ),
-    })
-}
-
 fn op_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
-
-/// `--retry-for`, set once at start.
-static RETRY_FOR: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
 
 /// Sends a change, and sends the same request again (so the same op id: the service acts once)
 /// while the service answers UNAVAILABLE, with a growing pause, for `retry_for` in all.
@@ -211,134 +143,32 @@ where
     }
 }
 
-/// [`send`] with `--retry-for`.
-async fn change<Req: Clone, T, Fut>(
-    request: Req,
-    call: impl FnMut(Req) -> Fut,
-) -> Result<T, tonic::Status>
-where
-    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-{
-    send(request, RETRY_FOR.get().copied().unwrap_or_default(), call).await
-}
-
 async fn run(cli: Cli) -> Result<(), Failure> {
-    RETRY_FOR.get_or_init(|| cli.retry_for);
-    let tls = match &cli.tls.tls_ca {
-        Some(ca) => Some(
-            sup_runtime::ClientTls {
-                ca_file: ca.clone(),
-                cert_file: cli.tls.tls_cert.clone(),
-                key_file: cli.tls.tls_key.clone(),
-                domain: cli.tls.tls_domain.clone(),
-            }
-            .tonic()
-            .map_err(|e| invalid(format!("{e:#}")))?,
-        ),
-        None => None,
-    };
-    let _ = TLS.set(tls);
+    let ctx = Context::from_cli(&cli)?;
     match cli.command {
         Command::Apply {
             file,
             wait,
             timeout,
             dry_run,
-        } => apply(&cli.coordinator, &file, wait, timeout, dry_run).await,
-        Command::Import(args) => import::import(&cli.coordinator, &args).await,
+        } => apply(&ctx, &file, wait, timeout, dry_run).await,
+        Command::Import(args) => import::import(&ctx, &args).await,
         Command::Validate { file } => offline::validate(&file),
-        Command::Diff { file } => diff::diff(&cli.coordinator, &file).await,
-        Command::Health(args) => health::health(&cli.health, args).await,
+        Command::Diff { file } => diff::diff(&ctx, &file).await,
+        Command::Health(args) => health::health(&ctx, args).await,
         Command::Completion { shell } => offline::completion(shell),
-        Command::Status(args) => status::status(&cli.coordinator, args).await,
-        Command::Site { command } => {
-            let mut c = connect(&cli.coordinator).await?;
-            match command {
-                SiteCommand::List { output } => {
-                    let sites = c
-                        .list_sites(v1::ListSitesRequest {})
-                        .await?
-                        .into_inner()
-                        .sites;
-                    let names: Vec<String> = sites.iter().map(|s| s.code.clone()).collect();
-                    format::print(output, &output::sites_json(&sites), &names, |wide| {
-                        output::sites_table(&sites, wide)
-                    })?;
-                }
-                SiteCommand::Get { code, output } => {
-                    let site = c.get_site(v1::GetSiteRequest { code }).await?.into_inner();
-                    let names = [site.code.clone()];
-                    let json = output::site_json(&site);
-                    match output {
-                        SiteFormat::Toml => print!("{}", output::site_toml(&site)),
-                        SiteFormat::Table => print!("{}", output::site_table(&site, false)),
-                        SiteFormat::Wide => print!("{}", output::site_table(&site, true)),
-                        SiteFormat::Json => {
-                            format::print(Format::Json, &json, &names, |_| String::new())?
-                        }
-                        SiteFormat::Yaml => {
-                            format::print(Format::Yaml, &json, &names, |_| String::new())?
-                        }
-                        SiteFormat::Name => {
-                            format::print(Format::Name, &json, &names, |_| String::new())?
-                        }
-                    }
-                }
-                SiteCommand::Delete { code } => {
-                    change(
-                        v1::DeleteSiteRequest {
-                            code: code.clone(),
-                            op_id: op_id(),
-                        },
-                        |r| {
-                            let mut c = c.clone();
-                            async move { c.delete_site(r).await }
-                        },
-                    )
-                    .await?;
-                    println!("site {code} deleted; its roles are being removed");
-                }
-            }
-            Ok(())
-        }
-        Command::Sup { command } => sup(&cli.coordinator, command).await,
+        Command::Status(args) => status::status(&ctx, args).await,
+        Command::Site { command } => site::site(&ctx, command).await,
+        Command::Sup { command } => sup(&ctx, command).await,
         Command::Schedule { command } => schedule(command),
-        Command::Sync { command } => sync(&cli.scheduler, command).await,
+        Command::Sync { command } => sync(&ctx, command).await,
         Command::Events {
             site,
             follow,
             from,
             tail,
             output,
-        } => {
-            let mut c = connect(&cli.coordinator).await?;
-            let mut stream = c
-                .watch_events(v1::WatchEventsRequest {
-                    site: site.unwrap_or_default(),
-                    from_sequence: from.unwrap_or(0),
-                    follow,
-                    tail: tail.unwrap_or(0),
-                })
-                .await?
-                .into_inner();
-            while let Some(w) = stream.message().await? {
-                match output {
-                    EventsFormat::Json => println!("{}", events::json(&w)),
-                    EventsFormat::Yaml => print!("---\n{}", format::yaml(&events::json(&w))?),
-                    EventsFormat::Name => {
-                        println!("{}", w.event.as_ref().map(|e| e.id.as_str()).unwrap_or(""))
-                    }
-                    EventsFormat::Table => println!("{}", events::line(&w)),
-                    EventsFormat::Wide => println!("{}", events::wide_line(&w)),
-                    EventsFormat::Cloudevents => {
-                        if let Some(e) = &w.event {
-                            println!("{}", sup_proto::cloudevent::cloud_event(e, None));
-                        }
-                    }
-                }
-            }
-            Ok(())
-        }
+        } => events::watch(&ctx, site, follow, from, tail, output).await,
     }
 }
 
@@ -367,27 +197,28 @@ async fn validate_against_stored(
 }
 
 async fn apply(
-    endpoint: &str,
+    ctx: &Context,
     file: &std::path::Path,
     wait: bool,
     timeout: Duration,
     dry_run: bool,
 ) -> Result<(), Failure> {
     let text = offline::read_site_file(file)?;
-    let mut c = connect(endpoint).await?;
+    let mut c = ctx.coordinator().await?;
     let (sites, _) = validate_against_stored(&mut c, &text).await?;
-    let resp = change(
-        v1::ApplySitesRequest {
-            sites: sites.iter().map(convert::site_to_proto).collect(),
-            op_id: op_id(),
-            dry_run,
-        },
-        |r| {
-            let mut c = c.clone();
-            async move { c.apply_sites(r).await }
-        },
-    )
-    .await?;
+    let resp = ctx
+        .change(
+            v1::ApplySitesRequest {
+                sites: sites.iter().map(convert::site_to_proto).collect(),
+                op_id: op_id(),
+                dry_run,
+            },
+            |r| {
+                let mut c = c.clone();
+                async move { c.apply_sites(r).await }
+            },
+        )
+        .await?;
     for r in &resp.results {
         let code = r.site.as_ref().map(|s| s.code.as_str()).unwrap_or("?");
         if r.changed {

@@ -7,7 +7,7 @@ use clap::Args;
 use sup_proto::v1;
 
 use crate::format::{self, Format};
-use crate::{Failure, connect, output};
+use crate::{Context, Failure, output};
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
@@ -34,8 +34,8 @@ fn render(format: Format, status: &v1::StatusResponse) -> Result<String, Failure
     })
 }
 
-pub async fn status(endpoint: &str, args: StatusArgs) -> Result<(), Failure> {
-    let mut c = connect(endpoint).await?;
+pub async fn status(ctx: &Context, args: StatusArgs) -> Result<(), Failure> {
+    let mut c = ctx.coordinator().await?;
     let site = args.site.clone().unwrap_or_default();
     let fetch = |mut c: crate::CoordinatorClient<sup_runtime::TracedChannel>, site: String| async move {
         Ok::<_, Failure>(

@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(crate) async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failure> {
+pub(crate) async fn sup(ctx: &Context, command: SupCommand) -> Result<(), Failure> {
     match command {
         SupCommand::Add {
             role,
@@ -50,34 +50,35 @@ pub(crate) async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failu
                 (true, false) => v1::Slot::Intranet,
                 _ => v1::Slot::Unspecified,
             };
-            let c = connect(endpoint).await?;
-            let status = change(
-                v1::AddRoleRequest {
-                    site: role.site.clone(),
-                    site_system: Some(v1::SiteSystem {
-                        server: role.server.clone(),
-                        internet_fqdn: internet_fqdn.unwrap_or_default(),
-                        computer_account_access: Some(!no_computer_account_access),
-                        install_account: install_account.unwrap_or_default(),
-                        install_password: password.map(|p| v1::SecretRef { source: Some(p) }),
-                    }),
-                    role: Some(v1::SoftwareUpdatePoint {
-                        server: role.server.clone(),
-                        active: slot as i32,
-                        http_port: http_port.map(u32::from).unwrap_or(0),
-                        https_port: https_port.map(u32::from).unwrap_or(0),
-                        ssl,
-                        proxy,
-                        allow_internet_clients,
-                    }),
-                    op_id: op_id(),
-                },
-                |r| {
-                    let mut c = c.clone();
-                    async move { c.add_role(r).await }
-                },
-            )
-            .await?;
+            let c = ctx.coordinator().await?;
+            let status = ctx
+                .change(
+                    v1::AddRoleRequest {
+                        site: role.site.clone(),
+                        site_system: Some(v1::SiteSystem {
+                            server: role.server.clone(),
+                            internet_fqdn: internet_fqdn.unwrap_or_default(),
+                            computer_account_access: Some(!no_computer_account_access),
+                            install_account: install_account.unwrap_or_default(),
+                            install_password: password.map(|p| v1::SecretRef { source: Some(p) }),
+                        }),
+                        role: Some(v1::SoftwareUpdatePoint {
+                            server: role.server.clone(),
+                            active: slot as i32,
+                            http_port: http_port.map(u32::from).unwrap_or(0),
+                            https_port: https_port.map(u32::from).unwrap_or(0),
+                            ssl,
+                            proxy,
+                            allow_internet_clients,
+                        }),
+                        op_id: op_id(),
+                    },
+                    |r| {
+                        let mut c = c.clone();
+                        async move { c.add_role(r).await }
+                    },
+                )
+                .await?;
             println!(
                 "{} {}: software update point {}",
                 role.site,
@@ -87,19 +88,20 @@ pub(crate) async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failu
             Ok(())
         }
         SupCommand::Remove { role } => {
-            let c = connect(endpoint).await?;
-            let status = change(
-                v1::RemoveRoleRequest {
-                    site: role.site.clone(),
-                    server: role.server.clone(),
-                    op_id: op_id(),
-                },
-                |r| {
-                    let mut c = c.clone();
-                    async move { c.remove_role(r).await }
-                },
-            )
-            .await?;
+            let c = ctx.coordinator().await?;
+            let status = ctx
+                .change(
+                    v1::RemoveRoleRequest {
+                        site: role.site.clone(),
+                        server: role.server.clone(),
+                        op_id: op_id(),
+                    },
+                    |r| {
+                        let mut c = c.clone();
+                        async move { c.remove_role(r).await }
+                    },
+                )
+                .await?;
             println!(
                 "{} {}: {}",
                 role.site,
@@ -117,25 +119,26 @@ pub(crate) async fn sup(endpoint: &str, command: SupCommand) -> Result<(), Failu
             let target = server
                 .or(nlb)
                 .ok_or_else(|| invalid("give --server or --nlb"))?;
-            let c = connect(endpoint).await?;
+            let c = ctx.coordinator().await?;
             let slot = if internet {
                 v1::Slot::Internet
             } else {
                 v1::Slot::Intranet
             };
-            let a = change(
-                v1::SetActiveRequest {
-                    site: site.clone(),
-                    slot: slot as i32,
-                    target,
-                    op_id: op_id(),
-                },
-                |r| {
-                    let mut c = c.clone();
-                    async move { c.set_active(r).await }
-                },
-            )
-            .await?;
+            let a = ctx
+                .change(
+                    v1::SetActiveRequest {
+                        site: site.clone(),
+                        slot: slot as i32,
+                        target,
+                        op_id: op_id(),
+                    },
+                    |r| {
+                        let mut c = c.clone();
+                        async move { c.set_active(r).await }
+                    },
+                )
+                .await?;
             println!(
                 "{site}: {} is the active {} SUP (epoch {})",
                 a.target,

@@ -11,9 +11,11 @@ pub(crate) fn run_json(r: &v1::SyncRun) -> serde_json::Value {
     })
 }
 
-pub(crate) async fn sync(endpoint: &str, command: SyncCommand) -> Result<(), Failure> {
+pub(crate) async fn sync(ctx: &Context, command: SyncCommand) -> Result<(), Failure> {
     use sup_proto::v1::scheduler_client::SchedulerClient;
-    let channel = ready_channel(endpoint, "scheduler", "sup.v1.Scheduler").await?;
+    let channel = ctx
+        .channel(&ctx.scheduler, "scheduler", "sup.v1.Scheduler")
+        .await?;
     let mut c = SchedulerClient::new(channel)
         .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES);
@@ -24,18 +26,19 @@ pub(crate) async fn sync(endpoint: &str, command: SyncCommand) -> Result<(), Fai
             wait,
             timeout,
         } => {
-            let run = change(
-                v1::RunSyncRequest {
-                    site: site.clone(),
-                    op_id: op_id(),
-                    full,
-                },
-                |r| {
-                    let mut c = c.clone();
-                    async move { c.run_sync(r).await }
-                },
-            )
-            .await?;
+            let run = ctx
+                .change(
+                    v1::RunSyncRequest {
+                        site: site.clone(),
+                        op_id: op_id(),
+                        full,
+                    },
+                    |r| {
+                        let mut c = c.clone();
+                        async move { c.run_sync(r).await }
+                    },
+                )
+                .await?;
             println!(
                 "{site}: {} synchronization {} started on {} (epoch {})",
                 if full { "full" } else { "delta" },
