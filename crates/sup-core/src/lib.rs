@@ -7,15 +7,19 @@
 //!
 //! - [`spec`]: the site file, parsed and validated into [`model`] types; violations name the
 //!   field path and the rule ([`error`]).
+//! - [`changes`]: what an apply changes in a site, in words.
 //! - [`catalog`]: classifications, products and languages with their WSUS identifiers.
 //! - [`schedule`]: sync schedules and the next-fire function.
 //! - [`lifecycle`]: the role state machine.
 //! - [`slots`]: who may take an active slot, and a pure model of a site's slots.
+//! - [`failover`]: when an `auto` site's slot moves, and to which targets first.
 //! - [`token`]: ConfigMgr's 16-hex-digit schedule tokens, decoded and encoded.
 //! - [`wsus_version`]: which WSUS versions a ConfigMgr 2007 SUP accepts.
 
 pub mod catalog;
+pub mod changes;
 pub mod error;
+pub mod failover;
 pub mod lifecycle;
 pub mod model;
 pub mod names;

@@ -8,11 +8,12 @@
 //! roles), `events` (other services' events into role lifecycles and synchronization state) and
 //! `status`. This file holds the type, the plumbing every room uses, and the pure helpers.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use sup_bus::Cas;
+use sup_core::changes::describe_changes;
 use sup_core::lifecycle::{self, RoleEvent, RoleState};
 use sup_core::model::{Site, SlotKind, SlotTarget, SyncSource};
 use sup_core::slots::check_activation;
@@ -161,58 +162,6 @@ fn slot_target(a: &v1::ActiveSlot) -> Option<SlotTarget> {
         nlb: a.nlb,
         members: a.members.clone(),
     })
-}
-
-/// What changed between two versions of a site, for people reading the apply result.
-fn describe_changes(old: Option<&Site>, new: &Site) -> Vec<String> {
-    let Some(old) = old else {
-        return vec![format!("site {} created", new.code)];
-    };
-    let mut out = Vec::new();
-    if old.name != new.name
-        || old.mode != new.mode
-        || old.parent != new.parent
-        || old.failover != new.failover
-    {
-        out.push("site settings changed".to_string());
-    }
-    if old.software_updates != new.software_updates {
-        out.push("software update component settings changed".to_string());
-    }
-    let servers = |s: &Site| -> BTreeSet<String> {
-        s.software_update_points
-            .iter()
-            .map(|p| p.server.clone())
-            .collect()
-    };
-    let (a, b) = (servers(old), servers(new));
-    for s in b.difference(&a) {
-        out.push(format!("software update point added on {s}"));
-    }
-    for s in a.difference(&b) {
-        out.push(format!("software update point removed from {s}"));
-    }
-    for s in a.intersection(&b) {
-        if old.sup(s) != new.sup(s) || old.site_system(s) != new.site_system(s) {
-            out.push(format!("software update point on {s} changed"));
-        }
-    }
-    for slot in [SlotKind::Intranet, SlotKind::Internet] {
-        if old.declared_active(slot) != new.declared_active(slot) {
-            let name = new
-                .declared_active(slot)
-                .map(|t| t.name)
-                .unwrap_or_else(|| "none".into());
-            out.push(format!("declared active {} SUP: {name}", slot.as_str()));
-        }
-    }
-    if old.nlb_clusters != new.nlb_clusters {
-        out.push("NLB clusters changed".to_string());
-    }
-    if old.site_systems != new.site_systems && out.is_empty() {
-        out.push("site systems changed".to_string());
-    }
-    out
 }
 
 impl Coordinator {

@@ -2,6 +2,7 @@
 //! the slot's epoch, and its projection onto the roles.
 
 use super::*;
+use sup_core::failover::{self, Decision, RoleView};
 
 impl Coordinator {
     /// Records what the spec wants in a slot, stamped with the slot's current epoch: a later
@@ -54,60 +55,45 @@ impl Coordinator {
         if a.target.is_empty() {
             return Ok(());
         }
-        let roles: BTreeMap<String, v1::RoleStatus> = self
+        let now = SystemTime::now();
+        let roles: BTreeMap<String, RoleView> = self
             .store
             .roles(code)
             .await?
             .into_iter()
-            .map(|r| (r.server.clone(), r))
-            .collect();
-        let now = SystemTime::now();
-        let unhealthy_for = |server: &str| -> Option<std::time::Duration> {
-            let r = roles.get(server)?;
-            if state_of(r) != RoleState::Unhealthy {
-                return None;
-            }
-            let since = r.unhealthy_since.or(r.updated).and_then(|t| {
-                SystemTime::UNIX_EPOCH
-                    .checked_add(std::time::Duration::new(t.seconds.max(0) as u64, 0))
-            })?;
-            now.duration_since(since).ok()
-        };
-        // One node of an NLB cluster down leaves the cluster serving; all down does not.
-        let down: Vec<std::time::Duration> =
-            a.members.iter().filter_map(|m| unhealthy_for(m)).collect();
-        if down.len() < a.members.len() || down.is_empty() {
-            return Ok(());
-        }
-        let longest = down.iter().min().copied().unwrap_or_default();
-        if longest < self.failover_after {
-            return Ok(());
-        }
-        if site.failover != sup_core::model::Failover::Auto {
-            return Ok(());
-        }
-        let healthy_ready = |server: &str| {
-            roles.get(server).is_some_and(|r| {
-                state_of(r) == RoleState::Ready && r.health == v1::Health::Healthy as i32
+            .map(|r| {
+                let unhealthy_for = r
+                    .unhealthy_since
+                    .or(r.updated)
+                    .and_then(|t| {
+                        SystemTime::UNIX_EPOCH
+                            .checked_add(std::time::Duration::new(t.seconds.max(0) as u64, 0))
+                    })
+                    .and_then(|since| now.duration_since(since).ok());
+                let view = RoleView {
+                    state: state_of(&r),
+                    healthy: r.health == v1::Health::Healthy as i32,
+                    unhealthy_for,
+                };
+                (r.server, view)
             })
-        };
-        let mut candidates: Vec<SlotTarget> = site
-            .software_update_points
-            .iter()
-            .filter_map(|s| site.target(&s.server))
-            .chain(
-                site.nlb_clusters
-                    .iter()
-                    .filter_map(|c| site.target(&c.name)),
-            )
-            .filter(|t| t.name != a.target && t.members.iter().all(|m| healthy_ready(m)))
             .collect();
-        // NLB clusters before single servers (more capacity), then by name for a stable choice.
-        candidates.sort_by(|x, y| y.nlb.cmp(&x.nlb).then(x.name.cmp(&y.name)));
+        let holder = SlotTarget {
+            name: a.target.clone(),
+            nlb: a.nlb,
+            members: a.members.clone(),
+        };
+        let Decision::Move {
+            candidates,
+            down_for,
+        } = failover::decide(site, &holder, &roles, self.failover_after)
+        else {
+            return Ok(());
+        };
         let cause = format!(
             "failover: {} unhealthy for {}s",
             a.target,
-            longest.as_secs()
+            down_for.as_secs()
         );
         for t in candidates {
             match self.activate(site, slot, &t.name, &cause, "").await {
