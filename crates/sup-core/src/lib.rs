@@ -11,7 +11,7 @@
 //! - [`catalog`]: classifications, products and languages with their WSUS identifiers.
 //! - [`schedule`]: sync schedules and the next-fire function.
 //! - [`lifecycle`]: the role state machine.
-//! - [`slots`]: who may take an active slot, and a pure model of a site's slots.
+//! - [`slots`]: who may take an active slot.
 //! - [`failover`]: when an `auto` site's slot moves, and to which targets first.
 //! - [`token`]: ConfigMgr's 16-hex-digit schedule tokens, decoded and encoded.
 //! - [`wsus_version`]: which WSUS versions a ConfigMgr 2007 SUP accepts.
