@@ -1,7 +1,10 @@
-//! The project's buckets as [`crate::Bus`] hands them out, and the reads that walk the
-//! membership indexes (applied sites, each site's role records) instead of listing keys.
+//! The project's buckets as [`crate::Bus`] hands them out, the reads that walk the membership
+//! indexes (applied sites, each site's role records) instead of listing keys, and the typed
+//! records the services share.
 
 use bytes::Bytes;
+use sup_proto::prost::Message;
+use sup_proto::v1;
 
 use crate::{Bucket, Bus, BusError, subjects};
 
@@ -67,5 +70,70 @@ impl Bus {
             )
             .await?;
         Ok(records.into_iter().flatten().collect())
+    }
+}
+
+/// Typed reads of the records several services share. A record that does not decode is left
+/// out and logged: one bad record must not hide every other site or role.
+impl Bus {
+    /// Every applied site's spec, in code order.
+    pub async fn applied_sites(&self) -> Result<Vec<v1::Site>, BusError> {
+        Ok(self
+            .all_sites()
+            .await?
+            .into_iter()
+            .filter_map(|(code, bytes)| decoded(&subjects::site_key(&code), &bytes))
+            .collect())
+    }
+
+    /// Every role record of a site.
+    pub async fn role_records(&self, site: &str) -> Result<Vec<v1::RoleStatus>, BusError> {
+        Ok(self
+            .site_roles(site)
+            .await?
+            .into_iter()
+            .filter_map(|bytes| decoded(&subjects::roles_index(site), &bytes))
+            .collect())
+    }
+
+    /// A site's slot (`intranet` or `internet`) and its revision, the epoch; through the stream's
+    /// leader when a decision rests on it. An undecodable record reads as an empty slot.
+    pub async fn slot(
+        &self,
+        site: &str,
+        slot: &str,
+        from_leader: bool,
+    ) -> Result<Option<(v1::ActiveSlot, u64)>, BusError> {
+        let key = subjects::active_key(site, slot);
+        let record = if from_leader {
+            self.active().get_from_leader(&key).await?
+        } else {
+            self.active().get(&key).await?
+        };
+        Ok(record.map(|(bytes, revision)| (decoded(&key, &bytes).unwrap_or_default(), revision)))
+    }
+
+    /// A server's latest health report and its revision.
+    pub async fn health_report(
+        &self,
+        site: &str,
+        server: &str,
+    ) -> Result<Option<(v1::HealthReport, u64)>, BusError> {
+        let key = subjects::health_key(site, server);
+        Ok(self
+            .health()
+            .get(&key)
+            .await?
+            .and_then(|(bytes, revision)| Some((decoded(&key, &bytes)?, revision))))
+    }
+}
+
+fn decoded<M: Message + Default>(key: &str, bytes: &[u8]) -> Option<M> {
+    match M::decode(bytes) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::error!(key, error = %e, "an undecodable record is left out");
+            None
+        }
     }
 }

@@ -109,22 +109,17 @@ impl HealthService {
     pub async fn targets(&self) -> anyhow::Result<Vec<Probed>> {
         let mut out = Vec::new();
         // Sites read several at a time: one at a time, thousands of sites take seconds a round.
-        let sites: Vec<_> = futures::stream::iter(self.bus.all_sites().await?)
-            .map(|(code, bytes)| async move {
-                let roles = self.bus.site_roles(&code).await;
-                (code, bytes, roles)
+        let sites: Vec<_> = futures::stream::iter(self.bus.applied_sites().await?)
+            .map(|site| async move {
+                let roles = self.bus.role_records(&site.code).await;
+                (site, roles)
             })
             .buffered(SITES_IN_FLIGHT)
             .collect()
             .await;
-        for (code, bytes, roles) in sites {
-            let Ok(site) = v1::Site::decode(bytes) else {
-                continue;
-            };
-            for b in roles? {
-                let Ok(r) = v1::RoleStatus::decode(b) else {
-                    continue;
-                };
+        for (site, roles) in sites {
+            let code = site.code.clone();
+            for r in roles? {
                 let installed = matches!(
                     v1::RoleState::try_from(r.state),
                     Ok(v1::RoleState::Installed
@@ -447,20 +442,11 @@ impl HealthService {
             vec![site.to_string()]
         };
         for code in sites {
-            for b in self.bus.site_roles(&code).await? {
-                let Ok(r) = v1::RoleStatus::decode(b) else {
-                    continue;
-                };
+            for r in self.bus.role_records(&code).await? {
                 if !server.is_empty() && r.server != server {
                     continue;
                 }
-                if let Some((h, _)) = self
-                    .bus
-                    .health()
-                    .get(&subjects::health_key(&code, &r.server))
-                    .await?
-                    && let Ok(h) = v1::HealthReport::decode(h)
-                {
+                if let Some((h, _)) = self.bus.health_report(&code, &r.server).await? {
                     out.push(h);
                 }
             }

@@ -159,15 +159,11 @@ impl Watcher {
         let mut out = Vec::new();
         let mut roles: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         if self.settings.discover {
-            for (code, bytes) in self.bus.all_sites().await? {
-                let Ok(site) = v1::Site::decode(bytes) else {
-                    continue;
-                };
+            for site in self.bus.applied_sites().await? {
+                let code = site.code.clone();
                 let servers = roles.entry(code.clone()).or_default();
-                for b in self.bus.site_roles(&code).await? {
-                    if let Ok(r) = v1::RoleStatus::decode(b)
-                        && r.state != v1::RoleState::Removed as i32
-                    {
+                for r in self.bus.role_records(&code).await? {
+                    if r.state != v1::RoleState::Removed as i32 {
                         servers.insert(r.server.clone());
                     }
                 }

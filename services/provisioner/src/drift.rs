@@ -22,21 +22,18 @@ use crate::smsprov::SmsProviderDriver;
 /// site's own are in the status and the events).
 pub type DriftGauge = Gauge;
 
-fn settling(roles: &[bytes::Bytes]) -> bool {
-    roles
-        .iter()
-        .filter_map(|b| v1::RoleStatus::decode(b.clone()).ok())
-        .any(|r| {
-            matches!(
-                v1::RoleState::try_from(r.state),
-                Ok(v1::RoleState::Declared
-                    | v1::RoleState::Provisioning
-                    | v1::RoleState::Installing
-                    | v1::RoleState::Installed
-                    | v1::RoleState::Verifying
-                    | v1::RoleState::Removing)
-            )
-        })
+fn settling(roles: &[v1::RoleStatus]) -> bool {
+    roles.iter().any(|r| {
+        matches!(
+            v1::RoleState::try_from(r.state),
+            Ok(v1::RoleState::Declared
+                | v1::RoleState::Provisioning
+                | v1::RoleState::Installing
+                | v1::RoleState::Installed
+                | v1::RoleState::Verifying
+                | v1::RoleState::Removing)
+        )
+    })
 }
 
 /// Reads and compares one site; returns the drift found (None when not compared).
@@ -53,7 +50,7 @@ pub async fn check(
         return Ok(None);
     };
     let declared_site = v1::Site::decode(b)?;
-    if settling(&bus.site_roles(site).await?) {
+    if settling(&bus.role_records(site).await?) {
         return Ok(None);
     }
     let declared = canonical(&sup_proto::convert::site_from_proto(&declared_site));

@@ -37,7 +37,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use serde::Deserialize;
 use sup_bus::{Bus, BusConfig, Delivery, Durable, Verdict, subjects};
-use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, command::Kind, event::Payload};
 use sup_runtime::{Lifecycle, LogFormat};
 use tokio::net::TcpListener;
@@ -143,19 +142,8 @@ pub(crate) async fn read_slot(
     slot: &str,
     from_leader: bool,
 ) -> anyhow::Result<(u64, Vec<String>)> {
-    let key = subjects::active_key(site, slot);
-    let record = if from_leader {
-        bus.active().get_from_leader(&key).await?
-    } else {
-        bus.active().get(&key).await?
-    };
-    Ok(match record {
-        Some((b, rev)) => (
-            rev,
-            v1::ActiveSlot::decode(b)
-                .map(|a| a.members)
-                .unwrap_or_default(),
-        ),
+    Ok(match bus.slot(site, slot, from_leader).await? {
+        Some((a, rev)) => (rev, a.members),
         None => (0, Vec::new()),
     })
 }

@@ -130,17 +130,14 @@ impl<D: SiteDriver> Provisioner<D> {
     pub async fn check_timeouts(&self) -> anyhow::Result<()> {
         let mut records = Vec::new();
         for (code, _) in self.bus.all_sites().await? {
-            records.extend(self.bus.site_roles(&code).await?);
+            records.extend(self.bus.role_records(&code).await?);
         }
         let limit = self.settings.install_timeout_secs;
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        for b in records {
-            let Ok(r) = v1::RoleStatus::decode(b) else {
-                continue;
-            };
+        for r in records {
             let installing = r.state == v1::RoleState::Installing as i32
                 || r.state == v1::RoleState::Provisioning as i32;
             let since = r.updated.map(|t| t.seconds.max(0) as u64).unwrap_or(now);

@@ -29,7 +29,6 @@ use serde::{Deserialize, Serialize};
 use sup_bus::subjects::{self, kind, run_key};
 use sup_bus::{Bus, BusConfig, Cas, Delivery, Durable, Verdict};
 use sup_core::model::{Site, SyncSource};
-use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
 use sup_runtime::{Lifecycle, LogFormat};
 use sup_smslog::MilestoneKind;
@@ -109,10 +108,7 @@ impl From<sup_bus::BusError> for StartError {
 impl<C: Clock> Scheduler<C> {
     pub(crate) async fn sites(&self) -> anyhow::Result<Vec<(v1::Site, Site)>> {
         let mut out = Vec::new();
-        for (_, bytes) in self.bus.all_sites().await? {
-            let Ok(pb) = v1::Site::decode(bytes) else {
-                continue;
-            };
+        for pb in self.bus.applied_sites().await? {
             let mut known = BTreeMap::new();
             if !pb.parent.is_empty() {
                 known.insert(pb.parent.clone(), None);

@@ -118,26 +118,18 @@ impl<C: Clock> Scheduler<C> {
     /// The server that holds a slot of `code` (an NLB cluster's first node) and the slot's epoch;
     /// empty and 0 when nobody does.
     pub(crate) async fn holder(&self, code: &str, slot: &str) -> anyhow::Result<(String, u64)> {
-        Ok(
-            match self
-                .bus
-                .active()
-                .get(&subjects::active_key(code, slot))
-                .await?
-            {
-                Some((b, rev)) => {
-                    let a = v1::ActiveSlot::decode(b).unwrap_or_default();
-                    let server = if a.nlb {
-                        a.members.first().cloned().unwrap_or_default()
-                    } else {
-                        a.target.clone()
-                    };
-                    let epoch = if server.is_empty() { 0 } else { rev };
-                    (server, epoch)
-                }
-                None => (String::new(), 0),
-            },
-        )
+        Ok(match self.bus.slot(code, slot, false).await? {
+            Some((a, rev)) => {
+                let server = if a.nlb {
+                    a.members.first().cloned().unwrap_or_default()
+                } else {
+                    a.target.clone()
+                };
+                let epoch = if server.is_empty() { 0 } else { rev };
+                (server, epoch)
+            }
+            None => (String::new(), 0),
+        })
     }
 
     pub(crate) async fn send(&self, code: &str, run: &RunRecord) -> anyhow::Result<()> {
