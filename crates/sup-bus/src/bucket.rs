@@ -199,40 +199,36 @@ impl Bucket {
         &self,
         revision: u64,
     ) -> Result<impl Stream<Item = Result<Change, BusError>> + use<>, BusError> {
-        let name = self.store.name.clone();
         let watch = self
             .store
             .watch_all_from_revision(revision)
             .await
             .map_err(|e| self.err("watch", ">", e))?;
-        Ok(watch.map(move |e| {
-            e.map(Change::from).map_err(|e| BusError::Kv {
-                op: "watch",
-                bucket: name.clone(),
-                key: ">".into(),
-                message: e.to_string(),
-            })
-        }))
+        Ok(self.changes(watch))
     }
 
     /// The latest value of every key, then every change as it happens.
     pub async fn watch_latest(
         &self,
     ) -> Result<impl Stream<Item = Result<Change, BusError>> + use<>, BusError> {
-        let name = self.store.name.clone();
         let watch = self
             .store
             .watch_with_history(">")
             .await
             .map_err(|e| self.err("watch", ">", e))?;
-        Ok(watch.map(move |e| {
+        Ok(self.changes(watch))
+    }
+
+    fn changes(&self, watch: kv::Watch) -> impl Stream<Item = Result<Change, BusError>> + use<> {
+        let name = self.store.name.clone();
+        watch.map(move |e| {
             e.map(Change::from).map_err(|e| BusError::Kv {
                 op: "watch",
                 bucket: name.clone(),
                 key: ">".into(),
                 message: e.to_string(),
             })
-        }))
+        })
     }
 
     /// The members of an index kept under `key` (sorted, unique): membership lists save the

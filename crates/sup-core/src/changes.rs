@@ -60,7 +60,7 @@ pub fn describe_changes(old: Option<&Site>, new: &Site) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::load_site_file;
+    use crate::spec::tests::one_site as site;
 
     const BASE: &str = r#"
 [[site]]
@@ -73,13 +73,6 @@ server = "b.corp.example.com"
 server = "a.corp.example.com"
 active = "intranet"
 "#;
-
-    fn site(text: &str) -> Site {
-        load_site_file(text, &Default::default())
-            .expect("valid")
-            .pop()
-            .expect("one site")
-    }
 
     #[test]
     fn a_new_site_is_created_and_the_same_site_changes_nothing() {

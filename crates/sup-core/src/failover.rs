@@ -89,7 +89,7 @@ pub fn candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::load_site_file;
+    use crate::spec::tests::one_site as site;
 
     const SITE: &str = r#"
 [[site]]
@@ -116,13 +116,6 @@ server = "n2.corp.example.com"
 name = "sup.corp.example.com"
 members = ["n1.corp.example.com", "n2.corp.example.com"]
 "#;
-
-    fn site(text: &str) -> Site {
-        load_site_file(text, &Default::default())
-            .expect("valid")
-            .pop()
-            .expect("one site")
-    }
 
     fn view(state: RoleState, healthy: bool, down_secs: Option<u64>) -> RoleView {
         RoleView {

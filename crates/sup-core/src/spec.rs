@@ -1556,3 +1556,16 @@ pub fn schedule_to_raw(s: &SyncSchedule) -> RawSchedule {
         })),
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The one site of a valid site file, for tests.
+    pub(crate) fn one_site(text: &str) -> Site {
+        load_site_file(text, &BTreeMap::new())
+            .expect("valid")
+            .pop()
+            .expect("one site")
+    }
+}

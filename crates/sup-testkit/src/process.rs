@@ -145,15 +145,19 @@ impl Process {
         }
     }
 
-    /// Waits until `/readyz` on the admin port answers 200.
-    pub async fn ready(&self, patience: Duration) -> io::Result<()> {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let port = self.admin_port.ok_or_else(|| {
+    fn admin(&self) -> io::Result<u16> {
+        self.admin_port.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{} has no admin port to ask", self.name),
             )
-        })?;
+        })
+    }
+
+    /// Waits until `/readyz` on the admin port answers 200.
+    pub async fn ready(&self, patience: Duration) -> io::Result<()> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let port = self.admin()?;
         let deadline = Instant::now() + patience;
         loop {
             if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
@@ -178,12 +182,7 @@ impl Process {
     /// Blocks until `/readyz` on the admin port answers 200, or the process exits.
     pub fn wait_ready(&mut self, patience: Duration) -> io::Result<()> {
         use std::io::{Read as _, Write as _};
-        let port = self.admin_port.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} has no admin port to ask", self.name),
-            )
-        })?;
+        let port = self.admin()?;
         let deadline = Instant::now() + patience;
         loop {
             if let Some(status) = self.exited()? {
