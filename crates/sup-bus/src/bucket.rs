@@ -183,8 +183,8 @@ impl Bucket {
             .collect()
     }
 
-    /// The bucket's latest revision (over every key), as the stream's cached state has it;
-    /// `None` when no server answered.
+    /// The bucket's latest revision (over every key), asked of the server; `None` when no
+    /// server answered.
     pub async fn last_revision(&self) -> Option<u64> {
         self.store
             .stream

@@ -56,20 +56,29 @@ impl Bus {
 
     /// Every role record of a site.
     pub async fn site_roles(&self, site: &str) -> Result<Vec<Bytes>, BusError> {
-        let servers = self
+        Ok(self
+            .site_roles_by_key(site)
+            .await?
+            .into_iter()
+            .map(|(_, bytes)| bytes)
+            .collect())
+    }
+
+    /// Every role record of a site with the key it is stored under.
+    async fn site_roles_by_key(&self, site: &str) -> Result<Vec<(String, Bytes)>, BusError> {
+        let keys: Vec<String> = self
             .sites()
             .index_members(&subjects::roles_index(site))
-            .await?;
-        let records = self
-            .roles()
-            .get_many(
-                servers
-                    .iter()
-                    .map(|s| subjects::role_key(site, s))
-                    .collect(),
-            )
-            .await?;
-        Ok(records.into_iter().flatten().collect())
+            .await?
+            .iter()
+            .map(|s| subjects::role_key(site, s))
+            .collect();
+        let records = self.roles().get_many(keys.clone()).await?;
+        Ok(keys
+            .into_iter()
+            .zip(records)
+            .filter_map(|(key, r)| Some((key, r?)))
+            .collect())
     }
 }
 
@@ -89,10 +98,10 @@ impl Bus {
     /// Every role record of a site.
     pub async fn role_records(&self, site: &str) -> Result<Vec<v1::RoleStatus>, BusError> {
         Ok(self
-            .site_roles(site)
+            .site_roles_by_key(site)
             .await?
             .into_iter()
-            .filter_map(|bytes| decoded(&subjects::roles_index(site), &bytes))
+            .filter_map(|(key, bytes)| decoded(&key, &bytes))
             .collect())
     }
 
@@ -132,7 +141,7 @@ fn decoded<M: Message + Default>(key: &str, bytes: &[u8]) -> Option<M> {
     match M::decode(bytes) {
         Ok(m) => Some(m),
         Err(e) => {
-            tracing::error!(key, error = %e, "an undecodable record is left out");
+            tracing::warn!(key, error = %e, "an undecodable record is left out");
             None
         }
     }

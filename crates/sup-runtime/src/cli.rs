@@ -53,6 +53,8 @@ pub struct ServiceInfo {
     pub name: &'static str,
     /// The executable's name, `sup-<name>`: what `--help` shows and telemetry reports.
     pub binary: &'static str,
+    /// What `--version` prints: the service crate's own version.
+    pub version: &'static str,
     pub about: &'static str,
     pub defaults: &'static str,
 }
@@ -62,12 +64,14 @@ impl ServiceInfo {
     pub const fn new(
         name: &'static str,
         binary: &'static str,
+        version: &'static str,
         about: &'static str,
         defaults: &'static str,
     ) -> Self {
         Self {
             name,
             binary,
+            version,
             about,
             defaults,
         }
@@ -112,7 +116,7 @@ where
     use clap::{Args as _, FromArgMatches as _};
     // The flags' own doc comment would be the about text: the service's goes on last.
     let command = ServiceArgs::augment_args(clap::Command::new(info.binary))
-        .version(env!("CARGO_PKG_VERSION"))
+        .version(info.version)
         .about(info.about);
     let args = ServiceArgs::from_arg_matches(&command.get_matches())?;
     let Some(settings) = args.settings::<S>(info.name, info.defaults)? else {

@@ -94,8 +94,10 @@ impl Inspector {
             .filter(|u| !u.is_empty())
             .map(|u| u.parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()?;
+        // Pings as often as the services' bus does, so a frozen node is noticed in seconds.
         let client = options
             .name("sup-testkit-inspector")
+            .ping_interval(std::time::Duration::from_secs(3))
             .connect(servers)
             .await?;
         Ok(Self {

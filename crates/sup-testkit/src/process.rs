@@ -20,6 +20,8 @@ pub struct Process {
     /// The admin (`/metrics`, `/readyz`) port, when the starter knows it.
     pub admin_port: Option<u16>,
     child: Option<Child>,
+    /// How the process ended when it was killed, so a wait after a kill reports it at once.
+    killed: Option<std::process::ExitStatus>,
     program: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -79,6 +81,7 @@ impl Process {
             name,
             admin_port: None,
             child: None,
+            killed: None,
             program,
             args,
             env,
@@ -118,6 +121,7 @@ impl Process {
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("starting {}: {e}", self.name)))?;
         self.child = Some(child);
+        self.killed = None;
         Ok(())
     }
 
@@ -221,7 +225,7 @@ impl Process {
     pub fn exited(&mut self) -> io::Result<Option<std::process::ExitStatus>> {
         match self.child.as_mut() {
             Some(c) => c.try_wait(),
-            None => Ok(None),
+            None => Ok(self.killed),
         }
     }
 
@@ -267,7 +271,7 @@ impl Process {
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
-            let _ = c.wait();
+            self.killed = c.wait().ok();
         }
     }
 

@@ -71,8 +71,13 @@ pub struct Settings {
 }
 
 /// The `sup-console` binary: what `--help` says of it, and its defaults.
-pub const SERVICE: sup_runtime::ServiceInfo =
-    sup_runtime::ServiceInfo::new("console", "sup-console", ABOUT, DEFAULTS);
+pub const SERVICE: sup_runtime::ServiceInfo = sup_runtime::ServiceInfo::new(
+    "console",
+    "sup-console",
+    env!("CARGO_PKG_VERSION"),
+    ABOUT,
+    DEFAULTS,
+);
 const ABOUT: &str = "The SUP console: the site hierarchy, each site's software update points, components, status messages and history, in a browser, live.";
 
 /// Binds the configured listeners and runs until `shutdown`.

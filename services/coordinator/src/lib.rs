@@ -64,8 +64,13 @@ pub struct Settings {
 }
 
 /// The `sup-coordinator` binary: what `--help` says of it, and its defaults.
-pub const SERVICE: sup_runtime::ServiceInfo =
-    sup_runtime::ServiceInfo::new("coordinator", "sup-coordinator", ABOUT, DEFAULTS);
+pub const SERVICE: sup_runtime::ServiceInfo = sup_runtime::ServiceInfo::new(
+    "coordinator",
+    "sup-coordinator",
+    env!("CARGO_PKG_VERSION"),
+    ABOUT,
+    DEFAULTS,
+);
 const ABOUT: &str =
     "The SUP coordinator: declared sites, role lifecycle, and the one-active-SUP invariant.";
 

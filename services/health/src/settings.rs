@@ -50,8 +50,13 @@ pub struct Settings {
 }
 
 /// The `sup-health` binary: what `--help` says of it, and its defaults.
-pub const SERVICE: sup_runtime::ServiceInfo =
-    sup_runtime::ServiceInfo::new("health", "sup-health", ABOUT, DEFAULTS);
+pub const SERVICE: sup_runtime::ServiceInfo = sup_runtime::ServiceInfo::new(
+    "health",
+    "sup-health",
+    env!("CARGO_PKG_VERSION"),
+    ABOUT,
+    DEFAULTS,
+);
 const ABOUT: &str =
     "The SUP health service: probes every SUP server's WSUS web site and publishes transitions.";
 

@@ -53,8 +53,13 @@ pub struct Settings {
 }
 
 /// The `sup-provisioner` binary: what `--help` says of it, and its defaults.
-pub const SERVICE: sup_runtime::ServiceInfo =
-    sup_runtime::ServiceInfo::new("provisioner", "sup-provisioner", ABOUT, DEFAULTS);
+pub const SERVICE: sup_runtime::ServiceInfo = sup_runtime::ServiceInfo::new(
+    "provisioner",
+    "sup-provisioner",
+    env!("CARGO_PKG_VERSION"),
+    ABOUT,
+    DEFAULTS,
+);
 const ABOUT: &str = "The SUP provisioner: installs, removes and configures software update point roles on site systems through their agents.";
 
 /// Binds the configured listeners and runs until `shutdown`.

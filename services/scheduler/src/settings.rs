@@ -34,8 +34,13 @@ pub struct Settings {
 }
 
 /// The `sup-scheduler` binary: what `--help` says of it, and its defaults.
-pub const SERVICE: sup_runtime::ServiceInfo =
-    sup_runtime::ServiceInfo::new("scheduler", "sup-scheduler", ABOUT, DEFAULTS);
+pub const SERVICE: sup_runtime::ServiceInfo = sup_runtime::ServiceInfo::new(
+    "scheduler",
+    "sup-scheduler",
+    env!("CARGO_PKG_VERSION"),
+    ABOUT,
+    DEFAULTS,
+);
 const ABOUT: &str =
     "The SUP scheduler: synchronization on a schedule and on demand, parents before children.";
 
