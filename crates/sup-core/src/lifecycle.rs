@@ -204,6 +204,83 @@ pub fn apply(state: RoleState, event: RoleEvent) -> Result<RoleState, InvalidTra
     })
 }
 
+/// What was seen of a role — in its logs, from its provisioner or from the health service — as
+/// the lifecycle hears it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation {
+    /// SUPSetup.log: setup started.
+    SetupStarted,
+    /// SUPSetup.log: `Installation was successful`.
+    SetupSucceeded,
+    /// SUPSetup.log: setup ended without success.
+    SetupFailed,
+    /// One of the two WSUS checks passed (components healthy, database connection ok).
+    CheckPassed,
+    /// The provisioner's progress: `accepted`, `installing`, `failed`, `removed`.
+    Provisioning(ProvisioningStep),
+    /// The health service found the server unhealthy.
+    HealthLost,
+    /// Healthy again; `holds_slot` says whether the role still holds a slot.
+    HealthRestored { holds_slot: bool },
+}
+
+/// A step the provisioner reports for a command it carries out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProvisioningStep {
+    Accepted,
+    Installing,
+    Failed,
+    Removed,
+}
+
+impl ProvisioningStep {
+    /// The step as the provisioner names it in its progress events; `None` for a step that moves
+    /// no role (a newer provisioner's, say).
+    pub fn parse(step: &str) -> Option<Self> {
+        Some(match step {
+            "accepted" => Self::Accepted,
+            "installing" => Self::Installing,
+            "failed" => Self::Failed,
+            "removed" => Self::Removed,
+            _ => return None,
+        })
+    }
+}
+
+/// The lifecycle events an observation makes of a role in `state`, `both_checks` telling whether
+/// both WSUS checks have passed (counting this one). The events go through [`apply`] in order;
+/// one the state machine refuses is skipped.
+pub fn events_for(observation: Observation, state: RoleState, both_checks: bool) -> Vec<RoleEvent> {
+    use RoleEvent as E;
+    match observation {
+        Observation::SetupStarted => vec![E::InstallStarted],
+        // Setup done, the WSUS checks are awaited, unless both have already been seen.
+        Observation::SetupSucceeded if both_checks => {
+            vec![E::InstallSucceeded, E::VerifyStarted, E::Verified]
+        }
+        Observation::SetupSucceeded => vec![E::InstallSucceeded, E::VerifyStarted],
+        Observation::SetupFailed => vec![E::InstallFailed],
+        // A check counts towards readiness only once the role is installed.
+        Observation::CheckPassed if both_checks && state.is_installed() => {
+            vec![E::VerifyStarted, E::Verified]
+        }
+        Observation::CheckPassed => Vec::new(),
+        Observation::Provisioning(step) => match step {
+            ProvisioningStep::Accepted => vec![E::ProvisionStarted],
+            ProvisioningStep::Installing => vec![E::ProvisionStarted, E::InstallStarted],
+            ProvisioningStep::Failed => vec![E::InstallFailed],
+            ProvisioningStep::Removed => vec![E::RemoveCompleted],
+        },
+        Observation::HealthLost => vec![E::HealthLost],
+        Observation::HealthRestored { holds_slot } => vec![E::HealthRestored { holds_slot }],
+    }
+}
+
+/// The state a role in `state` reaches through `events`, skipping any the machine refuses.
+pub fn apply_all(state: RoleState, events: &[RoleEvent]) -> RoleState {
+    events.iter().fold(state, |s, e| apply(s, *e).unwrap_or(s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,5 +450,59 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_role_installs_verifies_and_is_ready_from_what_is_observed() {
+        let mut s = apply_all(
+            RoleState::Declared,
+            &events_for(
+                Observation::Provisioning(ProvisioningStep::Installing),
+                RoleState::Declared,
+                false,
+            ),
+        );
+        assert_eq!(s, RoleState::Installing);
+        s = apply_all(s, &events_for(Observation::SetupSucceeded, s, false));
+        assert_eq!(s, RoleState::Verifying);
+        // One check is not enough; the second makes the role ready.
+        assert!(events_for(Observation::CheckPassed, s, false).is_empty());
+        s = apply_all(s, &events_for(Observation::CheckPassed, s, true));
+        assert_eq!(s, RoleState::Ready);
+    }
+
+    #[test]
+    fn checks_seen_before_setup_ends_count_when_it_does() {
+        // The WSUS lines can come before "Installation was successful" is read.
+        let s = RoleState::Installing;
+        assert!(events_for(Observation::CheckPassed, s, true).is_empty());
+        let s = apply_all(s, &events_for(Observation::SetupSucceeded, s, true));
+        assert_eq!(s, RoleState::Ready);
+    }
+
+    #[test]
+    fn failures_removal_and_health_are_passed_on() {
+        let s = apply_all(
+            RoleState::Installing,
+            &events_for(Observation::SetupFailed, RoleState::Installing, false),
+        );
+        assert_eq!(s, RoleState::Failed);
+        assert_eq!(
+            events_for(
+                Observation::Provisioning(ProvisioningStep::Removed),
+                s,
+                false
+            ),
+            [RoleEvent::RemoveCompleted]
+        );
+        assert_eq!(
+            events_for(Observation::HealthRestored { holds_slot: true }, s, false),
+            [RoleEvent::HealthRestored { holds_slot: true }]
+        );
+        assert_eq!(
+            ProvisioningStep::parse("installing"),
+            Some(ProvisioningStep::Installing)
+        );
+        assert_eq!(ProvisioningStep::parse("paused"), None);
     }
 }

@@ -2,6 +2,7 @@
 //! synchronization state.
 
 use super::*;
+use sup_core::lifecycle::{Observation, ProvisioningStep};
 
 impl Coordinator {
     /// Applies role events through the lifecycle, once per `cause` (an event id): a redelivered
@@ -21,6 +22,25 @@ impl Coordinator {
             events.to_vec()
         })
         .await
+    }
+
+    /// Edits the role record with `edit`, then moves its lifecycle by what `observed` means for
+    /// it (sup-core decides, from the record as edited). Whether anything changed.
+    async fn observe(
+        &self,
+        site: &str,
+        server: &str,
+        cause: &str,
+        observed: Observation,
+        edit: impl Fn(&mut v1::RoleStatus),
+    ) -> Result<bool, ApiError> {
+        Ok(self
+            .role_change(site, server, cause, false, |r| {
+                edit(r);
+                lifecycle::events_for(observed, state_of(r), verified_both(r))
+            })
+            .await?
+            .is_some())
     }
 
     /// The general form: `decide` sees the current record inside the compare-and-set loop, may
@@ -104,24 +124,15 @@ impl Coordinator {
             Payload::Milestone(m) => match MilestoneKind::from_name(&m.name) {
                 Some(MilestoneKind::RoleInstallStarted) => {
                     touched = self
-                        .role_events(site, server, &[RoleEvent::InstallStarted], &e.id, |r| {
+                        .observe(site, server, &e.id, Observation::SetupStarted, |r| {
                             r.verified.clear()
                         })
-                        .await?
-                        .is_some();
+                        .await?;
                 }
                 Some(MilestoneKind::RoleInstallSucceeded) => {
                     touched = self
-                        .role_change(site, server, &e.id, false, |r| {
-                            let mut events =
-                                vec![RoleEvent::InstallSucceeded, RoleEvent::VerifyStarted];
-                            if verified_both(r) {
-                                events.push(RoleEvent::Verified);
-                            }
-                            events
-                        })
-                        .await?
-                        .is_some();
+                        .observe(site, server, &e.id, Observation::SetupSucceeded, |_| {})
+                        .await?;
                 }
                 Some(MilestoneKind::RoleInstallFailed) => {
                     let why = m
@@ -131,30 +142,23 @@ impl Coordinator {
                         .unwrap_or_else(|| m.line.clone());
                     let reason = format!("setup failed ({}): {why}", m.log);
                     touched = self
-                        .role_events(site, server, &[RoleEvent::InstallFailed], &e.id, |r| {
+                        .observe(site, server, &e.id, Observation::SetupFailed, |r| {
                             r.reason = reason.clone()
                         })
-                        .await?
-                        .is_some();
+                        .await?;
                 }
                 Some(
                     kind @ (MilestoneKind::WsusComponentsHealthy | MilestoneKind::WsusDatabaseOk),
                 ) => {
                     let name = kind.as_str();
                     touched = self
-                        .role_change(site, server, &e.id, false, |r| {
+                        .observe(site, server, &e.id, Observation::CheckPassed, |r| {
                             if !r.verified.iter().any(|v| v == name) {
                                 r.verified.push(name.to_string());
                                 r.verified.sort();
                             }
-                            if verified_both(r) && state_of(r).is_installed() {
-                                vec![RoleEvent::VerifyStarted, RoleEvent::Verified]
-                            } else {
-                                Vec::new()
-                            }
                         })
-                        .await?
-                        .is_some();
+                        .await?;
                 }
                 Some(MilestoneKind::SyncStarted) => self.sync_started(site, e).await?,
                 Some(MilestoneKind::SyncSucceeded) => self.sync_finished(site, e, true).await?,
@@ -162,25 +166,15 @@ impl Coordinator {
                 _ => {}
             },
             Payload::Provisioning(p) => {
-                let (events, reason): (&[RoleEvent], _) = match p.step.as_str() {
-                    "accepted" => (&[RoleEvent::ProvisionStarted], String::new()),
-                    "installing" => (
-                        &[RoleEvent::ProvisionStarted, RoleEvent::InstallStarted],
-                        String::new(),
-                    ),
-                    "failed" => (&[RoleEvent::InstallFailed], p.detail.clone()),
-                    "removed" => (&[RoleEvent::RemoveCompleted], String::new()),
-                    _ => (&[], String::new()),
-                };
-                if !events.is_empty() {
+                if let Some(step) = ProvisioningStep::parse(&p.step) {
+                    let reason = (step == ProvisioningStep::Failed).then(|| p.detail.clone());
                     touched = self
-                        .role_events(site, server, events, &e.id, |r| {
-                            if !reason.is_empty() {
+                        .observe(site, server, &e.id, Observation::Provisioning(step), |r| {
+                            if let Some(reason) = reason.as_ref().filter(|r| !r.is_empty()) {
                                 r.reason = reason.clone();
                             }
                         })
-                        .await?
-                        .is_some();
+                        .await?;
                 }
             }
             Payload::HealthChanged(h) => {
@@ -194,16 +188,17 @@ impl Coordinator {
                 touched = self
                     .role_change(site, server, &e.id, false, |r| {
                         r.health = health;
-                        match v1::Health::try_from(health) {
+                        let observed = match v1::Health::try_from(health) {
                             Ok(v1::Health::Unhealthy) => {
                                 r.reason = reason.clone();
-                                vec![RoleEvent::HealthLost]
+                                Observation::HealthLost
                             }
-                            Ok(v1::Health::Healthy) => vec![RoleEvent::HealthRestored {
+                            Ok(v1::Health::Healthy) => Observation::HealthRestored {
                                 holds_slot: r.slot != v1::Slot::Unspecified as i32,
-                            }],
-                            _ => Vec::new(),
-                        }
+                            },
+                            _ => return Vec::new(),
+                        };
+                        lifecycle::events_for(observed, state_of(r), verified_both(r))
                     })
                     .await?
                     .is_some();
