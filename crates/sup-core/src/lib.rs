@@ -12,6 +12,7 @@
 //! - [`schedule`]: sync schedules and the next-fire function.
 //! - [`lifecycle`]: the role state machine.
 //! - [`slots`]: who may take an active slot.
+//! - [`hierarchy`]: parents before children.
 //! - [`failover`]: when an `auto` site's slot moves, and to which targets first.
 //! - [`token`]: ConfigMgr's 16-hex-digit schedule tokens, decoded and encoded.
 //! - [`wsus_version`]: which WSUS versions a ConfigMgr 2007 SUP accepts.
@@ -20,6 +21,7 @@ pub mod catalog;
 pub mod changes;
 pub mod error;
 pub mod failover;
+pub mod hierarchy;
 pub mod lifecycle;
 pub mod model;
 pub mod names;

@@ -18,31 +18,7 @@ impl Coordinator {
         let raw: Vec<_> = req.sites.iter().map(site_from_proto).collect();
         let mut sites = validate_sites(&raw, &known).map_err(ApiError::Invalid)?;
         // Parents before children, so a child's upstream is configured from a reconciled parent.
-        let depth = |code: &str| {
-            let mut d = 0;
-            let mut at = sites
-                .iter()
-                .find(|s| s.code == code)
-                .and_then(|s| s.parent.clone());
-            while let Some(p) = at {
-                d += 1;
-                if d > 64 {
-                    break;
-                }
-                at = sites
-                    .iter()
-                    .find(|s| s.code == p)
-                    .and_then(|s| s.parent.clone())
-                    .or_else(|| known.get(&p).cloned().flatten());
-            }
-            d
-        };
-        let mut order: Vec<(usize, String)> = sites
-            .iter()
-            .map(|s| (depth(&s.code), s.code.clone()))
-            .collect();
-        order.sort();
-        sites.sort_by_key(|s| order.iter().position(|(_, c)| *c == s.code));
+        sup_core::hierarchy::parents_first(&mut sites, &known);
 
         let mut results = Vec::new();
         for site in &sites {
