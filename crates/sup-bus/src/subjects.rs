@@ -2,7 +2,6 @@
 //! are carried as tokens with `.` replaced by `_` (an FQDN has no `_`, so this is reversible).
 
 use sup_proto::v1::Event;
-use sup_proto::v1::event::Payload;
 
 /// Every event: `sup.evt.<site>.<kind>`.
 pub const EVENTS_ALL: &str = "sup.evt.>";
@@ -60,41 +59,11 @@ pub fn log_line(site: &str, server: &str, log: &str) -> String {
 }
 
 /// The kind token of each event subject, named after the payload it carries.
-pub mod kind {
-    pub const SITE_APPLIED: &str = "site_applied";
-    pub const SITE_DELETED: &str = "site_deleted";
-    pub const ROLE_STATE: &str = "role_state";
-    pub const ACTIVE_CHANGED: &str = "active_changed";
-    pub const MILESTONE: &str = "milestone";
-    pub const HEALTH_CHANGED: &str = "health_changed";
-    pub const PROVISIONING: &str = "provisioning";
-    pub const COMPONENT_CONFIGURED: &str = "component_configured";
-    pub const SYNC_STARTED: &str = "sync_started";
-    pub const SYNC_FINISHED: &str = "sync_finished";
-    pub const COMMAND_REJECTED: &str = "command_rejected";
-    pub const ALERT: &str = "alert";
-    pub const DRIFT_DETECTED: &str = "drift_detected";
-    pub const UNKNOWN: &str = "unknown";
-}
+pub use sup_proto::kind;
 
 /// The subject kind of an event, from its payload.
 pub fn event_kind(event: &Event) -> &'static str {
-    match &event.payload {
-        Some(Payload::SiteApplied(_)) => kind::SITE_APPLIED,
-        Some(Payload::SiteDeleted(_)) => kind::SITE_DELETED,
-        Some(Payload::RoleStateChanged(_)) => kind::ROLE_STATE,
-        Some(Payload::ActiveChanged(_)) => kind::ACTIVE_CHANGED,
-        Some(Payload::Milestone(_)) => kind::MILESTONE,
-        Some(Payload::HealthChanged(_)) => kind::HEALTH_CHANGED,
-        Some(Payload::Provisioning(_)) => kind::PROVISIONING,
-        Some(Payload::ComponentConfigured(_)) => kind::COMPONENT_CONFIGURED,
-        Some(Payload::SyncStarted(_)) => kind::SYNC_STARTED,
-        Some(Payload::SyncFinished(_)) => kind::SYNC_FINISHED,
-        Some(Payload::CommandRejected(_)) => kind::COMMAND_REJECTED,
-        Some(Payload::Alert(_)) => kind::ALERT,
-        Some(Payload::DriftDetected(_)) => kind::DRIFT_DETECTED,
-        None => kind::UNKNOWN,
-    }
+    kind::of(event)
 }
 
 /// `sup_active` key of a site's slot: `<site>.intranet` or `<site>.internet`.

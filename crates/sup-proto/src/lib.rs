@@ -17,6 +17,7 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 pub mod cloudevent;
 pub mod convert;
+pub mod kind;
 
 pub use prost;
 pub use prost_types;

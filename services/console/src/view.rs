@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sup_proto::convert::{health_name, role_state_from_proto, slot_from_proto, sync_state_name};
+use sup_proto::kind;
 use sup_proto::prost_types::Timestamp;
 use sup_proto::v1::{self, event::Payload};
 use sup_smslog::MilestoneKind;
@@ -378,16 +379,16 @@ pub fn describe(e: &v1::Event) -> (&'static str, String) {
     };
     match e.payload.as_ref() {
         Some(Payload::SiteApplied(a)) => (
-            "site_applied",
+            kind::SITE_APPLIED,
             if a.changes.is_empty() {
                 "applied, no changes".into()
             } else {
                 a.changes.join("; ")
             },
         ),
-        Some(Payload::SiteDeleted(_)) => ("site_deleted", "site deleted".into()),
+        Some(Payload::SiteDeleted(_)) => (kind::SITE_DELETED, "site deleted".into()),
         Some(Payload::RoleStateChanged(r)) => (
-            "role_state",
+            kind::ROLE_STATE,
             format!(
                 "{} -> {}{}",
                 role_state_name(r.from),
@@ -400,7 +401,7 @@ pub fn describe(e: &v1::Event) -> (&'static str, String) {
             ),
         ),
         Some(Payload::ActiveChanged(a)) => (
-            "active_changed",
+            kind::ACTIVE_CHANGED,
             format!(
                 "{} SUP: {} (was {}), epoch {}, {}",
                 slot_from_proto(a.slot).map(|s| s.as_str()).unwrap_or("?"),
@@ -410,11 +411,12 @@ pub fn describe(e: &v1::Event) -> (&'static str, String) {
                 a.cause
             ),
         ),
-        Some(Payload::Milestone(m)) => {
-            ("milestone", format!("{} in {}: {}", m.name, m.log, m.line))
-        }
+        Some(Payload::Milestone(m)) => (
+            kind::MILESTONE,
+            format!("{} in {}: {}", m.name, m.log, m.line),
+        ),
         Some(Payload::HealthChanged(h)) => (
-            "health_changed",
+            kind::HEALTH_CHANGED,
             format!(
                 "{} -> {}{}",
                 health_name(h.from),
@@ -433,20 +435,20 @@ pub fn describe(e: &v1::Event) -> (&'static str, String) {
                 }
             ),
         ),
-        Some(Payload::Provisioning(p)) => ("provisioning", format!("{} {}", p.step, p.detail)),
+        Some(Payload::Provisioning(p)) => (kind::PROVISIONING, format!("{} {}", p.step, p.detail)),
         Some(Payload::ComponentConfigured(c)) => (
-            "component_configured",
+            kind::COMPONENT_CONFIGURED,
             format!("configured; upstream {}", or_none(&c.upstream_server)),
         ),
         Some(Payload::SyncStarted(s)) => (
-            "sync_started",
+            kind::SYNC_STARTED,
             format!(
                 "synchronization started ({})",
                 s.run.as_ref().map(|r| r.trigger.as_str()).unwrap_or("")
             ),
         ),
         Some(Payload::SyncFinished(s)) => (
-            "sync_finished",
+            kind::SYNC_FINISHED,
             format!(
                 "synchronization {}{}",
                 sync_state_name(s.run.as_ref().map(|r| r.state).unwrap_or(0)),
@@ -457,17 +459,17 @@ pub fn describe(e: &v1::Event) -> (&'static str, String) {
                     .unwrap_or_default()
             ),
         ),
-        Some(Payload::CommandRejected(c)) => ("command_rejected", c.reason.clone()),
-        Some(Payload::Alert(a)) => ("alert", format!("{}: {}", a.kind, a.message)),
+        Some(Payload::CommandRejected(c)) => (kind::COMMAND_REJECTED, c.reason.clone()),
+        Some(Payload::Alert(a)) => (kind::ALERT, format!("{}: {}", a.kind, a.message)),
         Some(Payload::DriftDetected(d)) => (
-            "drift_detected",
+            kind::DRIFT_DETECTED,
             d.fields
                 .iter()
                 .map(|f| format!("{}: declared {:?}, live {:?}", f.path, f.declared, f.live))
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
-        None => ("unknown", String::new()),
+        None => (kind::UNKNOWN, String::new()),
     }
 }
 

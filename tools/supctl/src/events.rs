@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 use sup_proto::convert::{health_name, role_state_from_proto, slot_from_proto, sync_state_name};
+use sup_proto::kind;
 use sup_proto::v1::{self, event::Payload};
 
 use crate::output::time;
@@ -15,16 +16,16 @@ fn state(s: i32) -> &'static str {
 fn kind_and_details(p: Option<&Payload>) -> (&'static str, Value) {
     match p {
         Some(Payload::SiteApplied(a)) => (
-            "site_applied",
+            kind::SITE_APPLIED,
             json!({"changed": a.changed, "changes": a.changes}),
         ),
-        Some(Payload::SiteDeleted(d)) => ("site_deleted", json!({"code": d.code})),
+        Some(Payload::SiteDeleted(d)) => (kind::SITE_DELETED, json!({"code": d.code})),
         Some(Payload::RoleStateChanged(r)) => (
-            "role_state",
+            kind::ROLE_STATE,
             json!({"from": state(r.from), "to": state(r.to), "reason": r.reason}),
         ),
         Some(Payload::ActiveChanged(a)) => (
-            "active_changed",
+            kind::ACTIVE_CHANGED,
             json!({
                 "slot": slot_from_proto(a.slot).map(|s| s.as_str()),
                 "target": if a.target.is_empty() { Value::Null } else { a.target.clone().into() },
@@ -33,36 +34,36 @@ fn kind_and_details(p: Option<&Payload>) -> (&'static str, Value) {
             }),
         ),
         Some(Payload::Milestone(m)) => (
-            "milestone",
+            kind::MILESTONE,
             json!({"name": m.name, "log": m.log, "line": m.line, "fields": m.fields}),
         ),
         Some(Payload::HealthChanged(h)) => (
-            "health_changed",
+            kind::HEALTH_CHANGED,
             json!({
                 "from": health_name(h.from), "to": health_name(h.to),
                 "failing": h.failing.iter().map(|c| json!({"component": c.component, "detail": c.detail})).collect::<Vec<_>>(),
             }),
         ),
         Some(Payload::Provisioning(p)) => (
-            "provisioning",
+            kind::PROVISIONING,
             json!({"step": p.step, "detail": p.detail, "attempt": p.attempt, "command_id": p.command_id}),
         ),
         Some(Payload::ComponentConfigured(c)) => (
-            "component_configured",
+            kind::COMPONENT_CONFIGURED,
             json!({"upstream_server": c.upstream_server}),
         ),
-        Some(Payload::SyncStarted(s)) => ("sync_started", sync_run(s.run.as_ref())),
-        Some(Payload::SyncFinished(s)) => ("sync_finished", sync_run(s.run.as_ref())),
+        Some(Payload::SyncStarted(s)) => (kind::SYNC_STARTED, sync_run(s.run.as_ref())),
+        Some(Payload::SyncFinished(s)) => (kind::SYNC_FINISHED, sync_run(s.run.as_ref())),
         Some(Payload::CommandRejected(c)) => (
-            "command_rejected",
+            kind::COMMAND_REJECTED,
             json!({"command_id": c.command_id, "reason": c.reason}),
         ),
-        Some(Payload::Alert(a)) => ("alert", json!({"kind": a.kind, "message": a.message})),
+        Some(Payload::Alert(a)) => (kind::ALERT, json!({"kind": a.kind, "message": a.message})),
         Some(Payload::DriftDetected(d)) => (
-            "drift_detected",
+            kind::DRIFT_DETECTED,
             json!({"correcting": d.correcting, "fields": d.fields.iter().map(|f| json!({"path": f.path, "declared": f.declared, "live": f.live})).collect::<Vec<_>>()}),
         ),
-        None => ("unknown", Value::Null),
+        None => (kind::UNKNOWN, Value::Null),
     }
 }
 
