@@ -187,7 +187,8 @@ import json, sys
 alerts = json.load(sys.stdin)["data"]["alerts"]
 if not any(a["labels"]["alertname"] == sys.argv[1] and a["labels"].get("job") == sys.argv[2]
            and a["state"] == "firing" and a["annotations"].get("runbook_url") for a in alerts):
-    sys.exit(f"{sys.argv[1]} not firing yet: {[(a['labels']['alertname'], a['state']) for a in alerts]}")
+    seen = [(a["labels"]["alertname"], a["state"]) for a in alerts]
+    sys.exit(f"{sys.argv[1]} not firing yet: {seen}")
 print(f"{sys.argv[1]} firing for {sys.argv[2]}")' "$1" "$2"
 }
 retry 240 alert_firing SupServiceDown sup-logwatch
