@@ -29,12 +29,14 @@ fn load(service: &str, file: Option<&Path>, env: &[(String, String)]) -> Result<
             std::env::set_var(k, v);
         }
     }
-    fn settings<T: serde::de::DeserializeOwned>(
+    fn settings<T: sup_runtime::OwnSettings>(
         service: &str,
         defaults: &str,
         file: Option<&Path>,
     ) -> Result<T, String> {
-        sup_runtime::load_config::<T>(service, defaults, file).map_err(|e| e.to_string())
+        sup_runtime::load_config::<sup_runtime::ServiceSettings<T>>(service, defaults, file)
+            .map(|s| s.own)
+            .map_err(|e| e.to_string())
     }
     let result = match service {
         "coordinator" => {

@@ -312,15 +312,11 @@ async fn store_site(bus: &sup_bus::Bus, file: &str) {
 
 fn settings(url: &str) -> Settings {
     Settings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        admin_listen: "127.0.0.1:0".parse().expect("addr"),
-        log_format: sup_runtime::LogFormat::Pretty,
         tick_ms: 100,
         run_timeout_secs: 7200,
         // No retries inside the test's hours: every run counted is a scheduled one.
         retry_after_secs: 1_000_000,
         nats: sup_bus::BusConfig::new(url),
-        tls: None,
     }
 }
 

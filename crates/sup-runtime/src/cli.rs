@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 
+use crate::settings::{OwnSettings, ServiceSettings};
+
 /// Common service flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServiceArgs {
@@ -84,17 +86,13 @@ impl ServiceInfo {
 ///
 /// An error ends the process with status 1 and one line on stderr, `sup-<name>: ` and the error
 /// with its causes.
-pub fn service_main<S, Serve, Fut>(
-    info: ServiceInfo,
-    log_format: fn(&S) -> crate::LogFormat,
-    serve: Serve,
-) -> std::process::ExitCode
+pub fn service_main<S, Serve, Fut>(info: ServiceInfo, serve: Serve) -> std::process::ExitCode
 where
-    S: DeserializeOwned,
-    Serve: FnOnce(S, crate::shutdown::Shutdown) -> Fut,
+    S: OwnSettings,
+    Serve: FnOnce(ServiceSettings<S>, crate::shutdown::Shutdown) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    match start(info, log_format, serve) {
+    match start(info, serve) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{}: {e:#}", info.binary);
@@ -103,14 +101,10 @@ where
     }
 }
 
-fn start<S, Serve, Fut>(
-    info: ServiceInfo,
-    log_format: fn(&S) -> crate::LogFormat,
-    serve: Serve,
-) -> anyhow::Result<()>
+fn start<S, Serve, Fut>(info: ServiceInfo, serve: Serve) -> anyhow::Result<()>
 where
-    S: DeserializeOwned,
-    Serve: FnOnce(S, crate::shutdown::Shutdown) -> Fut,
+    S: OwnSettings,
+    Serve: FnOnce(ServiceSettings<S>, crate::shutdown::Shutdown) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     use clap::{Args as _, FromArgMatches as _};
@@ -119,14 +113,14 @@ where
         .version(info.version)
         .about(info.about);
     let args = ServiceArgs::from_arg_matches(&command.get_matches())?;
-    let Some(settings) = args.settings::<S>(info.name, info.defaults)? else {
+    let Some(settings) = args.settings::<ServiceSettings<S>>(info.name, info.defaults)? else {
         return Ok(());
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(async move {
-            let telemetry = crate::Telemetry::init(info.binary, log_format(&settings))?;
+            let telemetry = crate::Telemetry::init(info.binary, settings.log_format)?;
             let result = serve(settings, Box::pin(crate::shutdown_signal())).await;
             telemetry.shutdown();
             result

@@ -12,8 +12,17 @@ pub enum ConfigError {
     // say it twice).
     #[error("reading configuration: {0}")]
     Source(::config::ConfigError),
-    #[error("configuration key `{path}`: {message}")]
+    #[error("configuration{}: {message}", at_key(.path))]
     Invalid { path: String, message: String },
+}
+
+/// ` key `a.b`` for a nested key; nothing for the top level (`.`), whose message names the key.
+fn at_key(path: &str) -> String {
+    if path.is_empty() || path == "." {
+        String::new()
+    } else {
+        format!(" key `{path}`")
+    }
 }
 
 impl From<::config::ConfigError> for ConfigError {

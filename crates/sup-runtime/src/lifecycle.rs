@@ -58,6 +58,22 @@ impl Lifecycle {
         self.tasks.push((name, tokio::spawn(task)));
     }
 
+    /// Runs `task`, given the stop signal, until it returns (it should return soon after the
+    /// signal turns `true`).
+    pub fn spawn_until_stopped<Fut>(
+        &mut self,
+        name: &'static str,
+        task: impl FnOnce(watch::Receiver<bool>) -> Fut,
+    ) where
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let running = task(self.stop());
+        self.spawn(name, async move {
+            running.await;
+            Ok(())
+        });
+    }
+
     /// Serves `/metrics` (with the gRPC server metrics added), `/healthz` and `/readyz` on
     /// `listener`.
     pub fn serve_admin(&mut self, listener: TcpListener, mut registry: Registry) {
@@ -82,6 +98,33 @@ impl Lifecycle {
     ) {
         let stopped = self.stopped();
         self.spawn("grpc", crate::grpc::serve(routes, listener, tls, stopped));
+    }
+
+    /// Serves one gRPC API, beside health checking and reflection, and reports it serving.
+    pub async fn serve_grpc_api<S>(
+        &mut self,
+        listener: TcpListener,
+        api: S,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> anyhow::Result<()>
+    where
+        S: tower::Service<
+                tonic::codegen::http::Request<tonic::body::Body>,
+                Error = std::convert::Infallible,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: axum::response::IntoResponse,
+        S::Future: Send + 'static,
+    {
+        let grpc = crate::grpc::routes()?;
+        let mut routes = grpc.routes;
+        routes.add_service(api);
+        grpc.health.set_serving::<S>().await;
+        self.serve_grpc(listener, routes, tls);
+        Ok(())
     }
 
     /// Ready until `shutdown` resolves; then everything stops and is awaited.

@@ -18,14 +18,13 @@ pub mod svg;
 pub mod view;
 pub mod web;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use sup_runtime::{ClientTls, Lifecycle, LogFormat};
+use sup_runtime::{ClientTls, Lifecycle, ServiceSettings};
 use tokio::net::TcpListener;
 
 pub const DEFAULTS: &str = r#"
@@ -45,13 +44,11 @@ session_hours = 8
 secure_cookie = false
 "#;
 
+/// What only the console has; the shared keys are in [`ServiceSettings`] (its `listen` serves
+/// the pages, over HTTP).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Where the console's pages are served (HTTP).
-    pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
-    pub log_format: LogFormat,
     /// The coordinator's gRPC endpoint (`https://` with `[grpc_tls]`).
     pub coordinator: String,
     /// The scheduler's gRPC endpoint; empty when there is none (no synchronization history).
@@ -70,6 +67,10 @@ pub struct Settings {
     pub actions: ActionSettings,
 }
 
+impl sup_runtime::OwnSettings for Settings {
+    const LISTENER: sup_runtime::Listener = sup_runtime::Listener::Http;
+}
+
 /// The `sup-console` binary: what `--help` says of it, and its defaults.
 pub const SERVICE: sup_runtime::ServiceInfo = sup_runtime::ServiceInfo::new(
     "console",
@@ -81,9 +82,12 @@ pub const SERVICE: sup_runtime::ServiceInfo = sup_runtime::ServiceInfo::new(
 const ABOUT: &str = "The SUP console: the site hierarchy, each site's software update points, components, status messages and history, in a browser, live.";
 
 /// Binds the configured listeners and runs until `shutdown`.
-pub async fn serve(settings: Settings, shutdown: sup_runtime::Shutdown) -> anyhow::Result<()> {
-    let listener = sup_runtime::bind(settings.listen, "console").await?;
-    let admin = sup_runtime::bind(settings.admin_listen, "admin").await?;
+pub async fn serve(
+    settings: ServiceSettings<Settings>,
+    shutdown: sup_runtime::Shutdown,
+) -> anyhow::Result<()> {
+    let listener = settings.bind_listen("console").await?;
+    let admin = settings.bind_admin().await?;
     run(listener, admin, settings, shutdown).await
 }
 
@@ -112,9 +116,11 @@ pub struct ActionSettings {
 pub async fn run(
     listener: TcpListener,
     admin: TcpListener,
-    settings: Settings,
+    settings: ServiceSettings<Settings>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let settings = settings.own;
+    let listen = listener.local_addr().context("console listener")?;
     if !(1..=720).contains(&settings.actions.session_hours) {
         anyhow::bail!("actions.session_hours must be 1 to 720 (30 days)");
     }
@@ -165,7 +171,7 @@ pub async fn run(
         metrics,
     );
     tracing::info!(
-        listen = %settings.listen,
+        listen = %listen,
         coordinator = %settings.coordinator,
         actions = settings.actions.enabled,
         "console serving"

@@ -16,7 +16,6 @@ pub mod store;
 pub mod upstream;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tracing::Instrument as _;
 
@@ -25,7 +24,7 @@ use serde::Deserialize;
 use sup_bus::subjects::kind;
 use sup_bus::{Bus, BusConfig, Delivery, Durable, Verdict};
 use sup_proto::v1;
-use sup_runtime::{Lifecycle, LogFormat};
+use sup_runtime::{Lifecycle, ServiceSettings};
 use tokio::net::TcpListener;
 
 pub use coordinator::Coordinator;
@@ -45,12 +44,10 @@ replicas = 1
 client_name = "sup-coordinator"
 "#;
 
+/// What only the coordinator has; the shared keys are in [`ServiceSettings`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
-    pub log_format: LogFormat,
     /// How often every site is reconciled even without events (repairs after crashes).
     pub reconcile_interval_secs: u64,
     /// How long the active SUP of an `auto` site must be unhealthy before the slot moves.
@@ -58,9 +55,10 @@ pub struct Settings {
     /// Publish every event as a CloudEvent too (`sup.ce.<site>.<kind>`, stream `SUP_CLOUDEVENTS`).
     pub cloudevents: bool,
     pub nats: BusConfig,
-    /// gRPC over TLS (and, with `client_ca_file`, mutual TLS); plain gRPC when absent.
-    #[serde(default)]
-    pub tls: Option<sup_runtime::ServerTls>,
+}
+
+impl sup_runtime::OwnSettings for Settings {
+    const LISTENER: sup_runtime::Listener = sup_runtime::Listener::Grpc;
 }
 
 /// The `sup-coordinator` binary: what `--help` says of it, and its defaults.
@@ -75,9 +73,12 @@ const ABOUT: &str =
     "The SUP coordinator: declared sites, role lifecycle, and the one-active-SUP invariant.";
 
 /// Binds the configured listeners and runs until `shutdown`.
-pub async fn serve(settings: Settings, shutdown: sup_runtime::Shutdown) -> anyhow::Result<()> {
-    let grpc = sup_runtime::bind(settings.listen, "gRPC").await?;
-    let admin = sup_runtime::bind(settings.admin_listen, "admin").await?;
+pub async fn serve(
+    settings: ServiceSettings<Settings>,
+    shutdown: sup_runtime::Shutdown,
+) -> anyhow::Result<()> {
+    let grpc = settings.bind_listen("gRPC").await?;
+    let admin = settings.bind_admin().await?;
     run(grpc, admin, settings, shutdown).await
 }
 
@@ -94,12 +95,12 @@ const CONSUMED_KINDS: [&str; 5] = [
 pub async fn run(
     grpc: TcpListener,
     admin: TcpListener,
-    settings: Settings,
+    settings: ServiceSettings<Settings>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // Certificate files are read before anything else, so a bad path stops the start at once.
     let tls = sup_runtime::tls::server_config(settings.tls.as_ref())?;
-    let bus = Bus::connect(&settings.nats)
+    let bus = Bus::connect(&settings.own.nats)
         .await
         .context("connecting to NATS")?;
     let metrics = metrics::Metrics::default();
@@ -109,53 +110,33 @@ pub async fn run(
     let gauges = gauges::Gauges::default();
     gauges.register(&mut registry);
     let mut coordinator = Coordinator::new(store::Store::new(bus.clone()), metrics.clone());
-    coordinator.failover_after = Duration::from_secs(settings.failover_after_secs);
+    coordinator.failover_after = Duration::from_secs(settings.own.failover_after_secs);
 
     let mut life = Lifecycle::new();
     life.serve_admin(admin, registry);
-    let (c, stop) = (coordinator.clone(), life.stop());
-    life.spawn("events", async move {
-        consume_events(c, stop).await;
-        Ok(())
+    life.spawn_until_stopped("events", |stop| consume_events(coordinator.clone(), stop));
+    life.spawn_until_stopped("announcer", |stop| {
+        announcer::run(coordinator.clone(), stop)
     });
-    let (c, stop) = (coordinator.clone(), life.stop());
-    life.spawn("announcer", async move {
-        announcer::run(c, stop).await;
-        Ok(())
-    });
-    if settings.cloudevents {
-        let (b, stop) = (coordinator.store.bus.clone(), life.stop());
-        life.spawn("cloudevents", async move {
-            cloudevents::run(b, stop).await;
-            Ok(())
+    if settings.own.cloudevents {
+        life.spawn_until_stopped("cloudevents", |stop| {
+            cloudevents::run(coordinator.store.bus.clone(), stop)
         });
     }
-    let (c, stop) = (coordinator.clone(), life.stop());
-    life.spawn("gauges", async move {
-        gauges::run(c, gauges, stop).await;
-        Ok(())
+    life.spawn_until_stopped("gauges", |stop| {
+        gauges::run(coordinator.clone(), gauges, stop)
     });
-    let (c, stop) = (coordinator.clone(), life.stop());
-    let every = Duration::from_secs(settings.reconcile_interval_secs.max(1));
-    life.spawn("reconcile", async move {
-        reconcile_loop(c, every, stop).await;
-        Ok(())
+    let every = Duration::from_secs(settings.own.reconcile_interval_secs.max(1));
+    life.spawn_until_stopped("reconcile", |stop| {
+        reconcile_loop(coordinator.clone(), every, stop)
     });
-    let grpc_routes = sup_runtime::grpc::routes()?;
-    let mut routes = grpc_routes.routes;
-    routes.add_service(
-        sup_proto::v1::coordinator_server::CoordinatorServer::new(api::Api {
-            inner: coordinator.clone(),
-        })
-        .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES),
-    );
-    grpc_routes
-        .health
-        .set_serving::<sup_proto::v1::coordinator_server::CoordinatorServer<api::Api>>()
-        .await;
     tracing::info!(grpc = %grpc.local_addr()?, "coordinator serving");
-    life.serve_grpc(grpc, routes, tls);
+    let api = v1::coordinator_server::CoordinatorServer::new(api::Api {
+        inner: coordinator.clone(),
+    })
+    .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES);
+    life.serve_grpc_api(grpc, api, tls).await?;
     let result = life.run_until(shutdown).await;
     bus.close().await;
     tracing::info!("coordinator stopped");

@@ -33,7 +33,7 @@ use serde::Deserialize;
 use sup_bus::{Bus, BusConfig, Cas, subjects};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
-use sup_runtime::{Lifecycle, LogFormat};
+use sup_runtime::{Lifecycle, ServiceSettings};
 use sup_smslog::MilestoneKind;
 use sup_wsus::probe::{ProbeResult, Prober, Target};
 use tokio::net::TcpListener;
@@ -458,15 +458,15 @@ impl HealthService {
 pub async fn run(
     grpc: TcpListener,
     admin: TcpListener,
-    settings: Settings,
+    settings: ServiceSettings<Settings>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // Certificate files are read before anything else, so a bad path stops the start at once.
     let tls = sup_runtime::tls::server_config(settings.tls.as_ref())?;
-    let bus = Bus::connect(&settings.nats)
+    let bus = Bus::connect(&settings.own.nats)
         .await
         .context("connecting to NATS")?;
-    let svc = Arc::new(HealthService::new(bus.clone(), settings)?);
+    let svc = Arc::new(HealthService::new(bus.clone(), settings.own)?);
     let mut registry = prometheus_client::registry::Registry::default();
     bus.register_metrics(&mut registry);
     registry.register(
@@ -491,10 +491,9 @@ pub async fn run(
     );
     let mut life = Lifecycle::new();
     life.serve_admin(admin, registry);
-    let (follower, stop) = (svc.clone(), life.stop());
-    life.spawn("milestones", async move {
-        follower.follow_milestones(stop).await;
-        Ok(())
+    let follower = svc.clone();
+    life.spawn_until_stopped("milestones", |stop| async move {
+        follower.follow_milestones(stop).await
     });
     let (prober, mut stop) = (svc.clone(), life.stop());
     life.spawn("probes", async move {
@@ -513,16 +512,9 @@ pub async fn run(
             }
         }
     });
-    let g = sup_runtime::grpc::routes()?;
-    let mut routes = g.routes;
-    routes.add_service(
-        v1::health_service_server::HealthServiceServer::new(Api(svc.clone()))
-            .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES),
-    );
-    g.health
-        .set_serving::<v1::health_service_server::HealthServiceServer<Api>>()
-        .await;
-    life.serve_grpc(grpc, routes, tls);
+    let api = v1::health_service_server::HealthServiceServer::new(Api(svc.clone()))
+        .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES);
+    life.serve_grpc_api(grpc, api, tls).await?;
     life.run_until(shutdown).await
 }

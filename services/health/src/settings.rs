@@ -22,12 +22,10 @@ replicas = 1
 client_name = "sup-health"
 "#;
 
+/// What only the health service has; the shared keys are in [`ServiceSettings`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
-    pub log_format: LogFormat,
     pub interval_ms: u64,
     /// Per probe step.
     pub timeout_ms: u64,
@@ -44,9 +42,10 @@ pub struct Settings {
     #[serde(default)]
     pub port_map: BTreeMap<String, u16>,
     pub nats: BusConfig,
-    /// gRPC over TLS (and, with `client_ca_file`, mutual TLS); plain gRPC when absent.
-    #[serde(default)]
-    pub tls: Option<sup_runtime::ServerTls>,
+}
+
+impl sup_runtime::OwnSettings for Settings {
+    const LISTENER: sup_runtime::Listener = sup_runtime::Listener::Grpc;
 }
 
 /// The `sup-health` binary: what `--help` says of it, and its defaults.
@@ -61,8 +60,11 @@ const ABOUT: &str =
     "The SUP health service: probes every SUP server's WSUS web site and publishes transitions.";
 
 /// Binds the configured listeners and runs until `shutdown`.
-pub async fn serve(settings: Settings, shutdown: sup_runtime::Shutdown) -> anyhow::Result<()> {
-    let grpc = sup_runtime::bind(settings.listen, "gRPC").await?;
-    let admin = sup_runtime::bind(settings.admin_listen, "admin").await?;
+pub async fn serve(
+    settings: ServiceSettings<Settings>,
+    shutdown: sup_runtime::Shutdown,
+) -> anyhow::Result<()> {
+    let grpc = settings.bind_listen("gRPC").await?;
+    let admin = settings.bind_admin().await?;
     run(grpc, admin, settings, shutdown).await
 }

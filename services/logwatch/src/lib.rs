@@ -11,12 +11,11 @@ mod watch;
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 
 use anyhow::Context as _;
 use serde::Deserialize;
 use sup_bus::{Bus, BusConfig};
-use sup_runtime::{Lifecycle, LogFormat};
+use sup_runtime::{Lifecycle, ServiceSettings};
 use tokio::net::TcpListener;
 
 pub const DEFAULTS: &str = r#"
@@ -54,11 +53,10 @@ pub struct StaticWatch {
     pub logs: Option<Vec<String>>,
 }
 
+/// What only the log watcher has; the shared keys are in [`ServiceSettings`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    pub admin_listen: SocketAddr,
-    pub log_format: LogFormat,
     /// The polling fallback; file notifications wake the watcher sooner.
     pub poll_interval_ms: u64,
     /// Learn servers from `sup_roles` (and each site's `site_server`).
@@ -80,11 +78,16 @@ pub struct Settings {
     pub nats: BusConfig,
 }
 
+impl sup_runtime::OwnSettings for Settings {
+    const LISTENER: sup_runtime::Listener = sup_runtime::Listener::None;
+}
+
 pub async fn run(
     admin: TcpListener,
-    settings: Settings,
+    settings: ServiceSettings<Settings>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let settings = settings.own;
     let bus = Bus::connect(&settings.nats)
         .await
         .context("connecting to NATS")?;

@@ -1,10 +1,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sup_logwatch::{DEFAULTS, Settings, parse_cmd, run};
-use sup_runtime::{Telemetry, load_config, shutdown_signal};
+use sup_runtime::{ServiceSettings, Telemetry, load_config, shutdown_signal};
 
 /// Follows ConfigMgr logs (SUPSetup.log, WCM.log, WSUSCtrl.log, wsyncmgr.log) and publishes
 /// their lines and the SUP milestones.
@@ -72,11 +71,10 @@ async fn real_main() -> anyhow::Result<()> {
                 print!("{DEFAULTS}");
                 return Ok(());
             }
-            let settings: Settings = load_config("logwatch", DEFAULTS, config.as_deref())?;
+            let settings: ServiceSettings<Settings> =
+                load_config("logwatch", DEFAULTS, config.as_deref())?;
             let telemetry = Telemetry::init("sup-logwatch", settings.log_format)?;
-            let admin = tokio::net::TcpListener::bind(settings.admin_listen)
-                .await
-                .with_context(|| format!("binding admin {}", settings.admin_listen))?;
+            let admin = settings.bind_admin().await?;
             let result = run(admin, settings, shutdown_signal()).await;
             telemetry.shutdown();
             result

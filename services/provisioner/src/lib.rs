@@ -24,7 +24,6 @@ pub use settings::{DEFAULTS, SERVICE, Settings, serve};
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::Instrument as _;
@@ -38,7 +37,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use serde::Deserialize;
 use sup_bus::{Bus, BusConfig, Delivery, Durable, Verdict, subjects};
 use sup_proto::v1::{self, command::Kind, event::Payload};
-use sup_runtime::{Lifecycle, LogFormat};
+use sup_runtime::{Lifecycle, ServiceSettings};
 use tokio::net::TcpListener;
 
 use driver::{DriverError, Drivers, Endpoints, GrpcDriver, SiteDriver};
@@ -75,9 +74,10 @@ fn kind_name(k: &Option<Kind>) -> &'static str {
 
 pub async fn run(
     admin: TcpListener,
-    settings: Settings,
+    settings: ServiceSettings<Settings>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let settings = settings.own;
     let agent_tls = settings
         .agent_tls
         .as_ref()
@@ -169,17 +169,17 @@ pub async fn run_with<D: SiteDriver>(
         settings,
         metrics,
     });
-    let (worker, stop) = (p.clone(), life.stop());
-    life.spawn("commands", async move {
-        consume(worker, stop).await;
-        Ok(())
-    });
+    life.spawn_until_stopped("commands", |stop| consume(p.clone(), stop));
     if let Some(providers) = providers {
-        let (bus, gauge, stop) = (bus.clone(), p.metrics.drift.clone(), life.stop());
         let interval = Duration::from_secs(p.settings.drift_interval_secs.max(1));
-        life.spawn("drift", async move {
-            drift::run(bus, providers, gauge, interval, stop).await;
-            Ok(())
+        life.spawn_until_stopped("drift", |stop| {
+            drift::run(
+                bus.clone(),
+                providers,
+                p.metrics.drift.clone(),
+                interval,
+                stop,
+            )
         });
     }
     let (checker, mut stop) = (p.clone(), life.stop());

@@ -22,11 +22,10 @@ replicas = 1
 client_name = "sup-provisioner"
 "#;
 
+/// What only the provisioner has; the shared keys are in [`ServiceSettings`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    pub admin_listen: SocketAddr,
-    pub log_format: LogFormat,
     /// The agent of a server, `{server}` replaced, unless `agents` names it.
     pub agent_endpoint: String,
     /// Server name (or `*`) → agent endpoint.
@@ -52,6 +51,10 @@ pub struct Settings {
     pub providers: BTreeMap<String, smsprov::ProviderSettings>,
 }
 
+impl sup_runtime::OwnSettings for Settings {
+    const LISTENER: sup_runtime::Listener = sup_runtime::Listener::None;
+}
+
 /// The `sup-provisioner` binary: what `--help` says of it, and its defaults.
 pub const SERVICE: sup_runtime::ServiceInfo = sup_runtime::ServiceInfo::new(
     "provisioner",
@@ -63,7 +66,10 @@ pub const SERVICE: sup_runtime::ServiceInfo = sup_runtime::ServiceInfo::new(
 const ABOUT: &str = "The SUP provisioner: installs, removes and configures software update point roles on site systems through their agents.";
 
 /// Binds the configured listeners and runs until `shutdown`.
-pub async fn serve(settings: Settings, shutdown: sup_runtime::Shutdown) -> anyhow::Result<()> {
-    let admin = sup_runtime::bind(settings.admin_listen, "admin").await?;
+pub async fn serve(
+    settings: ServiceSettings<Settings>,
+    shutdown: sup_runtime::Shutdown,
+) -> anyhow::Result<()> {
+    let admin = settings.bind_admin().await?;
     run(admin, settings, shutdown).await
 }

@@ -17,7 +17,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -30,7 +29,7 @@ use sup_bus::subjects::{self, kind, run_key};
 use sup_bus::{Bus, BusConfig, Cas, Delivery, Durable, Verdict};
 use sup_core::model::{Site, SyncSource};
 use sup_proto::v1::{self, event::Payload};
-use sup_runtime::{Lifecycle, LogFormat};
+use sup_runtime::{Lifecycle, ServiceSettings};
 use sup_smslog::MilestoneKind;
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
@@ -182,16 +181,16 @@ async fn consume<C: Clock>(s: Arc<Scheduler<C>>, stop: tokio::sync::watch::Recei
 pub async fn run<C: Clock>(
     grpc: TcpListener,
     admin: TcpListener,
-    settings: Settings,
+    settings: ServiceSettings<Settings>,
     clock: C,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     // Certificate files are read before anything else, so a bad path stops the start at once.
     let tls = sup_runtime::tls::server_config(settings.tls.as_ref())?;
-    let bus = Bus::connect(&settings.nats)
+    let bus = Bus::connect(&settings.own.nats)
         .await
         .context("connecting to NATS")?;
-    let tick = Duration::from_millis(settings.tick_ms.max(10));
+    let tick = Duration::from_millis(settings.own.tick_ms.max(10));
     let metrics = Metrics::default();
     let mut registry = Registry::default();
     bus.register_metrics(&mut registry);
@@ -199,16 +198,12 @@ pub async fn run<C: Clock>(
     let s = Arc::new(Scheduler {
         bus: bus.clone(),
         clock,
-        settings,
+        settings: settings.own,
         metrics,
     });
     let mut life = Lifecycle::new();
     life.serve_admin(admin, registry);
-    let (events, stop) = (s.clone(), life.stop());
-    life.spawn("events", async move {
-        consume(events, stop).await;
-        Ok(())
-    });
+    life.spawn_until_stopped("events", |stop| consume(s.clone(), stop));
     let (ticker, mut stop) = (s.clone(), life.stop());
     life.spawn("ticks", async move {
         loop {
@@ -221,16 +216,9 @@ pub async fn run<C: Clock>(
             }
         }
     });
-    let g = sup_runtime::grpc::routes()?;
-    let mut routes = g.routes;
-    routes.add_service(
-        v1::scheduler_server::SchedulerServer::new(Api(s.clone()))
-            .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES),
-    );
-    g.health
-        .set_serving::<v1::scheduler_server::SchedulerServer<Api<C>>>()
-        .await;
-    life.serve_grpc(grpc, routes, tls);
+    let api = v1::scheduler_server::SchedulerServer::new(Api(s.clone()))
+        .max_decoding_message_size(sup_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(sup_proto::MAX_MESSAGE_BYTES);
+    life.serve_grpc_api(grpc, api, tls).await?;
     life.run_until(shutdown).await
 }

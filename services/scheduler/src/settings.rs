@@ -16,21 +16,20 @@ replicas = 1
 client_name = "sup-scheduler"
 "#;
 
+/// What only the scheduler has; the shared keys are in [`ServiceSettings`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
-    pub log_format: LogFormat,
     pub tick_ms: u64,
     /// A run with no result after this long has failed.
     pub run_timeout_secs: u64,
     /// After a failed run, the next attempt ("Sync failed. Will retry in 60 minutes").
     pub retry_after_secs: u64,
     pub nats: BusConfig,
-    /// gRPC over TLS (and, with `client_ca_file`, mutual TLS); plain gRPC when absent.
-    #[serde(default)]
-    pub tls: Option<sup_runtime::ServerTls>,
+}
+
+impl sup_runtime::OwnSettings for Settings {
+    const LISTENER: sup_runtime::Listener = sup_runtime::Listener::Grpc;
 }
 
 /// The `sup-scheduler` binary: what `--help` says of it, and its defaults.
@@ -45,8 +44,11 @@ const ABOUT: &str =
     "The SUP scheduler: synchronization on a schedule and on demand, parents before children.";
 
 /// Binds the configured listeners and runs until `shutdown`.
-pub async fn serve(settings: Settings, shutdown: sup_runtime::Shutdown) -> anyhow::Result<()> {
-    let grpc = sup_runtime::bind(settings.listen, "gRPC").await?;
-    let admin = sup_runtime::bind(settings.admin_listen, "admin").await?;
+pub async fn serve(
+    settings: ServiceSettings<Settings>,
+    shutdown: sup_runtime::Shutdown,
+) -> anyhow::Result<()> {
+    let grpc = settings.bind_listen("gRPC").await?;
+    let admin = settings.bind_admin().await?;
     run(grpc, admin, settings, SystemClock, shutdown).await
 }

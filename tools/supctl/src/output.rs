@@ -395,12 +395,16 @@ pub fn sites_json(sites: &[v1::Site]) -> String {
 }
 
 pub fn spec_of(site: &v1::Site) -> sup_core::spec::RawSite {
+    // A stored site reads back into the model as it was validated; its canonical form fills in
+    // every default. An older version's record goes through validation instead.
+    if let Ok(model) = convert::site_from_stored(site) {
+        return sup_core::spec::to_raw(&model);
+    }
     let raw = convert::site_from_proto(site);
     let mut known = BTreeMap::new();
     if !site.parent.is_empty() {
         known.insert(site.parent.clone(), None);
     }
-    // Stored sites are valid; showing their canonical form fills in every default.
     match sup_core::spec::validate_sites(std::slice::from_ref(&raw), &known) {
         Ok(mut v) => v.pop().map(|m| sup_core::spec::to_raw(&m)).unwrap_or(raw),
         Err(_) => raw,

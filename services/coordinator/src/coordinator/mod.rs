@@ -121,9 +121,20 @@ fn state_of(r: &v1::RoleStatus) -> RoleState {
     role_state_from_proto(r.state).unwrap_or(RoleState::Declared)
 }
 
-/// The validated model of a stored site (stored sites were valid when written; the parent is
-/// taken as known so a site can be read on its own).
+/// The model of a stored site. Stored sites were validated before they were written, so this is
+/// a conversion; a record that does not convert (an older version's form) is validated as a spec
+/// instead, with its parent taken as known so that it can be read on its own.
 pub fn model_of(site: &v1::Site) -> Result<Site, ApiError> {
+    match sup_proto::convert::site_from_stored(site) {
+        Ok(model) => Ok(model),
+        Err(e) => {
+            tracing::debug!(error = %e, "validating a stored site as a spec");
+            validate_stored(site)
+        }
+    }
+}
+
+fn validate_stored(site: &v1::Site) -> Result<Site, ApiError> {
     let mut known = BTreeMap::new();
     let mut raw = site_from_proto(site);
     if !site.parent.is_empty() {
@@ -212,4 +223,52 @@ impl Coordinator {
     }
 
     // ---- Applying specs ------------------------------------------------------------------
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "[[site]]\ncode = \"CEN\"\n[site.software_updates]\n\
+        products = [\"Windows XP\"]\nupdate_file_languages = [\"German\"]\n\
+        [[site]]\ncode = \"CH1\"\nparent = \"CEN\"\n";
+
+    fn stored() -> Vec<v1::Site> {
+        let sites = sup_core::spec::load_site_file(FILE, &BTreeMap::new()).expect("valid");
+        sites
+            .iter()
+            .map(sup_proto::convert::site_to_proto)
+            .collect()
+    }
+
+    #[test]
+    fn a_stored_site_reads_back_as_it_was_validated() {
+        let sites = sup_core::spec::load_site_file(FILE, &BTreeMap::new()).expect("valid");
+        for (pb, site) in stored().iter().zip(&sites) {
+            assert_eq!(&model_of(pb).expect("reads"), site);
+        }
+    }
+
+    #[test]
+    fn an_older_record_is_read_through_validation() {
+        // Older versions kept one language list, and a child's own copy of the top settings.
+        let mut top = stored().remove(0);
+        let su = top.software_updates.as_mut().expect("settings");
+        su.languages = std::mem::take(&mut su.update_file_languages);
+        su.summary_languages.clear();
+        let model = model_of(&top).expect("validated");
+        let languages = &model
+            .software_updates
+            .top
+            .expect("top")
+            .update_file_languages;
+        assert_eq!(
+            languages.iter().map(|e| e.title).collect::<Vec<_>>(),
+            ["German"]
+        );
+
+        let mut child = stored().remove(1);
+        child.software_updates = top.software_updates.clone();
+        assert_eq!(model_of(&child).expect("read").software_updates.top, None);
+    }
 }

@@ -88,9 +88,9 @@ fn providers_come_from_the_environment_too() {
         std::env::set_var("SUP_PROVTEST__PROVIDERS__CEN__USER", "LAB\\sup-provider");
         std::env::set_var("SUP_PROVTEST__PROVIDERS__CEN__PASSWORD_ENV", "PW");
     }
-    let s: crate::Settings =
+    let s: sup_runtime::ServiceSettings<crate::Settings> =
         sup_runtime::load_config("provtest", crate::DEFAULTS, None).expect("settings");
-    let (code, p) = s.providers.iter().next().expect("one provider");
+    let (code, p) = s.own.providers.iter().next().expect("one provider");
     assert!(code.eq_ignore_ascii_case("CEN"));
     assert_eq!(p.user, "LAB\\sup-provider");
     assert_eq!(p.password_env.as_deref(), Some("PW"));

@@ -13,6 +13,9 @@ use sup_core::spec::{
 
 use crate::v1;
 
+mod stored;
+pub use stored::{StoredSiteError, site_from_stored};
+
 fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
