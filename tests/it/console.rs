@@ -132,7 +132,7 @@ fn the_console_shows_the_example_hierarchy_live_in_a_browser() {
         admin,
         &[("SUP_INSTALL_PW", "install-account-password".into())],
     );
-    let _logwatch = crate::procedure::start_logwatch(&nats, &emu, dir.path());
+    let _logwatch = crate::procedure::start_logwatch(&nats, &emu);
     let (_scheduler, scheduler) = crate::scheduler::start_scheduler(nats.url());
 
     let (grpc, admin) = (free_port().expect("port"), free_port().expect("port"));

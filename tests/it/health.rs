@@ -3,47 +3,29 @@
 use std::time::{Duration, Instant};
 
 use sup_proto::v1::{self, event::Payload, health_service_client::HealthServiceClient};
-use sup_testkit::{Process, free_port};
+use sup_testkit::{Process, Service, free_port};
 
 use crate::procedure::stack;
 use crate::support::*;
 
-pub fn start_health(
-    nats_url: &str,
-    dir: &std::path::Path,
-    ca: &std::path::Path,
-) -> (Process, String) {
-    start_health_with(nats_url, dir, ca, "")
+pub fn start_health(nats_url: &str, ca: &std::path::Path) -> (Process, String) {
+    start_health_with(nats_url, ca, "")
 }
 
 /// The health service with `extra` TOML tables (e.g. a `[port_map]`) in its configuration.
-pub fn start_health_with(
-    nats_url: &str,
-    dir: &std::path::Path,
-    ca: &std::path::Path,
-    extra: &str,
-) -> (Process, String) {
-    let grpc = free_port().expect("port");
-    let admin = free_port().expect("port");
-    let config = dir.join("health.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:{grpc}\"\nadmin_listen = \"127.0.0.1:{admin}\"\ninterval_ms = 300\ntimeout_ms = 500\nmilestone_max_age_secs = 30\nca_file = \"{}\"\n[resolve]\n\"*\" = \"127.0.0.1\"\n[nats]\nurl = \"{nats_url}\"\n{extra}",
-            ca.display()
-        ),
-    )
-    .expect("config");
-    let mut p = Process::start(
-        "sup-health",
-        &["--config", config.to_str().expect("path")],
-        &[],
-    )
-    .expect("health");
-    p.wait_port(grpc, Duration::from_secs(30))
-        .expect("health up");
-    p.admin_port = Some(admin);
-    (p, format!("http://127.0.0.1:{grpc}"))
+pub fn start_health_with(nats_url: &str, ca: &std::path::Path, extra: &str) -> (Process, String) {
+    let p = Service::new("health")
+        .and_then(Service::listening)
+        .map(|s| {
+            s.nats(nats_url, 1).config(format!(
+                "interval_ms = 300\ntimeout_ms = 500\nmilestone_max_age_secs = 30\nca_file = \"{}\"\n[resolve]\n\"*\" = \"127.0.0.1\"\n{extra}",
+                ca.display()
+            ))
+        })
+        .and_then(Service::start)
+        .unwrap_or_else(|e| panic!("sup-health: {e}"));
+    let endpoint = p.endpoint().expect("endpoint");
+    (p, endpoint)
 }
 
 /// Applies the `auto` site AUT: a1 active, a2 standby, both with SSL on the emulator's ports.
@@ -144,7 +126,7 @@ async fn faults_are_classified_and_an_auto_site_fails_over() {
         "--health-interval-ms",
         "200",
     ]);
-    let (_health, endpoint) = start_health(s.nats.url(), s.dir.path(), &s.emulator.ca);
+    let (_health, endpoint) = start_health(s.nats.url(), &s.emulator.ca);
     apply_auto_site(&s.coordinator.endpoint, http, https);
     let mut c = HealthServiceClient::connect(endpoint.clone())
         .await

@@ -90,7 +90,7 @@ async fn every_documented_metric_is_served() {
         "--default-ports",
         &ports,
     ]);
-    let (health, health_ep) = start_health(s.nats.url(), s.dir.path(), &s.emulator.ca);
+    let (health, health_ep) = start_health(s.nats.url(), &s.emulator.ca);
     let (scheduler, sched_ep) = start_scheduler(s.nats.url());
     let file = site_file(
         &SCHEDULED

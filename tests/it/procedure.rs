@@ -1,11 +1,10 @@
 //! The procedure end to end through the real binaries: coordinator, provisioner, log watcher,
 //! WSUS emulator and supctl on a real nats-server.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sup_proto::v1::event::Payload;
-use sup_testkit::{NatsServer, Process, free_port};
+use sup_testkit::{NatsServer, Process, Service, free_port};
 
 use crate::emulator::{Emulator, start_emulator};
 use crate::support::*;
@@ -19,53 +18,35 @@ pub struct Stack {
     pub dir: tempfile::TempDir,
 }
 
-pub fn start_provisioner(nats: &NatsServer, emu: &Emulator, dir: &Path) -> Process {
-    let admin = free_port().expect("port");
+pub fn start_provisioner(nats: &NatsServer, emu: &Emulator) -> Process {
+    // An agent nobody answers at, for the retry tests.
     let dead = free_port().expect("port");
-    let config = dir.join(format!("provisioner-{admin}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "admin_listen = \"127.0.0.1:{admin}\"\nmax_attempts = 2\nretry_base_ms = 100\ninstall_timeout_secs = 60\n[agents]\n\"*\" = \"{}\"\n\"dead.corp.example.com\" = \"http://127.0.0.1:{dead}\"\n[nats]\nurl = \"{}\"\n",
-            emu.agent,
-            nats.url()
-        ),
-    )
-    .expect("config");
-    let mut p = Process::start(
-        "sup-provisioner",
-        &["--config", config.to_str().expect("path")],
-        &[],
-    )
-    .expect("provisioner");
-    p.wait_port(admin, Duration::from_secs(30))
-        .expect("provisioner up");
-    p.admin_port = Some(admin);
-    p
+    Service::new("provisioner")
+        .map(|s| {
+            s.nats(nats.url(), 1)
+                .set("MAX_ATTEMPTS", 2)
+                .set("RETRY_BASE_MS", 100)
+                .set("INSTALL_TIMEOUT_SECS", 60)
+                .config(format!(
+                    "[agents]\n\"*\" = \"{}\"\n\"dead.corp.example.com\" = \"http://127.0.0.1:{dead}\"\n",
+                    emu.agent
+                ))
+        })
+        .and_then(Service::start)
+        .unwrap_or_else(|e| panic!("sup-provisioner: {e}"))
 }
 
-pub fn start_logwatch(nats: &NatsServer, emu: &Emulator, dir: &Path) -> Process {
-    let admin = free_port().expect("port");
-    let config = dir.join("logwatch.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "admin_listen = \"127.0.0.1:{admin}\"\npoll_interval_ms = 100\ndiscover_interval_secs = 1\nroot = \"{}\"\n[nats]\nurl = \"{}\"\n",
-            emu.logs.display(),
-            nats.url()
-        ),
-    )
-    .expect("config");
-    let mut p = Process::start(
-        "sup-logwatch",
-        &["run", "--config", config.to_str().expect("path")],
-        &[],
-    )
-    .expect("logwatch");
-    p.wait_port(admin, Duration::from_secs(30))
-        .expect("logwatch up");
-    p.admin_port = Some(admin);
-    p
+pub fn start_logwatch(nats: &NatsServer, emu: &Emulator) -> Process {
+    Service::new("logwatch")
+        .map(|s| {
+            s.arg("run")
+                .nats(nats.url(), 1)
+                .set("POLL_INTERVAL_MS", 100)
+                .set("DISCOVER_INTERVAL_SECS", 1)
+                .set("ROOT", emu.logs.display())
+        })
+        .and_then(Service::start)
+        .unwrap_or_else(|e| panic!("sup-logwatch: {e}"))
 }
 
 pub fn stack(emulator_args: &[&str]) -> Stack {
@@ -75,8 +56,8 @@ pub fn stack(emulator_args: &[&str]) -> Stack {
     let mut args = vec!["--site-server", "CEN=cen-site.corp.example.com"];
     args.extend_from_slice(emulator_args);
     let emulator = start_emulator(&args);
-    let provisioner = start_provisioner(&nats, &emulator, dir.path());
-    let logwatch = start_logwatch(&nats, &emulator, dir.path());
+    let provisioner = start_provisioner(&nats, &emulator);
+    let logwatch = start_logwatch(&nats, &emulator);
     Stack {
         nats,
         coordinator,
@@ -197,7 +178,6 @@ async fn the_procedure_from_site_file_to_active_sups() {
     // ports are the emulator's through the health service's port map.
     let (_health, _) = crate::health::start_health_with(
         s.nats.url(),
-        s.dir.path(),
         &s.emulator.ca,
         &format!(
             "[port_map]\n\"8530\" = {}\n\"8531\" = {}\n",
@@ -397,7 +377,7 @@ async fn a_provisioner_killed_mid_install_finishes_it_exactly_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     s.provisioner.kill();
-    s.provisioner = start_provisioner(&s.nats, &s.emulator, s.dir.path());
+    s.provisioner = start_provisioner(&s.nats, &s.emulator);
     wait_status(&s.coordinator.endpoint, "the role active", |st| {
         role_state(st, "ONE", "only.corp.example.com").is_some_and(|r| r.0 == "active")
     })

@@ -8,29 +8,19 @@ use chrono::TimeZone;
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
 use sup_scheduler::{ManualClock, Scheduler, Settings};
-use sup_testkit::{NatsServer, Process, free_port};
+use sup_testkit::{NatsServer, Process, Service};
 
 use crate::procedure::{PROCEDURE, stack, start_provisioner};
 use crate::support::*;
 
 pub fn start_scheduler(nats_url: &str) -> (Process, String) {
-    let grpc = free_port().expect("port");
-    let admin = free_port().expect("port");
-    let mut p = Process::start(
-        "sup-scheduler",
-        &[],
-        &[
-            ("SUP_SCHEDULER__LISTEN", format!("127.0.0.1:{grpc}")),
-            ("SUP_SCHEDULER__ADMIN_LISTEN", format!("127.0.0.1:{admin}")),
-            ("SUP_SCHEDULER__TICK_MS", "200".into()),
-            ("SUP_SCHEDULER__NATS__URL", nats_url.to_string()),
-        ],
-    )
-    .expect("scheduler");
-    p.wait_port(grpc, Duration::from_secs(30))
-        .expect("scheduler up");
-    p.admin_port = Some(admin);
-    (p, format!("http://127.0.0.1:{grpc}"))
+    let p = Service::new("scheduler")
+        .and_then(Service::listening)
+        .map(|s| s.nats(nats_url, 1).set("TICK_MS", 200))
+        .and_then(Service::start)
+        .unwrap_or_else(|e| panic!("sup-scheduler: {e}"));
+    let endpoint = p.endpoint().expect("endpoint");
+    (p, endpoint)
 }
 
 pub fn sync_cli(coordinator: &str, scheduler: &str, args: &[&str]) -> std::process::Output {
@@ -270,7 +260,7 @@ async fn manual_runs_go_parent_first_are_refused_on_children_and_follow_the_acti
         ],
     );
     assert!(act.status.success(), "{}", text(&act.stderr));
-    s.provisioner = start_provisioner(&s.nats, &s.emulator, s.dir.path());
+    s.provisioner = start_provisioner(&s.nats, &s.emulator);
     let h = wait_history(
         &c,
         &sched,

@@ -255,7 +255,7 @@ async fn the_example_hierarchy_is_provisioned_and_synchronized_through_the_sms_p
     provisioner
         .wait_port(admin, Duration::from_secs(30))
         .expect("provisioner up");
-    let _logwatch = crate::procedure::start_logwatch(&nats, &emu, dir.path());
+    let _logwatch = crate::procedure::start_logwatch(&nats, &emu);
     let (_scheduler, sched) = crate::scheduler::start_scheduler(nats.url());
 
     let out = supctl(

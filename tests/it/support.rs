@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use sup_bus::{Bus, BusConfig};
 use sup_proto::v1::{self, Event, MilestoneObserved, event::Payload};
-use sup_testkit::{NatsServer, Process, free_port};
+use sup_testkit::{NatsServer, Process, Service};
 
 pub struct Coordinator {
     /// The process; dropping it kills it.
@@ -20,32 +20,17 @@ pub fn coordinator(nats: &NatsServer) -> Coordinator {
 
 /// Starts a `sup-coordinator` against any server list, with this many stream replicas.
 pub fn coordinator_at(url: &str, replicas: usize) -> Coordinator {
-    let grpc = free_port().expect("port");
-    let admin = free_port().expect("port");
-    let mut process = Process::start(
-        "sup-coordinator",
-        &[],
-        &[
-            ("SUP_COORDINATOR__LISTEN", format!("127.0.0.1:{grpc}")),
-            (
-                "SUP_COORDINATOR__ADMIN_LISTEN",
-                format!("127.0.0.1:{admin}"),
-            ),
-            ("SUP_COORDINATOR__NATS__URL", url.to_string()),
-            ("SUP_COORDINATOR__NATS__REPLICAS", replicas.to_string()),
-            ("SUP_COORDINATOR__RECONCILE_INTERVAL_SECS", "1".to_string()),
-            ("SUP_COORDINATOR__FAILOVER_AFTER_SECS", "1".to_string()),
-        ],
-    )
-    .expect("start sup-coordinator");
-    process
-        .wait_port(grpc, Duration::from_secs(60))
-        .expect("coordinator listens");
-    wait_ready(&mut process, admin);
-    Coordinator {
-        process,
-        endpoint: format!("http://127.0.0.1:{grpc}"),
-    }
+    let process = Service::new("coordinator")
+        .and_then(Service::listening)
+        .map(|s| {
+            s.nats(url, replicas)
+                .set("RECONCILE_INTERVAL_SECS", 1)
+                .set("FAILOVER_AFTER_SECS", 1)
+        })
+        .and_then(Service::start)
+        .unwrap_or_else(|e| panic!("sup-coordinator: {e}"));
+    let endpoint = process.endpoint().expect("endpoint");
+    Coordinator { process, endpoint }
 }
 
 /// Waits until a service's `/readyz` answers 200 (its listeners are bound before it is ready).

@@ -5,11 +5,16 @@
 //! `make tools`), else `nats-server` on `PATH`.
 //!
 //! [`jetstream::Inspector`] looks inside the streams of a running server for trials and tests.
+//! [`Process`] runs a workspace binary (log, readiness, signals, restart) and [`Service`] starts a
+//! stack's service with its settings and free ports: every stack the tests, the chaos trials and
+//! the benchmarks assemble is built from them.
 
 pub mod jetstream;
 mod process;
+mod service;
 
 pub use process::{Process, sibling_binary};
+pub use service::Service;
 
 use std::io;
 use std::net::TcpListener;

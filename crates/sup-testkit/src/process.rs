@@ -19,6 +19,10 @@ pub struct Process {
     pub name: String,
     /// The admin (`/metrics`, `/readyz`) port, when the starter knows it.
     pub admin_port: Option<u16>,
+    /// The API (`listen`) port, when the starter knows it.
+    pub listen_port: Option<u16>,
+    /// The settings file it was started with, kept for its restarts.
+    pub(crate) config: Option<tempfile::TempPath>,
     child: Option<Child>,
     /// How the process ended when it was killed, so a wait after a kill reports it at once.
     killed: Option<std::process::ExitStatus>,
@@ -80,6 +84,8 @@ impl Process {
         let mut p = Self {
             name,
             admin_port: None,
+            listen_port: None,
+            config: None,
             child: None,
             killed: None,
             program,
@@ -129,13 +135,7 @@ impl Process {
     pub fn wait_port(&mut self, port: u16, patience: Duration) -> io::Result<()> {
         let deadline = Instant::now() + patience;
         loop {
-            if let Some(status) = self.exited()? {
-                return Err(io::Error::other(format!(
-                    "{} exited ({status}):\n{}",
-                    self.name,
-                    self.log()
-                )));
-            }
+            self.still_running()?;
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return Ok(());
             }
@@ -147,6 +147,30 @@ impl Process {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// An error with the log when the process has exited.
+    fn still_running(&mut self) -> io::Result<()> {
+        match self.exited()? {
+            None => Ok(()),
+            Some(status) => Err(io::Error::other(format!(
+                "{} exited ({status}):\n{}",
+                self.name,
+                self.log()
+            ))),
+        }
+    }
+
+    /// `http://127.0.0.1:<listen>`, the API's endpoint.
+    pub fn endpoint(&self) -> io::Result<String> {
+        self.listen_port
+            .map(|port| format!("http://127.0.0.1:{port}"))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} has no API port", self.name),
+                )
+            })
     }
 
     fn admin(&self) -> io::Result<u16> {
@@ -189,13 +213,7 @@ impl Process {
         let port = self.admin()?;
         let deadline = Instant::now() + patience;
         loop {
-            if let Some(status) = self.exited()? {
-                return Err(io::Error::other(format!(
-                    "{} exited ({status}):\n{}",
-                    self.name,
-                    self.log()
-                )));
-            }
+            self.still_running()?;
             let answer = std::net::TcpStream::connect(("127.0.0.1", port))
                 .ok()
                 .and_then(|mut s| {

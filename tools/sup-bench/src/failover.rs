@@ -11,12 +11,21 @@ use futures::StreamExt;
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
 
-use sup_testkit::Process;
+use sup_testkit::{Process, Service};
 
 use crate::Figure;
 
 pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
     Ok(sup_testkit::sibling_binary(name)?)
+}
+
+/// `sup-<name>` beside this binary, its log in `log_dir`, `RUST_LOG` at warn.
+pub fn service(name: &str, log_dir: &Path) -> anyhow::Result<Service> {
+    let binary = bin(&format!("sup-{name}"))?;
+    let bins = binary.parent().unwrap_or(Path::new("."));
+    Ok(Service::new(name)?
+        .from_build(bins, log_dir)
+        .env("RUST_LOG", "warn"))
 }
 
 /// Starts workspace binary `name` beside this one, its output to `log`, `RUST_LOG` at warn.
@@ -69,7 +78,6 @@ pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let d = dir.path();
     let port = || sup_testkit::free_port();
     let (http, https, agent, control) = (port()?, port()?, port()?, port()?);
-    let (coord, health) = (port()?, port()?);
     let logs = d.join("sites");
     let _emu = spawn(
         "wsus-emulator",
@@ -101,54 +109,35 @@ pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
         std::fs::write(&p, body)?;
         Ok(p)
     };
-    let cc = write(
-        "coordinator.toml",
-        format!(
-            "listen = \"127.0.0.1:{coord}\"\nadmin_listen = \"127.0.0.1:{}\"\nreconcile_interval_secs = 1\nfailover_after_secs = 0\n[nats]\nurl = \"{url}\"\n",
-            port()?
-        ),
-    )?;
-    let pc = write(
-        "provisioner.toml",
-        format!(
-            "admin_listen = \"127.0.0.1:{}\"\n[agents]\n\"*\" = \"http://127.0.0.1:{agent}\"\n[nats]\nurl = \"{url}\"\n",
-            port()?
-        ),
-    )?;
-    let lc = write(
-        "logwatch.toml",
-        format!(
-            "admin_listen = \"127.0.0.1:{}\"\npoll_interval_ms = 100\ndiscover_interval_secs = 1\nroot = \"{}\"\n[nats]\nurl = \"{url}\"\n",
-            port()?,
-            logs.display()
-        ),
-    )?;
-    let hc = write(
-        "health.toml",
-        format!(
-            "listen = \"127.0.0.1:{health}\"\nadmin_listen = \"127.0.0.1:{}\"\ninterval_ms = {interval_ms}\ntimeout_ms = 300\nmilestone_max_age_secs = 0\n[resolve]\n\"*\" = \"127.0.0.1\"\n[nats]\nurl = \"{url}\"\n",
-            port()?
-        ),
-    )?;
     let p = |x: &PathBuf| x.to_str().unwrap_or_default().to_string();
-    let _c = spawn(
-        "sup-coordinator",
-        &["--config", &p(&cc)],
-        &d.join("coordinator.log"),
-    )?;
-    let _p = spawn(
-        "sup-provisioner",
-        &["--config", &p(&pc)],
-        &d.join("provisioner.log"),
-    )?;
-    let _l = spawn(
-        "sup-logwatch",
-        &["run", "--config", &p(&lc)],
-        &d.join("logwatch.log"),
-    )?;
-    let _h = spawn("sup-health", &["--config", &p(&hc)], &d.join("health.log"))?;
-    wait_port(coord).await?;
-    wait_port(health).await?;
+    let c = service("coordinator", d)?
+        .listening()?
+        .nats(&url, 1)
+        .set("RECONCILE_INTERVAL_SECS", 1)
+        .set("FAILOVER_AFTER_SECS", 0)
+        .spawn()?;
+    let _p = service("provisioner", d)?
+        .nats(&url, 1)
+        .set("AGENT_ENDPOINT", format!("http://127.0.0.1:{agent}"))
+        .spawn()?;
+    let _l = service("logwatch", d)?
+        .arg("run")
+        .nats(&url, 1)
+        .set("POLL_INTERVAL_MS", 100)
+        .set("DISCOVER_INTERVAL_SECS", 1)
+        .set("ROOT", logs.display())
+        .spawn()?;
+    let h = service("health", d)?
+        .listening()?
+        .nats(&url, 1)
+        .set("INTERVAL_MS", interval_ms)
+        .set("TIMEOUT_MS", 300)
+        .set("MILESTONE_MAX_AGE_SECS", 0)
+        .config("[resolve]\n\"*\" = \"127.0.0.1\"\n")
+        .spawn()?;
+    c.ready(Duration::from_secs(60)).await?;
+    h.ready(Duration::from_secs(60)).await?;
+    let coordinator = c.endpoint()?;
     let site = write(
         "site.toml",
         format!(
@@ -156,7 +145,7 @@ pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
         ),
     )?;
     let out = Command::new(bin("supctl")?)
-        .env("SUP_COORDINATOR", format!("http://127.0.0.1:{coord}"))
+        .env("SUP_COORDINATOR", &coordinator)
         .args(["apply", "-f", &p(&site), "--wait", "--timeout", "120s"])
         .output()?;
     anyhow::ensure!(

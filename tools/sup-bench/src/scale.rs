@@ -27,35 +27,27 @@ pub async fn footprint(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let dir = tempfile::tempdir()?;
     let url = nats.url().to_string();
     let mut figures = Vec::new();
-    for (service, prefix, args, grpc) in [
-        ("sup-coordinator", "SUP_COORDINATOR", vec![], true),
-        ("sup-provisioner", "SUP_PROVISIONER", vec![], false),
-        ("sup-scheduler", "SUP_SCHEDULER", vec![], true),
-        ("sup-health", "SUP_HEALTH", vec![], true),
-        ("sup-logwatch", "SUP_LOGWATCH", vec!["run"], false),
+    for (name, grpc) in [
+        ("coordinator", true),
+        ("provisioner", false),
+        ("scheduler", true),
+        ("health", true),
+        ("logwatch", false),
     ] {
+        let binary = format!("sup-{name}");
+        let service = binary.as_str();
         let mut starts = Vec::new();
         let mut rss = 0.0f64;
         for round in 0..rounds {
-            let admin = sup_testkit::free_port()?;
-            let mut env = vec![
-                (
-                    format!("{prefix}__ADMIN_LISTEN"),
-                    format!("127.0.0.1:{admin}"),
-                ),
-                (format!("{prefix}__NATS__URL"), url.clone()),
-                (format!("{prefix}__ROOT"), dir.path().display().to_string()),
-            ];
+            let mut s = crate::failover::service(name, dir.path())?.nats(&url, 1);
             if grpc {
-                let port = sup_testkit::free_port()?;
-                env.push((format!("{prefix}__LISTEN"), format!("127.0.0.1:{port}")));
+                s = s.listening()?;
             }
-            if service != "sup-logwatch" {
-                env.retain(|(k, _)| !k.ends_with("__ROOT"));
+            if name == "logwatch" {
+                s = s.arg("run").set("ROOT", dir.path().display());
             }
-            let log = dir.path().join(format!("{service}-{round}.log"));
             let t = Instant::now();
-            let kid = spawn_env(service, &args, &env, &log)?.with_admin(admin);
+            let kid = s.spawn()?;
             kid.ready(Duration::from_secs(30)).await?;
             starts.push(t.elapsed().as_secs_f64() * 1000.0);
             if round == 0 {
@@ -519,55 +511,34 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
     // watcher following the log folders of every site system. Peak resident memory of each.
     let logs_root = d.join("sites").display().to_string();
     let agent_ep = format!("http://127.0.0.1:{agent}");
-    let mut at_scale = vec![
-        ("sup-coordinator", coordinator_rss),
-        ("sup-health", health_rss),
-    ];
-    for (service, prefix, args, grpc, extra) in [
+    let mut at_scale = vec![("coordinator", coordinator_rss), ("health", health_rss)];
+    for (name, grpc, extra) in [
         (
-            "sup-provisioner",
-            "SUP_PROVISIONER",
-            vec![],
+            "provisioner",
             false,
             vec![("AGENT_ENDPOINT", agent_ep.clone())],
         ),
-        ("sup-scheduler", "SUP_SCHEDULER", vec![], true, vec![]),
-        (
-            "sup-logwatch",
-            "SUP_LOGWATCH",
-            vec!["run"],
-            false,
-            vec![("ROOT", logs_root.clone())],
-        ),
+        ("scheduler", true, vec![]),
+        ("logwatch", false, vec![("ROOT", logs_root.clone())]),
     ] {
-        let admin = port()?;
-        let mut env = vec![
-            (
-                format!("{prefix}__ADMIN_LISTEN"),
-                format!("127.0.0.1:{admin}"),
-            ),
-            (format!("{prefix}__NATS__URL"), nats.url().to_string()),
-        ];
+        let mut s = crate::failover::service(name, d)?.nats(nats.url(), 1);
         if grpc {
-            env.push((
-                format!("{prefix}__LISTEN"),
-                format!("127.0.0.1:{}", port()?),
-            ));
+            s = s.listening()?;
         }
-        env.extend(
-            extra
-                .into_iter()
-                .map(|(k, v)| (format!("{prefix}__{k}"), v)),
-        );
-        let kid =
-            spawn_env(service, &args, &env, &d.join(format!("{service}.log")))?.with_admin(admin);
+        if name == "logwatch" {
+            s = s.arg("run");
+        }
+        for (key, value) in extra {
+            s = s.set(key, value);
+        }
+        let kid = s.spawn()?;
         kid.ready(Duration::from_secs(60)).await?;
         let mut peak = 0.0f64;
         for _ in 0..15 {
             tokio::time::sleep(Duration::from_secs(1)).await;
             peak = peak.max(rss_mib(kid.pid().unwrap_or_default())?);
         }
-        at_scale.push((service, peak));
+        at_scale.push((name, peak));
     }
     let mut figures = vec![
         Figure {
@@ -612,7 +583,7 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
     ];
     for (service, rss) in at_scale {
         figures.push(Figure {
-            name: format!("{service} resident memory, {servers} SUPs (peak)"),
+            name: format!("sup-{service} resident memory, {servers} SUPs (peak)"),
             value: rss,
             unit: "MiB".into(),
             baseline: 20.0,

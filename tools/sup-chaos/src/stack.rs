@@ -8,33 +8,31 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use sup_proto::v1::{self, coordinator_client::CoordinatorClient};
-use sup_testkit::{NatsCluster, Process, free_port};
+use sup_testkit::{NatsCluster, Process, Service, free_port};
 use tonic::transport::Channel;
 
-/// Starts workspace binary `name` from `bins`, its log in `dir` named by its admin port (two
-/// replicas of one service keep separate logs), `RUST_LOG` from the caller or `warn`.
-fn start_proc(
+/// Starts the WSUS emulator from `bins`, its log in `dir`, `RUST_LOG` as `rust_log`.
+fn start_emulator(
     bins: &Path,
-    name: &str,
     args: Vec<String>,
-    mut env: Vec<(String, String)>,
     dir: &Path,
-    admin: u16,
+    rust_log: &str,
 ) -> anyhow::Result<Process> {
-    let program = bins.join(name);
+    let program = bins.join("wsus-emulator");
     anyhow::ensure!(
         program.exists(),
         "{} not built: build the workspace's binaries first",
         program.display()
     );
-    env.push((
-        "RUST_LOG".into(),
-        std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-    ));
-    let log = dir.join(format!("{name}-{admin}.log"));
-    Ok(Process::spawn(program, args, env, log)
-        .with_context(|| format!("starting {name}"))?
-        .with_admin(admin))
+    let env = vec![
+        (
+            "WSUS_EMULATOR_PROVIDER_PASSWORD".to_string(),
+            PROVIDER_PASSWORD.to_string(),
+        ),
+        ("RUST_LOG".to_string(), rust_log.to_string()),
+    ];
+    Process::spawn(program, args, env, dir.join("wsus-emulator.log"))
+        .context("starting wsus-emulator")
 }
 
 /// Starts a killed process again and waits until it is ready.
@@ -97,13 +95,6 @@ pub struct Stack {
     pub dir: tempfile::TempDir,
 }
 
-fn env(prefix: &str, pairs: &[(&str, String)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (format!("{prefix}__{k}"), v.clone()))
-        .collect()
-}
-
 impl Stack {
     /// Starts everything, applies the two sites and waits until each has its active SUP.
     pub async fn start(bins: &Path) -> anyhow::Result<Self> {
@@ -117,15 +108,15 @@ impl Stack {
         let cluster = NatsCluster::start_durable().context("starting the NATS cluster")?;
         let urls = cluster.urls();
         let port = free_port;
-        let (http, https, agent, control, eadmin) = (port()?, port()?, port()?, port()?, port()?);
+        let (http, https, agent, control) = (port()?, port()?, port()?, port()?);
         let provider = port()?;
         let ca = d.join("ca.pem");
         let logs = d.join("logs");
         let s = |p: &Path| p.display().to_string();
         // The emulator has no admin listener; its control API answering is its readiness.
-        let emulator = start_proc(
+        let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+        let emulator = start_emulator(
             bins,
-            "wsus-emulator",
             [
                 "run",
                 "--http",
@@ -157,109 +148,62 @@ impl Stack {
             .iter()
             .map(|a| a.to_string())
             .collect(),
-            vec![(
-                "WSUS_EMULATOR_PROVIDER_PASSWORD".to_string(),
-                PROVIDER_PASSWORD.to_string(),
-            )],
             &d,
-            eadmin,
+            &rust_log,
         )?;
         wait_port(control, Duration::from_secs(30)).await?;
-        let nats = |name: &str| {
-            vec![
-                ("NATS__URL", urls.clone()),
-                ("NATS__REPLICAS", "3".to_string()),
-                ("NATS__CLIENT_NAME", name.to_string()),
-            ]
+        // Every service of the trial: its binary from `bins`, its log in the trial's folder,
+        // the durable cluster as its bus.
+        let service = |name: &str, client: &str| -> anyhow::Result<Service> {
+            Ok(Service::new(name)?
+                .from_build(bins, &d)
+                .nats(&urls, 3)
+                .set("NATS__CLIENT_NAME", client)
+                .env("RUST_LOG", rust_log.clone()))
         };
         let mut coordinators = Vec::new();
         let mut endpoints = Vec::new();
         for i in 0..2 {
-            let (grpc, admin) = (port()?, port()?);
-            let mut pairs = nats(&format!("sup-coordinator-{i}"));
-            pairs.extend([
-                ("LISTEN", format!("127.0.0.1:{grpc}")),
-                ("ADMIN_LISTEN", format!("127.0.0.1:{admin}")),
-                ("RECONCILE_INTERVAL_SECS", "1".into()),
-                ("FAILOVER_AFTER_SECS", "1".into()),
-            ]);
-            let p = start_proc(
-                bins,
-                "sup-coordinator",
-                Vec::new(),
-                env("SUP_COORDINATOR", &pairs),
-                &d,
-                admin,
-            )?;
+            let p = service("coordinator", &format!("sup-coordinator-{i}"))?
+                .listening()?
+                .set("RECONCILE_INTERVAL_SECS", 1)
+                .set("FAILOVER_AFTER_SECS", 1)
+                .spawn()
+                .context("starting sup-coordinator")?;
+            endpoints.push(p.endpoint()?);
             coordinators.push(p);
-            endpoints.push(format!("http://127.0.0.1:{grpc}"));
         }
-        let padmin = port()?;
-        let mut pairs = nats("sup-provisioner");
-        pairs.extend([
-            ("ADMIN_LISTEN", format!("127.0.0.1:{padmin}")),
-            ("AGENT_ENDPOINT", format!("http://127.0.0.1:{agent}")),
-            ("RETRY_BASE_MS", "100".into()),
-            (
+        let provisioner = service("provisioner", "sup-provisioner")?
+            .set("AGENT_ENDPOINT", format!("http://127.0.0.1:{agent}"))
+            .set("RETRY_BASE_MS", 100)
+            .set(
                 "PROVIDERS__CHX__URL",
-                "http://chx-site.chaos.example.com:5985/wsman".into(),
-            ),
-            ("PROVIDERS__CHX__USER", "LAB\\sup-provider".into()),
-            (
-                "PROVIDERS__CHX__PASSWORD_ENV",
-                "SMS_PROVIDER_PASSWORD".into(),
-            ),
-            (
+                "http://chx-site.chaos.example.com:5985/wsman",
+            )
+            .set("PROVIDERS__CHX__USER", "LAB\\sup-provider")
+            .set("PROVIDERS__CHX__PASSWORD_ENV", "SMS_PROVIDER_PASSWORD")
+            .set(
                 "PROVIDERS__CHX__CONNECT_TO",
                 format!("127.0.0.1:{provider}"),
-            ),
-        ]);
-        let mut provisioner_env = env("SUP_PROVISIONER", &pairs);
-        provisioner_env.push((
-            "SMS_PROVIDER_PASSWORD".to_string(),
-            PROVIDER_PASSWORD.to_string(),
-        ));
-        let provisioner = start_proc(
-            bins,
-            "sup-provisioner",
-            Vec::new(),
-            provisioner_env,
-            &d,
-            padmin,
-        )?;
-        let ladmin = port()?;
-        let mut pairs = nats("sup-logwatch");
-        pairs.extend([
-            ("ADMIN_LISTEN", format!("127.0.0.1:{ladmin}")),
-            ("ROOT", s(&logs)),
-            ("POLL_INTERVAL_MS", "100".into()),
-            ("DISCOVER_INTERVAL_SECS", "1".into()),
-        ]);
-        let logwatch = start_proc(
-            bins,
-            "sup-logwatch",
-            vec!["run".into()],
-            env("SUP_LOGWATCH", &pairs),
-            &d,
-            ladmin,
-        )?;
-        let (hgrpc, hadmin) = (port()?, port()?);
-        let hconf = d.join("health.toml");
-        std::fs::write(
-            &hconf,
-            format!(
-                "listen = \"127.0.0.1:{hgrpc}\"\nadmin_listen = \"127.0.0.1:{hadmin}\"\ninterval_ms = 300\ntimeout_ms = 500\nmilestone_max_age_secs = 0\nca_file = \"{}\"\n[resolve]\n\"*\" = \"127.0.0.1\"\n[nats]\nurl = \"{urls}\"\nreplicas = 3\nclient_name = \"sup-health\"\n",
+            )
+            .env("SMS_PROVIDER_PASSWORD", PROVIDER_PASSWORD)
+            .spawn()
+            .context("starting sup-provisioner")?;
+        let logwatch = service("logwatch", "sup-logwatch")?
+            .arg("run")
+            .set("ROOT", s(&logs))
+            .set("POLL_INTERVAL_MS", 100)
+            .set("DISCOVER_INTERVAL_SECS", 1)
+            .spawn()
+            .context("starting sup-logwatch")?;
+        let health = service("health", "sup-health")?
+            .listening()?
+            .config(format!(
+                "interval_ms = 300\ntimeout_ms = 500\nmilestone_max_age_secs = 0\nca_file = \"{}\"\n[resolve]\n\"*\" = \"127.0.0.1\"\n",
                 ca.display()
-            ),
-        )?;
-        let health = start_proc(
-            bins,
-            "sup-health",
-            vec!["--config".into(), s(&hconf)],
-            Vec::new(),
-            &d,
-            hadmin,
-        )?;
+            ))
+            .spawn()
+            .context("starting sup-health")?;
         for p in coordinators
             .iter()
             .chain([&provisioner, &logwatch, &health])
