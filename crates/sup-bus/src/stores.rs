@@ -95,6 +95,63 @@ impl Bus {
             .collect())
     }
 
+    /// One applied site's spec and its revision. Asked for by name, a record that does not
+    /// decode is an error, not left out.
+    pub async fn applied_site(&self, code: &str) -> Result<Option<(v1::Site, u64)>, BusError> {
+        let key = subjects::site_key(code);
+        match self.sites().get(&key).await? {
+            None => Ok(None),
+            Some((bytes, revision)) => v1::Site::decode(bytes)
+                .map(|site| Some((site, revision)))
+                .map_err(|source| BusError::Decode {
+                    subject: key,
+                    source,
+                }),
+        }
+    }
+
+    /// Stores a site's spec and counts it among the applied sites; returns its revision.
+    pub async fn put_applied_site(&self, site: &v1::Site) -> Result<u64, BusError> {
+        let sites = self.sites();
+        let revision = sites
+            .put(&subjects::site_key(&site.code), site.encode_to_vec().into())
+            .await?;
+        sites
+            .index_update(subjects::SITES_INDEX, &site.code, true)
+            .await?;
+        Ok(revision)
+    }
+
+    /// Takes a site out of the applied sites, then removes its spec.
+    pub async fn delete_applied_site(&self, code: &str) -> Result<(), BusError> {
+        let sites = self.sites();
+        sites
+            .index_update(subjects::SITES_INDEX, code, false)
+            .await?;
+        sites.delete(&subjects::site_key(code)).await
+    }
+
+    /// The provisioner's last drift report of a site; an undecodable one reads as none.
+    pub async fn drift_report(&self, site: &str) -> Result<Option<v1::DriftDetected>, BusError> {
+        let key = subjects::drift_key(site);
+        Ok(self
+            .sites()
+            .get(&key)
+            .await?
+            .and_then(|(bytes, _)| decoded(&key, &bytes)))
+    }
+
+    /// Records a site's drift report.
+    pub async fn put_drift_report(
+        &self,
+        site: &str,
+        report: &v1::DriftDetected,
+    ) -> Result<u64, BusError> {
+        self.sites()
+            .put(&subjects::drift_key(site), report.encode_to_vec().into())
+            .await
+    }
+
     /// Every role record of a site.
     pub async fn role_records(&self, site: &str) -> Result<Vec<v1::RoleStatus>, BusError> {
         Ok(self

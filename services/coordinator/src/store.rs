@@ -150,8 +150,7 @@ impl Store {
     }
 
     pub async fn site(&self, code: &str) -> Result<Option<(v1::Site, u64)>, StoreError> {
-        self.get(self.bus.sites(), &subjects::site_key(code), "site")
-            .await
+        Ok(self.bus.applied_site(code).await?)
     }
 
     /// Every applied site, sorted by code.
@@ -164,25 +163,11 @@ impl Store {
     }
 
     pub async fn put_site(&self, site: &v1::Site) -> Result<u64, StoreError> {
-        let key = subjects::site_key(&site.code);
-        let rev = self
-            .bus
-            .sites()
-            .put(&key, site.encode_to_vec().into())
-            .await?;
-        self.bus
-            .sites()
-            .index_update(subjects::SITES_INDEX, &site.code, true)
-            .await?;
-        Ok(rev)
+        Ok(self.bus.put_applied_site(site).await?)
     }
 
     pub async fn delete_site(&self, code: &str) -> Result<(), StoreError> {
-        self.bus
-            .sites()
-            .index_update(subjects::SITES_INDEX, code, false)
-            .await?;
-        Ok(self.bus.sites().delete(&subjects::site_key(code)).await?)
+        Ok(self.bus.delete_applied_site(code).await?)
     }
 
     /// What the spec or the operator last asked of a slot (stamped with the epoch it was
@@ -217,12 +202,7 @@ impl Store {
 
     /// The provisioner's last drift report of a site (a report with no fields when none).
     pub async fn drift(&self, site: &str) -> Result<Option<v1::DriftDetected>, StoreError> {
-        Ok(self
-            .bus
-            .sites()
-            .get(&subjects::drift_key(site))
-            .await?
-            .and_then(|(b, _)| v1::DriftDetected::decode(b).ok()))
+        Ok(self.bus.drift_report(site).await?)
     }
 
     pub async fn sync_status(&self, code: &str) -> Result<Option<v1::SyncStatus>, StoreError> {

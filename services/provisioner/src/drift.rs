@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::gauge::Gauge;
-use sup_bus::{Bus, subjects};
-use sup_proto::prost::Message as _;
+use sup_bus::Bus;
 use sup_proto::v1::{self, event::Payload};
 use sup_smsprov::drift::{canonical, compare};
 use sup_smsprov::import::import_site;
@@ -46,10 +45,9 @@ pub async fn check(
     site: &str,
     corrected: &mut std::collections::BTreeMap<String, Vec<v1::DriftField>>,
 ) -> anyhow::Result<Option<Vec<v1::DriftField>>> {
-    let Some((b, _)) = bus.sites().get(&subjects::site_key(site)).await? else {
+    let Some((declared_site, _)) = bus.applied_site(site).await? else {
         return Ok(None);
     };
-    let declared_site = v1::Site::decode(b)?;
     if settling(&bus.role_records(site).await?) {
         return Ok(None);
     }
@@ -81,15 +79,9 @@ pub async fn check(
         fields: fields.clone(),
         correcting,
     };
-    let key = subjects::drift_key(site);
-    let previous = bus
-        .sites()
-        .get(&key)
-        .await?
-        .and_then(|(b, _)| v1::DriftDetected::decode(b).ok());
+    let previous = bus.drift_report(site).await?;
     if previous.as_ref().map(|p| &p.fields) != Some(&fields) {
-        bus.sites()
-            .put(&key, report.encode_to_vec().into())
+        bus.put_drift_report(site, &report)
             .await
             .map_err(|e| anyhow::anyhow!("recording the drift of {site}: {e}"))?;
         if !fields.is_empty() {
