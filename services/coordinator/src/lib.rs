@@ -19,7 +19,6 @@ use std::future::Future;
 use std::time::Duration;
 use tracing::Instrument as _;
 
-use anyhow::Context as _;
 use serde::Deserialize;
 use sup_bus::subjects::kind;
 use sup_bus::{Bus, BusConfig, Delivery, Durable, Verdict};
@@ -100,9 +99,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Certificate files are read before anything else, so a bad path stops the start at once.
     let tls = sup_runtime::tls::server_config(settings.tls.as_ref())?;
-    let bus = Bus::connect(&settings.own.nats)
-        .await
-        .context("connecting to NATS")?;
+    let bus = Bus::connect(&settings.own.nats).await?;
     let metrics = metrics::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     metrics.register(&mut registry);

@@ -463,9 +463,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Certificate files are read before anything else, so a bad path stops the start at once.
     let tls = sup_runtime::tls::server_config(settings.tls.as_ref())?;
-    let bus = Bus::connect(&settings.own.nats)
-        .await
-        .context("connecting to NATS")?;
+    let bus = Bus::connect(&settings.own.nats).await?;
     let svc = Arc::new(HealthService::new(bus.clone(), settings.own)?);
     let mut registry = prometheus_client::registry::Registry::default();
     bus.register_metrics(&mut registry);

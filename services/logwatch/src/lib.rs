@@ -12,7 +12,6 @@ mod watch;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use anyhow::Context as _;
 use serde::Deserialize;
 use sup_bus::{Bus, BusConfig};
 use sup_runtime::{Lifecycle, ServiceSettings};
@@ -88,9 +87,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let settings = settings.own;
-    let bus = Bus::connect(&settings.nats)
-        .await
-        .context("connecting to NATS")?;
+    let bus = Bus::connect(&settings.nats).await?;
     let metrics = watch::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     bus.register_metrics(&mut registry);

@@ -84,9 +84,7 @@ pub async fn run(
         .map(sup_runtime::ClientTls::tonic)
         .transpose()
         .context("agent_tls")?;
-    let bus = Bus::connect(&settings.nats)
-        .await
-        .context("connecting to NATS")?;
+    let bus = Bus::connect(&settings.nats).await?;
     let agents = GrpcDriver::new(
         Endpoints {
             template: settings.agent_endpoint.clone(),

@@ -187,9 +187,7 @@ pub async fn run<C: Clock>(
 ) -> anyhow::Result<()> {
     // Certificate files are read before anything else, so a bad path stops the start at once.
     let tls = sup_runtime::tls::server_config(settings.tls.as_ref())?;
-    let bus = Bus::connect(&settings.own.nats)
-        .await
-        .context("connecting to NATS")?;
+    let bus = Bus::connect(&settings.own.nats).await?;
     let tick = Duration::from_millis(settings.own.tick_ms.max(10));
     let metrics = Metrics::default();
     let mut registry = Registry::default();
