@@ -385,3 +385,77 @@ async fn trace_context_rides_in_nats_headers() {
     sup_bus::trace::follow_traceparent(&traceparent, &child);
     assert_eq!(child.context().span().span_context().trace_id(), trace_id);
 }
+
+#[tokio::test]
+async fn lanes_keep_each_sites_order_and_let_other_sites_pass_a_slow_one() {
+    let server = NatsServer::start().expect("nats-server");
+    let bus = bus(&server).await;
+    let event = |site: &str, n: usize| Event {
+        id: format!("{site}-{n}"),
+        site: site.into(),
+        ..milestone("")
+    };
+    // The slow site's first event comes first; the other sites' come after all of its own.
+    let others = ["BR1", "BR2", "BR3", "BR4", "BR5", "BR6"];
+    for n in 0..5 {
+        bus.publish_event(&event("CEN", n)).await.expect("publish");
+    }
+    for site in others {
+        for n in 0..3 {
+            bus.publish_event(&event(site, n)).await.expect("publish");
+        }
+    }
+    let (tx, mut seen) = mpsc::unbounded_channel::<String>();
+    let other_handled = Arc::new(tokio::sync::Notify::new());
+    let (_stop_tx, stop) = watch::channel(false);
+    let consumer = bus.clone();
+    let wake = other_handled.clone();
+    tokio::spawn(async move {
+        consumer
+            .consume(
+                Durable::events("laned", &[subjects::kind::MILESTONE]).in_lanes(8),
+                stop,
+                move |d: Delivery<Event>| {
+                    let (tx, wake) = (tx.clone(), wake.clone());
+                    async move {
+                        if d.message.id == "CEN-0" {
+                            // Held until a site in another lane has been handled: with one
+                            // delivery at a time, this would wait forever.
+                            wake.notified().await;
+                        } else if d.message.site != "CEN" {
+                            wake.notify_one();
+                        }
+                        let _ = tx.send(d.message.id.clone());
+                        Verdict::Done
+                    }
+                },
+            )
+            .await
+    });
+    let mut order = Vec::new();
+    while order.len() < 5 + 3 * others.len() {
+        let id = tokio::time::timeout(Duration::from_secs(15), seen.recv())
+            .await
+            .unwrap_or_else(|_| panic!("stalled after {order:?}"))
+            .expect("consumer running");
+        order.push(id);
+    }
+    let first_cen = order.iter().position(|id| id == "CEN-0").expect("CEN-0");
+    assert!(first_cen > 0, "another site passed the slow one: {order:?}");
+    for site in std::iter::once("CEN").chain(others) {
+        let own: Vec<&String> = order
+            .iter()
+            .filter(|id| id.starts_with(&format!("{site}-")))
+            .collect();
+        let expected: Vec<String> = (0..own.len()).map(|n| format!("{site}-{n}")).collect();
+        assert_eq!(
+            own.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            expected,
+            "{site} in order"
+        );
+    }
+    let mut unique = order.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), order.len(), "each handled once: {order:?}");
+}

@@ -72,7 +72,12 @@ pub struct Durable {
     ack_wait: Duration,
     max_deliver: i64,
     one_at_a_time: bool,
+    lanes: usize,
 }
+
+/// Deliveries queued in one lane beyond the one being handled: few, since a queued delivery's
+/// ack wait is already running.
+const LANE_DEPTH: usize = 8;
 
 impl Durable {
     /// Events of the given kinds (see [`subjects::kind`]), from every site.
@@ -110,6 +115,7 @@ impl Durable {
             ack_wait: Duration::from_secs(30),
             max_deliver: -1,
             one_at_a_time: false,
+            lanes: 1,
         }
     }
 
@@ -128,6 +134,15 @@ impl Durable {
     /// One message out at a time whichever replica pulls: the handler sees the stream's order.
     pub fn one_at_a_time(mut self) -> Self {
         self.one_at_a_time = true;
+        self
+    }
+
+    /// Handles up to `lanes` deliveries at once: each site's deliveries go to the same lane and
+    /// are handled there one after another, in the order they came, so a site sees its events in
+    /// order while other sites' go on beside them. One lane (the default) handles one delivery at
+    /// a time.
+    pub fn in_lanes(mut self, lanes: usize) -> Self {
+        self.lanes = lanes.max(1);
         self
     }
 
@@ -193,17 +208,70 @@ impl Bus {
 
     /// Pulls from `durable` until `stop` turns true, making the consumer again after any error
     /// (a restarted server, a lost connection). Each message is decoded and handed to `handle`
-    /// in its process span; what the handler decides becomes the acknowledgement. A message
-    /// whose verdict is lost with the process is delivered again after the ack wait.
+    /// in its process span, in the lane of its site when the durable has lanes; what the handler
+    /// decides becomes the acknowledgement. A message whose verdict is lost with the process is
+    /// delivered again after the ack wait.
     pub async fn consume<T, Handle, Fut>(
         &self,
         durable: Durable,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        stop: tokio::sync::watch::Receiver<bool>,
         handle: Handle,
     ) where
         T: Consumable,
         Handle: Fn(Delivery<T>) -> Fut,
         Fut: Future<Output = Verdict>,
+    {
+        let lanes = durable.lanes;
+        if lanes <= 1 {
+            let what = durable.name.clone();
+            self.pull(&durable, stop, |m, message| {
+                deliver(&what, m, message, &handle)
+            })
+            .await;
+            return;
+        }
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes)
+            .map(|_| tokio::sync::mpsc::channel::<(jetstream::Message, T)>(LANE_DEPTH))
+            .unzip();
+        let what = durable.name.as_str();
+        let workers = receivers.into_iter().map(|mut lane| {
+            let (handle, stop) = (&handle, stop.clone());
+            async move {
+                while let Some((m, message)) = lane.recv().await {
+                    if *stop.borrow() {
+                        // Stopping: whatever waits in the lane goes back at once, for another
+                        // replica (or this one's successor) to take.
+                        let _ = m.ack_with(AckKind::Nak(None)).await;
+                        continue;
+                    }
+                    deliver(what, m, message, handle).await;
+                }
+            }
+        });
+        let pump = async {
+            self.pull(&durable, stop.clone(), |m, message: T| {
+                let lane = &senders[lane_of(message.span_fields().1, lanes)];
+                async move {
+                    // A lane closes only when the workers are gone, which is after this.
+                    let _ = lane.send((m, message)).await;
+                }
+            })
+            .await;
+            drop(senders);
+        };
+        tokio::join!(pump, futures::future::join_all(workers));
+    }
+
+    /// The pull loop: every decodable message to `take`, until `stop`.
+    async fn pull<T, Take, Fut>(
+        &self,
+        durable: &Durable,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        take: Take,
+    ) where
+        T: Consumable,
+        Take: Fn(jetstream::Message, T) -> Fut,
+        Fut: Future<Output = ()>,
     {
         let what = durable.name.clone();
         loop {
@@ -227,7 +295,14 @@ impl Bus {
                     _ = stop.wait_for(|s| *s) => return,
                 };
                 match next {
-                    Some(Ok(m)) => deliver(&what, m, &handle).await,
+                    Some(Ok(m)) => match T::decode_from(&m.subject, &m.payload) {
+                        Ok(message) => take(m, message).await,
+                        Err(e) => {
+                            // Undecodable forever: terminate it rather than block the queue.
+                            tracing::error!(consumer = %what, error = %e, "dropping an undecodable message");
+                            let _ = m.ack_with(AckKind::Term).await;
+                        }
+                    },
                     Some(Err(e)) => {
                         tracing::warn!(consumer = %what, error = %e, "delivery");
                         break;
@@ -239,21 +314,20 @@ impl Bus {
     }
 }
 
-async fn deliver<T, Handle, Fut>(what: &str, m: jetstream::Message, handle: &Handle)
+/// The lane of a site: the same for every delivery of that site.
+fn lane_of(site: &str, lanes: usize) -> usize {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    site.hash(&mut h);
+    (h.finish() % lanes as u64) as usize
+}
+
+async fn deliver<T, Handle, Fut>(what: &str, m: jetstream::Message, message: T, handle: &Handle)
 where
     T: Consumable,
     Handle: Fn(Delivery<T>) -> Fut,
     Fut: Future<Output = Verdict>,
 {
-    let message = match T::decode_from(&m.subject, &m.payload) {
-        Ok(message) => message,
-        Err(e) => {
-            // Undecodable forever: terminate it rather than block the queue.
-            tracing::error!(consumer = %what, error = %e, "dropping an undecodable message");
-            let _ = m.ack_with(AckKind::Term).await;
-            return;
-        }
-    };
     let (id, site, server, epoch) = message.span_fields();
     let span = crate::trace::process_span(&m, id, site, server, epoch);
     let attempt = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);

@@ -355,6 +355,79 @@ impl LogReader {
     }
 }
 
+/// The step [`read_lines`] reads a file in: memory stays about this, whatever the file's size.
+const OFFLINE_STEP: usize = 4 * 1024 * 1024;
+
+/// Every line and record of a finished file, read from `source` in bounded steps and handed to
+/// `each` with its line number (of its first line, for a CMTrace record spanning several): a
+/// file of any size is read in about [`OFFLINE_STEP`] of memory, plus the longest line.
+pub fn read_lines(
+    source: impl Read,
+    each: impl FnMut(u64, RawLine) -> io::Result<()>,
+) -> io::Result<()> {
+    read_lines_in_steps(source, OFFLINE_STEP, each)
+}
+
+fn read_lines_in_steps(
+    mut source: impl Read,
+    step: usize,
+    mut each: impl FnMut(u64, RawLine) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    // The file offset of `buf[0]`, once the encoding (and its byte-order mark) is known.
+    let mut start: Option<(Encoding, u64)> = None;
+    let mut want = step.max(4);
+    let mut line_no = 1u64;
+    let mut lines = Vec::new();
+    loop {
+        let mut eof = false;
+        while buf.len() < want {
+            let got = (&mut source)
+                .take((want - buf.len()) as u64)
+                .read_to_end(&mut buf)?;
+            if got == 0 {
+                eof = true;
+                break;
+            }
+        }
+        let (encoding, base) = match start {
+            Some(known) => known,
+            None => {
+                let (encoding, bom) = Encoding::sniff(&buf);
+                buf.drain(..bom.min(buf.len()));
+                *start.insert((encoding, bom as u64))
+            }
+        };
+        let unit = encoding.unit();
+        let consumed = split_lines(&buf, base, "", encoding, (eof, false), &mut lines);
+        let mut counted = 0;
+        for line in lines.drain(..) {
+            let at = usize::try_from(line.offset - base)
+                .unwrap_or(usize::MAX)
+                .min(buf.len());
+            line_no += count_newlines(&buf[counted..at], unit);
+            counted = at;
+            each(line_no, line)?;
+        }
+        line_no += count_newlines(&buf[counted..consumed.max(counted)], unit);
+        if eof {
+            return Ok(());
+        }
+        // Nothing whole in the step (a line longer than it): read a bigger one.
+        want = if consumed == 0 { want * 2 } else { step.max(4) };
+        buf.drain(..consumed);
+        start = Some((encoding, base + consumed as u64));
+    }
+}
+
+fn count_newlines(bytes: &[u8], unit: usize) -> u64 {
+    if unit == 2 {
+        bytes.chunks_exact(2).filter(|c| c == &[b'\n', 0]).count() as u64
+    } else {
+        memchr::memchr_iter(b'\n', bytes).count() as u64
+    }
+}
+
 /// Every line and record of a whole, finished file (for reading a file offline).
 pub fn lines_of(bytes: &[u8]) -> Vec<RawLine> {
     let (encoding, bom) = Encoding::sniff(bytes);

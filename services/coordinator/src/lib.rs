@@ -36,6 +36,7 @@ log_format = "pretty"
 reconcile_interval_secs = 15
 failover_after_secs = 30
 cloudevents = true
+event_lanes = 32
 
 [nats]
 url = "nats://127.0.0.1:4222"
@@ -53,6 +54,8 @@ pub struct Settings {
     pub failover_after_secs: u64,
     /// Publish every event as a CloudEvent too (`sup.ce.<site>.<kind>`, stream `SUP_CLOUDEVENTS`).
     pub cloudevents: bool,
+    /// Events handled at once, each site's in order in its own lane (1: one at a time).
+    pub event_lanes: usize,
     pub nats: BusConfig,
 }
 
@@ -111,7 +114,10 @@ pub async fn run(
 
     let mut life = Lifecycle::new();
     life.serve_admin(admin, registry);
-    life.spawn_until_stopped("events", |stop| consume_events(coordinator.clone(), stop));
+    let lanes = settings.own.event_lanes;
+    life.spawn_until_stopped("events", |stop| {
+        consume_events(coordinator.clone(), lanes, stop)
+    });
     life.spawn_until_stopped("announcer", |stop| {
         announcer::run(coordinator.clone(), stop)
     });
@@ -144,9 +150,9 @@ const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Consumes events with a durable consumer shared by all replicas; an event is acked only after
 /// its effects are stored and announced, so a crash redelivers it.
-async fn consume_events(c: Coordinator, stop: tokio::sync::watch::Receiver<bool>) {
+async fn consume_events(c: Coordinator, lanes: usize, stop: tokio::sync::watch::Receiver<bool>) {
     let bus = c.store.bus.clone();
-    let durable = Durable::events("coordinator-events", &CONSUMED_KINDS);
+    let durable = Durable::events("coordinator-events", &CONSUMED_KINDS).in_lanes(lanes);
     bus.consume(durable, stop, |d: Delivery<v1::Event>| {
         let c = c.clone();
         async move {

@@ -1,7 +1,6 @@
 //! `sup-logwatch parse FILE...`: the parser and classifier offline, for operators and scripts.
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::Context as _;
 use sup_smslog::{Classifier, parse_line};
@@ -17,34 +16,26 @@ pub fn run(
 ) -> anyhow::Result<u64> {
     let mut count = 0;
     for file in files {
-        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let log = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // Decoded and assembled exactly as the live watcher does, the file read as finished.
-        let lines = read_all(file)?;
+        let name = file.display().to_string();
+        let source =
+            std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+        // Decoded and assembled exactly as the live watcher does, the file read as finished, in
+        // bounded steps: memory does not grow with the file.
         let mut classifier = Classifier::new();
-        let mut line_no = 1u64;
-        let mut counted_to = 0usize;
-        let unit = if bytes.starts_with(&[0xFF, 0xFE]) {
-            2
-        } else {
-            1
-        };
-        for l in lines {
-            let offset = (l.offset as usize).min(bytes.len());
-            line_no += count_newlines(&bytes[counted_to..offset], unit);
-            counted_to = offset;
+        let mut output_failed = false;
+        let printed = sup_smslog::reader::read_lines(source, |line_no, l| {
             let record = parse_line(&l.text, tz_bias);
             let milestone = classifier.classify(&record, &log);
-            let name = file.display().to_string();
-            if json {
+            let written = if json {
                 writeln!(
                     out,
                     "{}",
                     records::json(&name, line_no, &record, milestone.as_ref())
-                )?;
+                )
             } else {
                 let time = record
                     .time_utc()
@@ -62,27 +53,21 @@ pub fn run(
                     record.format.as_str(),
                     record.component.as_deref().unwrap_or("-"),
                     record.display_message().replace('\n', " ⏎ ")
-                )?;
-            }
+                )
+            };
+            output_failed = written.is_err();
             count += 1;
+            written
+        });
+        match printed {
+            Ok(()) => {}
+            // The reader of the output went away (`| head`): stop quietly.
+            Err(e) if output_failed && e.kind() == std::io::ErrorKind::BrokenPipe => {
+                return Ok(count);
+            }
+            Err(e) if output_failed => return Err(e).context("writing the output"),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
         }
     }
     Ok(count)
-}
-
-fn count_newlines(bytes: &[u8], unit: usize) -> u64 {
-    if unit == 2 {
-        bytes.chunks_exact(2).filter(|c| c == &[b'\n', 0]).count() as u64
-    } else {
-        memchr_count(bytes)
-    }
-}
-
-fn memchr_count(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|b| **b == b'\n').count() as u64
-}
-
-fn read_all(file: &Path) -> anyhow::Result<Vec<sup_smslog::RawLine>> {
-    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    Ok(sup_smslog::reader::lines_of(&bytes))
 }

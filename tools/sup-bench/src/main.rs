@@ -1,6 +1,7 @@
 //! `sup-bench`: measures the figures the README reports, each beside the comparison measured in
 //! the same run, and writes them as a table and as JSON (`target/bench/report.json`).
 
+mod events;
 mod failover;
 mod logs;
 mod scale;
@@ -17,7 +18,7 @@ struct Cli {
     #[arg(long, env = "QUICK", value_parser = parse_flag, default_value = "0")]
     quick: bool,
     /// Which benchmarks: all, or a comma-separated list of parse, latency, failover, footprint,
-    /// apply, activate, probing.
+    /// apply, activate, events, probing.
     #[arg(long, default_value = "all")]
     only: String,
     /// Where the JSON report goes.
@@ -84,6 +85,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("probing") {
         figures.extend(scale::probing(cli.quick).await?);
+    }
+    if want("events") {
+        figures.extend(events::coordinator_events(cli.quick).await?);
     }
     if want("activate") {
         figures.extend(scale::activation_rate(cli.quick).await?);

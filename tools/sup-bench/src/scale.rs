@@ -114,7 +114,7 @@ async fn start_coordinator(
 }
 
 /// A site file of `n` sites under one central site, five SUP roles each (one active).
-fn hierarchy(n: usize) -> String {
+pub fn hierarchy(n: usize) -> String {
     hierarchy_on(n, 8530, 8531)
 }
 

@@ -332,3 +332,74 @@ proptest! {
         prop_assert_eq!(&c_every, &c_only);
     }
 }
+
+/// What reading a whole file at once gives: every line with its line number.
+fn numbered_at_once(bytes: &[u8]) -> Vec<(u64, RawLine)> {
+    let (encoding, _) = Encoding::sniff(bytes);
+    let unit = encoding.unit();
+    lines_of(bytes)
+        .into_iter()
+        .map(|l| {
+            let before = &bytes[..l.offset as usize];
+            (1 + count_newlines(&before[before.len() % unit..], unit), l)
+        })
+        .collect()
+}
+
+fn numbered_in_steps(bytes: &[u8], step: usize) -> Vec<(u64, RawLine)> {
+    let mut out = Vec::new();
+    read_lines_in_steps(bytes, step, |n, l| {
+        out.push((n, l));
+        Ok(())
+    })
+    .expect("read");
+    out
+}
+
+fn utf16(text: &str) -> Vec<u8> {
+    let mut out = vec![0xFF, 0xFE];
+    out.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    out
+}
+
+#[test]
+fn a_file_read_in_steps_reads_as_a_whole_one() {
+    let cmtrace = "<![LOG[first part\r\nsecond part]LOG]!><time=\"01:02:03.000+0\" \
+        date=\"01-02-2010\" component=\"X\" context=\"\" type=\"1\" thread=\"1\" file=\"\">\r\n";
+    let mut files: Vec<Vec<u8>> = vec![
+        b"one\r\ntwo\r\n\r\nfour without an end".to_vec(),
+        format!("plain\r\n{cmtrace}after\r\n{cmtrace}").into_bytes(),
+        [&[0xEF, 0xBB, 0xBF][..], "Café\nline two\n".as_bytes()].concat(),
+        utf16("first\r\nsecond line\r\nthird\r\n"),
+        Vec::new(),
+    ];
+    files.push(b"x".repeat(100).into_iter().chain(*b"\nshort\n").collect());
+    for file in &files {
+        let whole = numbered_at_once(file);
+        for step in [1, 2, 3, 7, 16, 64, 1 << 20] {
+            assert_eq!(numbered_in_steps(file, step), whole, "step {step}");
+        }
+    }
+    let numbers: Vec<u64> = numbered_in_steps(&files[1], 5)
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(
+        numbers,
+        [1, 2, 4, 5],
+        "a record takes its first line's number"
+    );
+}
+
+proptest! {
+    #[test]
+    fn any_bytes_read_in_any_steps_read_as_a_whole(
+        bytes in proptest::collection::vec(
+            prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(b'<'), any::<u8>()],
+            0..400,
+        ),
+        step in 1usize..64,
+    ) {
+        prop_assert_eq!(numbered_in_steps(&bytes, step), numbered_at_once(&bytes));
+    }
+}

@@ -4,6 +4,18 @@
 use super::*;
 use sup_core::lifecycle::{Observation, ProvisioningStep};
 
+/// A role's state before and after a change of its record.
+struct StateMove {
+    before: Option<RoleState>,
+    after: RoleState,
+}
+
+impl StateMove {
+    fn moved(&self) -> bool {
+        self.before != Some(self.after)
+    }
+}
+
 impl Coordinator {
     /// Applies role events through the lifecycle, once per `cause` (an event id): a redelivered
     /// cause changes nothing. Returns the state after a change, `None` when nothing changed. The
@@ -25,7 +37,7 @@ impl Coordinator {
     }
 
     /// Edits the role record with `edit`, then moves its lifecycle by what `observed` means for
-    /// it (sup-core decides, from the record as edited). Whether anything changed.
+    /// it (sup-core decides, from the record as edited). Whether its state moved.
     async fn observe(
         &self,
         site: &str,
@@ -35,12 +47,12 @@ impl Coordinator {
         edit: impl Fn(&mut v1::RoleStatus),
     ) -> Result<bool, ApiError> {
         Ok(self
-            .role_change(site, server, cause, false, |r| {
+            .change_role(site, server, cause, false, |r| {
                 edit(r);
                 lifecycle::events_for(observed, state_of(r), verified_both(r))
             })
             .await?
-            .is_some())
+            .is_some_and(|m| m.moved()))
     }
 
     /// The general form: `decide` sees the current record inside the compare-and-set loop, may
@@ -54,6 +66,21 @@ impl Coordinator {
         create: bool,
         decide: impl Fn(&mut v1::RoleStatus) -> Vec<RoleEvent>,
     ) -> Result<Option<RoleState>, ApiError> {
+        Ok(self
+            .change_role(site, server, cause, create, decide)
+            .await?
+            .map(|m| m.after))
+    }
+
+    /// [`Self::role_change`], saying where the state was before the change too.
+    async fn change_role(
+        &self,
+        site: &str,
+        server: &str,
+        cause: &str,
+        create: bool,
+        decide: impl Fn(&mut v1::RoleStatus) -> Vec<RoleEvent>,
+    ) -> Result<Option<StateMove>, ApiError> {
         let trace_context = sup_bus::trace::current_traceparent();
         let change = self
             .store
@@ -109,7 +136,10 @@ impl Coordinator {
                 Some(r)
             })
             .await?;
-        Ok(change.map(|c| state_of(&c.after)))
+        Ok(change.map(|c| StateMove {
+            before: c.before.as_ref().map(state_of),
+            after: state_of(&c.after),
+        }))
     }
 
     /// Advances state from an event another service published.
@@ -186,7 +216,7 @@ impl Coordinator {
                     .collect::<Vec<_>>()
                     .join("; ");
                 touched = self
-                    .role_change(site, server, &e.id, false, |r| {
+                    .change_role(site, server, &e.id, false, |r| {
                         r.health = health;
                         let observed = match v1::Health::try_from(health) {
                             Ok(v1::Health::Unhealthy) => {
@@ -201,7 +231,7 @@ impl Coordinator {
                         lifecycle::events_for(observed, state_of(r), verified_both(r))
                     })
                     .await?
-                    .is_some();
+                    .is_some_and(|m| m.moved());
             }
             Payload::SyncStarted(_) => self.sync_started(site, e).await?,
             Payload::SyncFinished(f) => {
@@ -213,6 +243,9 @@ impl Coordinator {
             }
             _ => {}
         }
+        // A role whose state moved may need a command, an activation or a failover; a record
+        // that changed only in what it says (its health, a verification, a reason) needs
+        // nothing, and the periodic reconcile covers the rest.
         if touched {
             self.reconcile_site(site).await?;
         }
