@@ -10,7 +10,7 @@ use crate::Figure;
 use crate::failover::{bin, spawn_env};
 
 /// Resident memory of a process, from /proc (Linux).
-fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: f64 = status
         .lines()
