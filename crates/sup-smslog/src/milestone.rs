@@ -211,11 +211,6 @@ static CASE_FREE: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
             .ok()
     });
 
-/// The case-free phrases' automaton, for the buffer-wide scan.
-pub(crate) fn case_free_search() -> Option<&'static aho_corasick::AhoCorasick> {
-    CASE_FREE.as_ref()
-}
-
 /// What follows `phrase` in `message`, the phrase matched in any ASCII case. ASCII lower-casing
 /// keeps every byte offset, so the offset found in the folded text holds in the original.
 fn after_any_case<'a>(message: &'a str, phrase: &str) -> Option<&'a str> {

@@ -32,17 +32,30 @@ fn needle(phrase: &'static str) -> &'static str {
     match phrase {
         "Sync failed" => "ync failed",
         "updates, processed" => "s, processed",
+        // The WSUS health lines, whose first words are everywhere.
+        "There are no unhealthy WSUS Server components on WSUS Server " => {
+            "unhealthy WSUS Server components on WSUS Server"
+        }
+        "Successfully checked database connection on WSUS server " => {
+            "database connection on WSUS server"
+        }
         other => other,
     }
 }
 
-/// What the search looks for: a needle for every trigger phrase, the rotation marker, and the
-/// start of a CMTrace record (not a milestone: it sends the buffer to the line-by-line path).
-fn needles() -> impl Iterator<Item = &'static str> {
+/// What the search looks for: a needle for every trigger phrase (those matched in any case
+/// too), the rotation marker, and the start of a CMTrace record (not a milestone: it sends the
+/// buffer to the line-by-line path), all in ASCII lower case. The buffer is searched folded to
+/// lower case, so one SIMD search finds the phrases matched as written and those matched in any
+/// case alike (an ASCII-case-insensitive automaton gets no SIMD prefilter). A line that matches
+/// only once folded is a candidate like any other: the classifier finds it is nothing.
+fn needles() -> impl Iterator<Item = String> {
     crate::milestone::TRIGGER_PHRASES
         .into_iter()
+        .chain(crate::milestone::CASE_FREE_PHRASES)
         .map(needle)
         .chain([crate::parse::ROTATION_MARKER, CMTRACE_OPEN])
+        .map(str::to_ascii_lowercase)
 }
 
 static NEEDLES: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
@@ -71,7 +84,7 @@ pub fn scan_milestones(
         return None;
     }
     let needles = NEEDLES.as_ref()?;
-    let case_free = crate::milestone::case_free_search()?;
+    let folded = buf.to_ascii_lowercase();
     // Restored if a CMTrace record turns up part-way, so the caller can start again line by line.
     let before = classifier.clone();
     let mut found = Vec::new();
@@ -79,18 +92,13 @@ pub fn scan_milestones(
     // Each search's next hit, kept until the scan passes it, so neither search reads the rest
     // of the buffer again for every hit of the other.
     let mut next_needle = NextHit::default();
-    let mut next_case_free = NextHit::default();
     while pos < buf.len() {
         let (start, end) = if classifier.in_setup() {
             (pos, line_end(buf, pos))
         } else {
-            let a = next_needle.at_or_after(pos, |from| {
-                needles.find(&buf[from..]).map(|m| from + m.start())
-            });
-            let b = next_case_free.at_or_after(pos, |from| {
-                case_free.find(&buf[from..]).map(|m| from + m.start())
-            });
-            let Some(at) = a.into_iter().chain(b).min() else {
+            let Some(at) = next_needle.at_or_after(pos, |from| {
+                needles.find(&folded[from..]).map(|m| from + m.start())
+            }) else {
                 break;
             };
             let start = memchr::memrchr(b'\n', &buf[pos..at]).map_or(pos, |i| pos + i + 1);

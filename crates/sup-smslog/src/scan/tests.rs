@@ -134,15 +134,22 @@ fn leaves_utf16_and_cmtrace_to_the_line_path() {
 
 #[test]
 fn every_trigger_phrase_holds_its_needle() {
-    for phrase in crate::milestone::TRIGGER_PHRASES {
+    for phrase in crate::milestone::TRIGGER_PHRASES
+        .into_iter()
+        .chain(crate::milestone::CASE_FREE_PHRASES)
+    {
         assert!(
             phrase.contains(needle(phrase)),
             "{phrase:?} does not hold {:?}",
             needle(phrase)
         );
     }
-    let all: Vec<&str> = needles().collect();
-    assert!(all.contains(&crate::parse::ROTATION_MARKER) && all.contains(&CMTRACE_OPEN));
+    // Searched in the folded buffer: every needle in lower case.
+    let all: Vec<String> = needles().collect();
+    for wanted in [crate::parse::ROTATION_MARKER, CMTRACE_OPEN] {
+        assert!(all.contains(&wanted.to_ascii_lowercase()), "{wanted}");
+    }
+    assert!(all.iter().all(|n| *n == n.to_ascii_lowercase()));
 }
 
 fn piece() -> impl Strategy<Value = Vec<u8>> {
