@@ -51,7 +51,11 @@ pub async fn check(
     if settling(&bus.role_records(site).await?) {
         return Ok(None);
     }
-    let declared = canonical(&sup_proto::convert::site_from_proto(&declared_site));
+    // Stored as validated: its canonical form is its model's, without validating it again.
+    let declared = match sup_proto::convert::site_from_stored(&declared_site) {
+        Ok(model) => sup_core::spec::to_raw(&model),
+        Err(_) => canonical(&sup_proto::convert::site_from_proto(&declared_site)),
+    };
     let live = providers.read(site).await?;
     let imported = canonical(&import_site(&live, Some(&declared)));
     let (_, holders) = crate::read_slot(bus, site, "intranet", true).await?;

@@ -29,11 +29,13 @@ impl Coordinator {
         edit: impl Fn(&mut v1::RoleStatus),
     ) -> Result<Option<RoleState>, ApiError> {
         let create = events.first() == Some(&RoleEvent::Declared);
-        self.role_change(site, server, cause, create, |r| {
-            edit(r);
-            events.to_vec()
-        })
-        .await
+        Ok(self
+            .role_change(site, server, cause, create, |r| {
+                edit(r);
+                events.to_vec()
+            })
+            .await?
+            .map(|m| m.after))
     }
 
     /// Edits the role record with `edit`, then moves its lifecycle by what `observed` means for
@@ -47,7 +49,7 @@ impl Coordinator {
         edit: impl Fn(&mut v1::RoleStatus),
     ) -> Result<bool, ApiError> {
         Ok(self
-            .change_role(site, server, cause, false, |r| {
+            .role_change(site, server, cause, false, |r| {
                 edit(r);
                 lifecycle::events_for(observed, state_of(r), verified_both(r))
             })
@@ -57,23 +59,9 @@ impl Coordinator {
 
     /// The general form: `decide` sees the current record inside the compare-and-set loop, may
     /// edit it, and returns the lifecycle events to apply. Deciding inside the loop is what keeps
-    /// concurrent replicas from overwriting each other's edits.
-    pub async fn role_change(
-        &self,
-        site: &str,
-        server: &str,
-        cause: &str,
-        create: bool,
-        decide: impl Fn(&mut v1::RoleStatus) -> Vec<RoleEvent>,
-    ) -> Result<Option<RoleState>, ApiError> {
-        Ok(self
-            .change_role(site, server, cause, create, decide)
-            .await?
-            .map(|m| m.after))
-    }
-
-    /// [`Self::role_change`], saying where the state was before the change too.
-    async fn change_role(
+    /// concurrent replicas from overwriting each other's edits. The state before and after, when
+    /// the record changed.
+    async fn role_change(
         &self,
         site: &str,
         server: &str,
@@ -216,7 +204,7 @@ impl Coordinator {
                     .collect::<Vec<_>>()
                     .join("; ");
                 touched = self
-                    .change_role(site, server, &e.id, false, |r| {
+                    .role_change(site, server, &e.id, false, |r| {
                         r.health = health;
                         let observed = match v1::Health::try_from(health) {
                             Ok(v1::Health::Unhealthy) => {
