@@ -89,8 +89,8 @@ pub fn scan_milestones(
     let before = classifier.clone();
     let mut found = Vec::new();
     let mut pos = 0;
-    // Each search's next hit, kept until the scan passes it, so neither search reads the rest
-    // of the buffer again for every hit of the other.
+    // The search's next hit, kept until the scan passes it: walking a role setup's lines one by
+    // one does not search the rest of the buffer again.
     let mut next_needle = NextHit::default();
     while pos < buf.len() {
         let (start, end) = if classifier.in_setup() {

@@ -11,7 +11,7 @@ use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
 
 use crate::Figure;
-use crate::failover::{bin, service};
+use crate::failover::bin;
 
 /// What the coordinator took in before its events were handled in lanes, on this machine: the
 /// first round of 10,000 health transitions did not finish in three minutes.
@@ -24,13 +24,8 @@ pub async fn coordinator_events(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let sites = if quick { 200 } else { 2000 };
     let nats = sup_testkit::NatsServer::start()?;
     let dir = tempfile::tempdir()?;
-    let coordinator = service("coordinator", dir.path())?
-        .listening()?
-        .nats(nats.url(), 1)
-        // Only the events move anything during the run.
-        .set("RECONCILE_INTERVAL_SECS", 3600)
-        .spawn()?;
-    coordinator.ready(Duration::from_secs(60)).await?;
+    // Only the events move anything during the run.
+    let coordinator = crate::scale::start_coordinator(&nats, dir.path()).await?;
     let file = dir.path().join("sites.toml");
     std::fs::write(&file, crate::scale::hierarchy(sites))?;
     let out = Command::new(bin("supctl")?)

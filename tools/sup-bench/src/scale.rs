@@ -80,37 +80,19 @@ pub async fn footprint(quick: bool) -> anyhow::Result<Vec<Figure>> {
     Ok(figures)
 }
 
-/// A coordinator on `grpc` and `admin` that does not reconcile on its own during the run, once
+/// A coordinator that does not reconcile on its own during the run, its log in `log_dir`, once
 /// it is ready.
-async fn start_coordinator(
+pub async fn start_coordinator(
     nats: &sup_testkit::NatsServer,
-    grpc: u16,
-    admin: u16,
-    log: &Path,
+    log_dir: &Path,
 ) -> anyhow::Result<sup_testkit::Process> {
-    let kid = spawn_env(
-        "sup-coordinator",
-        &[],
-        &[
-            (
-                "SUP_COORDINATOR__LISTEN".into(),
-                format!("127.0.0.1:{grpc}"),
-            ),
-            (
-                "SUP_COORDINATOR__ADMIN_LISTEN".into(),
-                format!("127.0.0.1:{admin}"),
-            ),
-            ("SUP_COORDINATOR__NATS__URL".into(), nats.url().to_string()),
-            (
-                "SUP_COORDINATOR__RECONCILE_INTERVAL_SECS".into(),
-                "3600".into(),
-            ),
-        ],
-        log,
-    )?
-    .with_admin(admin);
-    kid.ready(Duration::from_secs(30)).await?;
-    Ok(kid)
+    let coordinator = crate::failover::service("coordinator", log_dir)?
+        .listening()?
+        .nats(nats.url(), 1)
+        .set("RECONCILE_INTERVAL_SECS", 3600)
+        .spawn()?;
+    coordinator.ready(Duration::from_secs(30)).await?;
+    Ok(coordinator)
 }
 
 /// A site file of `n` sites under one central site, five SUP roles each (one active).
@@ -156,14 +138,12 @@ pub async fn coordinator_apply(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let sites = if quick { 100 } else { 1000 };
     let nats = sup_testkit::NatsServer::start()?;
     let dir = tempfile::tempdir()?;
-    let (grpc, admin) = (sup_testkit::free_port()?, sup_testkit::free_port()?);
-    let _coordinator =
-        start_coordinator(&nats, grpc, admin, &dir.path().join("coordinator.log")).await?;
+    let coordinator = start_coordinator(&nats, dir.path()).await?;
     let file = dir.path().join("sites.toml");
     std::fs::write(&file, hierarchy(sites))?;
     let t = Instant::now();
     let out = Command::new(bin("supctl")?)
-        .env("SUP_COORDINATOR", format!("http://127.0.0.1:{grpc}"))
+        .env("SUP_COORDINATOR", coordinator.endpoint()?)
         .args(["apply", "-f", file.to_str().unwrap_or_default()])
         .output()?;
     let apply = t.elapsed().as_secs_f64();
@@ -207,18 +187,10 @@ pub async fn activation_rate(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let dir = tempfile::tempdir()?;
     let mut endpoints = Vec::new();
     let mut replicas = Vec::new();
-    for r in 0..2 {
-        let (grpc, admin) = (sup_testkit::free_port()?, sup_testkit::free_port()?);
-        replicas.push(
-            start_coordinator(
-                &nats,
-                grpc,
-                admin,
-                &dir.path().join(format!("coordinator-{r}.log")),
-            )
-            .await?,
-        );
-        endpoints.push(format!("http://127.0.0.1:{grpc}"));
+    for _ in 0..2 {
+        let coordinator = start_coordinator(&nats, dir.path()).await?;
+        endpoints.push(coordinator.endpoint()?);
+        replicas.push(coordinator);
     }
     let file = dir.path().join("sites.toml");
     std::fs::write(&file, hierarchy(sites))?;
@@ -396,13 +368,12 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
         &[],
         &d.join("emulator.log"),
     )?;
-    let (grpc, admin) = (port()?, port()?);
-    let coordinator = start_coordinator(&nats, grpc, admin, &d.join("coordinator.log")).await?;
+    let coordinator = start_coordinator(&nats, d).await?;
     let text = hierarchy_on(sites, http, https);
     let file = d.join("sites.toml");
     std::fs::write(&file, &text)?;
     let out = Command::new(bin("supctl")?)
-        .env("SUP_COORDINATOR", format!("http://127.0.0.1:{grpc}"))
+        .env("SUP_COORDINATOR", coordinator.endpoint()?)
         .args(["apply", "-f", file.to_str().unwrap_or_default()])
         .output()?;
     anyhow::ensure!(
