@@ -305,3 +305,198 @@ async fn faults_are_classified_and_an_auto_site_fails_over() {
         "the slot is kept"
     );
 }
+
+/// A health replica named `name` probing every second, beating every 250 ms.
+fn start_replica(nats_url: &str, ca: &std::path::Path, name: &str) -> Process {
+    Service::new("health")
+        .and_then(Service::listening)
+        .map(|s| {
+            s.nats(nats_url, 1).config(format!(
+                "interval_ms = 1000\nheartbeat_ms = 250\nreplica = \"{name}\"\ntimeout_ms = 500\nmilestone_max_age_secs = 0\nca_file = \"{}\"\n[resolve]\n\"*\" = \"127.0.0.1\"\n",
+                ca.display()
+            ))
+        })
+        .and_then(Service::start)
+        .unwrap_or_else(|e| panic!("sup-health {name}: {e}"))
+}
+
+/// A replica's share as its metrics say: the servers it probes, and those whose health it
+/// exports.
+fn share_of(replica: &Process) -> (u64, u64) {
+    let metrics = crate::observability::scrape(replica.admin_port.expect("admin port"));
+    let probed = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sup_health_probed_servers "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sup_health_probed_servers: {metrics}"));
+    let exported = metrics
+        .lines()
+        .filter(|l| l.starts_with("sup_health{") && l.ends_with(" 1"))
+        .count() as u64;
+    (probed, exported)
+}
+
+/// Every report written to `sup_health`: when it was seen, its server and the replica that
+/// probed it.
+type Probes = std::sync::Arc<std::sync::Mutex<Vec<(Instant, String, String)>>>;
+
+fn record_probes(bus: &sup_bus::Bus) -> Probes {
+    use futures::StreamExt as _;
+    use sup_proto::prost::Message as _;
+    let probes = Probes::default();
+    let seen = probes.clone();
+    let health = bus.health().clone();
+    tokio::spawn(async move {
+        let mut changes = Box::pin(health.watch_latest().await.expect("watch sup_health"));
+        while let Some(Ok(change)) = changes.next().await {
+            if let Ok(r) = v1::HealthReport::decode(change.value) {
+                seen.lock()
+                    .expect("probes")
+                    .push((Instant::now(), r.server, r.prober));
+            }
+        }
+    });
+    probes
+}
+
+/// Per server, the replicas that probed it and how often, from `since` on.
+fn probes_since(
+    probes: &Probes,
+    since: Instant,
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>> {
+    let mut out = std::collections::BTreeMap::<String, std::collections::BTreeMap<_, _>>::new();
+    for (at, server, prober) in probes.lock().expect("probes").iter() {
+        if *at >= since {
+            *out.entry(server.clone())
+                .or_default()
+                .entry(prober.clone())
+                .or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Watches `window` of probing and checks each of `servers` was probed by one replica, about
+/// once a second, and returns the replicas that probed.
+async fn each_probed_once(
+    probes: &Probes,
+    servers: &[String],
+    window: Duration,
+) -> std::collections::BTreeSet<String> {
+    let since = Instant::now();
+    tokio::time::sleep(window).await;
+    let seen = probes_since(probes, since);
+    let rounds = window.as_secs() as usize;
+    let mut replicas = std::collections::BTreeSet::new();
+    for server in servers {
+        let by = seen.get(server).cloned().unwrap_or_default();
+        assert_eq!(by.len(), 1, "{server} probed by one replica: {seen:?}");
+        let count: usize = by.values().sum();
+        // Once an interval; twice as often would mean two replicas probing it.
+        assert!(
+            (rounds - 2..=rounds + 1).contains(&count),
+            "{server} probed {count} times in {rounds} intervals: {seen:?}"
+        );
+        replicas.extend(by.into_keys());
+    }
+    replicas
+}
+
+#[tokio::test]
+async fn health_replicas_share_the_servers_and_take_over_a_killed_ones() {
+    let http = free_port().expect("port");
+    let https = free_port().expect("port");
+    let ports = format!("{http},{https}");
+    let (http_l, https_l) = (format!("127.0.0.1:{http}"), format!("127.0.0.1:{https}"));
+    let s = stack(&[
+        "--http",
+        &http_l,
+        "--https",
+        &https_l,
+        "--default-ports",
+        &ports,
+    ]);
+    let servers: Vec<String> = (1..=8).map(|i| format!("sh{i}.corp.example.com")).collect();
+    let mut file = String::from("[[site]]\ncode = \"SHR\"\n");
+    for server in &servers {
+        file += &format!("[[site.site_system]]\nserver = \"{server}\"\n");
+    }
+    for (i, server) in servers.iter().enumerate() {
+        let active = if i == 0 {
+            "active = \"intranet\"\n"
+        } else {
+            ""
+        };
+        file += &format!(
+            "[[site.software_update_point]]\nserver = \"{server}\"\n{active}http_port = {http}\nhttps_port = {https}\n"
+        );
+    }
+    let file = site_file(&file);
+    let out = supctl(
+        &s.coordinator.endpoint,
+        &[
+            "apply",
+            "-f",
+            file.path().to_str().expect("path"),
+            "--wait",
+            "--timeout",
+            "90s",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    let bus = bus(&s.nats).await;
+    let probes = record_probes(&bus);
+    let r1 = start_replica(s.nats.url(), &s.emulator.ca, "r1");
+    let mut r2 = start_replica(s.nats.url(), &s.emulator.ca, "r2");
+
+    // Both replicas probe, and between them every server.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = probes_since(&probes, Instant::now() - Duration::from_secs(2));
+        let probers: std::collections::BTreeSet<_> =
+            seen.values().flat_map(|by| by.keys().cloned()).collect();
+        if servers.iter().all(|s| seen.contains_key(s)) && probers.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas never shared the servers: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let shared = each_probed_once(&probes, &servers, Duration::from_secs(5)).await;
+    assert_eq!(shared.len(), 2, "both replicas have a share: {shared:?}");
+    let (share1, share2) = (share_of(&r1), share_of(&r2));
+    assert_eq!(
+        share1.0 + share2.0,
+        8,
+        "the shares add up: {share1:?} {share2:?}"
+    );
+    assert_eq!(
+        (share1.1, share2.1),
+        (share1.0, share2.0),
+        "each exports the health of its own share only"
+    );
+
+    // A replica dies without a word: after three missed beats the other probes its servers too.
+    r2.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let left = each_probed_once(&probes, &servers, Duration::from_secs(5)).await;
+    assert_eq!(
+        left,
+        ["r1".to_string()].into(),
+        "the survivor probes every server"
+    );
+
+    // A replica joins: the servers are shared again.
+    let _r3 = start_replica(s.nats.url(), &s.emulator.ca, "r3");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rejoined = each_probed_once(&probes, &servers, Duration::from_secs(5)).await;
+    assert_eq!(rejoined.len(), 2, "the newcomer has a share: {rejoined:?}");
+}

@@ -38,7 +38,7 @@ fn documented_metrics() -> BTreeMap<String, Vec<String>> {
     metrics
 }
 
-fn scrape(admin: u16) -> String {
+pub fn scrape(admin: u16) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).expect("connect admin");
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")

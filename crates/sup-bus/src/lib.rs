@@ -28,7 +28,7 @@ use sup_proto::v1::{Command, Event};
 
 pub use bucket::{Bucket, Change};
 pub use consume::{Delivery, Durable, Verdict};
-pub use setup::{ACTIVE_HISTORY, BusConfig, ROLES_HISTORY};
+pub use setup::{ACTIVE_HISTORY, BusConfig, MAX_HEARTBEAT, ROLES_HISTORY};
 
 /// Errors from the bus, classified so callers can decide to retry.
 #[derive(Debug, thiserror::Error)]

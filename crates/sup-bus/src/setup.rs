@@ -28,6 +28,15 @@ pub const OPS_BUCKET: &str = "sup_ops";
 pub const POSITIONS_BUCKET: &str = "sup_positions";
 /// The latest health report of each SUP server.
 pub const HEALTH_BUCKET: &str = "sup_health";
+/// Heartbeats of the replicas of a service that share its work (`<service>.<replica>`).
+pub const MEMBERS_BUCKET: &str = "sup_members";
+/// How long a heartbeat stays in [`MEMBERS_BUCKET`]: a replica that died is forgotten by the
+/// server after this, so the bucket never fills with them. Replicas beat far more often (a
+/// service refuses a heartbeat period above [`MAX_HEARTBEAT`]).
+pub const MEMBERS_MAX_AGE: Duration = Duration::from_secs(60);
+/// The longest heartbeat period a service sharing work may use: three missed beats stay well
+/// inside [`MEMBERS_MAX_AGE`].
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// The stream that keeps bucket `bucket`.
 pub fn bucket_stream(bucket: &str) -> String {
@@ -257,6 +266,7 @@ pub(crate) struct Buckets {
     pub ops: Bucket,
     pub positions: Bucket,
     pub health: Bucket,
+    pub members: Bucket,
 }
 
 /// Creates or updates every stream and bucket.
@@ -338,6 +348,14 @@ pub(crate) async fn ensure(
         bucket(OPS_BUCKET, 1, "results of mutating requests by op id"),
         bucket(POSITIONS_BUCKET, 1, "log watcher read positions"),
         bucket(HEALTH_BUCKET, 1, "latest WSUS health report per SUP server"),
+        kv::Config {
+            max_age: MEMBERS_MAX_AGE,
+            ..bucket(
+                MEMBERS_BUCKET,
+                1,
+                "heartbeats of the replicas that share a service's work",
+            )
+        },
     ] {
         let name = cfg.bucket.clone();
         let store = js
@@ -363,5 +381,6 @@ pub(crate) async fn ensure(
         ops: next()?,
         positions: next()?,
         health: next()?,
+        members: next()?,
     })
 }

@@ -40,6 +40,11 @@ impl Bus {
         &self.buckets.health
     }
 
+    /// `sup_members`: heartbeats of the replicas that share a service's work.
+    pub fn members(&self) -> &Bucket {
+        &self.buckets.members
+    }
+
     /// Every applied site's stored spec, by code.
     pub async fn all_sites(&self) -> Result<Vec<(String, Bytes)>, BusError> {
         let sites = self.sites();

@@ -1,22 +1,27 @@
 //! The health service: probes the WSUS web site of every installed SUP role (each NLB node has
 //! its own) with the ladder of `sup-wsus`, combines it with the latest WSUS health lines from the
 //! log watcher, keeps each server's report in KV (`sup_health`) and publishes `HealthChanged` only
-//! on transitions (decided by compare-and-set, so replicas never announce one twice). gRPC
-//! `GetHealth` / `ProbeNow` serve operators.
+//! on transitions (decided by compare-and-set, so replicas never announce one twice). Replicas
+//! share the servers (`shard`): each probes its own. gRPC `GetHealth` / `ProbeNow` serve
+//! operators.
 //!
-//! Rooms: `settings`, `metrics`, `api` (gRPC), `assess` (a ladder and the logs into one health);
-//! this file holds the probing loop, the stored reports and `run`.
+//! Rooms: `settings`, `metrics`, `api` (gRPC), `assess` (a ladder and the logs into one health),
+//! `shard` (which replica probes which server); this file holds the probing loop, the stored
+//! reports and `run`.
 
 mod api;
 pub mod assess;
 mod metrics;
+mod milestones;
 mod settings;
+pub mod shard;
 
 pub use api::Api;
+use metrics::health_labels;
 pub use metrics::{ComponentLabel, Metrics, ProbeLabels, ServerHealthLabels, TransitionLabels};
 pub use settings::{DEFAULTS, SERVICE, Settings, serve};
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -40,6 +45,7 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
 use assess::{Health, LogView};
+use shard::Membership;
 
 /// One server to probe, as the registry and the site spec describe it.
 #[derive(Debug, Clone)]
@@ -56,11 +62,17 @@ pub struct HealthService {
     pub settings: Settings,
     pub prober: Prober,
     pub metrics: Metrics,
+    /// The replicas alive, which share the servers.
+    pub membership: Membership,
     /// server → (milestone name → when seen).
     seen: Mutex<HashMap<String, HashMap<MilestoneKind, Instant>>>,
     /// KV key → (revision, health) of the report this replica last wrote, so the next write is
     /// one compare-and-set without a read first; another writer makes it fall back to a read.
     written: Mutex<HashMap<String, (u64, i32)>>,
+    /// (site, server) of every server whose `sup_health` gauges this replica exports: only
+    /// those in its share, so a server that moved to another replica is not shown twice, once
+    /// with its old health.
+    exported: Mutex<BTreeSet<(String, String)>>,
 }
 
 /// Sites whose roles are read at once when a round lists its targets.
@@ -95,13 +107,23 @@ impl HealthService {
                 .with_context(|| format!("reading ca_file {}", settings.ca_file))?
         };
         let prober = Prober::new(Duration::from_millis(settings.timeout_ms.max(50)), &roots);
+        let heartbeat = settings.heartbeat();
+        anyhow::ensure!(
+            !heartbeat.is_zero() && heartbeat <= sup_bus::MAX_HEARTBEAT,
+            "heartbeat_ms: must be between 1 and {} (it is {})",
+            sup_bus::MAX_HEARTBEAT.as_millis(),
+            settings.heartbeat_ms
+        );
+        let membership = Membership::new(shard::replica_name(&settings.replica), heartbeat);
         Ok(Self {
             bus,
             settings,
             prober,
             metrics: Metrics::default(),
+            membership,
             seen: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
+            exported: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -183,19 +205,6 @@ impl HealthService {
             .map(|a| a.ip())
     }
 
-    fn log_view(&self, server: &str) -> LogView {
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let age = |kind: MilestoneKind| {
-            seen.get(server)
-                .and_then(|m| m.get(&kind))
-                .map(|t| t.elapsed())
-        };
-        LogView {
-            components_healthy: age(MilestoneKind::WsusComponentsHealthy),
-            database_ok: age(MilestoneKind::WsusDatabaseOk),
-        }
-    }
-
     /// Probes one server, stores its report and announces a transition.
     pub async fn probe(&self, t: &Probed) -> anyhow::Result<v1::HealthReport> {
         let components = match self.resolve(&t.server, t.http_port).await {
@@ -250,6 +259,7 @@ impl HealthService {
                 })
                 .collect(),
             checked: Some(SystemTime::now().into()),
+            prober: self.membership.me.clone(),
         };
         self.store(&report, &failing).await?;
         Ok(report)
@@ -289,19 +299,14 @@ impl HealthService {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(key.clone(), (rev, report.health));
-            for h in [
-                v1::Health::Unknown,
-                v1::Health::Healthy,
-                v1::Health::Degraded,
-                v1::Health::Unhealthy,
-            ] {
+            self.exported
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert((report.site.clone(), report.server.clone()));
+            for (labels, h) in health_labels(&report.site, &report.server) {
                 self.metrics
                     .current
-                    .get_or_create(&ServerHealthLabels {
-                        site: report.site.clone(),
-                        server: report.server.clone(),
-                        health: format!("{h:?}").to_ascii_lowercase(),
-                    })
+                    .get_or_create(&labels)
                     .set(i64::from(h as i32 == report.health));
             }
             if previous != report.health {
@@ -340,10 +345,74 @@ impl HealthService {
         anyhow::bail!("the health record of {key} kept changing")
     }
 
-    /// One round: every target, at most `concurrency` at once; each step has its own timeout, so
-    /// one slow server never holds up the others.
+    /// The targets of `all` that fall to this replica among the replicas `live`.
+    fn share<'a>(
+        &'a self,
+        all: Vec<Probed>,
+        live: &'a BTreeSet<String>,
+    ) -> impl Iterator<Item = Probed> + 'a {
+        all.into_iter().filter(move |t| self.owns(live, t))
+    }
+
+    fn owns(&self, live: &BTreeSet<String>, t: &Probed) -> bool {
+        Membership::owns(
+            live,
+            &self.membership.me,
+            &subjects::health_key(&t.site, &t.server),
+        )
+    }
+
+    /// One round: every target in this replica's share.
     pub async fn round(self: &Arc<Self>) -> anyhow::Result<()> {
-        let targets = self.targets().await?;
+        let live = self.membership.live();
+        let mine: Vec<Probed> = self.share(self.targets().await?, &live).collect();
+        self.metrics.replicas.set(live.len() as i64);
+        self.metrics.probed_servers.set(mine.len() as i64);
+        self.unexport_except(&mine);
+        self.probe_all(mine).await;
+        Ok(())
+    }
+
+    /// Drops the health gauges of the servers no longer in this replica's share.
+    fn unexport_except(&self, mine: &[Probed]) {
+        let keep: BTreeSet<(&str, &str)> = mine
+            .iter()
+            .map(|t| (t.site.as_str(), t.server.as_str()))
+            .collect();
+        let mut exported = self.exported.lock().unwrap_or_else(|p| p.into_inner());
+        exported.retain(|(site, server)| {
+            let kept = keep.contains(&(site.as_str(), server.as_str()));
+            if !kept {
+                for (labels, _) in health_labels(site, server) {
+                    self.metrics.current.remove(&labels);
+                }
+            }
+            kept
+        });
+    }
+
+    /// After the replicas alive changed from `before` to `now`: probes at once the servers that
+    /// fell to this replica, so none waits for this replica's next round.
+    pub async fn take_over(
+        self: &Arc<Self>,
+        before: &BTreeSet<String>,
+        now: &BTreeSet<String>,
+    ) -> anyhow::Result<()> {
+        let taken: Vec<Probed> = self
+            .share(self.targets().await?, now)
+            .filter(|t| !self.owns(before, t))
+            .collect();
+        self.metrics.replicas.set(now.len() as i64);
+        if !taken.is_empty() {
+            tracing::info!(servers = taken.len(), "probing the servers taken over");
+        }
+        self.probe_all(taken).await;
+        Ok(())
+    }
+
+    /// Probes `targets`, at most `concurrency` at once; each step has its own timeout, so one
+    /// slow server never holds up the others.
+    async fn probe_all(self: &Arc<Self>, targets: Vec<Probed>) {
         // Each step has its own timeout and the HTTP steps run in turn: TCP, TLS and every step
         // at their slowest, with room to spare.
         let steps = sup_wsus::probe::LADDER.len() as u64 + 3;
@@ -362,71 +431,6 @@ impl HealthService {
                 }
             })
             .await;
-        Ok(())
-    }
-
-    /// Follows the log watcher's WSUS health milestones (from `max_age` ago).
-    async fn follow_milestones(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            // Only the milestones young enough to matter are replayed.
-            let window = Duration::from_secs(self.settings.milestone_max_age_secs.max(60));
-            let since = SystemTime::now()
-                .checked_sub(window)
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            let mut msgs = match self
-                .bus
-                .watch_events_of_kind_since(subjects::kind::MILESTONE, since)
-                .await
-            {
-                Ok(m) => Box::pin(m),
-                Err(e) => {
-                    tracing::warn!(error = %e, "following milestones; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                        _ = stop.wait_for(|s| *s) => return,
-                    }
-                }
-            };
-            loop {
-                let next = tokio::select! {
-                    m = msgs.next() => m,
-                    _ = stop.wait_for(|s| *s) => return,
-                };
-                let e = match next {
-                    Some(Ok(watched)) => watched.event,
-                    // An undecodable event is no milestone; the watch goes on past it.
-                    Some(Err(sup_bus::BusError::Decode { .. })) => continue,
-                    _ => break,
-                };
-                let Some(Payload::Milestone(ms)) = &e.payload else {
-                    continue;
-                };
-                let Some(
-                    kind @ (MilestoneKind::WsusComponentsHealthy | MilestoneKind::WsusDatabaseOk),
-                ) = MilestoneKind::from_name(&ms.name)
-                else {
-                    continue;
-                };
-                // When the line was logged, not when it was replayed.
-                let age = e
-                    .time
-                    .and_then(|t| {
-                        SystemTime::UNIX_EPOCH.checked_add(Duration::new(
-                            t.seconds.max(0) as u64,
-                            t.nanos.max(0) as u32,
-                        ))
-                    })
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .unwrap_or_default();
-                let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-                self.seen
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(e.server.clone())
-                    .or_default()
-                    .insert(kind, at);
-            }
-        }
     }
 
     async fn stored(&self, site: &str, server: &str) -> anyhow::Result<Vec<v1::HealthReport>> {
@@ -487,11 +491,30 @@ pub async fn run(
         "Each server's current health (1 for its health, 0 for the others)",
         svc.metrics.current.clone(),
     );
+    registry.register(
+        "sup_health_probed_servers",
+        "Servers this replica probes in its share",
+        svc.metrics.probed_servers.clone(),
+    );
+    registry.register(
+        "sup_health_replicas",
+        "Health replicas alive, as this replica sees them",
+        svc.metrics.replicas.clone(),
+    );
     let mut life = Lifecycle::new();
     life.serve_admin(admin, registry);
     let follower = svc.clone();
     life.spawn_until_stopped("milestones", |stop| async move {
         follower.follow_milestones(stop).await
+    });
+    let follower = svc.clone();
+    life.spawn_until_stopped("replicas", |stop| async move {
+        follower.membership.follow(&follower.bus, stop).await
+    });
+    let beater = svc.clone();
+    life.spawn_until_stopped("heartbeat", |stop| async move {
+        let every = beater.settings.heartbeat();
+        beater.membership.beat(&beater.bus, every, stop).await
     });
     let (prober, mut stop) = (svc.clone(), life.stop());
     life.spawn("probes", async move {
@@ -500,12 +523,28 @@ pub async fn run(
         // after the previous round ended; a round longer than the interval starts the next at once.
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let heartbeat = prober.settings.heartbeat();
+        tokio::select! {
+            _ = prober.membership.caught_up(heartbeat * 3) => {}
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+        let mut replicas = prober.membership.subscribe();
+        let mut known = replicas.borrow_and_update().clone();
         loop {
-            tokio::select! {
-                _ = ticks.tick() => {}
+            let replicas_changed = tokio::select! {
+                _ = ticks.tick() => false,
+                Ok(()) = replicas.changed() => true,
                 _ = stop.wait_for(|s| *s) => return Ok(()),
-            }
-            if let Err(e) = prober.round().await {
+            };
+            let done = if replicas_changed {
+                let now = replicas.borrow_and_update().clone();
+                let done = prober.take_over(&known, &now).await;
+                known = now;
+                done
+            } else {
+                prober.round().await
+            };
+            if let Err(e) = done {
                 tracing::warn!(error = %e, "probe round");
             }
         }

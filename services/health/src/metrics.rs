@@ -25,6 +25,10 @@ pub struct Metrics {
     pub transitions: Family<TransitionLabels, Counter>,
     /// One-hot: 1 for each server's current health, 0 for the others.
     pub current: Family<ServerHealthLabels, Gauge>,
+    /// The servers this replica probes in its share.
+    pub probed_servers: Gauge,
+    /// The health replicas alive, as this one sees them.
+    pub replicas: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,6 +49,28 @@ impl Default for Metrics {
             }),
             transitions: Family::default(),
             current: Family::default(),
+            probed_servers: Gauge::default(),
+            replicas: Gauge::default(),
         }
     }
+}
+
+/// The label sets of one server's `sup_health` gauges, one per health.
+pub(crate) fn health_labels(site: &str, server: &str) -> [(ServerHealthLabels, v1::Health); 4] {
+    [
+        v1::Health::Unknown,
+        v1::Health::Healthy,
+        v1::Health::Degraded,
+        v1::Health::Unhealthy,
+    ]
+    .map(|h| {
+        (
+            ServerHealthLabels {
+                site: site.to_string(),
+                server: server.to_string(),
+                health: format!("{h:?}").to_ascii_lowercase(),
+            },
+            h,
+        )
+    })
 }

@@ -11,6 +11,8 @@ timeout_ms = 2000
 concurrency = 256
 milestone_max_age_secs = 7200
 ca_file = ""
+heartbeat_ms = 2000
+replica = ""
 
 [resolve]
 
@@ -35,6 +37,11 @@ pub struct Settings {
     pub milestone_max_age_secs: u64,
     /// PEM certificates trusted for the TLS probe (e.g. the emulator's CA).
     pub ca_file: String,
+    /// How often this replica tells the others it is alive; one that misses three beats is
+    /// taken as gone and its servers are probed by the others.
+    pub heartbeat_ms: u64,
+    /// This replica's name among the others; empty for the host's name and a random suffix.
+    pub replica: String,
     /// Host name (or `*`) → IP address, before the system resolver.
     pub resolve: BTreeMap<String, String>,
     /// A WSUS web site port → the port to probe it at instead (e.g. `"80" = 18080` when a
@@ -42,6 +49,12 @@ pub struct Settings {
     #[serde(default)]
     pub port_map: BTreeMap<String, u16>,
     pub nats: BusConfig,
+}
+
+impl Settings {
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
 }
 
 impl sup_runtime::OwnSettings for Settings {

@@ -4,6 +4,7 @@
 mod events;
 mod failover;
 mod logs;
+mod probing;
 mod scale;
 
 use std::path::PathBuf;
@@ -84,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
         figures.extend(scale::coordinator_apply(cli.quick).await?);
     }
     if want("probing") {
-        figures.extend(scale::probing(cli.quick).await?);
+        figures.extend(probing::probing(cli.quick).await?);
     }
     if want("events") {
         figures.extend(events::coordinator_events(cli.quick).await?);

@@ -38,6 +38,7 @@ fn report_json(r: &v1::HealthReport) -> Value {
         "server": r.server,
         "health": health_name(r.health),
         "checked": output::time(r.checked.as_ref()),
+        "prober": if r.prober.is_empty() { Value::Null } else { r.prober.clone().into() },
         "components": r.components.iter().map(|c| json!({
             "component": c.component,
             "result": result_name(c.result),
@@ -70,6 +71,11 @@ fn table(reports: &[v1::HealthReport], wide: bool) -> String {
                 },
             ];
             if wide {
+                row.push(if r.prober.is_empty() {
+                    "-".into()
+                } else {
+                    r.prober.clone()
+                });
                 row.push(
                     r.components
                         .iter()
@@ -90,7 +96,7 @@ fn table(reports: &[v1::HealthReport], wide: bool) -> String {
         .collect();
     let mut header = vec!["SITE", "SERVER", "HEALTH", "CHECKED", "FAILING"];
     if wide {
-        header.push("COMPONENTS");
+        header.extend(["PROBER", "COMPONENTS"]);
     }
     crate::table::render(&header, &rows, "")
 }
@@ -152,8 +158,10 @@ mod tests {
                 },
             ],
             checked: None,
+            prober: "health-0".into(),
         };
         let j = report_json(&r);
+        assert_eq!(j["prober"], "health-0");
         assert_eq!(j["health"], "unhealthy");
         assert_eq!(j["components"][1]["result"], "tls_failed");
         assert_eq!(j["components"][0]["detail"], Value::Null);
