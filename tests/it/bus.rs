@@ -459,3 +459,52 @@ async fn lanes_keep_each_sites_order_and_let_other_sites_pass_a_slow_one() {
     unique.dedup();
     assert_eq!(unique.len(), order.len(), "each handled once: {order:?}");
 }
+
+fn outgoing(e: &Event) -> sup_bus::Outgoing {
+    use sup_proto::prost::Message as _;
+    sup_bus::Outgoing {
+        subject: subjects::event(&e.site, subjects::event_kind(e)),
+        msg_id: e.id.clone(),
+        payload: e.encode_to_vec().into(),
+        span: None,
+    }
+}
+
+#[tokio::test]
+async fn an_atomic_batch_is_stored_whole_in_order_or_not_at_all() {
+    use sup_bus::BatchOutcome;
+    let server = NatsServer::start().expect("nats-server");
+    let bus = bus(&server).await;
+    let first: Vec<Event> = ["a1", "a2", "a3"].iter().map(|id| milestone(id)).collect();
+    let stored = bus
+        .publish_atomic(first.iter().map(outgoing).collect())
+        .await
+        .expect("batch");
+    let BatchOutcome::Stored { last_sequence } = stored else {
+        panic!("not stored: {stored:?}");
+    };
+    assert_eq!(last_sequence, 3, "three messages, nothing between them");
+
+    // A batch holding a message the stream already has is refused whole: none of its new
+    // messages is stored ahead of the publisher's one-by-one retry.
+    let again: Vec<Event> = ["a3", "a4"].iter().map(|id| milestone(id)).collect();
+    assert_eq!(
+        bus.publish_atomic(again.iter().map(outgoing).collect())
+            .await
+            .expect("batch"),
+        BatchOutcome::HasDuplicate
+    );
+    let ids: Vec<String> = crate::support::all_events(&bus)
+        .await
+        .into_iter()
+        .map(|(_, e)| e.id)
+        .collect();
+    assert_eq!(ids, ["a1", "a2", "a3"]);
+
+    // Too many for one batch is refused before anything is sent.
+    let many: Vec<sup_bus::Outgoing> = (0..=sup_bus::MAX_ATOMIC_BATCH)
+        .map(|i| outgoing(&milestone(&format!("m{i}"))))
+        .collect();
+    assert!(bus.publish_atomic(many).await.is_err());
+    assert_eq!(crate::support::all_events(&bus).await.len(), 3);
+}

@@ -8,6 +8,7 @@
 //! - [`Bus`]: a connected handle with typed operations.
 //! - [`trace`]: `traceparent` in NATS headers.
 
+mod atomic;
 pub mod bucket;
 pub mod consume;
 pub mod records;
@@ -26,6 +27,7 @@ use futures::{Stream, StreamExt};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{Command, Event};
 
+pub use atomic::{BatchOutcome, MAX_ATOMIC_BATCH};
 pub use bucket::{Bucket, Change};
 pub use consume::{Delivery, Durable, Verdict};
 pub use setup::{ACTIVE_HISTORY, BusConfig, MAX_HEARTBEAT, ROLES_HISTORY};

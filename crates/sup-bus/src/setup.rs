@@ -284,6 +284,8 @@ pub(crate) async fn ensure(
             storage: stream::StorageType::File,
             duplicate_window: config.duplicate_window,
             num_replicas: replicas,
+            // The coordinator announces role changes in atomic batches (`Bus::publish_atomic`).
+            allow_atomic_publish: true,
             ..Default::default()
         },
         stream::Config {

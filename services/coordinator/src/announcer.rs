@@ -1,13 +1,15 @@
 //! Events derived from KV, in revision order. The slot and role records are the truth; every
 //! replica watches the two buckets from the last announced revision and publishes
-//! `ActiveChanged` and `RoleStateChanged` with ids named by the revision. Because each replica
-//! publishes in revision order and waits for each ack, the stream holds the events in revision
-//! order whichever replica published first, and a crash between a KV write and its event only
-//! delays the event.
+//! `ActiveChanged` and `RoleStateChanged` with ids named by the revision. Each replica publishes
+//! a revision only once every earlier one is acknowledged: slot changes one by one, role
+//! changes as they come, in atomic batches of what the watch has ready (stored whole, in order,
+//! or not at all), so the stream holds the events in revision order whichever replica published
+//! first, and a crash between a KV write and its event only delays the event. A batch that holds
+//! an event another replica already stored is refused whole and published one by one.
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use sup_bus::{Bucket, Change};
 use sup_proto::convert;
 use sup_proto::prost::Message;
@@ -112,34 +114,51 @@ async fn follow(c: Coordinator, which: Announced, mut stop: watch::Receiver<bool
                 }
                 Step::Next(None) => break,
             };
-            let revision = entry.revision;
-            if revision > delivered + 1 && delivered > 0 {
-                // Revisions are missing when a stream leader assigned sequences and lost them
-                // with its node, or when the history limit purged them while this watch was
-                // behind; the latter is harmless if another replica announced them (writes
-                // stay within half the history of the announcements), which the marker tells.
-                let covered = c
-                    .store
-                    .marker_from_leader(which)
-                    .await
-                    .is_ok_and(|m| m + 1 >= revision);
-                if covered {
-                    tracing::debug!(
-                        which = which.as_str(),
-                        after = delivered,
-                        revision,
-                        "watch behind the other announcers; revisions it skipped were announced"
-                    );
-                } else {
-                    tracing::warn!(
-                        which = which.as_str(),
-                        after = delivered,
-                        revision,
-                        "revisions skipped by the announcement watch"
-                    );
+            // Role changes the watch already holds join this one in a batch.
+            let mut batch = vec![entry];
+            let mut ended = None;
+            while which == Announced::Roles && batch.len() < ROLE_BATCH {
+                match entries.next().now_or_never() {
+                    Some(Some(Ok(e))) => batch.push(e),
+                    Some(other) => {
+                        ended = Some(other);
+                        break;
+                    }
+                    None => break,
                 }
             }
-            delivered = revision;
+            for entry in &batch {
+                let revision = entry.revision;
+                if revision > delivered + 1 && delivered > 0 {
+                    // Revisions are missing when a stream leader assigned sequences and lost
+                    // them with its node, or when the history limit purged them while this
+                    // watch was behind; the latter is harmless if another replica announced
+                    // them (writes stay within half the history of the announcements), which
+                    // the marker tells.
+                    let covered = c
+                        .store
+                        .marker_from_leader(which)
+                        .await
+                        .is_ok_and(|m| m + 1 >= revision);
+                    if covered {
+                        tracing::debug!(
+                            which = which.as_str(),
+                            after = delivered,
+                            revision,
+                            "watch behind the other announcers; revisions it skipped were announced"
+                        );
+                    } else {
+                        tracing::warn!(
+                            which = which.as_str(),
+                            after = delivered,
+                            revision,
+                            "revisions skipped by the announcement watch"
+                        );
+                    }
+                }
+                delivered = revision;
+            }
+            let revision = delivered;
             heard = std::time::Instant::now();
             // A failure (a stream electing its leader) is retried in place: the watch outlives
             // the election, while building it again costs requests to a cluster that is busy.
@@ -147,8 +166,8 @@ async fn follow(c: Coordinator, which: Announced, mut stop: watch::Receiver<bool
             let mut attempt = 0;
             let announced = loop {
                 let result = match which {
-                    Announced::Active => announce_slot(&c, &entry).await,
-                    Announced::Roles => announce_role(&c, &entry).await,
+                    Announced::Active => announce_slot(&c, &batch[0]).await,
+                    Announced::Roles => announce_roles(&c, &batch).await,
                 };
                 let Err(e) = result else { break true };
                 attempt += 1;
@@ -175,10 +194,21 @@ async fn follow(c: Coordinator, which: Announced, mut stop: watch::Receiver<bool
                 flush(&c, which, &mut pending).await;
                 flushed = std::time::Instant::now();
             }
+            match ended {
+                Some(Some(Err(e))) => {
+                    tracing::warn!(error = %e, which = which.as_str(), "announcement watch");
+                    break;
+                }
+                Some(_) => break,
+                None => {}
+            }
         }
         flush(&c, which, &mut pending).await;
     }
 }
+
+/// The most role changes announced in one atomic batch.
+const ROLE_BATCH: usize = 256;
 
 /// Attempts at announcing one entry before its watch is built again (about 12 s in all).
 const ANNOUNCE_RETRIES: u32 = 10;
@@ -239,18 +269,75 @@ async fn announce_slot(c: &Coordinator, entry: &Change) -> Result<(), ApiError> 
     Ok(())
 }
 
-async fn announce_role(c: &Coordinator, entry: &Change) -> Result<(), ApiError> {
+/// Announces a run of role record changes in revision order: one atomic batch, or one by one
+/// when the stream already holds one of them (another replica got there first) or takes no
+/// batches.
+async fn announce_roles(c: &Coordinator, entries: &[Change]) -> Result<(), ApiError> {
+    let mut events: Vec<(u64, v1::Event, tracing::Span)> = entries
+        .iter()
+        .filter_map(|entry| role_event(entry).map(|(e, span)| (entry.revision, e, span)))
+        .collect();
+    let announced = events.len() as u64;
+    let mut outcome = publish_roles(c, &events).await?;
+    if outcome == sup_bus::BatchOutcome::HasDuplicate
+        && let Ok(marker) = c.store.marker_from_leader(Announced::Roles).await
+    {
+        // Another replica is ahead: what the shared marker passed is in the stream already;
+        // the rest may still go in one batch.
+        let before = events.len();
+        events.retain(|(revision, ..)| *revision > marker);
+        if events.len() < before {
+            outcome = publish_roles(c, &events).await?;
+        }
+    }
+    if !matches!(outcome, sup_bus::BatchOutcome::Stored { .. }) {
+        tracing::debug!(
+            ?outcome,
+            events = events.len(),
+            "announcing role changes one by one"
+        );
+        for (_, e, span) in &events {
+            c.store
+                .bus
+                .publish_event(e)
+                .instrument(span.clone())
+                .await?;
+        }
+    }
+    c.metrics.role_transitions.inc_by(announced);
+    Ok(())
+}
+
+/// Publishes the role events as one atomic batch.
+async fn publish_roles(
+    c: &Coordinator,
+    events: &[(u64, v1::Event, tracing::Span)],
+) -> Result<sup_bus::BatchOutcome, ApiError> {
+    let batch = events
+        .iter()
+        .map(|(_, e, span)| sup_bus::Outgoing {
+            subject: sup_bus::subjects::event(&e.site, sup_bus::subjects::event_kind(e)),
+            msg_id: e.id.clone(),
+            payload: e.encode_to_vec().into(),
+            span: Some(span.clone()),
+        })
+        .collect();
+    Ok(c.store.bus.publish_atomic(batch).await?)
+}
+
+/// The event a role record change announces, in the span of its publish (which joins the trace
+/// of the operation that made the change); `None` for a change that moves no state.
+fn role_event(entry: &Change) -> Option<(v1::Event, tracing::Span)> {
     if entry.deleted {
-        return Ok(());
+        return None;
     }
     let Ok(r) = v1::RoleStatus::decode(entry.value.clone()) else {
         tracing::error!(key = %entry.key, "undecodable role record");
-        return Ok(());
+        return None;
     };
     if r.previous == r.state {
-        return Ok(());
+        return None;
     }
-    c.metrics.role_transitions.inc();
     tracing::info!(
         site = %r.site,
         server = %r.server,
@@ -273,7 +360,6 @@ async fn announce_role(c: &Coordinator, entry: &Change) -> Result<(), ApiError> 
             reason: r.reason.clone(),
         })),
     };
-    // The change joins the trace of the operation that made it (the record keeps its context).
     let span = tracing::info_span!(
         "announce",
         otel.name = "role_state_changed publish",
@@ -288,6 +374,5 @@ async fn announce_role(c: &Coordinator, entry: &Change) -> Result<(), ApiError> 
     if !r.trace_context.is_empty() {
         sup_bus::trace::follow_traceparent(&r.trace_context, &span);
     }
-    c.store.bus.publish_event(&e).instrument(span).await?;
-    Ok(())
+    Some((e, span))
 }
