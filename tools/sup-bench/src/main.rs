@@ -1,6 +1,7 @@
 //! `sup-bench`: measures the figures the README reports, each beside the comparison measured in
 //! the same run, and writes them as a table and as JSON (`target/bench/report.json`).
 
+mod announce;
 mod events;
 mod failover;
 mod logs;
@@ -19,7 +20,7 @@ struct Cli {
     #[arg(long, env = "QUICK", value_parser = parse_flag, default_value = "0")]
     quick: bool,
     /// Which benchmarks: all, or a comma-separated list of parse, latency, failover, footprint,
-    /// apply, activate, events, probing.
+    /// apply, activate, events, announce, probing.
     #[arg(long, default_value = "all")]
     only: String,
     /// Where the JSON report goes.
@@ -89,6 +90,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("events") {
         figures.extend(events::coordinator_events(cli.quick).await?);
+    }
+    if want("announce") {
+        figures.extend(announce::announced_transitions(cli.quick).await?);
     }
     if want("activate") {
         figures.extend(scale::activation_rate(cli.quick).await?);
