@@ -7,6 +7,7 @@ mod failover;
 mod logs;
 mod probing;
 mod scale;
+mod storm;
 
 use std::path::PathBuf;
 
@@ -20,7 +21,7 @@ struct Cli {
     #[arg(long, env = "QUICK", value_parser = parse_flag, default_value = "0")]
     quick: bool,
     /// Which benchmarks: all, or a comma-separated list of parse, latency, failover, footprint,
-    /// apply, activate, events, announce, probing.
+    /// apply, activate, events, announce, probing, storm.
     #[arg(long, default_value = "all")]
     only: String,
     /// Where the JSON report goes.
@@ -87,6 +88,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("probing") {
         figures.extend(probing::probing(cli.quick).await?);
+    }
+    if want("storm") {
+        figures.extend(storm::failover_storm(cli.quick).await?);
     }
     if want("events") {
         figures.extend(events::coordinator_events(cli.quick).await?);

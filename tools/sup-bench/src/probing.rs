@@ -1,7 +1,7 @@
 //! Probing at scale: 10,000 SUP servers in the emulator probed every 10 s, by one health
 //! service and then by two replicas sharing them; the rates, CPU and memory it takes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -52,33 +52,8 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let nats = sup_testkit::NatsServer::start()?;
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    let port = sup_testkit::free_port;
-    let (http, https, agent, control) = (port()?, port()?, port()?, port()?);
-    let ca = d.join("ca.pem");
-    let emulator = spawn_env(
-        "wsus-emulator",
-        &[
-            "run",
-            // Every SUP has an address of its own in 127/8 (as real servers have their own), so
-            // no connection is shared between two of them; the emulator answers on all of them.
-            "--http",
-            &format!("0.0.0.0:{http}"),
-            "--https",
-            &format!("127.0.0.1:{https}"),
-            "--agent",
-            &format!("127.0.0.1:{agent}"),
-            "--control",
-            &format!("127.0.0.1:{control}"),
-            "--ca-out",
-            ca.to_str().unwrap_or_default(),
-            "--logs",
-            d.join("sites").to_str().unwrap_or_default(),
-            "--default-ports",
-            &format!("{http},{https}"),
-        ],
-        &[],
-        &d.join("emulator.log"),
-    )?;
+    let fleet = Fleet::start(d)?;
+    let (http, https, ca) = (fleet.http, fleet.https, fleet.ca.clone());
     let coordinator = start_coordinator(&nats, d).await?;
     let text = hierarchy_on(sites, http, https);
     let file = d.join("sites.toml");
@@ -94,14 +69,10 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
     );
     // No provisioner here: every role is marked installed directly, so health probes them all.
     let bus = sup_bus::Bus::connect(&sup_bus::BusConfig::new(nats.url())).await?;
-    for code in text
-        .lines()
-        .filter_map(|l| l.strip_prefix("code = \""))
-        .map(|c| c.trim_end_matches('"'))
-    {
+    for code in codes(&text) {
         for j in 0..5 {
-            let server = format!("sup{j}.{}.corp.example.com", code.to_ascii_lowercase());
-            let key = sup_bus::subjects::role_key(code, &server);
+            let server = server_of(&code, j);
+            let key = sup_bus::subjects::role_key(&code, &server);
             if let Some((b, _)) = bus.roles().get(&key).await? {
                 let mut r = v1::RoleStatus::decode(b)?;
                 r.state = v1::RoleState::Ready as i32;
@@ -117,24 +88,7 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
     // figure is the prober's alone. (Left running, it would spend the measured minutes taking in
     // the first round's 10,000 health transitions, a one-off, on the same two cores.)
     drop(coordinator);
-    let mut resolve = String::new();
-    let mut n = 0u32;
-    for code in text
-        .lines()
-        .filter_map(|l| l.strip_prefix("code = \""))
-        .map(|c| c.trim_end_matches('"'))
-    {
-        for j in 0..5 {
-            n += 1;
-            let server = format!("sup{j}.{}.corp.example.com", code.to_ascii_lowercase());
-            resolve.push_str(&format!(
-                "\"{server}\" = \"127.{}.{}.{}\"\n",
-                1 + n / 65536,
-                (n / 256) % 256,
-                n % 256
-            ));
-        }
-    }
+    let resolve = resolve_table(&text);
     let health_on = |name: &str| Health {
         dir: d,
         nats: &nats,
@@ -149,7 +103,7 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let npid = nats.pid();
     let (pid, epid) = (
         health.pid().unwrap_or_default(),
-        emulator.pid().unwrap_or_default(),
+        fleet.emulator.pid().unwrap_or_default(),
     );
     let (l0, c0, e0, n0, t0) = (
         ladders(hadmin).await?,
@@ -200,7 +154,7 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
     // works through them against the emulator's agent), the scheduler ticking every site, the log
     // watcher following the log folders of every site system. Peak resident memory of each.
     let logs_root = d.join("sites").display().to_string();
-    let agent_ep = format!("http://127.0.0.1:{agent}");
+    let agent_ep = format!("http://127.0.0.1:{}", fleet.agent);
     let mut at_scale = vec![("coordinator", coordinator_rss), ("health", health_rss)];
     for (name, grpc, extra) in [
         (
@@ -303,20 +257,102 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
     Ok(figures)
 }
 
+/// The emulator answering for every SUP of the benchmark at an address of its own in 127/8 (as
+/// real servers have their own), so no connection is shared between two of them.
+pub struct Fleet {
+    pub emulator: Process,
+    pub http: u16,
+    pub https: u16,
+    pub agent: u16,
+    pub control: u16,
+    /// The emulator's CA, for the TLS probe.
+    pub ca: PathBuf,
+}
+
+impl Fleet {
+    pub fn start(d: &Path) -> anyhow::Result<Self> {
+        let port = sup_testkit::free_port;
+        let (http, https, agent, control) = (port()?, port()?, port()?, port()?);
+        let ca = d.join("ca.pem");
+        let emulator = spawn_env(
+            "wsus-emulator",
+            &[
+                "run",
+                "--http",
+                &format!("0.0.0.0:{http}"),
+                "--https",
+                &format!("127.0.0.1:{https}"),
+                "--agent",
+                &format!("127.0.0.1:{agent}"),
+                "--control",
+                &format!("127.0.0.1:{control}"),
+                "--ca-out",
+                ca.to_str().unwrap_or_default(),
+                "--logs",
+                d.join("sites").to_str().unwrap_or_default(),
+                "--default-ports",
+                &format!("{http},{https}"),
+            ],
+            &[],
+            &d.join("emulator.log"),
+        )?;
+        Ok(Self {
+            emulator,
+            http,
+            https,
+            agent,
+            control,
+            ca,
+        })
+    }
+}
+
+/// The site codes of a site file made by `hierarchy_on`.
+pub fn codes(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("code = \""))
+        .map(|c| c.trim_end_matches('"').to_string())
+        .collect()
+}
+
+/// SUP `j` of site `code`, as `hierarchy_on` names it.
+pub fn server_of(code: &str, j: usize) -> String {
+    format!("sup{j}.{}.corp.example.com", code.to_ascii_lowercase())
+}
+
+/// The health service's `[resolve]` table for a site file: every SUP at an address of its own.
+pub fn resolve_table(text: &str) -> String {
+    let mut resolve = String::new();
+    let mut n = 0u32;
+    for code in codes(text) {
+        for j in 0..5 {
+            n += 1;
+            resolve.push_str(&format!(
+                "\"{}\" = \"127.{}.{}.{}\"\n",
+                server_of(&code, j),
+                1 + n / 65536,
+                (n / 256) % 256,
+                n % 256
+            ));
+        }
+    }
+    resolve
+}
+
 /// One `sup-health` replica probing the benchmark's servers.
-struct Health<'a> {
-    dir: &'a Path,
-    nats: &'a NatsServer,
-    name: String,
-    interval: Duration,
-    ca: &'a Path,
+pub struct Health<'a> {
+    pub dir: &'a Path,
+    pub nats: &'a NatsServer,
+    pub name: String,
+    pub interval: Duration,
+    pub ca: &'a Path,
     /// The `[resolve]` table: every server at an address of its own.
-    resolve: &'a str,
+    pub resolve: &'a str,
 }
 
 impl Health<'_> {
     /// Starts the replica and waits until it is ready; its admin port beside it.
-    async fn start(&self) -> anyhow::Result<(Process, u16)> {
+    pub async fn start(&self) -> anyhow::Result<(Process, u16)> {
         let port = sup_testkit::free_port;
         let (grpc, admin) = (port()?, port()?);
         let config = self.dir.join(format!("health-{}.toml", self.name));
