@@ -2,6 +2,7 @@
 //! the same run, and writes them as a table and as JSON (`target/bench/report.json`).
 
 mod announce;
+mod converge;
 mod events;
 mod failover;
 mod logs;
@@ -21,7 +22,7 @@ struct Cli {
     #[arg(long, env = "QUICK", value_parser = parse_flag, default_value = "0")]
     quick: bool,
     /// Which benchmarks: all, or a comma-separated list of parse, latency, failover, footprint,
-    /// apply, activate, events, announce, probing, storm.
+    /// apply, activate, events, announce, converge, probing, storm.
     #[arg(long, default_value = "all")]
     only: String,
     /// Where the JSON report goes.
@@ -88,6 +89,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("probing") {
         figures.extend(probing::probing(cli.quick).await?);
+    }
+    if want("converge") {
+        figures.extend(converge::converge(cli.quick).await?);
     }
     if want("storm") {
         figures.extend(storm::failover_storm(cli.quick).await?);

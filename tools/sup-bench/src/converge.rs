@@ -1,0 +1,134 @@
+//! Convergence at scale on a durable three-node cluster (`sync_interval: always`, replicas 3):
+//! `supctl apply --wait` of many sites of five SUP roles, from the request to every role in its
+//! declared state: installed by the provisioner through the emulator's agent, verified by the
+//! milestones the log watcher reads, each site's declared SUP active. One site alone, through
+//! the same stack, is the floor: the emulator's own install time.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::Figure;
+use crate::failover::{bin, service, spawn_env};
+use crate::scale::hierarchy_on;
+
+/// The goal for a thousand sites.
+const GOAL: Duration = Duration::from_secs(300);
+
+pub async fn converge(quick: bool) -> anyhow::Result<Vec<Figure>> {
+    let sites = if quick { 100 } else { 1000 };
+    let cluster = sup_testkit::NatsCluster::start_durable()?;
+    let urls = cluster.urls();
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let port = sup_testkit::free_port;
+    let (http, https, agent, control) = (port()?, port()?, port()?, port()?);
+    let logs = d.join("logs");
+    let _emulator = spawn_env(
+        "wsus-emulator",
+        &[
+            "run",
+            "--http",
+            &format!("127.0.0.1:{http}"),
+            "--https",
+            &format!("127.0.0.1:{https}"),
+            "--agent",
+            &format!("127.0.0.1:{agent}"),
+            "--control",
+            &format!("127.0.0.1:{control}"),
+            "--logs",
+            logs.to_str().unwrap_or_default(),
+            "--default-ports",
+            &format!("{http},{https}"),
+            "--step-ms",
+            "5",
+            "--health-interval-ms",
+            "1000",
+        ],
+        &[],
+        &d.join("emulator.log"),
+    )?;
+    let mut stack = Vec::new();
+    for _ in 0..2 {
+        stack.push(
+            service("coordinator", d)?
+                .listening()?
+                .nats(&urls, 3)
+                .set("RECONCILE_INTERVAL_SECS", 15)
+                .spawn()?,
+        );
+    }
+    let endpoint = stack[0].endpoint()?;
+    for _ in 0..2 {
+        stack.push(
+            service("provisioner", d)?
+                .nats(&urls, 3)
+                .set("AGENT_ENDPOINT", format!("http://127.0.0.1:{agent}"))
+                .spawn()?,
+        );
+    }
+    stack.push(
+        service("logwatch", d)?
+            .arg("run")
+            .nats(&urls, 3)
+            .set("ROOT", logs.display())
+            .set("DISCOVER_INTERVAL_SECS", 2)
+            .spawn()?,
+    );
+    for p in &stack {
+        p.ready(Duration::from_secs(120)).await?;
+    }
+
+    // The floor: one site alone (five roles installed at once).
+    let floor = apply(d, &endpoint, "one.toml", &hierarchy_on(1, http, https))?;
+    // The fleet: its central site is the one applied already, and stays as it is.
+    let fleet = hierarchy_on(sites, http, https);
+    let took = apply(d, &endpoint, "fleet.toml", &fleet)?;
+    drop(stack);
+    let goal = GOAL.as_secs_f64() * sites as f64 / 1000.0;
+    Ok(vec![
+        Figure {
+            name: format!("converge {sites} sites x 5 roles (durable cluster)"),
+            value: took,
+            unit: "s".into(),
+            baseline: floor,
+            ratio: took / floor,
+            goal: format!("<= {goal:.0} s (baseline: one site, the emulator's install time)"),
+            met: took <= goal,
+        },
+        Figure {
+            name: "… one site x 5 roles, same stack (the floor)".into(),
+            value: floor,
+            unit: "s".into(),
+            baseline: floor,
+            ratio: 1.0,
+            goal: "report".into(),
+            met: true,
+        },
+    ])
+}
+
+/// `supctl apply --wait` of `text`: seconds until every role is in its declared state.
+fn apply(d: &Path, endpoint: &str, name: &str, text: &str) -> anyhow::Result<f64> {
+    let file = d.join(name);
+    std::fs::write(&file, text)?;
+    let t = Instant::now();
+    let out = Command::new(bin("supctl")?)
+        .env("SUP_COORDINATOR", endpoint)
+        .args([
+            "apply",
+            "-f",
+            file.to_str().unwrap_or_default(),
+            "--wait",
+            "--timeout",
+            "1800s",
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "apply {name} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(t.elapsed().as_secs_f64())
+}
