@@ -21,7 +21,9 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// JetStream's "atomic publish batch contains duplicate message id" (10201): a message of the
 /// batch is already in the stream (inside its duplicate window), so none of them was stored.
-const ERR_DUPLICATE: u64 = 10201;
+/// "duplicate message id is in process" (10158): another publisher's copy of one of them is
+/// being stored at this moment; none of the batch was.
+const ERR_DUPLICATE: [u64; 2] = [10201, 10158];
 /// "atomic publish is disabled" (10174): the stream does not allow atomic batches.
 const ERR_DISABLED: u64 = 10174;
 
@@ -124,7 +126,7 @@ impl Bus {
         let ack: Ack = serde_json::from_slice(&answer.payload)
             .map_err(|e| err(&subject, format!("the batch's ack is not JetStream's: {e}")))?;
         match ack.error {
-            Some(e) if e.err_code == ERR_DUPLICATE => Ok(BatchOutcome::HasDuplicate),
+            Some(e) if ERR_DUPLICATE.contains(&e.err_code) => Ok(BatchOutcome::HasDuplicate),
             Some(e) if e.err_code == ERR_DISABLED => Ok(BatchOutcome::Unsupported),
             Some(e) => Err(err(
                 &subject,

@@ -42,8 +42,9 @@ pub async fn converge(quick: bool) -> anyhow::Result<Vec<Figure>> {
             &format!("{http},{https}"),
             "--step-ms",
             "5",
+            // The WSUS health lines a role's verification waits for, not a flood of them.
             "--health-interval-ms",
-            "1000",
+            "20000",
         ],
         &[],
         &d.join("emulator.log"),
