@@ -278,6 +278,13 @@ async fn announce_roles(c: &Coordinator, entries: &[Change]) -> Result<(), ApiEr
         .filter_map(|entry| role_event(entry).map(|(e, span)| (entry.revision, e, span)))
         .collect();
     let announced = events.len() as u64;
+    if let [(_, e, span)] = events.as_slice() {
+        // One change alone goes as a plain publish: a batch of one orders nothing and costs the
+        // server a batch's staging.
+        c.store.bus.publish_event(e).instrument(span.clone()).await?;
+        c.metrics.role_transitions.inc();
+        return Ok(());
+    }
     let mut outcome = publish_roles(c, &events).await?;
     if outcome == sup_bus::BatchOutcome::HasDuplicate
         && let Ok(marker) = c.store.marker_from_leader(Announced::Roles).await
