@@ -30,25 +30,12 @@ pub fn start_health_with(nats_url: &str, ca: &std::path::Path, extra: &str) -> (
 
 /// Applies the `auto` site AUT: a1 active, a2 standby, both with SSL on the emulator's ports.
 pub fn apply_auto_site(endpoint: &str, http: u16, https: u16) {
-    let file = site_file(&format!(
-        "[[site]]\ncode = \"AUT\"\nfailover = \"auto\"\n[[site.site_system]]\nserver = \"a1.corp.example.com\"\n[[site.site_system]]\nserver = \"a2.corp.example.com\"\n[[site.software_update_point]]\nserver = \"a1.corp.example.com\"\nactive = \"intranet\"\nhttp_port = {http}\nhttps_port = {https}\nssl = true\n[[site.software_update_point]]\nserver = \"a2.corp.example.com\"\nhttp_port = {http}\nhttps_port = {https}\nssl = true\n"
-    ));
-    let out = supctl(
+    apply_and_wait(
         endpoint,
-        &[
-            "apply",
-            "-f",
-            file.path().to_str().expect("path"),
-            "--wait",
-            "--timeout",
-            "60s",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
+        &format!(
+            "[[site]]\ncode = \"AUT\"\nfailover = \"auto\"\n[[site.site_system]]\nserver = \"a1.corp.example.com\"\n[[site.site_system]]\nserver = \"a2.corp.example.com\"\n[[site.software_update_point]]\nserver = \"a1.corp.example.com\"\nactive = \"intranet\"\nhttp_port = {http}\nhttps_port = {https}\nssl = true\n[[site.software_update_point]]\nserver = \"a2.corp.example.com\"\nhttp_port = {http}\nhttps_port = {https}\nssl = true\n"
+        ),
+        "60s",
     );
 }
 
@@ -431,24 +418,7 @@ async fn health_replicas_share_the_servers_and_take_over_a_killed_ones() {
             "[[site.software_update_point]]\nserver = \"{server}\"\n{active}http_port = {http}\nhttps_port = {https}\n"
         );
     }
-    let file = site_file(&file);
-    let out = supctl(
-        &s.coordinator.endpoint,
-        &[
-            "apply",
-            "-f",
-            file.path().to_str().expect("path"),
-            "--wait",
-            "--timeout",
-            "90s",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    apply_and_wait(&s.coordinator.endpoint, &file, "90s");
 
     let bus = bus(&s.nats).await;
     let probes = record_probes(&bus);

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::Figure;
-use crate::failover::{bin, service, spawn_env};
+use crate::failover::{bin, service};
 use crate::scale::hierarchy_on;
 
 /// The goal for a thousand sites.
@@ -21,34 +21,11 @@ pub async fn converge(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let urls = cluster.urls();
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    let port = sup_testkit::free_port;
-    let (http, https, agent, control) = (port()?, port()?, port()?, port()?);
-    let logs = d.join("logs");
-    let _emulator = spawn_env(
-        "wsus-emulator",
-        &[
-            "run",
-            "--http",
-            &format!("127.0.0.1:{http}"),
-            "--https",
-            &format!("127.0.0.1:{https}"),
-            "--agent",
-            &format!("127.0.0.1:{agent}"),
-            "--control",
-            &format!("127.0.0.1:{control}"),
-            "--logs",
-            logs.to_str().unwrap_or_default(),
-            "--default-ports",
-            &format!("{http},{https}"),
-            "--step-ms",
-            "5",
-            // The WSUS health lines a role's verification waits for, not a flood of them.
-            "--health-interval-ms",
-            "20000",
-        ],
-        &[],
-        &d.join("emulator.log"),
-    )?;
+    // The WSUS health lines a role's verification waits for, not a flood of them.
+    let fleet =
+        crate::probing::Fleet::start_with(d, &["--step-ms", "5", "--health-interval-ms", "20000"])?;
+    let (http, https, agent) = (fleet.http, fleet.https, fleet.agent);
+    let logs = d.join("sites");
     let mut stack = Vec::new();
     for _ in 0..2 {
         stack.push(

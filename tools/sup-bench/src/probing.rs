@@ -271,31 +271,37 @@ pub struct Fleet {
 
 impl Fleet {
     pub fn start(d: &Path) -> anyhow::Result<Self> {
+        Self::start_with(d, &[])
+    }
+
+    /// The emulator with `extra` arguments (its step time, say); its logs in `d/sites`.
+    pub fn start_with(d: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let port = sup_testkit::free_port;
         let (http, https, agent, control) = (port()?, port()?, port()?, port()?);
         let ca = d.join("ca.pem");
-        let emulator = spawn_env(
-            "wsus-emulator",
-            &[
-                "run",
-                "--http",
-                &format!("0.0.0.0:{http}"),
-                "--https",
-                &format!("127.0.0.1:{https}"),
-                "--agent",
-                &format!("127.0.0.1:{agent}"),
-                "--control",
-                &format!("127.0.0.1:{control}"),
-                "--ca-out",
-                ca.to_str().unwrap_or_default(),
-                "--logs",
-                d.join("sites").to_str().unwrap_or_default(),
-                "--default-ports",
-                &format!("{http},{https}"),
-            ],
-            &[],
-            &d.join("emulator.log"),
-        )?;
+        let mut args: Vec<String> = [
+            "run",
+            "--http",
+            &format!("0.0.0.0:{http}"),
+            "--https",
+            &format!("127.0.0.1:{https}"),
+            "--agent",
+            &format!("127.0.0.1:{agent}"),
+            "--control",
+            &format!("127.0.0.1:{control}"),
+            "--ca-out",
+            ca.to_str().unwrap_or_default(),
+            "--logs",
+            d.join("sites").to_str().unwrap_or_default(),
+            "--default-ports",
+            &format!("{http},{https}"),
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let emulator = spawn_env("wsus-emulator", &args, &[], &d.join("emulator.log"))?;
         Ok(Self {
             emulator,
             http,
