@@ -206,7 +206,8 @@ pub(crate) fn command_queue() -> Durable {
 
 async fn consume<D: SiteDriver>(p: Arc<Provisioner<D>>, stop: tokio::sync::watch::Receiver<bool>) {
     let bus = p.bus.clone();
-    bus.consume(command_queue(), stop, |d: Delivery<v1::Command>| {
+    let queue = command_queue().in_lanes(p.settings.command_lanes);
+    bus.consume(queue, stop, |d: Delivery<v1::Command>| {
         let p = p.clone();
         async move {
             let cmd = d.message;

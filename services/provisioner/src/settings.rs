@@ -11,6 +11,7 @@ drift_interval_secs = 300
 install_timeout_secs = 300
 max_attempts = 5
 retry_base_ms = 500
+command_lanes = 16
 
 [agents]
 
@@ -40,6 +41,10 @@ pub struct Settings {
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt.
     pub retry_base_ms: u64,
+    /// Commands handled at once, each site's in order in its own lane (1: one at a time). A
+    /// command mostly waits on a site system, so one at a time leaves a large apply queued for
+    /// longer than a role may take to install.
+    pub command_lanes: usize,
     pub nats: BusConfig,
     /// TLS to `https://` agent endpoints (with `cert_file`/`key_file` for agents that require
     /// client certificates).
