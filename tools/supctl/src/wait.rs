@@ -76,6 +76,9 @@ pub fn summary(sites: &BTreeMap<String, v1::SiteStatus>) -> (usize, usize, usize
     (done, failed, total)
 }
 
+/// The most events taken at once before the sites they name are read again.
+const DRAIN_AT_ONCE: usize = 10_000;
+
 pub async fn wait_for_roles(
     c: &mut CoordinatorClient<sup_runtime::TracedChannel>,
     codes: &[String],
@@ -157,10 +160,19 @@ pub async fn wait_for_roles(
         };
         match next {
             Ok(Ok(Some(w))) => {
-                let site = w.event.map(|e| e.site).unwrap_or_default();
-                if codes.contains(&site) {
-                    stale.push(site);
+                // Every event already here is taken before reading again, each site read once
+                // for all of its: an apply of many sites brings thousands of events, and a
+                // status read for each, one after another, took minutes.
+                let mut touched = std::collections::BTreeSet::new();
+                touched.extend(w.event.map(|e| e.site));
+                for _ in 0..DRAIN_AT_ONCE {
+                    match futures::FutureExt::now_or_never(events.message()) {
+                        Some(Ok(Some(w))) => touched.extend(w.event.map(|e| e.site)),
+                        // Nothing more yet, or the stream ended or failed: the next read says so.
+                        _ => break,
+                    }
                 }
+                stale.extend(touched.into_iter().filter(|site| codes.contains(site)));
             }
             // The stream ended (a coordinator restarting): read again after a moment.
             Ok(Ok(None)) => {
