@@ -125,6 +125,11 @@ impl Bucket {
         match self.store.create(key, value).await {
             Ok(rev) => Ok(Cas::Won(rev)),
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(Cas::Lost),
+            // The client tells "exists" by reading the key after the refused write; a replica
+            // that has not seen it yet answers "absent", and the client then reports the write's
+            // own refusal, JetStream error 10164 ("wrong last sequence"): the key exists all the
+            // same, so the create is lost, not failed.
+            Err(e) if e.to_string().contains("10164") => Ok(Cas::Lost),
             Err(e) => Err(self.err("create", key, e)),
         }
     }
