@@ -112,7 +112,7 @@ pub async fn failover_storm(quick: bool) -> anyhow::Result<Vec<Figure>> {
     tokio::time::sleep(interval * 2 + Duration::from_secs(5)).await;
 
     let mut changes = Box::pin(
-        bus.subscribe_events(&format!("sup.evt.*.{}", subjects::kind::ACTIVE_CHANGED))
+        bus.subscribe_events(&subjects::events_of_kind(subjects::kind::ACTIVE_CHANGED))
             .await?,
     );
     // A tenth of the sites lose their active SUP, all at once.
