@@ -5,6 +5,7 @@
 //! restart it resumes exactly where the last acknowledged line ended, and anything re-read is
 //! de-duplicated by the stream.
 
+mod metrics;
 pub mod parse_cmd;
 pub mod records;
 mod watch;
@@ -88,7 +89,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let settings = settings.own;
     let bus = Bus::connect(&settings.nats).await?;
-    let metrics = watch::Metrics::default();
+    let metrics = metrics::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
     bus.register_metrics(&mut registry);
     metrics.register(&mut registry);

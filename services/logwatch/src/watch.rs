@@ -5,12 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::{StreamExt as _, TryStreamExt as _};
 use notify::Watcher as _;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use sup_bus::{Bus, Outgoing, subjects};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
@@ -18,57 +14,18 @@ use sup_smslog::{Classifier, LogReader, Position, parse_line};
 use tokio::sync::{mpsc, watch};
 
 use crate::Settings;
+use crate::metrics::{FileLabels, LogLabels, Metrics, MilestoneLabels};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LogLabels {
-    pub log: String,
-}
+/// Messages published before a group's acknowledgements are awaited and its positions saved: a
+/// round trip per group rather than per file, and a bounded amount held for a retry.
+const GROUP_MESSAGES: usize = 2048;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MilestoneLabels {
-    pub log: String,
-    pub milestone: String,
-}
+/// Sites whose role records are read at once while discovering (each read itself has several
+/// requests in flight).
+const SITES_IN_FLIGHT: usize = 16;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FileLabels {
-    pub site: String,
-    pub server: String,
-    pub log: String,
-}
-
-#[derive(Clone, Default)]
-pub struct Metrics {
-    pub lines: Family<LogLabels, Counter>,
-    pub milestones: Family<MilestoneLabels, Counter>,
-    pub lag_bytes: Family<FileLabels, Gauge>,
-    pub gaps: Counter,
-}
-
-impl Metrics {
-    pub fn register(&self, r: &mut Registry) {
-        r.register(
-            "sup_log_lines",
-            "Log lines read, by log",
-            self.lines.clone(),
-        );
-        r.register(
-            "sup_log_milestones",
-            "Milestones found, by log and name",
-            self.milestones.clone(),
-        );
-        r.register(
-            "sup_logwatch_lag_bytes",
-            "Bytes between the read position and the end of each followed file",
-            self.lag_bytes.clone(),
-        );
-        r.register(
-            "sup_logwatch_rotation_gaps",
-            "Rotations whose unread tail was gone (rotated twice between reads)",
-            self.gaps.clone(),
-        );
-    }
-}
+/// Requests in flight for reads of role records and saves of positions.
+const IN_FLIGHT: usize = 64;
 
 /// One followed file.
 struct Followed {
@@ -78,7 +35,6 @@ struct Followed {
     log: String,
     reader: LogReader,
     classifier: Classifier,
-    key: String,
 }
 
 pub struct Watcher {
@@ -159,10 +115,20 @@ impl Watcher {
         let mut out = Vec::new();
         let mut roles: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         if self.settings.discover {
-            for site in self.bus.applied_sites().await? {
+            let sites = self.bus.applied_sites().await?;
+            let codes: Vec<String> = sites.iter().map(|s| s.code.clone()).collect();
+            let records: Vec<Vec<v1::RoleStatus>> = futures::stream::iter(codes)
+                .map(|code| {
+                    let bus = self.bus.clone();
+                    async move { bus.role_records(&code).await }
+                })
+                .buffered(SITES_IN_FLIGHT)
+                .try_collect()
+                .await?;
+            for (site, records) in sites.into_iter().zip(records) {
                 let code = site.code.clone();
                 let servers = roles.entry(code.clone()).or_default();
-                for r in self.bus.role_records(&code).await? {
+                for r in records {
                     if r.state != v1::RoleState::Removed as i32 {
                         servers.insert(r.server.clone());
                     }
@@ -205,11 +171,13 @@ impl Watcher {
         Ok(wanted)
     }
 
-    /// Adds files newly wanted (resuming from their saved positions); keeps the others.
+    /// Adds files newly wanted (resuming from their saved positions, read several at a time);
+    /// keeps the others.
     async fn refresh(
         &mut self,
         notifier: &mut Option<notify::RecommendedWatcher>,
     ) -> anyhow::Result<()> {
+        let mut new = Vec::new();
         for (site, server, folder, logs) in self.wanted().await? {
             if let Some(n) = notifier.as_mut()
                 && folder.exists()
@@ -218,27 +186,32 @@ impl Watcher {
             }
             for log in logs {
                 let key = subjects::position_key(&site, &server, &log);
-                if self.files.contains_key(&key) {
-                    continue;
+                if !self.files.contains_key(&key) {
+                    new.push((key, site.clone(), server.clone(), folder.join(&log), log));
                 }
-                let saved = self.bus.positions().get(&key).await?;
-                let (pos, classifier) = match saved {
-                    Some((b, _)) => position_from_text(&String::from_utf8_lossy(&b)),
-                    None => (Position::default(), Classifier::new()),
-                };
-                tracing::info!(site, server, log, offset = pos.offset, "following");
-                self.files.insert(
-                    key.clone(),
-                    Followed {
-                        site: site.clone(),
-                        server: server.clone(),
-                        log: log.clone(),
-                        reader: LogReader::resume(folder.join(&log), pos),
-                        classifier,
-                        key,
-                    },
-                );
             }
+        }
+        let saved = self
+            .bus
+            .positions()
+            .get_many(new.iter().map(|(key, ..)| key.clone()).collect())
+            .await?;
+        for ((key, site, server, path, log), saved) in new.into_iter().zip(saved) {
+            let (pos, classifier) = match saved {
+                Some(b) => position_from_text(&String::from_utf8_lossy(&b)),
+                None => (Position::default(), Classifier::new()),
+            };
+            tracing::info!(site, server, log, offset = pos.offset, "following");
+            self.files.insert(
+                key,
+                Followed {
+                    site,
+                    server,
+                    log,
+                    reader: LogReader::resume(path, pos),
+                    classifier,
+                },
+            );
         }
         Ok(())
     }
@@ -270,31 +243,41 @@ impl Watcher {
         })
     }
 
-    /// Reads every followed file once; publishes lines and milestones, then saves positions.
+    /// Reads every followed file once, then publishes what was read and saves the positions a
+    /// group of files at a time: a fleet's thousands of files cost a round trip per group, not
+    /// one per file, while a position still moves only once the streams hold what it passed.
     async fn poll_all(&mut self) -> anyhow::Result<usize> {
         let keys: Vec<String> = self.files.keys().cloned().collect();
         let mut total = 0;
+        let mut group = Vec::new();
+        let mut messages = 0;
         for key in keys {
-            total += self.poll_file(&key).await?;
+            let Some(polled) = self.read_file(&key) else {
+                continue;
+            };
+            messages += polled.messages(self.settings.publish_lines);
+            group.push(polled);
+            if messages >= GROUP_MESSAGES {
+                total += self.publish_group(std::mem::take(&mut group)).await?;
+                messages = 0;
+            }
+        }
+        if !group.is_empty() {
+            total += self.publish_group(group).await?;
         }
         Ok(total)
     }
 
-    /// Reads one followed file once; publishes its lines (when configured) and milestones, then
-    /// saves its position. Returns how many lines were read.
-    async fn poll_file(&mut self, key: &str) -> anyhow::Result<usize> {
-        let Some(server) = self.files.get(key).map(|f| f.server.clone()) else {
-            return Ok(0);
-        };
+    /// Reads one followed file once: every line when lines are published, otherwise only the
+    /// lines that can hold a milestone (which keeps a large backlog cheap). `None` when nothing
+    /// new was read.
+    fn read_file(&mut self, key: &str) -> Option<Polled> {
+        let server = self.files.get(key)?.server.clone();
         let bias = self.bias(&server);
         let publish_lines = self.settings.publish_lines;
-        let Some(f) = self.files.get_mut(key) else {
-            return Ok(0);
-        };
+        let f = self.files.get_mut(key)?;
         let gaps_before = f.reader.gaps;
         let mut classifier = f.classifier.clone();
-        // Published lines need every line parsed; otherwise only the lines that can hold a
-        // milestone are, which keeps a large backlog cheap.
         let read = if publish_lines {
             f.reader.poll().map(|lines| {
                 let n = lines.len() as u64;
@@ -329,117 +312,152 @@ impl Watcher {
                     (items, n)
                 })
         };
-        let (lines, read_lines) = match read {
+        let (reads, read_lines) = match read {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(path = %f.reader.path().display(), error = %e, "reading a log");
-                return Ok(0);
+                return None;
             }
         };
         if f.reader.gaps > gaps_before {
             self.metrics.gaps.inc();
             tracing::warn!(path = %f.reader.path().display(), "a rotation's unread tail was gone");
         }
-        let lag = f.reader.lag();
-        let (site, server, log) = (f.site.clone(), f.server.clone(), f.log.clone());
         self.metrics
             .lag_bytes
             .get_or_create(&FileLabels {
-                site: site.clone(),
-                server: server.clone(),
-                log: log.clone(),
+                site: f.site.clone(),
+                server: f.server.clone(),
+                log: f.log.clone(),
             })
-            .set(i64::try_from(lag).unwrap_or(i64::MAX));
-        if read_lines == 0 {
-            return Ok(0);
-        }
-        let mut batch: Vec<(String, String, Bytes)> = Vec::new();
+            .set(i64::try_from(f.reader.lag()).unwrap_or(i64::MAX));
+        (read_lines > 0).then(|| Polled {
+            key: key.to_string(),
+            reads,
+            read_lines,
+            classifier,
+        })
+    }
+
+    /// Publishes what a group of files read (lines when configured, and milestones), then saves
+    /// their positions, several writes in flight. Returns how many lines the group read.
+    async fn publish_group(&mut self, group: Vec<Polled>) -> anyhow::Result<usize> {
+        let mut outgoing: Vec<Outgoing> = Vec::new();
         let mut milestones = Vec::new();
-        let line_subject = subjects::log_line(&site, &server, &log);
-        for l in lines {
-            let Read {
-                record, milestone, ..
-            } = &l;
-            if publish_lines {
-                let json = crate::records::json(&log, 0, record, milestone.as_ref());
-                batch.push((
-                    line_subject.clone(),
-                    format!("line:{}:{}:{}", key, l.file_id, l.offset),
-                    Bytes::from(json.to_string()),
-                ));
-            }
-            if let Some(m) = milestone {
-                let target = self.resolve_server(&site, &server, m.field("server"));
-                let line_time = record
-                    .time_utc()
-                    .map(|t| std::time::SystemTime::from(t).into());
-                let event = v1::Event {
-                    id: format!("ms:{}:{}:{}", key, l.file_id, l.offset),
-                    time: Some(std::time::SystemTime::now().into()),
-                    site: site.clone(),
-                    server: target,
-                    epoch: 0,
-                    op_id: String::new(),
-                    payload: Some(Payload::Milestone(v1::MilestoneObserved {
-                        name: m.name.to_string(),
-                        log: log.clone(),
-                        line: record.message.clone(),
-                        line_time,
-                        fields: m
-                            .fields
-                            .iter()
-                            .map(|(k, v)| (k.to_string(), v.clone()))
-                            .collect(),
-                        file_id: l.file_id.clone(),
-                        offset: l.offset,
-                    })),
-                };
-                self.metrics
-                    .milestones
-                    .get_or_create(&MilestoneLabels {
-                        log: log.clone(),
-                        milestone: m.name.to_string(),
-                    })
-                    .inc();
-                milestones.push(event);
+        for polled in &group {
+            let Some(f) = self.files.get(&polled.key) else {
+                continue;
+            };
+            let (site, server, log) = (&f.site, &f.server, &f.log);
+            let line_subject = subjects::log_line(site, server, log);
+            for l in &polled.reads {
+                if self.settings.publish_lines {
+                    let json =
+                        crate::records::json(log, 0, &l.record, l.milestone.as_ref()).to_string();
+                    outgoing.push(Outgoing {
+                        subject: line_subject.clone(),
+                        msg_id: format!("line:{}:{}:{}", polled.key, l.file_id, l.offset),
+                        payload: Bytes::from(json),
+                        span: None,
+                    });
+                }
+                if let Some(m) = &l.milestone {
+                    self.metrics
+                        .milestones
+                        .get_or_create(&MilestoneLabels {
+                            log: log.clone(),
+                            milestone: m.name.to_string(),
+                        })
+                        .inc();
+                    milestones.push(self.milestone_event(&polled.key, f, l, m));
+                }
             }
         }
-        let mut outgoing: Vec<Outgoing> = batch
-            .into_iter()
-            .map(|(subject, msg_id, payload)| Outgoing {
-                subject,
-                msg_id,
-                payload,
-                span: None,
+        let this = &*self;
+        let announced: Vec<Outgoing> = futures::stream::iter(milestones)
+            .map(|e| async move {
+                let subject = subjects::event(&e.site, subjects::event_kind(&e));
+                let span = this.milestone_span(&e, &subject).await;
+                Outgoing {
+                    subject,
+                    msg_id: e.id.clone(),
+                    payload: Bytes::from(e.encode_to_vec()),
+                    span: Some(span),
+                }
             })
-            .collect();
-        for e in &milestones {
-            let subject = subjects::event(&e.site, subjects::event_kind(e));
-            let span = self.milestone_span(e, &subject).await;
-            outgoing.push(Outgoing {
-                subject,
-                msg_id: e.id.clone(),
-                payload: Bytes::from(e.encode_to_vec()),
-                span: Some(span),
-            });
-        }
-        // Acked by the streams before the position moves: a crash re-reads, and the stream
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
+        outgoing.extend(announced);
+        // Acked by the streams before the positions move: a crash re-reads, and the stream
         // drops what it already has.
         self.bus.publish_batch(outgoing).await?;
-        self.metrics
-            .lines
-            .get_or_create(&LogLabels { log: log.clone() })
-            .inc_by(read_lines);
-        if let Some(f) = self.files.get_mut(key) {
-            f.classifier = classifier;
-            let text = position_to_text(f.reader.position(), &f.classifier);
-            self.bus
-                .positions()
-                .put(&f.key, text.into())
-                .await
-                .map_err(|e| anyhow::anyhow!("saving the position of {}: {e}", f.key))?;
+        let mut total = 0;
+        let mut saves = Vec::with_capacity(group.len());
+        for polled in group {
+            let Some(f) = self.files.get_mut(&polled.key) else {
+                continue;
+            };
+            self.metrics
+                .lines
+                .get_or_create(&LogLabels { log: f.log.clone() })
+                .inc_by(polled.read_lines);
+            total += usize::try_from(polled.read_lines).unwrap_or(usize::MAX);
+            f.classifier = polled.classifier;
+            saves.push((
+                polled.key,
+                position_to_text(f.reader.position(), &f.classifier),
+            ));
         }
-        Ok(usize::try_from(read_lines).unwrap_or(usize::MAX))
+        let positions = self.bus.positions();
+        futures::stream::iter(saves)
+            .map(|(key, text)| async move {
+                positions
+                    .put(&key, text.into())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("saving the position of {key}: {e}"))
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(total)
+    }
+
+    /// The event announcing a milestone; its id is the file's identity and the line's offset,
+    /// so a line read twice is announced once.
+    fn milestone_event(
+        &self,
+        key: &str,
+        f: &Followed,
+        l: &Read,
+        m: &sup_smslog::Milestone,
+    ) -> v1::Event {
+        let target = self.resolve_server(&f.site, &f.server, m.field("server"));
+        let line_time = l
+            .record
+            .time_utc()
+            .map(|t| std::time::SystemTime::from(t).into());
+        v1::Event {
+            id: format!("ms:{}:{}:{}", key, l.file_id, l.offset),
+            time: Some(std::time::SystemTime::now().into()),
+            site: f.site.clone(),
+            server: target,
+            epoch: 0,
+            op_id: String::new(),
+            payload: Some(Payload::Milestone(v1::MilestoneObserved {
+                name: m.name.to_string(),
+                log: f.log.clone(),
+                line: l.record.message.clone(),
+                line_time,
+                fields: m
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                file_id: l.file_id.clone(),
+                offset: l.offset,
+            })),
+        }
     }
 
     /// A producer span for a milestone, in the trace of the operation that last moved the role
@@ -505,6 +523,27 @@ impl Watcher {
                 _ = tokio::time::sleep(poll_every) => {}
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             }
+        }
+    }
+}
+
+/// What one file's poll read, not yet published.
+struct Polled {
+    key: String,
+    reads: Vec<Read>,
+    read_lines: u64,
+    /// The classifier's state after these lines; kept once they are published.
+    classifier: Classifier,
+}
+
+impl Polled {
+    /// How many messages publishing this takes.
+    fn messages(&self, publish_lines: bool) -> usize {
+        let milestones = self.reads.iter().filter(|r| r.milestone.is_some()).count();
+        if publish_lines {
+            self.reads.len() + milestones
+        } else {
+            milestones
         }
     }
 }
