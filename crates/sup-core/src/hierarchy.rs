@@ -11,32 +11,67 @@ const MAX_DEPTH: usize = 64;
 /// Orders `sites` parents before children: by depth in the hierarchy, then by code. A parent
 /// that is not in `sites` is looked up in `known` (code → parent, the sites already applied).
 pub fn parents_first(sites: &mut [Site], known: &BTreeMap<String, Option<String>>) {
-    let parent_of: HashMap<&str, Option<&str>> = known
-        .iter()
-        .map(|(code, parent)| (code.as_str(), parent.as_deref()))
-        .chain(sites.iter().map(|s| (s.code.as_str(), s.parent.as_deref())))
-        .collect();
-    let depth = |code: &str| {
-        let mut d = 0;
-        let mut at = parent_of.get(code).copied().flatten();
-        while let Some(p) = at {
-            d += 1;
-            if d > MAX_DEPTH {
-                break;
-            }
-            at = parent_of.get(p).copied().flatten();
-        }
-        d
+    let keys: HashMap<String, usize> = {
+        let parent_of = parents(sites, known);
+        sites
+            .iter()
+            .map(|s| (s.code.clone(), depth(&parent_of, &s.code)))
+            .collect()
     };
-    let keys: HashMap<String, usize> = sites
-        .iter()
-        .map(|s| (s.code.clone(), depth(&s.code)))
-        .collect();
     sites.sort_by(|a, b| {
         keys[&a.code]
             .cmp(&keys[&b.code])
             .then_with(|| a.code.cmp(&b.code))
     });
+}
+
+/// Code → parent, over the sites already applied and those in hand.
+fn parents<'a>(
+    sites: &'a [Site],
+    known: &'a BTreeMap<String, Option<String>>,
+) -> HashMap<&'a str, Option<&'a str>> {
+    known
+        .iter()
+        .map(|(code, parent)| (code.as_str(), parent.as_deref()))
+        .chain(sites.iter().map(|s| (s.code.as_str(), s.parent.as_deref())))
+        .collect()
+}
+
+/// How many ancestors `code` has.
+fn depth(parent_of: &HashMap<&str, Option<&str>>, code: &str) -> usize {
+    let mut d = 0;
+    let mut at = parent_of.get(code).copied().flatten();
+    while let Some(p) = at {
+        d += 1;
+        if d > MAX_DEPTH {
+            break;
+        }
+        at = parent_of.get(p).copied().flatten();
+    }
+    d
+}
+
+/// `sites` parents first (as [`parents_first`]) in waves of one depth each: every site of a wave
+/// can be handled at once, once the waves before it are done.
+pub fn depth_waves(
+    mut sites: Vec<Site>,
+    known: &BTreeMap<String, Option<String>>,
+) -> Vec<Vec<Site>> {
+    parents_first(&mut sites, known);
+    let depths: Vec<usize> = {
+        let parent_of = parents(&sites, known);
+        sites.iter().map(|s| depth(&parent_of, &s.code)).collect()
+    };
+    let mut waves: Vec<Vec<Site>> = Vec::new();
+    let mut last = None;
+    for (site, d) in sites.into_iter().zip(depths) {
+        match waves.last_mut() {
+            Some(wave) if last == Some(d) => wave.push(site),
+            _ => waves.push(vec![site]),
+        }
+        last = Some(d);
+    }
+    waves
 }
 
 #[cfg(test)]
@@ -89,5 +124,25 @@ mod tests {
         .expect("valid");
         parents_first(&mut sites, &known);
         assert_eq!(codes(&sites), ["AAA", "CH1", "GC1"]);
+    }
+
+    #[test]
+    fn waves_hold_one_depth_each_parents_first() {
+        let known = BTreeMap::from([("CEN".to_string(), None)]);
+        let sites = load_site_file(
+            &file(&[
+                ("GC1", Some("CH2")),
+                ("CH2", Some("CEN")),
+                ("CH1", Some("CEN")),
+                ("ALT", None),
+                ("GC2", Some("CH1")),
+            ]),
+            &known,
+        )
+        .expect("valid");
+        let waves = depth_waves(sites, &known);
+        let codes: Vec<Vec<&str>> = waves.iter().map(|w| codes(w)).collect();
+        assert_eq!(codes, [vec!["ALT"], vec!["CH1", "CH2"], vec!["GC1", "GC2"]]);
+        assert!(depth_waves(Vec::new(), &known).is_empty());
     }
 }

@@ -187,6 +187,9 @@ async fn consume_events(c: Coordinator, lanes: usize, stop: tokio::sync::watch::
     .await;
 }
 
+/// Sites the periodic pass reconciles at once.
+const RECONCILES_IN_FLIGHT: usize = 16;
+
 async fn reconcile_loop(
     c: Coordinator,
     every: Duration,
@@ -206,10 +209,20 @@ async fn reconcile_loop(
                 continue;
             }
         };
-        for s in sites {
-            if let Err(e) = c.reconcile_site(&s.code).await {
-                tracing::debug!(site = %s.code, error = %e, "reconcile");
-            }
-        }
+        // Several sites at once: one after another, a pass over a thousand sites outlasts the
+        // interval.
+        futures::StreamExt::for_each_concurrent(
+            futures::stream::iter(sites),
+            RECONCILES_IN_FLIGHT,
+            |s| {
+                let c = &c;
+                async move {
+                    if let Err(e) = c.reconcile_site(&s.code).await {
+                        tracing::debug!(site = %s.code, error = %e, "reconcile");
+                    }
+                }
+            },
+        )
+        .await;
     }
 }
