@@ -19,6 +19,7 @@ impl Coordinator {
             .map(|r| (r.server.clone(), r))
             .collect();
 
+        let mut declared_any = false;
         // Roles the spec declares.
         for sup in &site.software_update_points {
             let desired_slot = convert::slot_to_proto(site.declared_slot_of(&sup.server)) as i32;
@@ -51,18 +52,21 @@ impl Coordinator {
                     })
                     .await?;
             }
-            let state = match self.store.role(code, &sup.server).await? {
-                Some((r, _)) => state_of(&r),
-                None => continue,
-            };
-            if state == RoleState::Declared {
+            // Read again only where the command needs the record's revision (a role waiting
+            // for its install); any other state is as the snapshot above says, and a change
+            // since reconciles again through its own event.
+            let known = existing
+                .filter(|_| !needs_declare)
+                .map(state_of)
+                .filter(|s| *s != RoleState::Declared);
+            if needs_declare {
+                declared_any = true;
+            }
+            if known.is_none()
+                && let Some((r, role_rev)) = self.store.role(code, &sup.server).await?
+                && state_of(&r) == RoleState::Declared
+            {
                 let sys = site.site_system(&sup.server).cloned();
-                let role_rev = self
-                    .store
-                    .role(code, &sup.server)
-                    .await?
-                    .map(|(_, rev)| rev)
-                    .unwrap_or(0);
                 self.command(v1::Command {
                     id: format!("install:{code}:{}:{role_rev}", sup.server),
                     op_id: String::new(),
@@ -98,9 +102,14 @@ impl Coordinator {
             self.remove_role_record(code, server, spec_rev).await?;
         }
 
-        // Slots.
+        // Slots, projected onto the roles read above (again if this pass declared one).
+        let roles: Vec<v1::RoleStatus> = if declared_any {
+            self.store.roles(code).await?
+        } else {
+            roles.into_values().collect()
+        };
         for slot in [SlotKind::Intranet, SlotKind::Internet] {
-            self.reconcile_slot(&site, slot).await?;
+            self.reconcile_slot(&site, slot, &roles).await?;
         }
         for slot in [SlotKind::Intranet, SlotKind::Internet] {
             self.check_failover(&site, slot).await?;
@@ -140,7 +149,14 @@ impl Coordinator {
         Ok(())
     }
 
-    pub(super) async fn reconcile_slot(&self, site: &Site, slot: SlotKind) -> Result<(), ApiError> {
+    /// Brings a slot to its declared holder, then projects it onto `roles` (a recent read of the
+    /// site's role records).
+    pub(super) async fn reconcile_slot(
+        &self,
+        site: &Site,
+        slot: SlotKind,
+        roles: &[v1::RoleStatus],
+    ) -> Result<(), ApiError> {
         let code = site.code.as_str();
         let current = self.store.slot(code, slot_name(slot)).await?;
         let holder = current.as_ref().and_then(|(a, _)| slot_target(a));
@@ -173,7 +189,7 @@ impl Coordinator {
         // Project the slot onto its roles (idempotent and fenced by epoch): repairs what a crash
         // between the slot write and the role writes left behind.
         if let Some((a, rev)) = self.store.slot(code, slot_name(slot)).await? {
-            self.project_slot(code, slot, &a, rev).await?;
+            self.project_slot_onto(code, slot, &a, rev, roles).await?;
         }
         Ok(())
     }

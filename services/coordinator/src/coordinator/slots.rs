@@ -135,16 +135,38 @@ impl Coordinator {
         a: &v1::ActiveSlot,
         epoch: u64,
     ) -> Result<(), ApiError> {
+        let roles = self.store.roles(code).await?;
+        self.project_slot_onto(code, slot, a, epoch, &roles).await
+    }
+
+    /// [`Self::project_slot`] over role records already read: a record that has seen the epoch
+    /// is not read again (epochs seen only grow, so a stale copy can only send a role to the
+    /// compare-and-set, which reads it and decides).
+    pub(super) async fn project_slot_onto(
+        &self,
+        code: &str,
+        slot: SlotKind,
+        a: &v1::ActiveSlot,
+        epoch: u64,
+        roles: &[v1::RoleStatus],
+    ) -> Result<(), ApiError> {
         let cause = format!("active:{code}:{}:{epoch}", slot_name(slot));
-        for r in self.store.roles(code).await? {
-            if !a.members.contains(&r.server) {
+        let seen = |r: &v1::RoleStatus| match slot {
+            SlotKind::Intranet => r.intranet_epoch,
+            SlotKind::Internet => r.internet_epoch,
+        };
+        for r in roles {
+            if !a.members.contains(&r.server) && seen(r) < epoch {
                 self.fenced_slot_update(code, &r.server, slot, epoch, false, &cause)
                     .await?;
             }
         }
         for m in &a.members {
-            self.fenced_slot_update(code, m, slot, epoch, true, &cause)
-                .await?;
+            let current = roles.iter().find(|r| &r.server == m);
+            if current.is_none_or(|r| seen(r) < epoch) {
+                self.fenced_slot_update(code, m, slot, epoch, true, &cause)
+                    .await?;
+            }
         }
         Ok(())
     }
