@@ -252,21 +252,35 @@ impl Bucket {
         member: &str,
         present: bool,
     ) -> Result<(), BusError> {
+        self.index_update_many(key, &[member], present).await
+    }
+
+    /// Adds or removes many members of the index under `key` in one compare-and-set loop: one
+    /// write where one per member would contend for the key with each other.
+    pub async fn index_update_many(
+        &self,
+        key: &str,
+        members: &[&str],
+        present: bool,
+    ) -> Result<(), BusError> {
         for _ in 0..INDEX_ATTEMPTS {
             let current = self.get(key).await?;
-            let mut members = current
+            let mut held = current
                 .as_ref()
                 .map(|(b, _)| members_of(b))
                 .unwrap_or_default();
-            let changed = if present {
-                members.insert(member.to_string())
-            } else {
-                members.remove(member)
-            };
+            let mut changed = false;
+            for member in members {
+                changed |= if present {
+                    held.insert(member.to_string())
+                } else {
+                    held.remove(*member)
+                };
+            }
             if !changed {
                 return Ok(());
             }
-            let value: Bytes = members.into_iter().collect::<Vec<_>>().join("\n").into();
+            let value: Bytes = held.into_iter().collect::<Vec<_>>().join("\n").into();
             if let Cas::Won(_) = self.write(key, value, current.map(|(_, r)| r)).await? {
                 return Ok(());
             }

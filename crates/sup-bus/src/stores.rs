@@ -127,6 +127,15 @@ impl Bus {
         Ok(revision)
     }
 
+    /// Counts many sites among the applied sites at once, before their specs are stored (a
+    /// reader leaves out a code whose spec is not there yet): the sites of one apply stored
+    /// concurrently would otherwise contend for the index, one compare-and-set each.
+    pub async fn index_applied_sites(&self, codes: &[&str]) -> Result<(), BusError> {
+        self.sites()
+            .index_update_many(subjects::SITES_INDEX, codes, true)
+            .await
+    }
+
     /// Takes a site out of the applied sites, then removes its spec.
     pub async fn delete_applied_site(&self, code: &str) -> Result<(), BusError> {
         let sites = self.sites();

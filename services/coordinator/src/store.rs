@@ -162,6 +162,11 @@ impl Store {
         Ok(out)
     }
 
+    /// Counts sites among the applied ones before their specs are stored.
+    pub async fn index_sites(&self, codes: &[&str]) -> Result<(), StoreError> {
+        Ok(self.bus.index_applied_sites(codes).await?)
+    }
+
     pub async fn put_site(&self, site: &v1::Site) -> Result<u64, StoreError> {
         Ok(self.bus.put_applied_site(site).await?)
     }

@@ -28,6 +28,10 @@ impl Coordinator {
         let waves = sup_core::hierarchy::depth_waves(sites, &known);
         let mut results = Vec::new();
         for wave in &waves {
+            if !req.dry_run {
+                let codes: Vec<&str> = wave.iter().map(|s| s.code.as_str()).collect();
+                self.store.index_sites(&codes).await?;
+            }
             let stored: Vec<v1::SiteApplied> = futures::stream::iter(0..wave.len())
                 .map(|i| self.store_applied(&wave[i], &req.op_id, req.dry_run))
                 .buffered(SITES_IN_FLIGHT)
