@@ -906,3 +906,52 @@ async fn a_site_file_over_four_mebibytes_goes_in_one_request() {
         &said[..said.len().min(2000)]
     );
 }
+
+/// One request of many sites of one depth: stored and reconciled at once, each counted among
+/// the applied sites and its role declared, with nothing lost to the writers' contention.
+#[tokio::test]
+async fn an_apply_of_many_sites_at_once_stores_and_declares_every_one() {
+    const CHILDREN: usize = 48;
+    let nats = NatsServer::start().expect("nats-server");
+    let c = coordinator(&nats);
+    let mut text_file = String::from(
+        "[[site]]\ncode = \"CEN\"\n[[site.site_system]]\nserver = \"cen.corp.example.com\"\n[[site.software_update_point]]\nserver = \"cen.corp.example.com\"\nactive = \"intranet\"\n",
+    );
+    for i in 0..CHILDREN {
+        text_file.push_str(&format!(
+            "[[site]]\ncode = \"C{i:02}\"\nparent = \"CEN\"\n[[site.site_system]]\nserver = \"sup.c{i:02}.corp.example.com\"\n[[site.software_update_point]]\nserver = \"sup.c{i:02}.corp.example.com\"\nactive = \"intranet\"\n"
+        ));
+    }
+    let file = site_file(&text_file);
+    let path = file.path().to_str().expect("path");
+    let out = supctl(&c.endpoint, &["apply", "-f", path]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let list = supctl(&c.endpoint, &["site", "list", "-o", "json"]);
+    assert!(list.status.success(), "{}", text(&list.stderr));
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_slice(&list.stdout).expect("site list json");
+    assert_eq!(listed.len(), CHILDREN + 1, "{}", text(&list.stdout));
+
+    let status = supctl(&c.endpoint, &["status", "-o", "json"]);
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");
+    let sites = status["sites"].as_array().expect("sites");
+    assert_eq!(sites.len(), CHILDREN + 1);
+    for site in sites {
+        let roles = site["roles"].as_array().expect("roles");
+        assert_eq!(roles.len(), 1, "{site}");
+        assert_eq!(roles[0]["state"], "declared", "{site}");
+    }
+    let bus = bus(&nats).await;
+    assert_eq!(count_site_applied(&bus).await, CHILDREN + 1);
+
+    let again = supctl(&c.endpoint, &["apply", "-f", path]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(
+        text(&again.stdout).matches(": no changes").count(),
+        CHILDREN + 1,
+        "{}",
+        text(&again.stdout)
+    );
+}

@@ -117,19 +117,23 @@ impl Bus {
 
     /// Stores a site's spec and counts it among the applied sites; returns its revision.
     pub async fn put_applied_site(&self, site: &v1::Site) -> Result<u64, BusError> {
-        let sites = self.sites();
-        let revision = sites
-            .put(&subjects::site_key(&site.code), site.encode_to_vec().into())
-            .await?;
-        sites
+        let revision = self.put_site_spec(site).await?;
+        self.sites()
             .index_update(subjects::SITES_INDEX, &site.code, true)
             .await?;
         Ok(revision)
     }
 
-    /// Counts many sites among the applied sites at once, before their specs are stored (a
-    /// reader leaves out a code whose spec is not there yet): the sites of one apply stored
-    /// concurrently would otherwise contend for the index, one compare-and-set each.
+    /// Stores a site's spec only: it counts among the applied sites once
+    /// [`Bus::index_applied_sites`] names it. Returns its revision.
+    pub async fn put_site_spec(&self, site: &v1::Site) -> Result<u64, BusError> {
+        self.sites()
+            .put(&subjects::site_key(&site.code), site.encode_to_vec().into())
+            .await
+    }
+
+    /// Counts many sites among the applied sites at once, in one compare-and-set loop: the
+    /// sites of one apply stored concurrently would otherwise contend for the index key.
     pub async fn index_applied_sites(&self, codes: &[&str]) -> Result<(), BusError> {
         self.sites()
             .index_update_many(subjects::SITES_INDEX, codes, true)

@@ -162,13 +162,15 @@ impl Store {
         Ok(out)
     }
 
-    /// Counts sites among the applied ones before their specs are stored.
-    pub async fn index_sites(&self, codes: &[&str]) -> Result<(), StoreError> {
-        Ok(self.bus.index_applied_sites(codes).await?)
+    /// Stores a site's spec without counting it among the applied sites (see
+    /// [`Self::index_sites`]).
+    pub async fn put_site_spec(&self, site: &v1::Site) -> Result<u64, StoreError> {
+        Ok(self.bus.put_site_spec(site).await?)
     }
 
-    pub async fn put_site(&self, site: &v1::Site) -> Result<u64, StoreError> {
-        Ok(self.bus.put_applied_site(site).await?)
+    /// Counts sites among the applied ones, once their specs are stored.
+    pub async fn index_sites(&self, codes: &[&str]) -> Result<(), StoreError> {
+        Ok(self.bus.index_applied_sites(codes).await?)
     }
 
     pub async fn delete_site(&self, code: &str) -> Result<(), StoreError> {

@@ -28,16 +28,19 @@ impl Coordinator {
         let waves = sup_core::hierarchy::depth_waves(sites, &known);
         let mut results = Vec::new();
         for wave in &waves {
-            if !req.dry_run {
-                let codes: Vec<&str> = wave.iter().map(|s| s.code.as_str()).collect();
-                self.store.index_sites(&codes).await?;
-            }
             let stored: Vec<v1::SiteApplied> = futures::stream::iter(0..wave.len())
                 .map(|i| self.store_applied(&wave[i], &req.op_id, req.dry_run))
                 .buffered(SITES_IN_FLIGHT)
                 .try_collect()
                 .await?;
             results.extend(stored);
+            // Counted among the applied sites once stored, in one write for the whole depth
+            // (each site's own would contend for the index key); every site of the request, so
+            // an apply repeated after a crash between the two writes mends the index.
+            if !req.dry_run {
+                let codes: Vec<&str> = wave.iter().map(|s| s.code.as_str()).collect();
+                self.store.index_sites(&codes).await?;
+            }
         }
         if !req.dry_run {
             for wave in &waves {
@@ -76,7 +79,7 @@ impl Coordinator {
             Vec::new()
         };
         if changed && !dry_run {
-            let rev = self.store.put_site(&canonical).await?;
+            let rev = self.store.put_site_spec(&canonical).await?;
             for slot in [SlotKind::Intranet, SlotKind::Internet] {
                 let old = old_model.as_ref().and_then(|m| m.declared_active(slot));
                 let new = site.declared_active(slot);
