@@ -303,8 +303,9 @@ async fn a_three_node_cluster_replicates_streams_and_buckets() {
     let cluster = sup_testkit::NatsCluster::start().expect("cluster");
     let mut config = BusConfig::new(cluster.urls());
     config.replicas = 3;
-    // The cluster elects its meta leader shortly after the nodes meet.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // The cluster elects its meta leader shortly after the nodes meet; on a loaded machine
+    // (the whole suite on two cores) that and the streams' creation have taken over 30 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
     let bus = loop {
         match Bus::connect(&config).await {
             Ok(b) => break b,
