@@ -5,11 +5,10 @@
 //! the same stack, is the floor: the emulator's own install time.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::Figure;
-use crate::failover::{bin, service};
+use crate::failover::service;
 use crate::scale::hierarchy_on;
 
 /// The goal for a thousand sites.
@@ -103,22 +102,6 @@ fn apply(d: &Path, endpoint: &str, name: &str, text: &str) -> anyhow::Result<f64
     let file = d.join(name);
     std::fs::write(&file, text)?;
     let t = Instant::now();
-    let out = Command::new(bin("supctl")?)
-        .env("SUP_COORDINATOR", endpoint)
-        .args([
-            "apply",
-            "-f",
-            file.to_str().unwrap_or_default(),
-            "--wait",
-            "--timeout",
-            "1800s",
-        ])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "apply {name} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::scale::apply_file(endpoint, &file, Some(Duration::from_secs(1800)))?;
     Ok(t.elapsed().as_secs_f64())
 }

@@ -2,7 +2,6 @@
 //! once, as the health service's first round after a restart does, and the coordinator works
 //! through them (each a compare-and-set on the role record, and a reconcile when a state moves).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sup_bus::subjects::{self, kind};
@@ -11,7 +10,6 @@ use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
 
 use crate::Figure;
-use crate::failover::bin;
 
 /// What the coordinator took in before its events were handled in lanes, on this machine: the
 /// first round of 10,000 health transitions did not finish in three minutes.
@@ -28,15 +26,7 @@ pub async fn coordinator_events(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let coordinator = crate::scale::start_coordinator(&nats, dir.path()).await?;
     let file = dir.path().join("sites.toml");
     std::fs::write(&file, crate::scale::hierarchy(sites))?;
-    let out = Command::new(bin("supctl")?)
-        .env("SUP_COORDINATOR", coordinator.endpoint()?)
-        .args(["apply", "-f", file.to_str().unwrap_or_default()])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::scale::apply_file(&coordinator.endpoint()?, &file, None)?;
 
     // Every role installed and verified, its health not yet known: no provisioner runs here.
     let bus = Bus::connect(&BusConfig::new(nats.url())).await?;

@@ -109,7 +109,6 @@ pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
         std::fs::write(&p, body)?;
         Ok(p)
     };
-    let p = |x: &PathBuf| x.to_str().unwrap_or_default().to_string();
     let c = service("coordinator", d)?
         .listening()?
         .nats(&url, 1)
@@ -144,15 +143,7 @@ pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
             "[[site]]\ncode = \"FOV\"\nfailover = \"auto\"\n[[site.site_system]]\nserver = \"f1.corp.example.com\"\n[[site.site_system]]\nserver = \"f2.corp.example.com\"\n[[site.software_update_point]]\nserver = \"f1.corp.example.com\"\nactive = \"intranet\"\nhttp_port = {http}\nhttps_port = {https}\n[[site.software_update_point]]\nserver = \"f2.corp.example.com\"\nhttp_port = {http}\nhttps_port = {https}\n"
         ),
     )?;
-    let out = Command::new(bin("supctl")?)
-        .env("SUP_COORDINATOR", &coordinator)
-        .args(["apply", "-f", &p(&site), "--wait", "--timeout", "120s"])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::scale::apply_file(&coordinator, &site, Some(Duration::from_secs(120)))?;
 
     let bus = sup_bus::Bus::connect(&sup_bus::BusConfig::new(nats.url())).await?;
     let changes = bus

@@ -2,13 +2,12 @@
 //! service and then by two replicas sharing them; the rates, CPU and memory it takes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sup_testkit::{NatsServer, Process};
 
 use crate::Figure;
-use crate::failover::{bin, spawn_env};
+use crate::failover::spawn_env;
 use crate::scale::{hierarchy_on, rss_mib, start_coordinator};
 
 /// CPU seconds (user + system) a process has used, from /proc (Linux, 100 ticks a second).
@@ -58,15 +57,7 @@ pub async fn probing(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let text = hierarchy_on(sites, http, https);
     let file = d.join("sites.toml");
     std::fs::write(&file, &text)?;
-    let out = Command::new(bin("supctl")?)
-        .env("SUP_COORDINATOR", coordinator.endpoint()?)
-        .args(["apply", "-f", file.to_str().unwrap_or_default()])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::scale::apply_file(&coordinator.endpoint()?, &file, None)?;
     // No provisioner here: every role is marked installed directly, so health probes them all.
     let bus = sup_bus::Bus::connect(&sup_bus::BusConfig::new(nats.url())).await?;
     for code in codes(&text) {

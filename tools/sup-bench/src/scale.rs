@@ -96,6 +96,32 @@ pub async fn start_coordinator(
 }
 
 /// A site file of `n` sites under one central site, five SUP roles each (one active).
+/// `supctl apply -f path` against the coordinator at `endpoint`, with `--wait` up to `wait` when
+/// given; an error holding supctl's output when it fails.
+pub fn apply_file(endpoint: &str, path: &Path, wait: Option<Duration>) -> anyhow::Result<()> {
+    let mut cmd = Command::new(bin("supctl")?);
+    cmd.env("SUP_COORDINATOR", endpoint)
+        .arg("apply")
+        .arg("-f")
+        .arg(path);
+    if let Some(wait) = wait {
+        cmd.args([
+            "--wait",
+            "--timeout",
+            &format!("{}s", wait.as_secs().max(1)),
+        ]);
+    }
+    let out = cmd.output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "apply {} failed: {}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 pub fn hierarchy(n: usize) -> String {
     hierarchy_on(n, 8530, 8531)
 }
@@ -142,16 +168,8 @@ pub async fn coordinator_apply(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let file = dir.path().join("sites.toml");
     std::fs::write(&file, hierarchy(sites))?;
     let t = Instant::now();
-    let out = Command::new(bin("supctl")?)
-        .env("SUP_COORDINATOR", coordinator.endpoint()?)
-        .args(["apply", "-f", file.to_str().unwrap_or_default()])
-        .output()?;
+    apply_file(&coordinator.endpoint()?, &file, None)?;
     let apply = t.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        out.status.success(),
-        "apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 
     // The same number of records (one per site, one per role) written straight to KV.
     let bus = sup_bus::Bus::connect(&sup_bus::BusConfig::new(nats.url())).await?;
@@ -194,15 +212,7 @@ pub async fn activation_rate(quick: bool) -> anyhow::Result<Vec<Figure>> {
     }
     let file = dir.path().join("sites.toml");
     std::fs::write(&file, hierarchy(sites))?;
-    let out = Command::new(bin("supctl")?)
-        .env("SUP_COORDINATOR", &endpoints[0])
-        .args(["apply", "-f", file.to_str().unwrap_or_default()])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    apply_file(&endpoints[0], &file, None)?;
     // No provisioner runs here: the first two roles of each site are marked installed and
     // healthy directly, so that the slot can move between them.
     let bus = sup_bus::Bus::connect(&sup_bus::BusConfig::new(nats.url())).await?;

@@ -11,7 +11,7 @@ use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
 
 use crate::Figure;
-use crate::failover::{bin, percentile};
+use crate::failover::percentile;
 use crate::probing::{Fleet, Health, codes, resolve_table, server_of};
 use crate::scale::hierarchy_on;
 
@@ -39,15 +39,7 @@ pub async fn failover_storm(quick: bool) -> anyhow::Result<Vec<Figure>> {
         .replace("[[site]]\n", "[[site]]\nfailover = \"auto\"\n");
     let file = d.join("sites.toml");
     std::fs::write(&file, &text)?;
-    let out = std::process::Command::new(bin("supctl")?)
-        .env("SUP_COORDINATOR", coordinator.endpoint()?)
-        .args(["apply", "-f", file.to_str().unwrap_or_default()])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "apply failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::scale::apply_file(&coordinator.endpoint()?, &file, None)?;
 
     // No provisioner here: every role is marked installed, verified and healthy directly, and
     // the coordinator activates each site's declared SUP.
