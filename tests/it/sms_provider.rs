@@ -269,28 +269,51 @@ async fn the_example_hierarchy_is_provisioned_and_synchronized_through_the_sms_p
         text(&out.stderr),
         provisioner.log()
     );
-    // Every site's control file names its active SUP, committed through the provider.
-    let journal: serde_json::Value =
-        serde_json::from_str(&ctl(&emu, &["provider-journal"])).expect("journal");
-    for (site, active) in [
+    // Every site's control file names its active SUP, committed through the provider. The
+    // component is configured once the slot is active, which is where `apply --wait` returns:
+    // the commit may follow it by a moment.
+    let expected = [
         ("CEN", "cen-sup01.corp.example.com"),
         ("CH1", "ch1-nlb-n1.corp.example.com"),
         ("CH2", "ch2-sup01.corp.example.com"),
-    ] {
-        let commits: Vec<&serde_json::Value> = journal
-            .as_array()
-            .expect("array")
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let journal: serde_json::Value =
+            serde_json::from_str(&ctl(&emu, &["provider-journal"])).expect("journal");
+        let commits_of = |site: &str| -> Vec<serde_json::Value> {
+            journal
+                .as_array()
+                .expect("array")
+                .iter()
+                .filter(|c| c["site"] == site)
+                .cloned()
+                .collect()
+        };
+        for (site, _) in expected {
+            let commits = commits_of(site);
+            assert!(
+                commits.iter().all(|c| c["accepted"] == true),
+                "{site}: {commits:?}"
+            );
+        }
+        let missing: Vec<(&str, Vec<serde_json::Value>)> = expected
             .iter()
-            .filter(|c| c["site"] == site)
+            .filter(|(site, active)| {
+                !commits_of(site)
+                    .iter()
+                    .any(|c| c["default_wsus"] == *active)
+            })
+            .map(|(site, _)| (*site, commits_of(site)))
             .collect();
+        if missing.is_empty() {
+            break;
+        }
         assert!(
-            commits.iter().all(|c| c["accepted"] == true),
-            "{site}: {commits:?}"
+            Instant::now() < deadline,
+            "DefaultWSUS never became the active SUP: {missing:?}"
         );
-        assert!(
-            commits.iter().any(|c| c["default_wsus"] == active),
-            "{site}'s DefaultWSUS never became {active}: {commits:?}"
-        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // Import every site from its provider: re-applied, the file changes nothing.
