@@ -19,6 +19,6 @@ pub mod reader;
 pub mod scan;
 
 pub use milestone::{Classifier, Milestone, MilestoneKind};
-pub use parse::{Format, Record, parse_line};
-pub use reader::{LogReader, MilestoneLine, Position, RawLine};
+pub use parse::{Format, Record, RecordRef, parse_line, parse_record};
+pub use reader::{LineRef, LogReader, MilestoneLine, Position, RawLine};
 pub use scan::{Found, scan_milestones};

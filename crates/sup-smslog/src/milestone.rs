@@ -18,7 +18,9 @@
 
 use chrono::{NaiveDateTime, SecondsFormat};
 
-use crate::parse::{Format, Record};
+use memchr::memmem::Finder;
+
+use crate::parse::{Format, Record, RecordRef};
 
 /// A milestone, as its readers match on it. Its name (`as_str`) is what travels in
 /// `MilestoneObserved.name` and what `sup-logwatch parse --json` prints.
@@ -146,9 +148,55 @@ pub struct Classifier {
     sync_items: Option<u64>,
 }
 
-fn after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
-    message.find(prefix).map(|i| &message[i + prefix.len()..])
+/// What follows the first `phrase` in `message`.
+fn after<'a>(message: &'a str, phrase: &Finder<'_>) -> Option<&'a str> {
+    let at = phrase.find(message.as_bytes())?;
+    message.get(at + phrase.needle().len()..)
 }
+
+fn contains(message: &str, phrase: &Finder<'_>) -> bool {
+    phrase.find(message.as_bytes()).is_some()
+}
+
+/// The phrases the classifier's tests look for, each with its searcher built once: `str::find`
+/// builds a searcher at every call, which costs more than the search on a line.
+struct Phrases {
+    setup_started: Finder<'static>,
+    installation_successful: Finder<'static>,
+    role_setup_end: Finder<'static>,
+    installation_failed: Finder<'static>,
+    setup_failed: Finder<'static>,
+    config_state: Finder<'static>,
+    connected_to_server: Finder<'static>,
+    connected_to_local: Finder<'static>,
+    /// [`CASE_FREE_PHRASES`] in lower case, searched for in a folded line.
+    components_healthy: Finder<'static>,
+    database_ok: Finder<'static>,
+    sms_sync_done: Finder<'static>,
+    updates_processed: Finder<'static>,
+    out_of: Finder<'static>,
+    wsus_sync_done: Finder<'static>,
+}
+
+static PHRASES: std::sync::LazyLock<Phrases> = std::sync::LazyLock::new(|| {
+    let lower = |phrase: &str| Finder::new(phrase.to_ascii_lowercase().as_bytes()).into_owned();
+    Phrases {
+        setup_started: Finder::new("Setup Started"),
+        installation_successful: Finder::new("Installation was successful"),
+        role_setup_end: Finder::new("~RoleSetup()"),
+        installation_failed: Finder::new("Installation failed"),
+        setup_failed: Finder::new("Setup failed"),
+        config_state: Finder::new("Setting new configuration state to "),
+        connected_to_server: Finder::new("Successfully connected to server: "),
+        connected_to_local: Finder::new("Successfully connected to local WSUS server"),
+        components_healthy: lower(CASE_FREE_PHRASES[0]),
+        database_ok: lower(CASE_FREE_PHRASES[1]),
+        sms_sync_done: Finder::new("Done synchronizing SMS with WSUS Server "),
+        updates_processed: Finder::new("updates, processed"),
+        out_of: Finder::new(" out of "),
+        wsus_sync_done: Finder::new("Done synchronizing WSUS Server "),
+    }
+});
 
 /// The server name at the start of `s` (up to whitespace, trailing dot or comma dropped).
 fn server_name(s: &str) -> Option<String> {
@@ -202,36 +250,75 @@ pub(crate) const CASE_FREE_PHRASES: [&str; 2] = [
     "Successfully checked database connection on WSUS server ",
 ];
 
-static CASE_FREE: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
-    std::sync::LazyLock::new(|| {
-        aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-            .build(CASE_FREE_PHRASES)
-            .ok()
-    });
-
-/// What follows `phrase` in `message`, the phrase matched in any ASCII case. ASCII lower-casing
-/// keeps every byte offset, so the offset found in the folded text holds in the original.
-fn after_any_case<'a>(message: &'a str, phrase: &str) -> Option<&'a str> {
-    let at = message
-        .to_ascii_lowercase()
-        .find(&phrase.to_ascii_lowercase())?;
-    message.get(at + phrase.len()..)
+/// The piece of a trigger phrase a search looks for: the phrase itself, unless its first bytes
+/// are common in ordinary lines. The SIMD search proposes a candidate wherever a needle's first
+/// bytes occur, so `Sync failed` would stop at every `Synchronizing update …` line. All needles
+/// are ASCII, so finding them in the raw bytes is the same as finding them in the decoded text of
+/// a UTF-8 or Windows-1252 line.
+pub(crate) fn needle(phrase: &'static str) -> &'static str {
+    match phrase {
+        "Sync failed" => "ync failed",
+        "updates, processed" => "s, processed",
+        // The WSUS health lines, whose first words are everywhere.
+        "There are no unhealthy WSUS Server components on WSUS Server " => {
+            "unhealthy WSUS Server components on WSUS Server"
+        }
+        "Successfully checked database connection on WSUS server " => {
+            "database connection on WSUS server"
+        }
+        other => other,
+    }
 }
 
-static TRIGGERS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+/// A needle for every phrase that can make a line a milestone, in ASCII lower case, to be
+/// searched for in text folded to lower case: one SIMD search then finds both the phrases
+/// matched as written and those matched in any case, where an ASCII-case-insensitive automaton
+/// gets no SIMD prefilter. Text that holds none of them holds no trigger phrase in any case; text
+/// that holds one may still be nothing, which the classifier's exact tests decide.
+pub(crate) fn folded_needles() -> impl Iterator<Item = String> {
+    TRIGGER_PHRASES
+        .into_iter()
+        .chain(CASE_FREE_PHRASES)
+        .map(needle)
+        .map(str::to_ascii_lowercase)
+}
+
+static FOLDED_TRIGGERS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
     std::sync::LazyLock::new(|| {
         // Leftmost-first (any match will do) lets the SIMD prefilter run.
         aho_corasick::AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-            .build(TRIGGER_PHRASES)
+            .build(folded_needles())
             .ok()
     });
 
+/// `message` in ASCII lower case, handed to `f`: folded on the stack when it is short, so most
+/// lines cost no allocation. ASCII lower-casing keeps every byte offset.
+fn with_folded<T>(message: &str, f: impl FnOnce(&[u8]) -> T) -> T {
+    let mut stack = [0u8; 512];
+    match stack.get_mut(..message.len()) {
+        Some(folded) => {
+            folded.copy_from_slice(message.as_bytes());
+            folded.make_ascii_lowercase();
+            f(folded)
+        }
+        None => f(&message.to_ascii_lowercase().into_bytes()),
+    }
+}
+
+/// What follows `phrase` (a lower-case searcher) in `message`, the phrase matched in any ASCII
+/// case: the offset found in the folded text holds in the original.
+fn after_any_case<'a>(message: &'a str, phrase: &Finder<'_>) -> Option<&'a str> {
+    let at = with_folded(message, |folded| phrase.find(folded))?;
+    message.get(at + phrase.needle().len()..)
+}
+
+/// Whether `message` may hold a trigger phrase (in any case): the one search most lines get.
 fn may_trigger(message: &str) -> bool {
-    TRIGGERS.as_ref().is_none_or(|ac| ac.is_match(message))
-        || CASE_FREE.as_ref().is_none_or(|ac| ac.is_match(message))
+    match FOLDED_TRIGGERS.as_ref() {
+        Some(needles) => with_folded(message, |folded| needles.is_match(folded)),
+        None => true,
+    }
 }
 
 fn looks_like_error(message: &str) -> bool {
@@ -277,6 +364,12 @@ impl Classifier {
 
     /// The milestone in `record`, if any. `log` is the file name, recorded in the fields.
     pub fn classify(&mut self, record: &Record, log: &str) -> Option<Milestone> {
+        self.classify_record(&record.borrowed(), log)
+    }
+
+    /// The milestone in a borrowed record, if any: [`Classifier::classify`] without an owned
+    /// record. A line that is no milestone costs no allocation.
+    pub fn classify_record(&mut self, record: &RecordRef<'_>, log: &str) -> Option<Milestone> {
         let m = self.classify_inner(record)?;
         let mut fields = m.1;
         fields.push(("log", log.to_string()));
@@ -285,12 +378,12 @@ impl Classifier {
 
     fn classify_inner(
         &mut self,
-        record: &Record,
+        record: &RecordRef<'_>,
     ) -> Option<(&'static str, Vec<(&'static str, String)>)> {
         if record.format == Format::Marker {
             return Some((LOG_ROTATED, Vec::new()));
         }
-        let msg = record.message.as_str();
+        let msg = record.message;
         if msg.is_empty() {
             return None;
         }
@@ -300,8 +393,9 @@ impl Classifier {
             }
             return None;
         }
+        let phrases = &*PHRASES;
         // SUPSetup.log.
-        if msg.contains("Setup Started") {
+        if contains(msg, &phrases.setup_started) {
             self.setup_open = true;
             self.setup_succeeded = false;
             self.setup_failed = false;
@@ -309,11 +403,11 @@ impl Classifier {
             let role = msg.split_whitespace().next().unwrap_or("").to_string();
             return Some((ROLE_INSTALL_STARTED, vec![("role", role)]));
         }
-        if msg.contains("Installation was successful") {
+        if contains(msg, &phrases.installation_successful) {
             self.setup_succeeded = true;
             return Some((ROLE_INSTALL_SUCCEEDED, Vec::new()));
         }
-        if msg.contains("~RoleSetup()") {
+        if contains(msg, &phrases.role_setup_end) {
             let failed = self.setup_open && !self.setup_succeeded && !self.setup_failed;
             self.setup_open = false;
             if failed {
@@ -325,13 +419,14 @@ impl Classifier {
             }
             return None;
         }
-        if self.setup_open && (msg.contains("Installation failed") || msg.contains("Setup failed"))
+        if self.setup_open
+            && (contains(msg, &phrases.installation_failed) || contains(msg, &phrases.setup_failed))
         {
             self.setup_failed = true;
             return Some((ROLE_INSTALL_FAILED, vec![("reason", msg.to_string())]));
         }
         // WCM.log / WSUSCtrl.log.
-        if let Some(rest) = after(msg, "Setting new configuration state to ") {
+        if let Some(rest) = after(msg, &phrases.config_state) {
             let (num, name) = rest.split_once(' ').unwrap_or((rest, ""));
             let name = name.trim().trim_start_matches('(').trim_end_matches(')');
             return Some((
@@ -342,7 +437,7 @@ impl Classifier {
                 ],
             ));
         }
-        if let Some(rest) = after(msg, "Successfully connected to server: ") {
+        if let Some(rest) = after(msg, &phrases.connected_to_server) {
             let mut fields = Vec::new();
             let mut parts = rest.split(',');
             if let Some(server) = parts.next() {
@@ -359,10 +454,10 @@ impl Classifier {
             }
             return Some((WSUS_CONNECTED, fields));
         }
-        if msg.contains("Successfully connected to local WSUS server") {
+        if contains(msg, &phrases.connected_to_local) {
             return Some((WSUS_CONNECTED, vec![("local", "true".into())]));
         }
-        if let Some(rest) = after_any_case(msg, CASE_FREE_PHRASES[0]) {
+        if let Some(rest) = after_any_case(msg, &phrases.components_healthy) {
             return Some((
                 WSUS_COMPONENTS_HEALTHY,
                 server_name(rest)
@@ -370,7 +465,7 @@ impl Classifier {
                     .unwrap_or_default(),
             ));
         }
-        if let Some(rest) = after_any_case(msg, CASE_FREE_PHRASES[1]) {
+        if let Some(rest) = after_any_case(msg, &phrases.database_ok) {
             return Some((
                 WSUS_DATABASE_OK,
                 server_name(rest)
@@ -417,7 +512,7 @@ impl Classifier {
         if msg.starts_with("Starting Sync") {
             return Some((SYNC_STARTED, Vec::new()));
         }
-        if let Some(rest) = after(msg, "Done synchronizing SMS with WSUS Server ") {
+        if let Some(rest) = after(msg, &phrases.sms_sync_done) {
             let mut fields: Vec<(&'static str, String)> = server_name(rest)
                 .map(|s| vec![("server", s)])
                 .unwrap_or_default();
@@ -427,8 +522,8 @@ impl Classifier {
             return Some((SYNC_SUCCEEDED, fields));
         }
         if msg.starts_with("sync: ")
-            && msg.contains("updates, processed")
-            && let Some(rest) = after(msg, " out of ")
+            && contains(msg, &phrases.updates_processed)
+            && let Some(rest) = after(msg, &phrases.out_of)
             && let Some(total) = rest
                 .split_whitespace()
                 .next()
@@ -437,7 +532,7 @@ impl Classifier {
             self.sync_items = Some(total);
             return None;
         }
-        if let Some(rest) = after(msg, "Done synchronizing WSUS Server ") {
+        if let Some(rest) = after(msg, &phrases.wsus_sync_done) {
             return Some((
                 SYNC_WSUS_DONE,
                 server_name(rest)

@@ -35,8 +35,8 @@ impl Format {
     }
 }
 
-/// A parsed record. `message` keeps `~~` as written; [`Record::display_message`] shows it as
-/// line breaks.
+/// A parsed record that owns its text. `message` keeps `~~` as written;
+/// [`Record::display_message`] shows it as line breaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub format: Format,
@@ -50,23 +50,72 @@ pub struct Record {
     pub severity: Option<u8>,
 }
 
+/// A parsed record that borrows its text from the line it was parsed from, so parsing a line
+/// allocates nothing; [`RecordRef::into_owned`] makes a [`Record`] of it when one must outlive
+/// the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub format: Format,
+    pub message: &'a str,
+    pub component: Option<&'a str>,
+    pub thread: Option<u32>,
+    pub time_local: Option<NaiveDateTime>,
+    /// Minutes, UTC = local + bias. `None` when the line carries no zone and none was configured.
+    pub bias: Option<i32>,
+    /// CMTrace severity: 1 info, 2 warning, 3 error.
+    pub severity: Option<u8>,
+}
+
+fn utc(local: Option<NaiveDateTime>, bias: Option<i32>) -> Option<DateTime<Utc>> {
+    local?
+        .checked_add_signed(Duration::minutes(i64::from(bias?)))
+        .map(|t| t.and_utc())
+}
+
 impl Record {
     pub fn time_utc(&self) -> Option<DateTime<Utc>> {
-        let local = self.time_local?;
-        let bias = self.bias?;
-        local
-            .checked_add_signed(Duration::minutes(i64::from(bias)))
-            .map(|t| t.and_utc())
+        utc(self.time_local, self.bias)
     }
 
     pub fn display_message(&self) -> String {
         self.message.replace("~~", "\n")
     }
 
-    fn unparsed(line: &str) -> Self {
+    /// The same record, borrowing this one's text.
+    pub fn borrowed(&self) -> RecordRef<'_> {
+        RecordRef {
+            format: self.format,
+            message: &self.message,
+            component: self.component.as_deref(),
+            thread: self.thread,
+            time_local: self.time_local,
+            bias: self.bias,
+            severity: self.severity,
+        }
+    }
+}
+
+impl<'a> RecordRef<'a> {
+    pub fn time_utc(&self) -> Option<DateTime<Utc>> {
+        utc(self.time_local, self.bias)
+    }
+
+    pub fn into_owned(self) -> Record {
         Record {
+            format: self.format,
+            message: self.message.to_string(),
+            component: self.component.map(str::to_string),
+            thread: self.thread,
+            time_local: self.time_local,
+            bias: self.bias,
+            severity: self.severity,
+        }
+    }
+
+    fn unparsed(line: &'a str) -> Self {
+        RecordRef {
             format: Format::Unparsed,
-            message: line.to_string(),
+            message: line,
             component: None,
             thread: None,
             time_local: None,
@@ -76,14 +125,20 @@ impl Record {
     }
 }
 
-/// Parses one line (or an assembled CMTrace record). `zone_bias` is the server's bias, used for
-/// lines that carry none (rolesetup).
+/// Parses one line (or an assembled CMTrace record) into a record that owns its text; see
+/// [`parse_record`].
 pub fn parse_line(line: &str, zone_bias: Option<i32>) -> Record {
+    parse_record(line, zone_bias).into_owned()
+}
+
+/// Parses one line (or an assembled CMTrace record), borrowing from it. `zone_bias` is the
+/// server's bias, used for lines that carry none (rolesetup).
+pub fn parse_record(line: &str, zone_bias: Option<i32>) -> RecordRef<'_> {
     let trimmed = line.trim_end_matches(['\r', '\n']);
-    if trimmed.trim() == ROTATION_MARKER {
-        return Record {
+    if trimmed.trim_start().starts_with(ROTATION_MARKER) && trimmed.trim() == ROTATION_MARKER {
+        return RecordRef {
             format: Format::Marker,
-            ..Record::unparsed(trimmed)
+            ..RecordRef::unparsed(trimmed)
         };
     }
     if trimmed.starts_with("<![LOG[")
@@ -100,38 +155,93 @@ pub fn parse_line(line: &str, zone_bias: Option<i32>) -> Record {
         r.bias = zone_bias;
         return r;
     }
-    Record::unparsed(trimmed)
+    RecordRef::unparsed(trimmed)
 }
 
-fn parse_sms(line: &str) -> Option<Record> {
-    // Try each `$$<` from the last one back: the framing is at the end of the line.
+/// The last `$$<` of a text: the SMS framing is at the end of a line, so it is searched for from
+/// the end.
+static FRAMING_START: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new("$$<"));
+
+/// The framing of a line written as ConfigMgr writes it, `$$<COMPONENT><STAMP><thread=…>` at
+/// its end, and where its `$$<` starts: found by walking back over its three `<`, where the
+/// general search tries each `$$<` from the last one back. No `$$<` can follow the one found
+/// here (each later `<` is preceded by a `>`), and its parts are read as [`parse_sms_framing`]
+/// reads them, so where this finds a framing it is the one the general search takes (a property
+/// test holds it to that). `None` sends the line to the general search.
+fn framing_as_written(line: &str) -> Option<(usize, Framing<'_>)> {
+    let bytes = line.as_bytes();
+    let end = bytes.trim_ascii_end();
+    if end.last() != Some(&b'>') {
+        return None;
+    }
+    let thread = memchr::memrchr(b'<', end)?;
+    let stamp = memchr::memrchr(b'<', end[..thread].strip_suffix(b">")?)?;
+    let component = memchr::memrchr(b'<', end[..stamp].strip_suffix(b">")?)?;
+    let at = component
+        .checked_sub(2)
+        .filter(|&at| &bytes[at..component] == b"$$")?;
+    // Every index is of an ASCII byte, so every slice is on character boundaries.
+    let name = &line[component + 1..stamp - 1];
+    let stamp_text = &line[stamp + 1..thread - 1];
+    let thread_text = line[thread..end.len() - 1].strip_prefix("<thread=")?;
+    if name.is_empty()
+        || name.bytes().any(|c| matches!(c, b'<' | b'$' | b'>'))
+        || stamp_text.contains('>')
+        || thread_text.contains('>')
+    {
+        return None;
+    }
+    let (time_local, bias) = parse_sms_stamp(stamp_text);
+    Some((at, (name, time_local, bias, parse_thread(thread_text))))
+}
+
+fn parse_sms(line: &str) -> Option<RecordRef<'_>> {
+    if let Some((at, framing)) = framing_as_written(line) {
+        return Some(sms_record(line, at, framing));
+    }
+    parse_sms_any(line)
+}
+
+/// An SMS line with its framing anywhere [`parse_sms`] finds one, the general way.
+fn parse_sms_any(line: &str) -> Option<RecordRef<'_>> {
+    // Try each `$$<` from the last one back: a message may itself contain `$$<`.
     let mut search_end = line.len();
-    while let Some(at) = line[..search_end].rfind("$$<") {
-        if let Some((component, time_local, bias, thread)) = parse_sms_framing(&line[at + 2..]) {
-            let message = line[..at]
-                .strip_suffix("  ")
-                .or_else(|| line[..at].strip_suffix(' '))
-                .unwrap_or(&line[..at]);
-            return Some(Record {
-                format: Format::Sms,
-                message: message.to_string(),
-                component: Some(component),
-                thread,
-                time_local,
-                bias,
-                severity: None,
-            });
+    while let Some(at) = FRAMING_START.rfind(&line.as_bytes()[..search_end]) {
+        if let Some(framing) = parse_sms_framing(&line[at + 2..]) {
+            return Some(sms_record(line, at, framing));
         }
         search_end = at;
     }
     None
 }
 
+/// The record of an SMS line whose framing starts at `at` (its `$$<`).
+fn sms_record<'a>(
+    line: &'a str,
+    at: usize,
+    (component, time_local, bias, thread): Framing<'a>,
+) -> RecordRef<'a> {
+    let message = line[..at]
+        .strip_suffix("  ")
+        .or_else(|| line[..at].strip_suffix(' '))
+        .unwrap_or(&line[..at]);
+    RecordRef {
+        format: Format::Sms,
+        message,
+        component: Some(component),
+        thread,
+        time_local,
+        bias,
+        severity: None,
+    }
+}
+
 /// What the SMS framing holds: component, local time, bias, thread.
-type Framing = (String, Option<NaiveDateTime>, Option<i32>, Option<u32>);
+type Framing<'a> = (&'a str, Option<NaiveDateTime>, Option<i32>, Option<u32>);
 
 /// `<COMPONENT><TIME><thread=…>` (trailing whitespace allowed).
-fn parse_sms_framing(s: &str) -> Option<Framing> {
+fn parse_sms_framing(s: &str) -> Option<Framing<'_>> {
     let s = s.trim_end();
     let rest = s.strip_prefix('<')?;
     let end = rest.find('>')?;
@@ -147,18 +257,77 @@ fn parse_sms_framing(s: &str) -> Option<Framing> {
     if !rest[end + 1..].trim().is_empty() {
         return None;
     }
-    let thread_text = rest[..end].trim();
-    let thread = thread_text.split_whitespace().next().and_then(|t| {
-        t.parse::<u32>()
-            .ok()
-            .or_else(|| u32::from_str_radix(t, 16).ok())
-    });
     let (time_local, bias) = parse_sms_stamp(stamp);
-    Some((component.to_string(), time_local, bias, thread))
+    Some((component, time_local, bias, parse_thread(&rest[..end])))
+}
+
+/// The thread id: the first word of `thread=`'s value, decimal or else hexadecimal.
+fn parse_thread(text: &str) -> Option<u32> {
+    let word = text.split_whitespace().next()?;
+    word.parse::<u32>()
+        .ok()
+        .or_else(|| u32::from_str_radix(word, 16).ok())
 }
 
 /// `MM-DD-YYYY HH:MM:SS.mmm±BIAS`, or the older SMS forms (no bias).
 fn parse_sms_stamp(stamp: &str) -> (Option<NaiveDateTime>, Option<i32>) {
+    match parse_sms_stamp_as_written(stamp.as_bytes()) {
+        Some((time, bias)) => (Some(time), bias),
+        None => parse_sms_stamp_any(stamp),
+    }
+}
+
+/// The stamp as ConfigMgr writes it, `MM-DD-YYYY HH:MM:SS.fff` and an optional `±BIAS` with
+/// nothing around it, read by position: nearly every line has one, and reading it this way costs
+/// a fraction of the general path. `None` for anything else (including a stamp whose numbers make
+/// no date or time), which [`parse_sms_stamp_any`] then reads; where both read a stamp, they
+/// agree (a property test holds them to it).
+fn parse_sms_stamp_as_written(b: &[u8]) -> Option<(NaiveDateTime, Option<i32>)> {
+    let separators = [
+        (2, b'-'),
+        (5, b'-'),
+        (10, b' '),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+    ];
+    if b.len() < 21 || separators.iter().any(|&(at, sep)| b[at] != sep) {
+        return None;
+    }
+    let number = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let fraction_len = b[20..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if fraction_len == 0 || fraction_len > 9 {
+        return None;
+    }
+    let bias = match &b[20 + fraction_len..] {
+        [] => None,
+        [sign @ (b'+' | b'-'), digits @ ..]
+            if !digits.is_empty() && digits.len() <= 9 && digits.iter().all(u8::is_ascii_digit) =>
+        {
+            let magnitude = digits
+                .iter()
+                .fold(0i32, |n, &c| n * 10 + i32::from(c - b'0'));
+            Some(if *sign == b'-' { -magnitude } else { magnitude })
+        }
+        _ => return None,
+    };
+    let nanos = number(20, 20 + fraction_len)? * 10u32.pow(9 - fraction_len as u32);
+    let date = NaiveDate::from_ymd_opt(
+        i32::try_from(number(6, 10)?).ok()?,
+        number(0, 2)?,
+        number(3, 5)?,
+    )?;
+    let time =
+        NaiveTime::from_hms_nano_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?, nanos)?;
+    Some((date.and_time(time), bias))
+}
+
+/// Any SMS stamp [`parse_sms_stamp`] reads, the general way.
+fn parse_sms_stamp_any(stamp: &str) -> (Option<NaiveDateTime>, Option<i32>) {
     let stamp = stamp.trim();
     if let Some((date, rest)) = stamp.split_once(' ')
         && let Some(d) = parse_mdy(date, '-')
@@ -239,7 +408,7 @@ fn parse_clock(s: &str) -> Option<NaiveTime> {
 }
 
 /// `<MM/DD/YY HH:MM:SS> message`
-fn parse_rolesetup(line: &str) -> Option<Record> {
+fn parse_rolesetup(line: &str) -> Option<RecordRef<'_>> {
     let rest = line.strip_prefix('<')?;
     let end = rest.find('>')?;
     let (date, clock) = rest[..end].split_once(' ')?;
@@ -248,9 +417,9 @@ fn parse_rolesetup(line: &str) -> Option<Record> {
     let message = rest[end + 1..]
         .strip_prefix(' ')
         .unwrap_or(&rest[end + 1..]);
-    Some(Record {
+    Some(RecordRef {
         format: Format::RoleSetup,
-        message: message.to_string(),
+        message,
         component: None,
         thread: None,
         time_local: Some(d.and_time(t)),
@@ -259,15 +428,21 @@ fn parse_rolesetup(line: &str) -> Option<Record> {
     })
 }
 
+/// The value of the first `name="…"` in `attrs`.
 fn attr<'a>(attrs: &'a str, name: &str) -> Option<&'a str> {
-    let key = format!("{name}=\"");
-    let start = attrs.find(&key)? + key.len();
-    let end = attrs[start..].find('"')? + start;
-    Some(&attrs[start..end])
+    let mut from = 0;
+    while let Some(i) = attrs[from..].find(name) {
+        let after = from + i + name.len();
+        if let Some(value) = attrs[after..].strip_prefix("=\"") {
+            return value.find('"').map(|end| &value[..end]);
+        }
+        from = from + i + 1;
+    }
+    None
 }
 
 /// `<![LOG[message]LOG]!><time="…" date="…" component="…" context="" type="1" thread="…" file="…">`
-fn parse_cmtrace(record: &str) -> Option<Record> {
+fn parse_cmtrace(record: &str) -> Option<RecordRef<'_>> {
     let body = record.strip_prefix("<![LOG[")?;
     let end = body.rfind("]LOG]!>")?;
     let message = &body[..end];
@@ -281,10 +456,10 @@ fn parse_cmtrace(record: &str) -> Option<Record> {
         },
         None => (None, None),
     };
-    Some(Record {
+    Some(RecordRef {
         format: Format::CmTrace,
-        message: message.to_string(),
-        component: attr(attrs, "component").map(str::to_string),
+        message,
+        component: attr(attrs, "component"),
         thread: attr(attrs, "thread").and_then(|t| t.parse().ok()),
         time_local: match (date, clock) {
             (Some(d), Some(t)) => Some(d.and_time(t)),

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::decode::{Encoding, decode_line, find_newline};
 use crate::milestone::{Classifier, Milestone};
-use crate::parse::{Record, cmtrace_complete, cmtrace_open, parse_line};
+use crate::parse::{Record, cmtrace_complete, cmtrace_open, parse_record};
 
 /// How far the reader has got: the file's identity and the byte offset of the first line not yet
 /// emitted.
@@ -42,6 +42,29 @@ pub struct RawLine {
     pub rotated: bool,
 }
 
+/// One line (or one assembled CMTrace record) as [`LogReader::poll_each`] hands it on, borrowed
+/// from the reader's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineRef<'a> {
+    pub file_id: &'a str,
+    /// Byte offset of the line's start in its file.
+    pub offset: u64,
+    pub text: &'a str,
+    /// Read from the rotated `.lo_` file.
+    pub rotated: bool,
+}
+
+impl LineRef<'_> {
+    pub fn to_raw_line(&self) -> RawLine {
+        RawLine {
+            file_id: self.file_id.to_string(),
+            offset: self.offset,
+            text: self.text.to_string(),
+            rotated: self.rotated,
+        }
+    }
+}
+
 /// A milestone read by [`LogReader::poll_milestones`], with where its line came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MilestoneLine {
@@ -55,8 +78,8 @@ pub struct MilestoneLine {
 
 /// What a poll does with the bytes it reads.
 enum Sink<'a> {
-    /// Every line, decoded.
-    Lines(&'a mut Vec<RawLine>),
+    /// Every line, decoded, handed to the function.
+    Lines(&'a mut dyn FnMut(LineRef<'_>)),
     /// Only milestones, found with [`crate::scan::scan_milestones`]; `lines` counts what was read.
     Milestones {
         classifier: &'a mut Classifier,
@@ -67,9 +90,9 @@ enum Sink<'a> {
     },
 }
 
-/// The most one poll reads from one file, so a huge backlog is consumed in bounded steps.
+/// The largest step a poll reads in, for lines longer than [`SCAN_CHUNK`].
 const MAX_CHUNK: u64 = 8 * 1024 * 1024;
-/// The step [`LogReader::poll_milestones`] reads in.
+/// The step a poll reads in.
 const SCAN_CHUNK: u64 = 256 * 1024;
 /// A CMTrace record longer than this is emitted as it is rather than held for its end.
 const MAX_RECORD: usize = 1024 * 1024;
@@ -154,8 +177,16 @@ impl LogReader {
     /// Reads every complete line added since the last poll.
     pub fn poll(&mut self) -> io::Result<Vec<RawLine>> {
         let mut out = Vec::new();
-        self.poll_into(&mut Sink::Lines(&mut out))?;
+        self.poll_each(|line| out.push(line.to_raw_line()))?;
         Ok(out)
+    }
+
+    /// Reads every complete line added since the last poll, like [`LogReader::poll`], handing
+    /// each to `each` as it is read: a line is borrowed from the read buffer (only an undecodable
+    /// or UTF-16 line, or a CMTrace record spanning lines, is copied), so a reader that keeps
+    /// only what it needs allocates nothing per line.
+    pub fn poll_each(&mut self, mut each: impl FnMut(LineRef<'_>)) -> io::Result<()> {
+        self.poll_into(&mut Sink::Lines(&mut each))
     }
 
     /// Reads what was added since the last poll like [`LogReader::poll`], but hands on only the
@@ -266,12 +297,9 @@ impl LogReader {
         if self.pos.offset < bom as u64 {
             self.pos.offset = bom as u64;
         }
-        // Scanning reads in cache-sized steps (the bytes are still in cache when searched), grown
-        // when a line is longer than a step; decoding every line reads big steps.
-        let mut chunk = match out {
-            Sink::Milestones { .. } => SCAN_CHUNK,
-            Sink::Lines(_) => MAX_CHUNK,
-        };
+        // Cache-sized steps: the bytes are still in cache when they are searched or parsed. A
+        // step grows when a line is longer than it.
+        let mut chunk = SCAN_CHUNK;
         let mut buf = Vec::new();
         loop {
             f.seek(SeekFrom::Start(self.pos.offset))?;
@@ -309,10 +337,17 @@ impl LogReader {
             lines,
         } = out
         else {
-            let Sink::Lines(out) = out else {
+            let Sink::Lines(each) = out else {
                 return 0;
             };
-            return split_lines(buf, base, file_id, encoding, (finished, rotated), out);
+            return split_lines(buf, encoding, finished, |start, text| {
+                each(LineRef {
+                    file_id,
+                    offset: base + start as u64,
+                    text,
+                    rotated,
+                });
+            });
         };
         let at = |offset: u64, record: Record, milestone: Milestone| MilestoneLine {
             file_id: file_id.to_string(),
@@ -342,16 +377,13 @@ impl LogReader {
             }
         }
         // UTF-16, or CMTrace records (which span lines): line by line.
-        let mut raw = Vec::new();
-        let consumed = split_lines(buf, base, file_id, encoding, (finished, rotated), &mut raw);
-        **lines += raw.len() as u64;
-        for l in raw {
-            let record = parse_line(&l.text, *zone_bias);
-            if let Some(m) = classifier.classify(&record, log) {
-                found.push(at(l.offset, record, m));
+        split_lines(buf, encoding, finished, |start, text| {
+            **lines += 1;
+            let record = parse_record(text, *zone_bias);
+            if let Some(m) = classifier.classify_record(&record, log) {
+                found.push(at(base + start as u64, record.into_owned(), m));
             }
-        }
-        consumed
+        })
     }
 }
 
@@ -399,7 +431,14 @@ fn read_lines_in_steps(
             }
         };
         let unit = encoding.unit();
-        let consumed = split_lines(&buf, base, "", encoding, (eof, false), &mut lines);
+        let consumed = split_lines(&buf, encoding, eof, |start, text| {
+            lines.push(RawLine {
+                file_id: String::new(),
+                offset: base + start as u64,
+                text: text.to_string(),
+                rotated: false,
+            });
+        });
         let mut counted = 0;
         for line in lines.drain(..) {
             let at = usize::try_from(line.offset - base)
@@ -432,35 +471,27 @@ fn count_newlines(bytes: &[u8], unit: usize) -> u64 {
 pub fn lines_of(bytes: &[u8]) -> Vec<RawLine> {
     let (encoding, bom) = Encoding::sniff(bytes);
     let mut out = Vec::new();
-    split_lines(
-        &bytes[bom..],
-        bom as u64,
-        "",
-        encoding,
-        (true, false),
-        &mut out,
-    );
+    split_lines(&bytes[bom..], encoding, true, |start, text| {
+        out.push(RawLine {
+            file_id: String::new(),
+            offset: (bom + start) as u64,
+            text: text.to_string(),
+            rotated: false,
+        });
+    });
     out
 }
 
-/// Splits `buf`, which starts at byte `base` of its file, into lines and CMTrace records; returns
-/// how many bytes were consumed. In a `finished` file the last bytes are a line even without a
-/// terminator, and an unterminated CMTrace record is emitted as it is.
+/// Splits `buf` into lines and CMTrace records, handing each to `emit` with the offset of its
+/// start in `buf`; returns how many bytes were consumed. In a `finished` file the last bytes are
+/// a line even without a terminator, and an unterminated CMTrace record is emitted as it is.
 fn split_lines(
     buf: &[u8],
-    base: u64,
-    file_id: &str,
     encoding: Encoding,
-    (finished, rotated): (bool, bool),
-    out: &mut Vec<RawLine>,
+    finished: bool,
+    mut emit: impl FnMut(usize, &str),
 ) -> usize {
     let unit = encoding.unit();
-    let line = |start: usize, text: String| RawLine {
-        file_id: file_id.to_string(),
-        offset: base + start as u64,
-        text,
-        rotated,
-    };
     let mut start = 0;
     // A CMTrace record in progress: (its start, the text so far).
     let mut record: Option<(usize, String)> = None;
@@ -478,7 +509,7 @@ fn split_lines(
             }
             None if cmtrace_open(&text) => record = Some((start, text.into_owned())),
             None => {
-                out.push(line(start, text.into_owned()));
+                emit(start, &text);
                 start = next;
                 continue;
             }
@@ -486,7 +517,7 @@ fn split_lines(
         if let Some((rec_start, acc)) = &record
             && (cmtrace_complete(acc) || acc.len() > MAX_RECORD || (finished && next >= buf.len()))
         {
-            out.push(line(*rec_start, acc.clone()));
+            emit(*rec_start, acc);
             record = None;
         }
         start = next;

@@ -13,7 +13,7 @@
 
 use crate::decode::{Encoding, decode_line};
 use crate::milestone::{Classifier, Milestone};
-use crate::parse::{Record, parse_line};
+use crate::parse::{Record, parse_record};
 
 /// A milestone and the record it was found in; `offset` is the start of its line in the buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,39 +23,19 @@ pub struct Found {
     pub milestone: Milestone,
 }
 
-/// The piece of a trigger phrase the buffer-wide search looks for: the phrase itself, unless its
-/// first bytes are common in ordinary lines. The SIMD search proposes a candidate wherever a
-/// needle's first bytes occur, so `Sync failed` would stop at every `Synchronizing update …` line.
-/// All needles are ASCII, so finding them in the raw bytes is the same as finding them in the
-/// decoded text of a UTF-8 or Windows-1252 line.
-fn needle(phrase: &'static str) -> &'static str {
-    match phrase {
-        "Sync failed" => "ync failed",
-        "updates, processed" => "s, processed",
-        // The WSUS health lines, whose first words are everywhere.
-        "There are no unhealthy WSUS Server components on WSUS Server " => {
-            "unhealthy WSUS Server components on WSUS Server"
-        }
-        "Successfully checked database connection on WSUS server " => {
-            "database connection on WSUS server"
-        }
-        other => other,
-    }
-}
-
-/// What the search looks for: a needle for every trigger phrase (those matched in any case
-/// too), the rotation marker, and the start of a CMTrace record (not a milestone: it sends the
-/// buffer to the line-by-line path), all in ASCII lower case. The buffer is searched folded to
-/// lower case, so one SIMD search finds the phrases matched as written and those matched in any
-/// case alike (an ASCII-case-insensitive automaton gets no SIMD prefilter). A line that matches
-/// only once folded is a candidate like any other: the classifier finds it is nothing.
+/// What the search looks for: the classifier's trigger needles
+/// ([`crate::milestone::folded_needles`]), the rotation marker, and the start of a CMTrace record
+/// (not a milestone: it sends the buffer to the line-by-line path), all in ASCII lower case. The
+/// buffer is searched folded to lower case, so one SIMD search finds the phrases matched as
+/// written and those matched in any case alike (an ASCII-case-insensitive automaton gets no SIMD
+/// prefilter). A line that matches only once folded is a candidate like any other: the
+/// classifier finds it is nothing.
 fn needles() -> impl Iterator<Item = String> {
-    crate::milestone::TRIGGER_PHRASES
-        .into_iter()
-        .chain(crate::milestone::CASE_FREE_PHRASES)
-        .map(needle)
-        .chain([crate::parse::ROTATION_MARKER, CMTRACE_OPEN])
-        .map(str::to_ascii_lowercase)
+    crate::milestone::folded_needles().chain(
+        [crate::parse::ROTATION_MARKER, CMTRACE_OPEN]
+            .into_iter()
+            .map(str::to_ascii_lowercase),
+    )
 }
 
 static NEEDLES: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
@@ -71,7 +51,7 @@ const CMTRACE_OPEN: &str = "<![LOG[";
 
 /// The milestones in `buf`, which holds whole lines of one log (a last line without a terminator
 /// counts as a line), classified in order with `classifier`. `zone_bias` is as for
-/// [`parse_line`]. Returns `None` when the buffer needs the line-by-line path: UTF-16 text, or a
+/// [`parse_record`]. Returns `None` when the buffer needs the line-by-line path: UTF-16 text, or a
 /// CMTrace record anywhere in it.
 pub fn scan_milestones(
     buf: &[u8],
@@ -84,7 +64,30 @@ pub fn scan_milestones(
         return None;
     }
     let needles = NEEDLES.as_ref()?;
-    let folded = buf.to_ascii_lowercase();
+    FOLDED.with_borrow_mut(|folded| {
+        folded.clear();
+        folded.extend_from_slice(buf);
+        folded.make_ascii_lowercase();
+        scan_folded(buf, folded, needles, encoding, zone_bias, classifier, log)
+    })
+}
+
+thread_local! {
+    /// The folded copy of the buffer being scanned, kept from one call to the next: a fresh copy
+    /// of each read would be a new mapping, faulted in page by page, every time.
+    static FOLDED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`scan_milestones`] over `buf` and its ASCII-lower-case copy `folded`.
+fn scan_folded(
+    buf: &[u8],
+    folded: &[u8],
+    needles: &aho_corasick::AhoCorasick,
+    encoding: Encoding,
+    zone_bias: Option<i32>,
+    classifier: &mut Classifier,
+    log: &str,
+) -> Option<Vec<Found>> {
     // Restored if a CMTrace record turns up part-way, so the caller can start again line by line.
     let before = classifier.clone();
     let mut found = Vec::new();
@@ -110,11 +113,11 @@ pub fn scan_milestones(
             return None;
         }
         let text = decode_line(line, encoding);
-        let record = parse_line(&text, zone_bias);
-        if let Some(milestone) = classifier.classify(&record, log) {
+        let record = parse_record(&text, zone_bias);
+        if let Some(milestone) = classifier.classify_record(&record, log) {
             found.push(Found {
                 offset: start,
-                record,
+                record: record.into_owned(),
                 milestone,
             });
         }

@@ -10,7 +10,7 @@ use notify::Watcher as _;
 use sup_bus::{Bus, Outgoing, subjects};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
-use sup_smslog::{Classifier, LogReader, Position, parse_line};
+use sup_smslog::{Classifier, LogReader, Position, parse_record};
 use tokio::sync::{mpsc, watch};
 
 use crate::Settings;
@@ -279,23 +279,20 @@ impl Watcher {
         let gaps_before = f.reader.gaps;
         let mut classifier = f.classifier.clone();
         let read = if publish_lines {
-            f.reader.poll().map(|lines| {
-                let n = lines.len() as u64;
-                let items: Vec<Read> = lines
-                    .into_iter()
-                    .map(|l| {
-                        let record = parse_line(&l.text, bias);
-                        let milestone = classifier.classify(&record, &f.log);
-                        Read {
-                            file_id: l.file_id,
-                            offset: l.offset,
-                            record,
-                            milestone,
-                        }
-                    })
-                    .collect();
-                (items, n)
-            })
+            let (mut items, mut n) = (Vec::new(), 0u64);
+            f.reader
+                .poll_each(|l| {
+                    n += 1;
+                    let record = parse_record(l.text, bias);
+                    let milestone = classifier.classify_record(&record, &f.log);
+                    items.push(Read {
+                        file_id: l.file_id.to_string(),
+                        offset: l.offset,
+                        record: record.into_owned(),
+                        milestone,
+                    });
+                })
+                .map(|()| (items, n))
         } else {
             f.reader
                 .poll_milestones(&mut classifier, bias, &f.log)

@@ -2,15 +2,14 @@
 //! latency from a line appended to a watched file to its milestone event delivered by NATS.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use sup_smslog::decode::Encoding;
-use sup_smslog::{Classifier, LogReader, parse_line};
+use sup_smslog::{Classifier, LogReader, parse_record};
 
 use crate::Figure;
 
@@ -77,37 +76,21 @@ fn scan_file(path: &Path) -> anyhow::Result<u64> {
     Ok(found.len() as u64)
 }
 
-/// Parses and classifies every line, one by one (the path of `publish_lines`); returns (lines,
-/// milestones).
+/// Reads the file as the log watcher does when it publishes every line, without the publishing:
+/// `LogReader::poll_each` hands on each line borrowed from its read buffer, which is parsed into
+/// a borrowed record and classified. Returns (lines, milestones).
 fn parse_every_line(path: &Path) -> anyhow::Result<(u64, u64)> {
-    let mut f = File::open(path)?;
-    let mut buf = vec![0u8; 8 << 20];
-    let mut carry = 0;
+    let mut reader = LogReader::new(path);
     let mut classifier = Classifier::new();
     let (mut lines, mut milestones) = (0u64, 0u64);
-    loop {
-        let n = f.read(&mut buf[carry..])?;
-        let filled = carry + n;
-        let whole = if n == 0 {
-            filled
-        } else {
-            memchr::memrchr(b'\n', &buf[..filled]).map_or(filled, |i| i + 1)
-        };
-        for line in buf[..whole].split_inclusive(|b| *b == b'\n') {
-            let line = line.strip_suffix(b"\n").unwrap_or(line);
-            let text = sup_smslog::decode::decode_line(line, Encoding::Ansi);
-            let record = parse_line(&text, None);
-            if classifier.classify(&record, "WCM.log").is_some() {
-                milestones += 1;
-            }
-            lines += 1;
+    reader.poll_each(|line| {
+        let record = parse_record(line.text, None);
+        if classifier.classify_record(&record, "WCM.log").is_some() {
+            milestones += 1;
         }
-        if n == 0 {
-            return Ok((lines, milestones));
-        }
-        buf.copy_within(whole..filled, 0);
-        carry = filled - whole;
-    }
+        lines += 1;
+    })?;
+    Ok((lines, milestones))
 }
 
 pub fn parse_throughput(quick: bool) -> anyhow::Result<Vec<Figure>> {

@@ -401,4 +401,42 @@ proptest! {
         let local = NaiveDate::from_ymd_opt(2026, 11, 26).and_then(|d| d.and_hms_milli_opt(17, 9, 33, ms)).expect("time");
         prop_assert_eq!(r.time_utc(), Some((local + Duration::minutes(i64::from(bias))).and_utc()));
     }
+
+    /// The stamp read by position and the general reading agree wherever the first reads one,
+    /// and the first reads every stamp written the usual way.
+    #[test]
+    fn stamps_read_by_position_agree_with_the_general_reading(
+        month in 0u32..14, day in 0u32..33, year in 0u32..10_000,
+        hour in 0u32..26, minute in 0u32..62, second in 0u32..62,
+        fraction in "[0-9]{0,11}", bias in "([+-][0-9]{0,11})?", noise in "[ 0-9+.:-]{0,3}",
+        noise_at in 0usize..40,
+    ) {
+        let written = format!("{month:02}-{day:02}-{year:04} {hour:02}:{minute:02}:{second:02}.{fraction}{bias}");
+        let mut stamp = written.clone();
+        let at = noise_at.min(stamp.len());
+        stamp.insert_str(at, &noise);
+        for s in [written.as_str(), stamp.as_str()] {
+            if let Some((time, bias)) = parse_sms_stamp_as_written(s.as_bytes()) {
+                prop_assert_eq!(parse_sms_stamp_any(s), (Some(time), bias), "{}", s);
+            }
+        }
+        let usual = format!("{:02}-{:02}-{:04} {:02}:{:02}:{:02}.{:03}{:+}", month % 12 + 1, day % 28 + 1, year, hour % 24, minute % 60, second % 60, second, i64::from(minute) - 30);
+        prop_assert!(parse_sms_stamp_as_written(usual.as_bytes()).is_some(), "{}", usual);
+    }
+
+    /// Finding the framing by walking back over its `<` gives what the general search gives,
+    /// wherever it finds one, whatever the message holds.
+    #[test]
+    fn framing_found_from_the_end_agrees_with_the_general_search(
+        message in "[A-Za-z $<>]{0,30}",
+        component in "[A-Z_$<>]{0,8}",
+        stamp in prop_oneof![Just("11-26-2026 17:09:33.123+480".to_string()), "[0-9 :.<>$+-]{0,12}"],
+        thread in "[0-9a-fx ()<>]{0,10}",
+        tail in prop_oneof![Just(String::new()), Just(" \r".to_string()), "[ <>$]{0,3}"],
+    ) {
+        let line = format!("{message}  $$<{component}><{stamp}><thread={thread}>{tail}");
+        if let Some((at, framing)) = framing_as_written(&line) {
+            prop_assert_eq!(Some(sms_record(&line, at, framing)), parse_sms_any(&line), "{}", line);
+        }
+    }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use super::*;
+use crate::parse::parse_line;
 
 fn append(path: &Path, bytes: &[u8]) {
     let mut f = OpenOptions::new()

@@ -1,6 +1,8 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::milestone::needle;
+use crate::parse::parse_line;
 use crate::reader::lines_of;
 
 /// What splitting into lines and classifying each gives: the reference for the scanner.
