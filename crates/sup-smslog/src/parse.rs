@@ -186,9 +186,9 @@ fn framing_as_written(line: &str) -> Option<(usize, Framing<'_>)> {
     let stamp_text = &line[stamp + 1..thread - 1];
     let thread_text = line[thread..end.len() - 1].strip_prefix("<thread=")?;
     if name.is_empty()
-        || name.bytes().any(|c| matches!(c, b'<' | b'$' | b'>'))
-        || stamp_text.contains('>')
-        || thread_text.contains('>')
+        || memchr::memchr3(b'<', b'$', b'>', name.as_bytes()).is_some()
+        || memchr::memchr(b'>', stamp_text.as_bytes()).is_some()
+        || memchr::memchr(b'>', thread_text.as_bytes()).is_some()
     {
         return None;
     }
@@ -263,7 +263,11 @@ fn parse_sms_framing(s: &str) -> Option<Framing<'_>> {
 
 /// The thread id: the first word of `thread=`'s value, decimal or else hexadecimal.
 fn parse_thread(text: &str) -> Option<u32> {
-    let word = text.split_whitespace().next()?;
+    // The value as ConfigMgr writes it, `N (0xHEX)`: its first word ends at the space.
+    let word = match text.split_once(' ') {
+        Some((word, _)) if !word.is_empty() && word.bytes().all(|c| c.is_ascii_digit()) => word,
+        _ => text.split_whitespace().next()?,
+    };
     word.parse::<u32>()
         .ok()
         .or_else(|| u32::from_str_radix(word, 16).ok())

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::decode::{Encoding, decode_line, find_newline};
 use crate::milestone::{Classifier, Milestone};
-use crate::parse::{Record, cmtrace_complete, cmtrace_open, parse_record};
+use crate::parse::{Format, Record, RecordRef, cmtrace_complete, cmtrace_open, parse_record};
 
 /// How far the reader has got: the file's identity and the byte offset of the first line not yet
 /// emitted.
@@ -80,6 +80,13 @@ pub struct MilestoneLine {
 enum Sink<'a> {
     /// Every line, decoded, handed to the function.
     Lines(&'a mut dyn FnMut(LineRef<'_>)),
+    /// Every line, parsed and classified, handed to the function with its milestone.
+    Records {
+        classifier: &'a mut Classifier,
+        zone_bias: Option<i32>,
+        log: &'a str,
+        each: &'a mut dyn FnMut(LineRef<'_>, &RecordRef<'_>, Option<Milestone>),
+    },
     /// Only milestones, found with [`crate::scan::scan_milestones`]; `lines` counts what was read.
     Milestones {
         classifier: &'a mut Classifier,
@@ -187,6 +194,26 @@ impl LogReader {
     /// only what it needs allocates nothing per line.
     pub fn poll_each(&mut self, mut each: impl FnMut(LineRef<'_>)) -> io::Result<()> {
         self.poll_into(&mut Sink::Lines(&mut each))
+    }
+
+    /// Reads every complete line added since the last poll like [`LogReader::poll_each`], and
+    /// hands each on parsed, with its milestone, classified in order with `classifier`. What
+    /// classifying every line gives, at less cost: each read is searched once for the phrases a
+    /// milestone line must hold (as [`LogReader::poll_milestones`] does), and a line holding none
+    /// is not classified, outside a role setup (where every line may matter).
+    pub fn poll_records(
+        &mut self,
+        classifier: &mut Classifier,
+        zone_bias: Option<i32>,
+        log: &str,
+        mut each: impl FnMut(LineRef<'_>, &RecordRef<'_>, Option<Milestone>),
+    ) -> io::Result<()> {
+        self.poll_into(&mut Sink::Records {
+            classifier,
+            zone_bias,
+            log,
+            each: &mut each,
+        })
     }
 
     /// Reads what was added since the last poll like [`LogReader::poll`], but hands on only the
@@ -329,25 +356,58 @@ impl LogReader {
         out: &mut Sink<'_>,
     ) -> usize {
         let (base, file_id) = (self.pos.offset, self.pos.file_id.as_str());
-        let Sink::Milestones {
-            classifier,
-            zone_bias,
-            log,
-            found,
-            lines,
-        } = out
-        else {
-            let Sink::Lines(each) = out else {
-                return 0;
-            };
-            return split_lines(buf, encoding, finished, |start, text| {
-                each(LineRef {
-                    file_id,
-                    offset: base + start as u64,
-                    text,
-                    rotated,
+        let (classifier, zone_bias, log, found, lines) = match out {
+            Sink::Lines(each) => {
+                return split_lines(buf, encoding, finished, |start, _, text| {
+                    each(LineRef {
+                        file_id,
+                        offset: base + start as u64,
+                        text,
+                        rotated,
+                    });
                 });
-            });
+            }
+            Sink::Records {
+                classifier,
+                zone_bias,
+                log,
+                each,
+            } => {
+                let mut hits = (encoding != Encoding::Utf16Le)
+                    .then(|| crate::scan::needle_hits(buf))
+                    .flatten()
+                    .map(Vec::into_iter)
+                    .map(Iterator::peekable);
+                return split_lines(buf, encoding, finished, |start, end, text| {
+                    let record = parse_record(text, *zone_bias);
+                    let may_hold_one = match hits.as_mut() {
+                        Some(hits) => {
+                            while hits.next_if(|&at| at < start).is_some() {}
+                            hits.peek().is_some_and(|&at| at < end)
+                        }
+                        None => true,
+                    };
+                    // A CMTrace record is classified whatever the search found: it spans lines.
+                    let milestone =
+                        (may_hold_one || classifier.in_setup() || record.format == Format::CmTrace)
+                            .then(|| classifier.classify_record(&record, log))
+                            .flatten();
+                    let line = LineRef {
+                        file_id,
+                        offset: base + start as u64,
+                        text,
+                        rotated,
+                    };
+                    each(line, &record, milestone);
+                });
+            }
+            Sink::Milestones {
+                classifier,
+                zone_bias,
+                log,
+                found,
+                lines,
+            } => (classifier, zone_bias, log, found, lines),
         };
         let at = |offset: u64, record: Record, milestone: Milestone| MilestoneLine {
             file_id: file_id.to_string(),
@@ -377,7 +437,7 @@ impl LogReader {
             }
         }
         // UTF-16, or CMTrace records (which span lines): line by line.
-        split_lines(buf, encoding, finished, |start, text| {
+        split_lines(buf, encoding, finished, |start, _, text| {
             **lines += 1;
             let record = parse_record(text, *zone_bias);
             if let Some(m) = classifier.classify_record(&record, log) {
@@ -431,7 +491,7 @@ fn read_lines_in_steps(
             }
         };
         let unit = encoding.unit();
-        let consumed = split_lines(&buf, encoding, eof, |start, text| {
+        let consumed = split_lines(&buf, encoding, eof, |start, _, text| {
             lines.push(RawLine {
                 file_id: String::new(),
                 offset: base + start as u64,
@@ -471,7 +531,7 @@ fn count_newlines(bytes: &[u8], unit: usize) -> u64 {
 pub fn lines_of(bytes: &[u8]) -> Vec<RawLine> {
     let (encoding, bom) = Encoding::sniff(bytes);
     let mut out = Vec::new();
-    split_lines(&bytes[bom..], encoding, true, |start, text| {
+    split_lines(&bytes[bom..], encoding, true, |start, _, text| {
         out.push(RawLine {
             file_id: String::new(),
             offset: (bom + start) as u64,
@@ -482,14 +542,14 @@ pub fn lines_of(bytes: &[u8]) -> Vec<RawLine> {
     out
 }
 
-/// Splits `buf` into lines and CMTrace records, handing each to `emit` with the offset of its
-/// start in `buf`; returns how many bytes were consumed. In a `finished` file the last bytes are
+/// Splits `buf` into lines and CMTrace records, handing each to `emit` with the offsets in `buf`
+/// of its start and of the end of its (last) line; returns how many bytes were consumed. In a `finished` file the last bytes are
 /// a line even without a terminator, and an unterminated CMTrace record is emitted as it is.
 fn split_lines(
     buf: &[u8],
     encoding: Encoding,
     finished: bool,
-    mut emit: impl FnMut(usize, &str),
+    mut emit: impl FnMut(usize, usize, &str),
 ) -> usize {
     let unit = encoding.unit();
     let mut start = 0;
@@ -509,7 +569,7 @@ fn split_lines(
             }
             None if cmtrace_open(&text) => record = Some((start, text.into_owned())),
             None => {
-                emit(start, &text);
+                emit(start, line_end, &text);
                 start = next;
                 continue;
             }
@@ -517,7 +577,7 @@ fn split_lines(
         if let Some((rec_start, acc)) = &record
             && (cmtrace_complete(acc) || acc.len() > MAX_RECORD || (finished && next >= buf.len()))
         {
-            emit(*rec_start, acc);
+            emit(*rec_start, line_end, acc);
             record = None;
         }
         start = next;

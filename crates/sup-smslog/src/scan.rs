@@ -72,6 +72,18 @@ pub fn scan_milestones(
     })
 }
 
+/// Where in `buf` a needle starts, in order: the lines that may hold a milestone. `None` when the
+/// search could not be built (every line may then hold one).
+pub(crate) fn needle_hits(buf: &[u8]) -> Option<Vec<usize>> {
+    let needles = NEEDLES.as_ref()?;
+    Some(FOLDED.with_borrow_mut(|folded| {
+        folded.clear();
+        folded.extend_from_slice(buf);
+        folded.make_ascii_lowercase();
+        needles.find_iter(&folded[..]).map(|m| m.start()).collect()
+    }))
+}
+
 thread_local! {
     /// The folded copy of the buffer being scanned, kept from one call to the next: a fresh copy
     /// of each read would be a new mapping, faulted in page by page, every time.

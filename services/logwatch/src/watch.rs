@@ -10,7 +10,7 @@ use notify::Watcher as _;
 use sup_bus::{Bus, Outgoing, subjects};
 use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
-use sup_smslog::{Classifier, LogReader, Position, parse_record};
+use sup_smslog::{Classifier, LogReader, Position};
 use tokio::sync::{mpsc, watch};
 
 use crate::Settings;
@@ -281,10 +281,8 @@ impl Watcher {
         let read = if publish_lines {
             let (mut items, mut n) = (Vec::new(), 0u64);
             f.reader
-                .poll_each(|l| {
+                .poll_records(&mut classifier, bias, &f.log, |l, record, milestone| {
                     n += 1;
-                    let record = parse_record(l.text, bias);
-                    let milestone = classifier.classify_record(&record, &f.log);
                     items.push(Read {
                         file_id: l.file_id.to_string(),
                         offset: l.offset,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::StreamExt;
-use sup_smslog::{Classifier, LogReader, parse_record};
+use sup_smslog::{Classifier, LogReader};
 
 use crate::Figure;
 
@@ -77,17 +77,14 @@ fn scan_file(path: &Path) -> anyhow::Result<u64> {
 }
 
 /// Reads the file as the log watcher does when it publishes every line, without the publishing:
-/// `LogReader::poll_each` hands on each line borrowed from its read buffer, which is parsed into
-/// a borrowed record and classified. Returns (lines, milestones).
+/// `LogReader::poll_records` hands on each line borrowed from its read buffer, parsed into a
+/// borrowed record, with its milestone. Returns (lines, milestones).
 fn parse_every_line(path: &Path) -> anyhow::Result<(u64, u64)> {
     let mut reader = LogReader::new(path);
     let mut classifier = Classifier::new();
     let (mut lines, mut milestones) = (0u64, 0u64);
-    reader.poll_each(|line| {
-        let record = parse_record(line.text, None);
-        if classifier.classify_record(&record, "WCM.log").is_some() {
-            milestones += 1;
-        }
+    reader.poll_records(&mut classifier, None, "WCM.log", |_, _, milestone| {
+        milestones += u64::from(milestone.is_some());
         lines += 1;
     })?;
     Ok((lines, milestones))

@@ -8,7 +8,8 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use super::*;
-use crate::parse::parse_line;
+use crate::Milestone;
+use crate::parse::{parse_line, parse_record};
 
 fn append(path: &Path, bytes: &[u8]) {
     let mut f = OpenOptions::new()
@@ -257,40 +258,57 @@ const MIXED: &[&str] = &[
     "<02/09/14 22:53:31> ERROR: something failed",
     "<02/09/14 22:53:44> ~RoleSetup().",
     "Done synchronizing SMS with WSUS Server SUP01  $$<SMS_WSUS_SYNC_MANAGER><01-02-2009 03:04:05.006+480><thread=1 (0x1)>",
+    "successfully checked DATABASE connection on wsus server SUP01  $$<SMS_WSUS_CONTROL_MANAGER><01-02-2009 03:04:05.006+480><thread=1 (0x1)>",
+    "<![LOG[Setting new configuration state to 2 (WSUS_CONFIG_SUCCESS)]LOG]!><time=\"03:04:05.006+480\" date=\"01-02-2009\" component=\"SMS_WSUS_CONFIGURATION_MANAGER\" context=\"\" type=\"1\" thread=\"1\" file=\"x\">",
+    "<02/09/14 22:53:40> Installation was successful.",
 ];
 
-fn classified(r: &mut LogReader, c: &mut Classifier) -> Vec<(String, u64, &'static str)> {
+fn classified(r: &mut LogReader, c: &mut Classifier) -> Vec<(String, u64, Milestone)> {
     r.poll()
         .expect("poll")
         .into_iter()
         .filter_map(|l| {
             let record = parse_line(&l.text, None);
             c.classify(&record, "X.log")
-                .map(|m| (l.file_id.clone(), l.offset, m.name))
+                .map(|m| (l.file_id.clone(), l.offset, m))
         })
         .collect()
 }
 
-fn scanned(r: &mut LogReader, c: &mut Classifier) -> Vec<(String, u64, &'static str)> {
+/// Milestones, as [`classified`] gives them, and every line read with its record.
+fn recorded(r: &mut LogReader, c: &mut Classifier) -> Vec<(String, u64, Milestone)> {
+    let mut found = Vec::new();
+    r.poll_records(c, None, "X.log", |l, record, m| {
+        assert_eq!(*record, parse_record(l.text, None), "{}", l.text);
+        if let Some(m) = m {
+            found.push((l.file_id.to_string(), l.offset, m));
+        }
+    })
+    .expect("poll");
+    found
+}
+
+fn scanned(r: &mut LogReader, c: &mut Classifier) -> Vec<(String, u64, Milestone)> {
     let (found, _) = r.poll_milestones(c, None, "X.log").expect("poll");
     found
         .into_iter()
-        .map(|m| (m.file_id, m.offset, m.milestone.name))
+        .map(|m| (m.file_id, m.offset, m.milestone))
         .collect()
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
-    /// Reading only milestones gives, poll for poll, what reading every line and classifying it
-    /// gives, across partial lines and both kinds of rotation; the positions agree.
+    /// Reading only milestones, and reading every line with its milestone, give poll for poll
+    /// what reading every line and classifying it gives, across partial lines and both kinds of
+    /// rotation; the positions agree.
     #[test]
     fn milestones_poll_for_poll_as_every_line(
         ops in proptest::collection::vec((any_op(), 0..MIXED.len()), 1..50)
     ) {
         let dir = tempfile::tempdir().expect("dir");
         let p = dir.path().join("WCM.log");
-        let (mut every, mut only) = (LogReader::new(&p), LogReader::new(&p));
-        let (mut c_every, mut c_only) = (Classifier::new(), Classifier::new());
+        let (mut every, mut only, mut records) = (LogReader::new(&p), LogReader::new(&p), LogReader::new(&p));
+        let (mut c_every, mut c_only, mut c_records) = (Classifier::new(), Classifier::new(), Classifier::new());
         let mut partial = false;
         let mut rotated_since_poll = false;
         for (op, pick) in ops {
@@ -312,7 +330,9 @@ proptest! {
                 }
                 Op::Rotate { rename } => {
                     if rotated_since_poll {
-                        prop_assert_eq!(classified(&mut every, &mut c_every), scanned(&mut only, &mut c_only));
+                        let expected = classified(&mut every, &mut c_every);
+                        prop_assert_eq!(&expected, &scanned(&mut only, &mut c_only));
+                        prop_assert_eq!(&expected, &recorded(&mut records, &mut c_records));
                     }
                     if std::mem::take(&mut partial) {
                         append(&p, b"\r\n");
@@ -323,14 +343,20 @@ proptest! {
                     }
                 }
                 Op::Poll | Op::Restart => {
-                    prop_assert_eq!(classified(&mut every, &mut c_every), scanned(&mut only, &mut c_only));
+                    let expected = classified(&mut every, &mut c_every);
+                    prop_assert_eq!(&expected, &scanned(&mut only, &mut c_only));
+                    prop_assert_eq!(&expected, &recorded(&mut records, &mut c_records));
                     prop_assert_eq!(every.position(), only.position());
+                    prop_assert_eq!(every.position(), records.position());
                     rotated_since_poll = false;
                 }
             }
         }
-        prop_assert_eq!(classified(&mut every, &mut c_every), scanned(&mut only, &mut c_only));
+        let expected = classified(&mut every, &mut c_every);
+        prop_assert_eq!(&expected, &scanned(&mut only, &mut c_only));
+        prop_assert_eq!(&expected, &recorded(&mut records, &mut c_records));
         prop_assert_eq!(&c_every, &c_only);
+        prop_assert_eq!(&c_every, &c_records);
     }
 }
 
