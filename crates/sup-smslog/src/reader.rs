@@ -451,11 +451,12 @@ impl LogReader {
 const OFFLINE_STEP: usize = 4 * 1024 * 1024;
 
 /// Every line and record of a finished file, read from `source` in bounded steps and handed to
-/// `each` with its line number (of its first line, for a CMTrace record spanning several): a
-/// file of any size is read in about [`OFFLINE_STEP`] of memory, plus the longest line.
+/// `each`, borrowed, with its line number (of its first line, for a CMTrace record spanning
+/// several): a file of any size is read in about [`OFFLINE_STEP`] of memory, plus the longest
+/// line. The first error `each` returns stops the reading and is returned.
 pub fn read_lines(
     source: impl Read,
-    each: impl FnMut(u64, RawLine) -> io::Result<()>,
+    each: impl FnMut(u64, LineRef<'_>) -> io::Result<()>,
 ) -> io::Result<()> {
     read_lines_in_steps(source, OFFLINE_STEP, each)
 }
@@ -463,14 +464,13 @@ pub fn read_lines(
 fn read_lines_in_steps(
     mut source: impl Read,
     step: usize,
-    mut each: impl FnMut(u64, RawLine) -> io::Result<()>,
+    mut each: impl FnMut(u64, LineRef<'_>) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::new();
     // The file offset of `buf[0]`, once the encoding (and its byte-order mark) is known.
     let mut start: Option<(Encoding, u64)> = None;
     let mut want = step.max(4);
     let mut line_no = 1u64;
-    let mut lines = Vec::new();
     loop {
         let mut eof = false;
         while buf.len() < want {
@@ -491,22 +491,24 @@ fn read_lines_in_steps(
             }
         };
         let unit = encoding.unit();
-        let consumed = split_lines(&buf, encoding, eof, |start, _, text| {
-            lines.push(RawLine {
-                file_id: String::new(),
-                offset: base + start as u64,
-                text: text.to_string(),
-                rotated: false,
-            });
-        });
         let mut counted = 0;
-        for line in lines.drain(..) {
-            let at = usize::try_from(line.offset - base)
-                .unwrap_or(usize::MAX)
-                .min(buf.len());
-            line_no += count_newlines(&buf[counted..at], unit);
-            counted = at;
-            each(line_no, line)?;
+        let mut failed = None;
+        let consumed = split_lines(&buf, encoding, eof, |start, _, text| {
+            if failed.is_some() {
+                return;
+            }
+            line_no += count_newlines(&buf[counted..start], unit);
+            counted = start;
+            let line = LineRef {
+                file_id: "",
+                offset: base + start as u64,
+                text,
+                rotated: false,
+            };
+            failed = each(line_no, line).err();
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
         line_no += count_newlines(&buf[counted..consumed.max(counted)], unit);
         if eof {

@@ -4,9 +4,9 @@
 
 use chrono::SecondsFormat;
 use serde_json::{Map, Value};
-use sup_smslog::{Milestone, Record};
+use sup_smslog::{Milestone, RecordRef};
 
-pub fn json(file: &str, line: u64, record: &Record, milestone: Option<&Milestone>) -> Value {
+pub fn json(file: &str, line: u64, record: &RecordRef<'_>, milestone: Option<&Milestone>) -> Value {
     let mut o = Map::new();
     o.insert("file".into(), file.into());
     o.insert("line".into(), line.into());
@@ -27,17 +27,13 @@ pub fn json(file: &str, line: u64, record: &Record, milestone: Option<&Milestone
     );
     o.insert(
         "component".into(),
-        record
-            .component
-            .clone()
-            .map(Value::from)
-            .unwrap_or(Value::Null),
+        record.component.map(Value::from).unwrap_or(Value::Null),
     );
     o.insert(
         "thread".into(),
         record.thread.map(Value::from).unwrap_or(Value::Null),
     );
-    o.insert("message".into(), record.message.clone().into());
+    o.insert("message".into(), record.message.into());
     o.insert(
         "milestone".into(),
         milestone

@@ -348,7 +348,8 @@ impl Watcher {
             for l in &polled.reads {
                 if self.settings.publish_lines {
                     let json =
-                        crate::records::json(log, 0, &l.record, l.milestone.as_ref()).to_string();
+                        crate::records::json(log, 0, &l.record.borrowed(), l.milestone.as_ref())
+                            .to_string();
                     outgoing.push(Outgoing {
                         subject: line_subject.clone(),
                         msg_id: format!("line:{}:{}:{}", polled.key, l.file_id, l.offset),

@@ -376,7 +376,7 @@ fn numbered_at_once(bytes: &[u8]) -> Vec<(u64, RawLine)> {
 fn numbered_in_steps(bytes: &[u8], step: usize) -> Vec<(u64, RawLine)> {
     let mut out = Vec::new();
     read_lines_in_steps(bytes, step, |n, l| {
-        out.push((n, l));
+        out.push((n, l.to_raw_line()));
         Ok(())
     })
     .expect("read");
