@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
-use sup_proto::prost::Message as _;
 use sup_proto::v1::{self, event::Payload};
 use sup_scheduler::{ManualClock, Scheduler, Settings};
 use sup_testkit::{NatsServer, Process, Service};
@@ -286,18 +285,9 @@ async fn store_site(bus: &sup_bus::Bus, file: &str) {
         .expect("site")
         .pop()
         .expect("one");
-    let pb = sup_proto::convert::site_to_proto(&site);
-    bus.sites()
-        .put(
-            &sup_bus::subjects::site_key(&site.code),
-            pb.encode_to_vec().into(),
-        )
+    bus.put_applied_site(&sup_proto::convert::site_to_proto(&site))
         .await
-        .expect("put");
-    bus.sites()
-        .index_update(sup_bus::subjects::SITES_INDEX, &site.code, true)
-        .await
-        .expect("index");
+        .expect("store the site");
 }
 
 fn settings(url: &str) -> Settings {
