@@ -135,7 +135,12 @@ pub fn parse_line(line: &str, zone_bias: Option<i32>) -> Record {
 /// server's bias, used for lines that carry none (rolesetup).
 pub fn parse_record(line: &str, zone_bias: Option<i32>) -> RecordRef<'_> {
     let trimmed = line.trim_end_matches(['\r', '\n']);
-    if trimmed.trim_start().starts_with(ROTATION_MARKER) && trimmed.trim() == ROTATION_MARKER {
+    // Most lines do not start with `<`: they are done with after one byte.
+    let head = trimmed.trim_start();
+    if head.as_bytes().first() == Some(&b'<')
+        && head.starts_with(ROTATION_MARKER)
+        && head.trim_end() == ROTATION_MARKER
+    {
         return RecordRef {
             format: Format::Marker,
             ..RecordRef::unparsed(trimmed)
@@ -180,15 +185,16 @@ fn framing_as_written(line: &str) -> Option<(usize, Framing<'_>)> {
     let component = memchr::memrchr(b'<', end[..stamp].strip_suffix(b">")?)?;
     let at = component
         .checked_sub(2)
-        .filter(|&at| &bytes[at..component] == b"$$")?;
+        .filter(|&at| bytes[at] == b'$' && bytes[at + 1] == b'$')?;
     // Every index is of an ASCII byte, so every slice is on character boundaries.
     let name = &line[component + 1..stamp - 1];
     let stamp_text = &line[stamp + 1..thread - 1];
     let thread_text = line[thread..end.len() - 1].strip_prefix("<thread=")?;
+    // No `<` can be in the parts (the walk back found the last ones), and the only `>` between
+    // the component's `<` and the last `>` are the two that close the component and the stamp.
     if name.is_empty()
-        || memchr::memchr3(b'<', b'$', b'>', name.as_bytes()).is_some()
-        || memchr::memchr(b'>', stamp_text.as_bytes()).is_some()
-        || memchr::memchr(b'>', thread_text.as_bytes()).is_some()
+        || memchr::memchr(b'$', name.as_bytes()).is_some()
+        || memchr::memchr_iter(b'>', &end[component + 1..end.len() - 1]).count() != 2
     {
         return None;
     }

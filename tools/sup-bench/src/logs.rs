@@ -105,8 +105,9 @@ pub fn parse_throughput(quick: bool) -> anyhow::Result<Vec<Figure>> {
     // Warm the page cache so both sides read from memory, then take the best of a few runs of
     // each, alternating, so a busy moment of a shared machine does not decide the ratio.
     let _ = scan_file(&path)?;
-    let (mut grep_secs, mut ours) = (f64::MAX, f64::MAX);
+    let (mut grep_secs, mut ours, mut every_line_secs) = (f64::MAX, f64::MAX, f64::MAX);
     let (mut grep_count, mut milestones) = (0, 0);
+    let (mut lines, mut every_line_milestones) = (0, 0);
     for _ in 0..if quick { 3 } else { 5 } {
         let t = Instant::now();
         let grep = Command::new("grep")
@@ -122,14 +123,14 @@ pub fn parse_throughput(quick: bool) -> anyhow::Result<Vec<Figure>> {
         let t = Instant::now();
         milestones = scan_file(&path)?;
         ours = ours.min(t.elapsed().as_secs_f64());
+        // Every line parsed: what the watcher does when it publishes every line.
+        let t = Instant::now();
+        (lines, every_line_milestones) = parse_every_line(&path)?;
+        every_line_secs = every_line_secs.min(t.elapsed().as_secs_f64());
     }
     if let Some(h) = expected_hits {
         anyhow::ensure!(grep_count == h, "grep counted {grep_count}, expected {h}");
     }
-    // Every line parsed, for comparison: what the watcher does when it publishes every line.
-    let t = Instant::now();
-    let (lines, every_line_milestones) = parse_every_line(&path)?;
-    let every_line_secs = t.elapsed().as_secs_f64();
     anyhow::ensure!(
         milestones == every_line_milestones,
         "the scan found {milestones} milestones, parsing every line {every_line_milestones}"
@@ -148,8 +149,8 @@ pub fn parse_throughput(quick: bool) -> anyhow::Result<Vec<Figure>> {
             unit: "MiB/s".into(),
             baseline: mibs(grep_secs),
             ratio,
-            goal: ">= 0.5x grep -F -c".into(),
-            met: ratio >= 0.5,
+            goal: ">= 0.8x grep -F -c".into(),
+            met: ratio >= 0.8,
         },
         Figure {
             name: "log parse with lines published".into(),
