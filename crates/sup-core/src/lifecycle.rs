@@ -70,6 +70,19 @@ impl RoleState {
         )
     }
 
+    /// On the way from declared to ready: the role holds no slot, cannot take one, and needs no
+    /// command until it is ready, fails or is declared again.
+    fn on_the_way_to_ready(self) -> bool {
+        matches!(
+            self,
+            RoleState::Declared
+                | RoleState::Provisioning
+                | RoleState::Installing
+                | RoleState::Installed
+                | RoleState::Verifying
+        )
+    }
+
     /// May take an active slot now.
     pub fn can_activate(self) -> bool {
         matches!(self, RoleState::Ready | RoleState::Active)
@@ -276,6 +289,22 @@ pub fn events_for(observation: Observation, state: RoleState, both_checks: bool)
     }
 }
 
+/// Whether a role's move from `before` to `after` may need its site reconciled (a command sent,
+/// a slot activated or moved). A step on the way from declared to ready does not: such a role
+/// holds no slot and can take none, its install command went out when it was declared, and it
+/// needs nothing until it is ready, fails, or is declared, removed or made unhealthy, each of
+/// which is a move that does. A site of five roles takes about six steps each to become
+/// active; reconciling after each one only to find nothing to do was most of a coordinator's
+/// work while a hierarchy converged.
+pub fn move_needs_reconcile(before: Option<RoleState>, after: RoleState) -> bool {
+    if before == Some(after) {
+        return false;
+    }
+    !(after != RoleState::Declared
+        && after.on_the_way_to_ready()
+        && before.is_some_and(RoleState::on_the_way_to_ready))
+}
+
 /// The state a role in `state` reaches through `events`, skipping any the machine refuses.
 pub fn apply_all(state: RoleState, events: &[RoleEvent]) -> RoleState {
     events.iter().fold(state, |s, e| apply(s, *e).unwrap_or(s))
@@ -290,6 +319,46 @@ mod tests {
         events
             .iter()
             .fold(RoleState::Declared, |s, e| apply(s, *e).unwrap_or(s))
+    }
+
+    #[test]
+    fn only_the_moves_that_can_need_a_command_or_a_slot_reconcile() {
+        use RoleState::*;
+        let on_the_way = [Declared, Provisioning, Installing, Installed, Verifying];
+        for before in ALL_STATES {
+            for after in ALL_STATES {
+                let quiet = before == after
+                    || (on_the_way.contains(&before)
+                        && on_the_way.contains(&after)
+                        && after != Declared);
+                assert_eq!(
+                    move_needs_reconcile(Some(before), after),
+                    !quiet,
+                    "{before:?} -> {after:?}"
+                );
+            }
+            assert!(move_needs_reconcile(None, before), "created as {before:?}");
+        }
+        // The moves of an install that goes well: only becoming ready asks for a reconcile.
+        let path = [
+            Declared,
+            Provisioning,
+            Installing,
+            Installed,
+            Verifying,
+            Ready,
+        ];
+        let asking: Vec<_> = path
+            .windows(2)
+            .filter(|w| move_needs_reconcile(Some(w[0]), w[1]))
+            .map(|w| w[1])
+            .collect();
+        assert_eq!(asking, [Ready]);
+        for slot_state in [Ready, Active, Unhealthy] {
+            assert!(move_needs_reconcile(Some(slot_state), Installing));
+        }
+        assert!(move_needs_reconcile(Some(Installing), Failed));
+        assert!(move_needs_reconcile(Some(Removed), Declared));
     }
 
     #[test]

@@ -11,8 +11,10 @@ struct StateMove {
 }
 
 impl StateMove {
-    fn moved(&self) -> bool {
-        self.before != Some(self.after)
+    /// Whether the move may need the site reconciled (see
+    /// [`lifecycle::move_needs_reconcile`]).
+    fn needs_reconcile(&self) -> bool {
+        lifecycle::move_needs_reconcile(self.before, self.after)
     }
 }
 
@@ -39,7 +41,8 @@ impl Coordinator {
     }
 
     /// Edits the role record with `edit`, then moves its lifecycle by what `observed` means for
-    /// it (sup-core decides, from the record as edited). Whether its state moved.
+    /// it (sup-core decides, from the record as edited). Whether the site may need reconciling
+    /// after it.
     async fn observe(
         &self,
         site: &str,
@@ -54,7 +57,7 @@ impl Coordinator {
                 lifecycle::events_for(observed, state_of(r), verified_both(r))
             })
             .await?
-            .is_some_and(|m| m.moved()))
+            .is_some_and(|m| m.needs_reconcile()))
     }
 
     /// The general form: `decide` sees the current record inside the compare-and-set loop, may
@@ -219,7 +222,7 @@ impl Coordinator {
                         lifecycle::events_for(observed, state_of(r), verified_both(r))
                     })
                     .await?
-                    .is_some_and(|m| m.moved());
+                    .is_some_and(|m| m.needs_reconcile());
             }
             Payload::SyncStarted(_) => self.sync_started(site, e).await?,
             Payload::SyncFinished(f) => {
@@ -231,9 +234,9 @@ impl Coordinator {
             }
             _ => {}
         }
-        // A role whose state moved may need a command, an activation or a failover; a record
-        // that changed only in what it says (its health, a verification, a reason) needs
-        // nothing, and the periodic reconcile covers the rest.
+        // A role whose state moved may need a command, an activation or a failover; a step on
+        // the way to ready, or a record that changed only in what it says (its health, a
+        // verification, a reason), needs nothing, and the periodic reconcile covers the rest.
         if touched {
             self.reconcile_site(site).await?;
         }
