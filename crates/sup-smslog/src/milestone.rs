@@ -368,7 +368,8 @@ impl Classifier {
     }
 
     /// The milestone in a borrowed record, if any: [`Classifier::classify`] without an owned
-    /// record. A line that is no milestone costs no allocation.
+    /// record. Outside a role setup, a line of up to 512 bytes that is no milestone costs no
+    /// allocation.
     pub fn classify_record(&mut self, record: &RecordRef<'_>, log: &str) -> Option<Milestone> {
         let m = self.classify_inner(record)?;
         let mut fields = m.1;

@@ -51,7 +51,7 @@ pub struct Record {
 }
 
 /// A parsed record that borrows its text from the line it was parsed from, so parsing a line
-/// allocates nothing; [`RecordRef::into_owned`] makes a [`Record`] of it when one must outlive
+/// written the usual way allocates nothing; [`RecordRef::into_owned`] makes a [`Record`] of it when one must outlive
 /// the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordRef<'a> {

@@ -65,10 +65,10 @@ pub fn scan_milestones(
     }
     let needles = NEEDLES.as_ref()?;
     FOLDED.with_borrow_mut(|folded| {
-        folded.clear();
-        folded.extend_from_slice(buf);
-        folded.make_ascii_lowercase();
-        scan_folded(buf, folded, needles, encoding, zone_bias, classifier, log)
+        fold_into(folded, buf);
+        let found = scan_folded(buf, folded, needles, encoding, zone_bias, classifier, log);
+        release_if_large(folded);
+        found
     })
 }
 
@@ -77,11 +77,27 @@ pub fn scan_milestones(
 pub(crate) fn needle_hits(buf: &[u8]) -> Option<Vec<usize>> {
     let needles = NEEDLES.as_ref()?;
     Some(FOLDED.with_borrow_mut(|folded| {
-        folded.clear();
-        folded.extend_from_slice(buf);
-        folded.make_ascii_lowercase();
-        needles.find_iter(&folded[..]).map(|m| m.start()).collect()
+        fold_into(folded, buf);
+        let hits = needles.find_iter(&folded[..]).map(|m| m.start()).collect();
+        release_if_large(folded);
+        hits
     }))
+}
+
+/// `buf` folded to ASCII lower case into `folded`.
+fn fold_into(folded: &mut Vec<u8>, buf: &[u8]) {
+    folded.clear();
+    folded.extend_from_slice(buf);
+    folded.make_ascii_lowercase();
+}
+
+/// The folded copy a thread keeps is about one read step (256 KiB); one grown for a long line
+/// (up to 8 MiB) is let go rather than kept by every thread that ever read one.
+fn release_if_large(folded: &mut Vec<u8>) {
+    const KEEP: usize = 1024 * 1024;
+    if folded.capacity() > KEEP {
+        *folded = Vec::new();
+    }
 }
 
 thread_local! {

@@ -80,6 +80,11 @@ fn write_time(out: &mut String, record: &RecordRef<'_>) {
             return;
         }
     };
+    // Years outside four digits keep chrono's own form (a sign, more digits).
+    if !(0..=9999).contains(&time.year()) {
+        let _ = write!(out, "{}{zone}", time.format("%Y-%m-%d %H:%M:%S%.3f"));
+        return;
+    }
     // Writing to a String cannot fail.
     let _ = write!(
         out,
@@ -165,5 +170,15 @@ mod tests {
         let mut time = String::new();
         write_time(&mut time, &record);
         assert_eq!(time, "2026-11-26 17:09:34.000");
+    }
+
+    #[test]
+    fn a_year_past_four_digits_is_printed_as_chrono_prints_it() {
+        let mut record = parse_record("<12/31/99 23:30:00> x", Some(60));
+        record.time_local =
+            chrono::NaiveDate::from_ymd_opt(9999, 12, 31).and_then(|d| d.and_hms_opt(23, 30, 0));
+        let mut time = String::new();
+        write_time(&mut time, &record);
+        assert_eq!(time, "+10000-01-01 00:30:00.000Z");
     }
 }

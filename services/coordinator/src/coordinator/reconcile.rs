@@ -53,8 +53,8 @@ impl Coordinator {
                     .await?;
             }
             // Read again only where the command needs the record's revision (a role waiting
-            // for its install); any other state is as the snapshot above says, and a change
-            // since reconciles again through its own event.
+            // for its install); any other state is as the snapshot above says, and a move since
+            // that can need a command reconciles again through its own event.
             let known = existing
                 .filter(|_| !needs_declare)
                 .map(state_of)
