@@ -149,8 +149,11 @@ async fn applying_a_hierarchy_twice_changes_nothing_the_second_time() {
 
     // The declared intent is kept: once cen-sup01 is ready, it becomes active on its own.
     make_ready(&bus, "CEN", "cen-sup01.corp.example.com").await;
+    // The slot is written first, then projected onto the role: wait for both.
     let status = wait_status(&c.endpoint, "cen-sup01 active", |s| {
         s["sites"][0]["active"]["intranet"]["target"] == "cen-sup01.corp.example.com"
+            && role_states(s, "CEN")
+                .contains(&("cen-sup01.corp.example.com".into(), "active".into()))
     })
     .await;
     let roles = role_states(&status, "CEN");
