@@ -542,6 +542,79 @@ fn supctl_lines(
     (child, rx)
 }
 
+/// The log watcher publishes one file after another, so WCM.log's checks, written after setup,
+/// can arrive before SUPSetup.log's setup start. The role still becomes ready on them.
+#[tokio::test]
+async fn checks_published_before_their_setup_start_still_make_the_role_ready() {
+    let nats = NatsServer::start().expect("nats-server");
+    let c = coordinator(&nats);
+    let file = site_file(HIERARCHY);
+    assert!(
+        supctl(
+            &c.endpoint,
+            &["apply", "-f", file.path().to_str().expect("path")]
+        )
+        .status
+        .success()
+    );
+    let bus = bus(&nats).await;
+    let server = "cen-sup01.corp.example.com";
+    let setup = std::time::SystemTime::now() - Duration::from_secs(120);
+    let at = |secs| Some(setup + Duration::from_secs(secs));
+    // A check from before this install, published late, must not count.
+    milestone_at(
+        &bus,
+        "CEN",
+        server,
+        "wsus_database_ok",
+        "WCM.log",
+        at(0).map(|t| t - Duration::from_secs(60)),
+    )
+    .await;
+    milestone_at(
+        &bus,
+        "CEN",
+        server,
+        "wsus_components_healthy",
+        "WCM.log",
+        at(90),
+    )
+    .await;
+    milestone_at(
+        &bus,
+        "CEN",
+        server,
+        "role_install_started",
+        "SUPSetup.log",
+        at(0),
+    )
+    .await;
+    milestone_at(
+        &bus,
+        "CEN",
+        server,
+        "role_install_succeeded",
+        "SUPSetup.log",
+        at(60),
+    )
+    .await;
+    let status = wait_status(&c.endpoint, "cen-sup01 verifying", |s| {
+        role_states(s, "CEN").contains(&(server.into(), "verifying".into()))
+    })
+    .await;
+    assert!(
+        status["sites"][0]["active"]["intranet"].is_null(),
+        "{status:#}"
+    );
+    // This install's database check, read before the setup start was published, completes it.
+    milestone_at(&bus, "CEN", server, "wsus_database_ok", "WCM.log", at(91)).await;
+    wait_status(&c.endpoint, "cen-sup01 active", |s| {
+        s["sites"][0]["active"]["intranet"]["target"] == server
+            && role_states(s, "CEN").contains(&(server.into(), "active".into()))
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn events_follow_shows_changes_as_they_happen() {
     let nats = NatsServer::start().expect("nats-server");

@@ -96,8 +96,25 @@ pub async fn bus(nats: &NatsServer) -> Bus {
 
 /// Publishes a log milestone as the log watcher would.
 pub async fn milestone(bus: &Bus, site: &str, server: &str, name: &str, log: &str) {
+    milestone_at(bus, site, server, name, log, None).await
+}
+
+/// Publishes a log milestone whose line was written at `line_time`.
+pub async fn milestone_at(
+    bus: &Bus,
+    site: &str,
+    server: &str,
+    name: &str,
+    log: &str,
+    line_time: Option<std::time::SystemTime>,
+) {
+    // Lines of the same milestone at different times are different events.
+    let when = line_time
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| format!(":{}", d.as_nanos()))
+        .unwrap_or_default();
     let e = Event {
-        id: format!("test:{site}:{server}:{name}"),
+        id: format!("test:{site}:{server}:{name}{when}"),
         time: Some(std::time::SystemTime::now().into()),
         site: site.into(),
         server: server.into(),
@@ -105,6 +122,7 @@ pub async fn milestone(bus: &Bus, site: &str, server: &str, name: &str, log: &st
             name: name.into(),
             log: log.into(),
             line: format!("{name} on {server}"),
+            line_time: line_time.map(Into::into),
             ..Default::default()
         })),
         ..Default::default()

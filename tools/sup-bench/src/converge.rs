@@ -20,13 +20,13 @@ pub async fn converge(quick: bool) -> anyhow::Result<Vec<Figure>> {
     let urls = cluster.urls();
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    // WSUS health lines every 20 s, where the product writes them once an hour: the lines a
-    // role's verification waits for are written as its install ends, but one read before its
-    // setup-start line (another file) is cleared by it, and the next cycle brings it again. At
-    // this cycle 5,000 SUPs write about 1,500 health milestones a second, each a no-op for a
-    // role already verified: part of the load the convergence figure carries.
-    let fleet =
-        crate::probing::Fleet::start_with(d, &["--step-ms", "5", "--health-interval-ms", "20000"])?;
+    // WSUS health lines once an hour, as the product writes them: the lines a role's
+    // verification waits for are written as its install ends, and the coordinator keeps each
+    // with its line's time, so one read before its setup-start line (another file) still counts.
+    let fleet = crate::probing::Fleet::start_with(
+        d,
+        &["--step-ms", "5", "--health-interval-ms", "3600000"],
+    )?;
     let (http, https, agent) = (fleet.http, fleet.https, fleet.agent);
     let logs = d.join("sites");
     let mut stack = Vec::new();

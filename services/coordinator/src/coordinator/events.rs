@@ -41,19 +41,21 @@ impl Coordinator {
     }
 
     /// Edits the role record with `edit`, then moves its lifecycle by what `observed` means for
-    /// it (sup-core decides, from the record as edited). Whether the site may need reconciling
-    /// after it.
+    /// it (sup-core decides, from the record as edited), unless `edit` found the observation
+    /// stale (false). Whether the site may need reconciling after it.
     async fn observe(
         &self,
         site: &str,
         server: &str,
         cause: &str,
         observed: Observation,
-        edit: impl Fn(&mut v1::RoleStatus),
+        edit: impl Fn(&mut v1::RoleStatus) -> bool,
     ) -> Result<bool, ApiError> {
         Ok(self
             .role_change(site, server, cause, false, |r| {
-                edit(r);
+                if !edit(r) {
+                    return Vec::new();
+                }
                 lifecycle::events_for(observed, state_of(r), verified_both(r))
             })
             .await?
@@ -144,15 +146,16 @@ impl Coordinator {
         match payload {
             Payload::Milestone(m) => match MilestoneKind::from_name(&m.name) {
                 Some(MilestoneKind::RoleInstallStarted) => {
+                    let line_time = m.line_time;
                     touched = self
                         .observe(site, server, &e.id, Observation::SetupStarted, |r| {
-                            r.verified.clear()
+                            checks::setup_started(r, line_time)
                         })
                         .await?;
                 }
                 Some(MilestoneKind::RoleInstallSucceeded) => {
                     touched = self
-                        .observe(site, server, &e.id, Observation::SetupSucceeded, |_| {})
+                        .observe(site, server, &e.id, Observation::SetupSucceeded, |_| true)
                         .await?;
                 }
                 Some(MilestoneKind::RoleInstallFailed) => {
@@ -164,7 +167,8 @@ impl Coordinator {
                     let reason = format!("setup failed ({}): {why}", m.log);
                     touched = self
                         .observe(site, server, &e.id, Observation::SetupFailed, |r| {
-                            r.reason = reason.clone()
+                            r.reason = reason.clone();
+                            true
                         })
                         .await?;
                 }
@@ -172,12 +176,10 @@ impl Coordinator {
                     kind @ (MilestoneKind::WsusComponentsHealthy | MilestoneKind::WsusDatabaseOk),
                 ) => {
                     let name = kind.as_str();
+                    let line_time = m.line_time;
                     touched = self
                         .observe(site, server, &e.id, Observation::CheckPassed, |r| {
-                            if !r.verified.iter().any(|v| v == name) {
-                                r.verified.push(name.to_string());
-                                r.verified.sort();
-                            }
+                            checks::check_passed(r, name, line_time)
                         })
                         .await?;
                 }
@@ -194,6 +196,7 @@ impl Coordinator {
                             if let Some(reason) = reason.as_ref().filter(|r| !r.is_empty()) {
                                 r.reason = reason.clone();
                             }
+                            true
                         })
                         .await?;
                 }

@@ -33,6 +33,7 @@ use crate::upstream::Upstream;
 /// The service that provisions roles; commands for it go to `sup.cmd.provisioner.<site>`.
 pub const PROVISIONER: &str = "provisioner";
 
+mod checks;
 mod events;
 mod reconcile;
 mod sites;
