@@ -461,6 +461,91 @@ async fn lanes_keep_each_sites_order_and_let_other_sites_pass_a_slow_one() {
     assert_eq!(unique.len(), order.len(), "each handled once: {order:?}");
 }
 
+#[tokio::test]
+async fn batches_keep_each_sites_order_and_an_unanswered_delivery_comes_back() {
+    let server = NatsServer::start().expect("nats-server");
+    let bus = bus(&server).await;
+    let sites = ["CEN", "BR1", "BR2", "BR3"];
+    for n in 0..10 {
+        for site in sites {
+            let e = Event {
+                id: format!("{site}-{n}"),
+                site: site.into(),
+                ..milestone("")
+            };
+            bus.publish_event(&e).await.expect("publish");
+        }
+    }
+    let (tx, mut seen) = mpsc::unbounded_channel::<Vec<(String, u64)>>();
+    let (_stop_tx, stop) = watch::channel(false);
+    let consumer = bus.clone();
+    tokio::spawn(async move {
+        consumer
+            .consume_batches(
+                Durable::events("batched", &[subjects::kind::MILESTONE]).in_lanes(2),
+                stop,
+                move |batch: Vec<Delivery<Event>>| {
+                    let tx = tx.clone();
+                    async move {
+                        let ids: Vec<(String, u64)> = batch
+                            .iter()
+                            .map(|d| (d.message.id.clone(), d.attempt))
+                            .collect();
+                        // No verdict for BR1-3 on its first delivery, nor for what follows it
+                        // in its batch: all of those must come back.
+                        let answered = ids
+                            .iter()
+                            .position(|(id, attempt)| id == "BR1-3" && *attempt == 1)
+                            .unwrap_or(ids.len());
+                        let _ = tx.send(ids);
+                        vec![Verdict::Done; answered]
+                    }
+                },
+            )
+            .await
+    });
+    let mut batches = Vec::new();
+    let mut done = std::collections::BTreeSet::new();
+    while done.len() < 40 {
+        let batch = tokio::time::timeout(Duration::from_secs(15), seen.recv())
+            .await
+            .unwrap_or_else(|_| panic!("stalled after {batches:?}"))
+            .expect("consumer running");
+        let unanswered = batch
+            .iter()
+            .position(|(id, attempt)| id == "BR1-3" && *attempt == 1)
+            .unwrap_or(batch.len());
+        done.extend(batch[..unanswered].iter().map(|(id, _)| id.clone()));
+        batches.push(batch);
+    }
+    assert!(
+        batches.iter().any(|b| b.len() > 1),
+        "queued deliveries come as one batch: {batches:?}"
+    );
+    let first_deliveries: Vec<&String> = batches
+        .iter()
+        .flatten()
+        .filter(|(_, attempt)| *attempt == 1)
+        .map(|(id, _)| id)
+        .collect();
+    for site in sites {
+        let own: Vec<&str> = first_deliveries
+            .iter()
+            .filter(|id| id.starts_with(&format!("{site}-")))
+            .map(|id| id.as_str())
+            .collect();
+        let expected: Vec<String> = (0..10).map(|n| format!("{site}-{n}")).collect();
+        assert_eq!(own, expected, "{site} in order");
+    }
+    assert!(
+        batches
+            .iter()
+            .flatten()
+            .any(|(id, attempt)| id == "BR1-3" && *attempt > 1),
+        "the unanswered delivery came back: {batches:?}"
+    );
+}
+
 fn outgoing(e: &Event) -> sup_bus::Outgoing {
     use sup_proto::prost::Message as _;
     sup_bus::Outgoing {

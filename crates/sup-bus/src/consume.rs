@@ -79,6 +79,10 @@ pub struct Durable {
 /// ack wait is already running.
 const LANE_DEPTH: usize = 8;
 
+/// The most deliveries a lane hands its batch handler at once, and so the most it queues: a
+/// batch is handled in about the time one delivery is, so its ack waits run no longer.
+const BATCH_MAX: usize = 32;
+
 impl Durable {
     /// Events of the given kinds (see [`subjects::kind`]), from every site.
     pub fn events(name: &str, kinds: &[&str]) -> Self {
@@ -230,11 +234,8 @@ impl Bus {
             .await;
             return;
         }
-        let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes)
-            .map(|_| tokio::sync::mpsc::channel::<(jetstream::Message, T)>(LANE_DEPTH))
-            .unzip();
         let what = durable.name.as_str();
-        let workers = receivers.into_iter().map(|mut lane| {
+        self.in_lanes(&durable, stop.clone(), LANE_DEPTH, |mut lane| {
             let (handle, stop) = (&handle, stop.clone());
             async move {
                 while let Some((m, message)) = lane.recv().await {
@@ -244,12 +245,79 @@ impl Bus {
                         let _ = m.ack_with(AckKind::Nak(None)).await;
                         continue;
                     }
-                    deliver(what, m, message, handle).await;
+                    let verdict = handle(delivery(&m, message)).await;
+                    acknowledge(what, &m, verdict).await;
                 }
             }
-        });
+        })
+        .await;
+    }
+
+    /// Like [`consume`](Self::consume) with lanes, but each lane hands its handler everything
+    /// it has queued at once (up to 32 deliveries, in the order they came), so that
+    /// the handler can do once what several of them need: one write of a record several events
+    /// change, say. The handler answers one verdict per delivery, in the same order; a delivery
+    /// it gives no verdict is delivered again.
+    pub async fn consume_batches<T, Handle, Fut>(
+        &self,
+        durable: Durable,
+        stop: tokio::sync::watch::Receiver<bool>,
+        handle: Handle,
+    ) where
+        T: Consumable,
+        Handle: Fn(Vec<Delivery<T>>) -> Fut,
+        Fut: Future<Output = Vec<Verdict>>,
+    {
+        let what = durable.name.as_str();
+        self.in_lanes(&durable, stop.clone(), BATCH_MAX, |mut lane| {
+            let (handle, stop) = (&handle, stop.clone());
+            async move {
+                let mut batch = Vec::with_capacity(BATCH_MAX);
+                while lane.recv_many(&mut batch, BATCH_MAX).await > 0 {
+                    if *stop.borrow() {
+                        for (m, _) in batch.drain(..) {
+                            let _ = m.ack_with(AckKind::Nak(None)).await;
+                        }
+                        continue;
+                    }
+                    let (messages, deliveries): (Vec<_>, Vec<_>) = batch
+                        .drain(..)
+                        .map(|(m, message)| {
+                            let d = delivery(&m, message);
+                            (m, d)
+                        })
+                        .unzip();
+                    let verdicts = handle(deliveries).await;
+                    let unanswered = Verdict::RetryAfter(Duration::from_secs(1));
+                    for (i, m) in messages.iter().enumerate() {
+                        acknowledge(what, m, verdicts.get(i).copied().unwrap_or(unanswered)).await;
+                    }
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Pulls from `durable` into lanes of `depth` queued deliveries each, a site's always into
+    /// the same lane, and runs `work` on each lane's receiving end until the pull stops.
+    async fn in_lanes<T, Work, Fut>(
+        &self,
+        durable: &Durable,
+        stop: tokio::sync::watch::Receiver<bool>,
+        depth: usize,
+        work: Work,
+    ) where
+        T: Consumable,
+        Work: Fn(tokio::sync::mpsc::Receiver<(jetstream::Message, T)>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let lanes = durable.lanes;
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..lanes)
+            .map(|_| tokio::sync::mpsc::channel::<(jetstream::Message, T)>(depth))
+            .unzip();
+        let workers = receivers.into_iter().map(work);
         let pump = async {
-            self.pull(&durable, stop.clone(), |m, message: T| {
+            self.pull(durable, stop, |m, message: T| {
                 let lane = &senders[lane_of(message.span_fields().1, lanes)];
                 async move {
                     // A lane closes only when the workers are gone, which is after this.
@@ -328,21 +396,29 @@ where
     Handle: Fn(Delivery<T>) -> Fut,
     Fut: Future<Output = Verdict>,
 {
+    let verdict = handle(delivery(&m, message)).await;
+    acknowledge(what, &m, verdict).await;
+}
+
+/// A decoded message with its attempt, trace context and process span.
+fn delivery<T: Consumable>(m: &jetstream::Message, message: T) -> Delivery<T> {
     let (id, site, server, epoch) = message.span_fields();
-    let span = crate::trace::process_span(&m, id, site, server, epoch);
+    let span = crate::trace::process_span(m, id, site, server, epoch);
     let attempt = m.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
     let traceparent = m
         .headers
         .as_ref()
         .and_then(|h| h.get("traceparent"))
         .map(|v| v.as_str().to_string());
-    let verdict = handle(Delivery {
+    Delivery {
         message,
         attempt,
         traceparent,
         span,
-    })
-    .await;
+    }
+}
+
+async fn acknowledge(what: &str, m: &jetstream::Message, verdict: Verdict) {
     let acked = match verdict {
         Verdict::Done => m.ack().await,
         Verdict::RetryAfter(delay) => m.ack_with(AckKind::Nak(Some(delay))).await,

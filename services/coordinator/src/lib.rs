@@ -16,8 +16,8 @@ pub mod store;
 pub mod upstream;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
-use tracing::Instrument as _;
 
 use serde::Deserialize;
 use sup_bus::subjects::kind;
@@ -148,40 +148,46 @@ pub async fn run(
 
 const HANDLER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Consumes events with a durable consumer shared by all replicas; an event is acked only after
-/// its effects are stored and announced, so a crash redelivers it.
+/// Consumes events with a durable consumer shared by all replicas, a lane's queued events at
+/// once; an event is acked only after its effects are stored and announced, so a crash
+/// redelivers it.
 async fn consume_events(c: Coordinator, lanes: usize, stop: tokio::sync::watch::Receiver<bool>) {
     let bus = c.store.bus.clone();
     let durable = Durable::events("coordinator-events", &CONSUMED_KINDS).in_lanes(lanes);
-    bus.consume(durable, stop, |d: Delivery<v1::Event>| {
+    bus.consume_batches(durable, stop, |batch: Vec<Delivery<v1::Event>>| {
         let c = c.clone();
         async move {
-            let event = d.message;
+            let events: Vec<(v1::Event, tracing::Span)> =
+                batch.into_iter().map(|d| (d.message, d.span)).collect();
             // A handler stuck on a lost bus reply must not stall the whole queue: give up,
-            // and the event is redelivered.
-            let result = match tokio::time::timeout(
-                HANDLER_TIMEOUT,
-                c.handle_event(&event).instrument(d.span),
-            )
-            .await
+            // and the events are redelivered.
+            let results = match tokio::time::timeout(HANDLER_TIMEOUT, c.handle_events(&events))
+                .await
             {
-                Ok(r) => r,
-                Err(_) => Err(error::ApiError::Aborted(format!(
-                    "no result within {} s",
-                    HANDLER_TIMEOUT.as_secs()
-                ))),
+                Ok(results) => results,
+                Err(_) => {
+                    let e = Arc::new(error::ApiError::Aborted(format!(
+                        "no result within {} s",
+                        HANDLER_TIMEOUT.as_secs()
+                    )));
+                    events.iter().map(|_| Err(e.clone())).collect()
+                }
             };
-            match result {
-                Ok(()) => {
-                    c.metrics.events_handled.inc();
-                    Verdict::Done
-                }
-                Err(e) => {
-                    c.metrics.events_failed.inc();
-                    tracing::warn!(error = %e, id = %event.id, "handling an event; it will be redelivered");
-                    Verdict::RetryAfter(Duration::from_secs(1))
-                }
-            }
+            events
+                .iter()
+                .zip(results)
+                .map(|((event, _), result)| match result {
+                    Ok(()) => {
+                        c.metrics.events_handled.inc();
+                        Verdict::Done
+                    }
+                    Err(e) => {
+                        c.metrics.events_failed.inc();
+                        tracing::warn!(error = %e, id = %event.id, "handling an event; it will be redelivered");
+                        Verdict::RetryAfter(Duration::from_secs(1))
+                    }
+                })
+                .collect()
         }
     })
     .await;

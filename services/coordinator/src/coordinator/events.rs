@@ -1,6 +1,10 @@
 //! Events other services publish, turned into each role's lifecycle and the site's
 //! synchronization state.
 
+use std::sync::Arc;
+
+use tracing::Instrument as _;
+
 use super::*;
 use sup_core::lifecycle::{Observation, ProvisioningStep};
 
@@ -18,6 +22,92 @@ impl StateMove {
     }
 }
 
+/// What one event does to its role's record: edits it, and names the lifecycle events to
+/// apply. Decided inside the compare-and-set loop, on the record as it is then.
+type Decide<'a> = dyn Fn(&mut v1::RoleStatus) -> Vec<RoleEvent> + Send + Sync + 'a;
+
+/// The lifecycle events `observed` makes of the record as `edit` left it, unless `edit` found
+/// the observation stale (false).
+fn observe<'a>(
+    observed: Observation,
+    edit: impl Fn(&mut v1::RoleStatus) -> bool + Send + Sync + 'a,
+) -> Box<Decide<'a>> {
+    Box::new(move |r| {
+        if !edit(r) {
+            return Vec::new();
+        }
+        lifecycle::events_for(observed, state_of(r), verified_both(r))
+    })
+}
+
+/// How `e` changes its role's record; `None` for an event that changes no role.
+fn role_decision(e: &v1::Event) -> Option<Box<Decide<'_>>> {
+    match e.payload.as_ref()? {
+        Payload::Milestone(m) => match MilestoneKind::from_name(&m.name)? {
+            MilestoneKind::RoleInstallStarted => {
+                let line_time = m.line_time;
+                Some(observe(Observation::SetupStarted, move |r| {
+                    checks::setup_started(r, line_time)
+                }))
+            }
+            MilestoneKind::RoleInstallSucceeded => {
+                Some(observe(Observation::SetupSucceeded, |_| true))
+            }
+            MilestoneKind::RoleInstallFailed => {
+                let why = m.fields.get("reason").unwrap_or(&m.line);
+                let reason = format!("setup failed ({}): {why}", m.log);
+                Some(observe(Observation::SetupFailed, move |r| {
+                    r.reason = reason.clone();
+                    true
+                }))
+            }
+            kind @ (MilestoneKind::WsusComponentsHealthy | MilestoneKind::WsusDatabaseOk) => {
+                let (name, line_time) = (kind.as_str(), m.line_time);
+                Some(observe(Observation::CheckPassed, move |r| {
+                    checks::check_passed(r, name, line_time)
+                }))
+            }
+            _ => None,
+        },
+        Payload::Provisioning(p) => {
+            let step = ProvisioningStep::parse(&p.step)?;
+            let reason = (step == ProvisioningStep::Failed)
+                .then_some(p.detail.as_str())
+                .filter(|d| !d.is_empty());
+            Some(observe(Observation::Provisioning(step), move |r| {
+                if let Some(reason) = reason {
+                    r.reason = reason.to_string();
+                }
+                true
+            }))
+        }
+        Payload::HealthChanged(h) => {
+            let health = h.to;
+            let reason = h
+                .failing
+                .iter()
+                .map(|c| format!("{}: {}", c.component, c.detail))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Some(Box::new(move |r: &mut v1::RoleStatus| {
+                r.health = health;
+                let observed = match v1::Health::try_from(health) {
+                    Ok(v1::Health::Unhealthy) => {
+                        r.reason = reason.clone();
+                        Observation::HealthLost
+                    }
+                    Ok(v1::Health::Healthy) => Observation::HealthRestored {
+                        holds_slot: r.slot != v1::Slot::Unspecified as i32,
+                    },
+                    _ => return Vec::new(),
+                };
+                lifecycle::events_for(observed, state_of(r), verified_both(r))
+            }))
+        }
+        _ => None,
+    }
+}
+
 impl Coordinator {
     /// Applies role events through the lifecycle, once per `cause` (an event id): a redelivered
     /// cause changes nothing. Returns the state after a change, `None` when nothing changed. The
@@ -28,7 +118,7 @@ impl Coordinator {
         server: &str,
         events: &[RoleEvent],
         cause: &str,
-        edit: impl Fn(&mut v1::RoleStatus),
+        edit: impl Fn(&mut v1::RoleStatus) + Send + Sync,
     ) -> Result<Option<RoleState>, ApiError> {
         let create = events.first() == Some(&RoleEvent::Declared);
         Ok(self
@@ -38,28 +128,6 @@ impl Coordinator {
             })
             .await?
             .map(|m| m.after))
-    }
-
-    /// Edits the role record with `edit`, then moves its lifecycle by what `observed` means for
-    /// it (sup-core decides, from the record as edited), unless `edit` found the observation
-    /// stale (false). Whether the site may need reconciling after it.
-    async fn observe(
-        &self,
-        site: &str,
-        server: &str,
-        cause: &str,
-        observed: Observation,
-        edit: impl Fn(&mut v1::RoleStatus) -> bool,
-    ) -> Result<bool, ApiError> {
-        Ok(self
-            .role_change(site, server, cause, false, |r| {
-                if !edit(r) {
-                    return Vec::new();
-                }
-                lifecycle::events_for(observed, state_of(r), verified_both(r))
-            })
-            .await?
-            .is_some_and(|m| m.needs_reconcile()))
     }
 
     /// The general form: `decide` sees the current record inside the compare-and-set loop, may
@@ -72,15 +140,28 @@ impl Coordinator {
         server: &str,
         cause: &str,
         create: bool,
-        decide: impl Fn(&mut v1::RoleStatus) -> Vec<RoleEvent>,
+        decide: impl Fn(&mut v1::RoleStatus) -> Vec<RoleEvent> + Send + Sync,
+    ) -> Result<Option<StateMove>, ApiError> {
+        self.role_change_all(site, server, create, &[(cause, &decide)])
+            .await
+    }
+
+    /// Several changes of one role, each decided by its cause in turn, stored in one write: a
+    /// cause the record already names as its last is skipped (redelivered). The write records
+    /// the state before the first and after the last, so a role carried through several steps
+    /// at once announces one change from the first state to the last, as a setup-success line
+    /// read after both checks already does.
+    async fn role_change_all(
+        &self,
+        site: &str,
+        server: &str,
+        create: bool,
+        steps: &[(&str, &Decide<'_>)],
     ) -> Result<Option<StateMove>, ApiError> {
         let trace_context = sup_bus::trace::current_traceparent();
         let change = self
             .store
             .update_role(site, server, |cur| {
-                if cur.is_some_and(|r| r.last_cause == cause) {
-                    return None;
-                }
                 let mut r = match cur {
                     Some(r) => r.clone(),
                     None if create => v1::RoleStatus {
@@ -92,20 +173,31 @@ impl Coordinator {
                     },
                     None => return None,
                 };
-                let events = decide(&mut r);
-                let before = role_state_from_proto(r.state);
+                let first_state = r.state;
+                let before = role_state_from_proto(first_state);
                 let mut state = before.unwrap_or(RoleState::Removed);
-                for e in &events {
-                    match lifecycle::apply(state, *e) {
-                        Ok(s) => state = s,
-                        Err(err) => {
-                            tracing::debug!(site, server, %err, "event ignored by the lifecycle")
+                let mut last_cause = None;
+                for (cause, decide) in steps {
+                    if cur.is_some_and(|c| c.last_cause == *cause) {
+                        continue;
+                    }
+                    let events = decide(&mut r);
+                    for e in &events {
+                        match lifecycle::apply(state, *e) {
+                            Ok(s) => state = s,
+                            Err(err) => {
+                                tracing::debug!(site, server, %err, "event ignored by the lifecycle")
+                            }
                         }
                     }
+                    if before.is_none() {
+                        state = RoleState::Declared;
+                    }
+                    // The next step decides on the state this one reached.
+                    r.state = role_state_to_proto(state) as i32;
+                    last_cause = Some(*cause);
                 }
-                if before.is_none() {
-                    state = RoleState::Declared;
-                }
+                let last_cause = last_cause?;
                 // Nothing to record (a repeated health or verification milestone, say): no
                 // write, no announcement, no reconciliation.
                 if let Some(old) = cur
@@ -114,9 +206,8 @@ impl Coordinator {
                 {
                     return None;
                 }
-                r.previous = r.state;
-                r.state = role_state_to_proto(state) as i32;
-                r.last_cause = cause.to_string();
+                r.previous = first_state;
+                r.last_cause = last_cause.to_string();
                 r.updated = Some(now());
                 if let Some(tc) = &trace_context {
                     r.trace_context = tc.clone();
@@ -135,115 +226,114 @@ impl Coordinator {
         }))
     }
 
-    /// Advances state from an event another service published.
-    pub async fn handle_event(&self, e: &v1::Event) -> Result<(), ApiError> {
-        let site = e.site.as_str();
-        let server = e.server.as_str();
+    /// Advances state from events other services published, each with the span it is handled
+    /// in: in order within each site, sites side by side. One result per event, in the same
+    /// order. Successive events of one role are stored in one write, and each site is
+    /// reconciled at most once, after all its events.
+    pub async fn handle_events(
+        &self,
+        events: &[(v1::Event, tracing::Span)],
+    ) -> Vec<Result<(), Arc<ApiError>>> {
+        let mut by_site: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, (e, _)) in events.iter().enumerate() {
+            by_site.entry(e.site.as_str()).or_default().push(i);
+        }
+        let handled = futures::future::join_all(by_site.into_iter().map(|(site, at)| async move {
+            let results = self.site_events(site, events, &at).await;
+            (at, results)
+        }))
+        .await;
+        let mut results: Vec<Result<(), Arc<ApiError>>> = events.iter().map(|_| Ok(())).collect();
+        for (at, site_results) in handled {
+            for (i, r) in at.into_iter().zip(site_results) {
+                results[i] = r;
+            }
+        }
+        results
+    }
+
+    /// One site's events (`at`, indices into `events`, in order); one result per index.
+    async fn site_events(
+        &self,
+        site: &str,
+        events: &[(v1::Event, tracing::Span)],
+        at: &[usize],
+    ) -> Vec<Result<(), Arc<ApiError>>> {
+        let mut results = Vec::with_capacity(at.len());
+        // The events whose role moved in a way that may need the site reconciled.
+        let mut touched = Vec::new();
+        let mut i = 0;
+        while i < at.len() {
+            let (e, span) = &events[at[i]];
+            let Some(first) = role_decision(e) else {
+                let result = self.site_event(site, e).instrument(span.clone()).await;
+                results.push(result.map_err(Arc::new));
+                i += 1;
+                continue;
+            };
+            // The run of events that change this same role, one after another.
+            let mut run = vec![(e.id.as_str(), first)];
+            let mut last_span = span;
+            while let Some((next, span)) = at.get(i + run.len()).map(|&j| &events[j])
+                && next.server == e.server
+                && let Some(decide) = role_decision(next)
+            {
+                run.push((next.id.as_str(), decide));
+                last_span = span;
+            }
+            let steps: Vec<(&str, &Decide<'_>)> =
+                run.iter().map(|(cause, d)| (*cause, d.as_ref())).collect();
+            // In the process span of the run's last event, whose trace the role record keeps.
+            let result = self
+                .role_change_all(site, &e.server, false, &steps)
+                .instrument(last_span.clone())
+                .await;
+            let moved = matches!(&result, Ok(Some(m)) if m.needs_reconcile());
+            let result = result.map(|_| ()).map_err(Arc::new);
+            for _ in 0..run.len() {
+                if moved {
+                    touched.push(results.len());
+                }
+                results.push(result.clone());
+            }
+            i += run.len();
+        }
+        // A role whose state moved may need a command, an activation or a failover; a step on
+        // the way to ready, or a record that changed only in what it says (its health, a
+        // verification, a reason), needs nothing, and the periodic reconcile covers the rest.
+        if !touched.is_empty()
+            && let Err(e) = self.reconcile_site(site).await
+        {
+            let e = Arc::new(e);
+            for i in touched {
+                results[i] = Err(e.clone());
+            }
+        }
+        results
+    }
+
+    /// An event that changes no role: a site's synchronization state.
+    async fn site_event(&self, site: &str, e: &v1::Event) -> Result<(), ApiError> {
         let Some(payload) = &e.payload else {
             return Ok(());
         };
-        let mut touched = false;
         match payload {
             Payload::Milestone(m) => match MilestoneKind::from_name(&m.name) {
-                Some(MilestoneKind::RoleInstallStarted) => {
-                    let line_time = m.line_time;
-                    touched = self
-                        .observe(site, server, &e.id, Observation::SetupStarted, |r| {
-                            checks::setup_started(r, line_time)
-                        })
-                        .await?;
-                }
-                Some(MilestoneKind::RoleInstallSucceeded) => {
-                    touched = self
-                        .observe(site, server, &e.id, Observation::SetupSucceeded, |_| true)
-                        .await?;
-                }
-                Some(MilestoneKind::RoleInstallFailed) => {
-                    let why = m
-                        .fields
-                        .get("reason")
-                        .cloned()
-                        .unwrap_or_else(|| m.line.clone());
-                    let reason = format!("setup failed ({}): {why}", m.log);
-                    touched = self
-                        .observe(site, server, &e.id, Observation::SetupFailed, |r| {
-                            r.reason = reason.clone();
-                            true
-                        })
-                        .await?;
-                }
-                Some(
-                    kind @ (MilestoneKind::WsusComponentsHealthy | MilestoneKind::WsusDatabaseOk),
-                ) => {
-                    let name = kind.as_str();
-                    let line_time = m.line_time;
-                    touched = self
-                        .observe(site, server, &e.id, Observation::CheckPassed, |r| {
-                            checks::check_passed(r, name, line_time)
-                        })
-                        .await?;
-                }
-                Some(MilestoneKind::SyncStarted) => self.sync_started(site, e).await?,
-                Some(MilestoneKind::SyncSucceeded) => self.sync_finished(site, e, true).await?,
-                Some(MilestoneKind::SyncFailed) => self.sync_finished(site, e, false).await?,
-                _ => {}
+                Some(MilestoneKind::SyncStarted) => self.sync_started(site, e).await,
+                Some(MilestoneKind::SyncSucceeded) => self.sync_finished(site, e, true).await,
+                Some(MilestoneKind::SyncFailed) => self.sync_finished(site, e, false).await,
+                _ => Ok(()),
             },
-            Payload::Provisioning(p) => {
-                if let Some(step) = ProvisioningStep::parse(&p.step) {
-                    let reason = (step == ProvisioningStep::Failed).then(|| p.detail.clone());
-                    touched = self
-                        .observe(site, server, &e.id, Observation::Provisioning(step), |r| {
-                            if let Some(reason) = reason.as_ref().filter(|r| !r.is_empty()) {
-                                r.reason = reason.clone();
-                            }
-                            true
-                        })
-                        .await?;
-                }
-            }
-            Payload::HealthChanged(h) => {
-                let health = h.to;
-                let reason = h
-                    .failing
-                    .iter()
-                    .map(|c| format!("{}: {}", c.component, c.detail))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                touched = self
-                    .role_change(site, server, &e.id, false, |r| {
-                        r.health = health;
-                        let observed = match v1::Health::try_from(health) {
-                            Ok(v1::Health::Unhealthy) => {
-                                r.reason = reason.clone();
-                                Observation::HealthLost
-                            }
-                            Ok(v1::Health::Healthy) => Observation::HealthRestored {
-                                holds_slot: r.slot != v1::Slot::Unspecified as i32,
-                            },
-                            _ => return Vec::new(),
-                        };
-                        lifecycle::events_for(observed, state_of(r), verified_both(r))
-                    })
-                    .await?
-                    .is_some_and(|m| m.needs_reconcile());
-            }
-            Payload::SyncStarted(_) => self.sync_started(site, e).await?,
+            Payload::SyncStarted(_) => self.sync_started(site, e).await,
             Payload::SyncFinished(f) => {
                 let ok = f
                     .run
                     .as_ref()
                     .is_some_and(|r| r.state == v1::SyncState::Succeeded as i32);
-                self.sync_finished(site, e, ok).await?
+                self.sync_finished(site, e, ok).await
             }
-            _ => {}
+            _ => Ok(()),
         }
-        // A role whose state moved may need a command, an activation or a failover; a step on
-        // the way to ready, or a record that changed only in what it says (its health, a
-        // verification, a reason), needs nothing, and the periodic reconcile covers the rest.
-        if touched {
-            self.reconcile_site(site).await?;
-        }
-        Ok(())
     }
 
     pub(super) async fn sync_started(&self, site: &str, e: &v1::Event) -> Result<(), ApiError> {
