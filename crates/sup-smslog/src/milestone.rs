@@ -181,18 +181,18 @@ struct Phrases {
 static PHRASES: std::sync::LazyLock<Phrases> = std::sync::LazyLock::new(|| {
     let lower = |phrase: &str| Finder::new(phrase.to_ascii_lowercase().as_bytes()).into_owned();
     Phrases {
-        setup_started: Finder::new("Setup Started"),
-        installation_successful: Finder::new("Installation was successful"),
-        role_setup_end: Finder::new("~RoleSetup()"),
-        installation_failed: Finder::new("Installation failed"),
-        setup_failed: Finder::new("Setup failed"),
-        config_state: Finder::new("Setting new configuration state to "),
+        setup_started: Finder::new(SETUP_STARTED.as_bytes()),
+        installation_successful: Finder::new(INSTALLATION_SUCCESSFUL.as_bytes()),
+        role_setup_end: Finder::new(ROLE_SETUP_END.as_bytes()),
+        installation_failed: Finder::new(INSTALLATION_FAILED.as_bytes()),
+        setup_failed: Finder::new(SETUP_FAILED.as_bytes()),
+        config_state: Finder::new(CONFIG_STATE.as_bytes()),
         connected_to_server: Finder::new("Successfully connected to server: "),
         connected_to_local: Finder::new("Successfully connected to local WSUS server"),
         components_healthy: lower(CASE_FREE_PHRASES[0]),
         database_ok: lower(CASE_FREE_PHRASES[1]),
         sms_sync_done: Finder::new("Done synchronizing SMS with WSUS Server "),
-        updates_processed: Finder::new("updates, processed"),
+        updates_processed: Finder::new(UPDATES_PROCESSED.as_bytes()),
         out_of: Finder::new(" out of "),
         wsus_sync_done: Finder::new("Done synchronizing WSUS Server "),
     }
@@ -225,21 +225,30 @@ fn gmtdate(message: &str) -> Option<String> {
     Some(t.and_utc().to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
+// Phrases both a trigger and one of the classifier's exact tests.
+const SETUP_STARTED: &str = "Setup Started";
+const INSTALLATION_SUCCESSFUL: &str = "Installation was successful";
+const ROLE_SETUP_END: &str = "~RoleSetup()";
+const INSTALLATION_FAILED: &str = "Installation failed";
+const SETUP_FAILED: &str = "Setup failed";
+const CONFIG_STATE: &str = "Setting new configuration state to ";
+const UPDATES_PROCESSED: &str = "updates, processed";
+
 /// Every phrase that can make a line a milestone (or feed one), searched in one pass: most lines
 /// match none and are done with after it.
 pub(crate) const TRIGGER_PHRASES: [&str; 12] = [
-    "Setup Started",
-    "Installation was successful",
-    "~RoleSetup()",
-    "Installation failed",
-    "Setup failed",
-    "Setting new configuration state to ",
+    SETUP_STARTED,
+    INSTALLATION_SUCCESSFUL,
+    ROLE_SETUP_END,
+    INSTALLATION_FAILED,
+    SETUP_FAILED,
+    CONFIG_STATE,
     "Successfully connected to",
     "STATMSG: ",
     "Starting Sync",
     "Done synchronizing",
     "Sync failed",
-    "updates, processed",
+    UPDATES_PROCESSED,
 ];
 
 /// The two WSUS health lines the procedure names. No source prints them verbatim from a 2007
@@ -283,12 +292,27 @@ pub(crate) fn folded_needles() -> impl Iterator<Item = String> {
         .map(str::to_ascii_lowercase)
 }
 
-static FOLDED_TRIGGERS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+/// What every search for milestone lines looks for: [`folded_needles`], the rotation marker and
+/// the start of a CMTrace record (not milestones: the buffer scan hands such text to the
+/// line-by-line path), all in ASCII lower case. One automaton serves the buffer scan, the
+/// reader's candidate lines and the classifier's own test; the two extra needles only make a
+/// line a candidate, which the exact tests then find is nothing.
+pub(crate) fn candidate_needles() -> impl Iterator<Item = String> {
+    folded_needles().chain(
+        [crate::parse::ROTATION_MARKER, crate::parse::CMTRACE_OPEN]
+            .into_iter()
+            .map(str::to_ascii_lowercase),
+    )
+}
+
+/// [`candidate_needles`] built once; `None` if it could not be built (every line is then a
+/// candidate).
+pub(crate) static CANDIDATES: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
     std::sync::LazyLock::new(|| {
-        // Leftmost-first (any match will do) lets the SIMD prefilter run.
+        // Leftmost-first (any match will do) lets the packed (SIMD) prefilter run.
         aho_corasick::AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-            .build(folded_needles())
+            .build(candidate_needles())
             .ok()
     });
 
@@ -315,7 +339,7 @@ fn after_any_case<'a>(message: &'a str, phrase: &Finder<'_>) -> Option<&'a str> 
 
 /// Whether `message` may hold a trigger phrase (in any case): the one search most lines get.
 fn may_trigger(message: &str) -> bool {
-    match FOLDED_TRIGGERS.as_ref() {
+    match CANDIDATES.as_ref() {
         Some(needles) => with_folded(message, |folded| needles.is_match(folded)),
         None => true,
     }

@@ -14,6 +14,9 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 
 pub const ROTATION_MARKER: &str = "<MAXIMUM LOG FILE SIZE REACHED - FILE RENAMED>";
 
+/// How a CMTrace record begins.
+pub(crate) const CMTRACE_OPEN: &str = "<![LOG[";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Sms,
@@ -146,7 +149,7 @@ pub fn parse_record(line: &str, zone_bias: Option<i32>) -> RecordRef<'_> {
             ..RecordRef::unparsed(trimmed)
         };
     }
-    if trimmed.starts_with("<![LOG[")
+    if trimmed.starts_with(CMTRACE_OPEN)
         && let Some(r) = parse_cmtrace(trimmed)
     {
         return r;
@@ -453,7 +456,7 @@ fn attr<'a>(attrs: &'a str, name: &str) -> Option<&'a str> {
 
 /// `<![LOG[message]LOG]!><time="…" date="…" component="…" context="" type="1" thread="…" file="…">`
 fn parse_cmtrace(record: &str) -> Option<RecordRef<'_>> {
-    let body = record.strip_prefix("<![LOG[")?;
+    let body = record.strip_prefix(CMTRACE_OPEN)?;
     let end = body.rfind("]LOG]!>")?;
     let message = &body[..end];
     let attrs = &body[end + "]LOG]!>".len()..];
@@ -483,7 +486,7 @@ fn parse_cmtrace(record: &str) -> Option<RecordRef<'_>> {
 /// Whether a CMTrace record that starts on this line is still open (its `]LOG]!>` and closing
 /// `>` are on a later physical line).
 pub fn cmtrace_open(first_line: &str) -> bool {
-    first_line.starts_with("<![LOG[") && !cmtrace_complete(first_line)
+    first_line.starts_with(CMTRACE_OPEN) && !cmtrace_complete(first_line)
 }
 
 /// Whether accumulated CMTrace text holds the end of the record.

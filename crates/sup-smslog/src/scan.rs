@@ -13,7 +13,13 @@
 
 use crate::decode::{Encoding, decode_line};
 use crate::milestone::{Classifier, Milestone};
-use crate::parse::{Record, parse_record};
+use crate::parse::{CMTRACE_OPEN, Record, parse_record};
+
+// The search (`CANDIDATES`) runs over the buffer folded to lower case, so one SIMD search finds
+// the phrases matched as written and those matched in any case alike (an ASCII-case-insensitive
+// automaton gets no SIMD prefilter). A line that matches only once folded is a candidate like any
+// other: the classifier finds it is nothing.
+use crate::milestone::CANDIDATES as NEEDLES;
 
 /// A milestone and the record it was found in; `offset` is the start of its line in the buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,31 +29,9 @@ pub struct Found {
     pub milestone: Milestone,
 }
 
-/// What the search looks for: the classifier's trigger needles
-/// ([`crate::milestone::folded_needles`]), the rotation marker, and the start of a CMTrace record
-/// (not a milestone: it sends the buffer to the line-by-line path), all in ASCII lower case. The
-/// buffer is searched folded to lower case, so one SIMD search finds the phrases matched as
-/// written and those matched in any case alike (an ASCII-case-insensitive automaton gets no SIMD
-/// prefilter). A line that matches only once folded is a candidate like any other: the
-/// classifier finds it is nothing.
-fn needles() -> impl Iterator<Item = String> {
-    crate::milestone::folded_needles().chain(
-        [crate::parse::ROTATION_MARKER, CMTRACE_OPEN]
-            .into_iter()
-            .map(str::to_ascii_lowercase),
-    )
-}
-
-static NEEDLES: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
-    std::sync::LazyLock::new(|| {
-        // Leftmost-first lets the packed (SIMD) prefilter run; any match will do here.
-        aho_corasick::AhoCorasick::builder()
-            .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-            .build(needles())
-            .ok()
-    });
-
-const CMTRACE_OPEN: &str = "<![LOG[";
+/// How a CMTrace record begins, searched for in each candidate line.
+static CMTRACE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(CMTRACE_OPEN.as_bytes()));
 
 /// The milestones in `buf`, which holds whole lines of one log (a last line without a terminator
 /// counts as a line), classified in order with `classifier`. `zone_bias` is as for
@@ -136,7 +120,7 @@ fn scan_folded(
             (start, line_end(buf, at))
         };
         let line = &buf[start..end];
-        if memchr::memmem::find(line, CMTRACE_OPEN.as_bytes()).is_some() {
+        if CMTRACE.find(line).is_some() {
             *classifier = before;
             return None;
         }
