@@ -15,9 +15,9 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::decode::{Encoding, decode_line, find_newline};
+use crate::decode::{Encoding, find_newline};
 use crate::milestone::{Classifier, Milestone};
-use crate::parse::{Format, Record, RecordRef, cmtrace_complete, cmtrace_open, parse_record};
+use crate::parse::{Format, Record, RecordRef, parse_record};
 
 /// How far the reader has got: the file's identity and the byte offset of the first line not yet
 /// emitted.
@@ -447,149 +447,11 @@ impl LogReader {
     }
 }
 
-/// The step [`read_lines`] reads a file in: memory stays about this, whatever the file's size.
-const OFFLINE_STEP: usize = 4 * 1024 * 1024;
-
-/// Every line and record of a finished file, read from `source` in bounded steps and handed to
-/// `each`, borrowed, with its line number (of its first line, for a CMTrace record spanning
-/// several): a file of any size is read in about [`OFFLINE_STEP`] of memory, plus the longest
-/// line. The first error `each` returns stops the reading and is returned.
-pub fn read_lines(
-    source: impl Read,
-    each: impl FnMut(u64, LineRef<'_>) -> io::Result<()>,
-) -> io::Result<()> {
-    read_lines_in_steps(source, OFFLINE_STEP, each)
-}
-
-fn read_lines_in_steps(
-    mut source: impl Read,
-    step: usize,
-    mut each: impl FnMut(u64, LineRef<'_>) -> io::Result<()>,
-) -> io::Result<()> {
-    let mut buf: Vec<u8> = Vec::new();
-    // The file offset of `buf[0]`, once the encoding (and its byte-order mark) is known.
-    let mut start: Option<(Encoding, u64)> = None;
-    let mut want = step.max(4);
-    let mut line_no = 1u64;
-    loop {
-        let mut eof = false;
-        while buf.len() < want {
-            let got = (&mut source)
-                .take((want - buf.len()) as u64)
-                .read_to_end(&mut buf)?;
-            if got == 0 {
-                eof = true;
-                break;
-            }
-        }
-        let (encoding, base) = match start {
-            Some(known) => known,
-            None => {
-                let (encoding, bom) = Encoding::sniff(&buf);
-                buf.drain(..bom.min(buf.len()));
-                *start.insert((encoding, bom as u64))
-            }
-        };
-        let unit = encoding.unit();
-        let mut counted = 0;
-        let mut failed = None;
-        let consumed = split_lines(&buf, encoding, eof, |start, _, text| {
-            if failed.is_some() {
-                return;
-            }
-            line_no += count_newlines(&buf[counted..start], unit);
-            counted = start;
-            let line = LineRef {
-                file_id: "",
-                offset: base + start as u64,
-                text,
-                rotated: false,
-            };
-            failed = each(line_no, line).err();
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        line_no += count_newlines(&buf[counted..consumed.max(counted)], unit);
-        if eof {
-            return Ok(());
-        }
-        // Nothing whole in the step (a line longer than it): read a bigger one.
-        want = if consumed == 0 { want * 2 } else { step.max(4) };
-        buf.drain(..consumed);
-        start = Some((encoding, base + consumed as u64));
-    }
-}
-
-fn count_newlines(bytes: &[u8], unit: usize) -> u64 {
-    if unit == 2 {
-        bytes.chunks_exact(2).filter(|c| c == &[b'\n', 0]).count() as u64
-    } else {
-        memchr::memchr_iter(b'\n', bytes).count() as u64
-    }
-}
-
-/// Every line and record of a whole, finished file (for reading a file offline).
-pub fn lines_of(bytes: &[u8]) -> Vec<RawLine> {
-    let (encoding, bom) = Encoding::sniff(bytes);
-    let mut out = Vec::new();
-    split_lines(&bytes[bom..], encoding, true, |start, _, text| {
-        out.push(RawLine {
-            file_id: String::new(),
-            offset: (bom + start) as u64,
-            text: text.to_string(),
-            rotated: false,
-        });
-    });
-    out
-}
-
-/// Splits `buf` into lines and CMTrace records, handing each to `emit` with the offsets in `buf`
-/// of its start and of the end of its (last) line; returns how many bytes were consumed. In a `finished` file the last bytes are
-/// a line even without a terminator, and an unterminated CMTrace record is emitted as it is.
-fn split_lines(
-    buf: &[u8],
-    encoding: Encoding,
-    finished: bool,
-    mut emit: impl FnMut(usize, usize, &str),
-) -> usize {
-    let unit = encoding.unit();
-    let mut start = 0;
-    // A CMTrace record in progress: (its start, the text so far).
-    let mut record: Option<(usize, String)> = None;
-    while start < buf.len() {
-        let (line_end, next) = match find_newline(buf, start, encoding) {
-            Some(nl) => (nl, nl + unit),
-            None if finished => (buf.len(), buf.len()),
-            None => break,
-        };
-        let text = decode_line(&buf[start..line_end], encoding);
-        match record.as_mut() {
-            Some((_, acc)) => {
-                acc.push('\n');
-                acc.push_str(&text);
-            }
-            None if cmtrace_open(&text) => record = Some((start, text.into_owned())),
-            None => {
-                emit(start, line_end, &text);
-                start = next;
-                continue;
-            }
-        }
-        if let Some((rec_start, acc)) = &record
-            && (cmtrace_complete(acc) || acc.len() > MAX_RECORD || (finished && next >= buf.len()))
-        {
-            emit(*rec_start, line_end, acc);
-            record = None;
-        }
-        start = next;
-    }
-    // An open record is re-read from its start next time.
-    match record {
-        Some((rec_start, _)) => rec_start,
-        None => start,
-    }
-}
+mod lines;
+use lines::split_lines;
+#[cfg(test)]
+use lines::{count_newlines, read_lines_in_steps};
+pub use lines::{lines_of, read_lines};
 
 #[cfg(test)]
 mod tests;
