@@ -5,8 +5,9 @@
 //! SUPSetup.log line that says setup started (after a log-watcher backlog, say). Each check is
 //! therefore kept with the time of its line: a setup start drops only the checks older than
 //! itself, and a check older than the latest setup start is not taken. Where a line gave no
-//! time (a format without a time zone), nothing tells one install from the next, and a setup
-//! start drops every check, as it must to be safe.
+//! time (SUPSetup.log's stamps carry no zone, and the log watcher was given no bias for the
+//! server), nothing tells one install from the next, and a setup start drops every check, as
+//! it must to be safe.
 
 use sup_proto::prost_types::Timestamp;
 use sup_proto::v1;
