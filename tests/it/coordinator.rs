@@ -548,15 +548,7 @@ fn supctl_lines(
 async fn checks_published_before_their_setup_start_still_make_the_role_ready() {
     let nats = NatsServer::start().expect("nats-server");
     let c = coordinator(&nats);
-    let file = site_file(HIERARCHY);
-    assert!(
-        supctl(
-            &c.endpoint,
-            &["apply", "-f", file.path().to_str().expect("path")]
-        )
-        .status
-        .success()
-    );
+    apply_sites(&c.endpoint, HIERARCHY);
     let bus = bus(&nats).await;
     let server = "cen-sup01.corp.example.com";
     let setup = std::time::SystemTime::now() - Duration::from_secs(120);
@@ -632,15 +624,7 @@ async fn events_follow_shows_changes_as_they_happen() {
     assert_eq!(first["sites"], serde_json::json!([]), "{first}");
     // Give the events follower a moment to subscribe, then make changes.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let file = site_file(HIERARCHY);
-    assert!(
-        supctl(
-            &c.endpoint,
-            &["apply", "-f", file.path().to_str().expect("path")]
-        )
-        .status
-        .success()
-    );
+    apply_sites(&c.endpoint, HIERARCHY);
     let bus = bus(&nats).await;
     make_ready(&bus, "CEN", "cen-sup01.corp.example.com").await;
 
@@ -780,15 +764,7 @@ async fn grpc_health_reflection_and_a_bad_config() {
 async fn the_wizard_steps_as_commands() {
     let nats = NatsServer::start().expect("nats-server");
     let c = coordinator(&nats);
-    let file = site_file(HIERARCHY);
-    assert!(
-        supctl(
-            &c.endpoint,
-            &["apply", "-f", file.path().to_str().expect("path")]
-        )
-        .status
-        .success()
-    );
+    apply_sites(&c.endpoint, HIERARCHY);
 
     let add = supctl(
         &c.endpoint,

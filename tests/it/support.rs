@@ -65,6 +65,22 @@ pub fn site_file(content: &str) -> tempfile::NamedTempFile {
     f
 }
 
+/// Applies a site file of `content` with `supctl apply` and fails the test, with what supctl
+/// said, if it is refused.
+pub fn apply_sites(endpoint: &str, content: &str) {
+    let file = site_file(content);
+    let out = supctl(
+        endpoint,
+        &["apply", "-f", file.path().to_str().expect("path")],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 /// Applies a site file of `content` with `supctl apply --wait` (at most `timeout`, e.g. `90s`)
 /// and fails the test if it does not converge.
 pub fn apply_and_wait(endpoint: &str, content: &str, timeout: &str) {

@@ -240,9 +240,7 @@ impl Bus {
             async move {
                 while let Some((m, message)) = lane.recv().await {
                     if *stop.borrow() {
-                        // Stopping: whatever waits in the lane goes back at once, for another
-                        // replica (or this one's successor) to take.
-                        let _ = m.ack_with(AckKind::Nak(None)).await;
+                        give_back(&m).await;
                         continue;
                     }
                     let verdict = handle(delivery(&m, message)).await;
@@ -276,7 +274,7 @@ impl Bus {
                 while lane.recv_many(&mut batch, BATCH_MAX).await > 0 {
                     if *stop.borrow() {
                         for (m, _) in batch.drain(..) {
-                            let _ = m.ack_with(AckKind::Nak(None)).await;
+                            give_back(&m).await;
                         }
                         continue;
                     }
@@ -416,6 +414,12 @@ fn delivery<T: Consumable>(m: &jetstream::Message, message: T) -> Delivery<T> {
         traceparent,
         span,
     }
+}
+
+/// Stopping: a delivery waiting in a lane goes back at once, for another replica (or this
+/// one's successor) to take.
+async fn give_back(m: &jetstream::Message) {
+    let _ = m.ack_with(AckKind::Nak(None)).await;
 }
 
 async fn acknowledge(what: &str, m: &jetstream::Message, verdict: Verdict) {
