@@ -67,12 +67,7 @@ async fn the_invariant_survives_killed_replicas_and_a_lost_nats_node() {
     let urls = cluster.urls();
     let mut a = coordinator_at(&urls, 3);
     let b = coordinator_at(&urls, 3);
-    let file = site_file(SITE);
-    let out = supctl(
-        &a.endpoint,
-        &["apply", "-f", file.path().to_str().expect("path")],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    apply_sites(&a.endpoint, SITE);
     let mut config = sup_bus::BusConfig::new(urls.clone());
     config.replicas = 3;
     let bus = sup_bus::Bus::connect(&config).await.expect("bus");

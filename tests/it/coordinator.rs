@@ -389,12 +389,7 @@ async fn two_replicas_racing_activations_give_one_winner_per_epoch() {
     let nats = NatsServer::start().expect("nats-server");
     let a = coordinator(&nats);
     let b = coordinator(&nats);
-    let file = site_file(FOUR_SUPS);
-    let out = supctl(
-        &a.endpoint,
-        &["apply", "-f", file.path().to_str().expect("path")],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    apply_sites(&a.endpoint, FOUR_SUPS);
     let bus = bus(&nats).await;
     let servers = [
         "s1.corp.example.com",

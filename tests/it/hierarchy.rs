@@ -54,9 +54,7 @@ fn configured(events: &[(u64, sup_proto::v1::Event)], site: &str) -> Vec<String>
 async fn a_child_waits_for_its_parents_active_sup() {
     let s = stack(&[]);
     let c = s.coordinator.endpoint.clone();
-    let file = site_file(WAITING);
-    let out = supctl(&c, &["apply", "-f", file.path().to_str().expect("path")]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    apply_sites(&c, WAITING);
 
     // The child's SUP becomes active, but has nothing to synchronize from.
     let st = wait_status(&c, "the child's SUP active and waiting", |st| {

@@ -298,12 +298,7 @@ async fn the_procedure_from_site_file_to_active_sups() {
         .map(|i| more[..i].rfind("\n\n").unwrap_or(i))
         .unwrap_or(more.len());
     let negative = format!("{}\n{extra}", &more[..cut]);
-    let file = site_file(&negative);
-    let out = supctl(
-        &s.coordinator.endpoint,
-        &["apply", "-f", file.path().to_str().expect("path")],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    apply_sites(&s.coordinator.endpoint, &negative);
     let status = wait_status(&s.coordinator.endpoint, "three failed roles", |st| {
         [
             "nowsus.corp.example.com",
