@@ -181,11 +181,6 @@ cat > "$RUN/config/logwatch.toml" <<CONF
 admin_listen = "127.0.0.1:9105"
 poll_interval_ms = 250
 root = "$RUN/sites"
-# SUPSetup.log lines carry no time zone; the emulator writes its servers' logs in UTC (its
-# --tz-bias, 0). With the bias known, a setup start and the WSUS checks of WCM.log are ordered by
-# their lines' times, whichever file is read first.
-[tz_bias]
-"*" = 0
 [nats]
 url = "$NATS_URL"
 CONF

@@ -16,6 +16,11 @@ const SERVER: &str = "s1.corp.example.com";
 const MARKER: &str = "<MAXIMUM LOG FILE SIZE REACHED - FILE RENAMED>";
 
 fn start_logwatch(nats: &NatsServer, folder: &Path, publish_lines: bool) -> Process {
+    start_logwatch_on(nats, folder, publish_lines, "WCM.log")
+}
+
+/// A watcher of one log of `folder`, configured with no time-zone bias.
+fn start_logwatch_on(nats: &NatsServer, folder: &Path, publish_lines: bool, log: &str) -> Process {
     let admin = free_port().expect("port");
     let config = folder
         .parent()
@@ -24,7 +29,7 @@ fn start_logwatch(nats: &NatsServer, folder: &Path, publish_lines: bool) -> Proc
     fs::write(
         &config,
         format!(
-            "discover = false\npoll_interval_ms = 50\npublish_lines = {publish_lines}\nadmin_listen = \"127.0.0.1:{admin}\"\n[[watch]]\nsite = \"CEN\"\nserver = \"{SERVER}\"\nfolder = \"{}\"\nlogs = [\"WCM.log\"]\n[nats]\nurl = \"{}\"\n",
+            "discover = false\npoll_interval_ms = 50\npublish_lines = {publish_lines}\nadmin_listen = \"127.0.0.1:{admin}\"\n[[watch]]\nsite = \"CEN\"\nserver = \"{SERVER}\"\nfolder = \"{}\"\nlogs = [\"{log}\"]\n[nats]\nurl = \"{}\"\n",
             folder.display(),
             nats.url()
         ),
@@ -189,6 +194,53 @@ async fn rotations_and_restarts(publish_lines: bool) {
     assert!(
         healthy.iter().all(|(s, l)| s == SERVER && l == "WCM.log"),
         "{healthy:?}"
+    );
+}
+
+/// SUPSetup.log's stamps carry no zone and the watcher is given none: it reads the server's
+/// bias from the log's last write, so the setup start has its true time (UTC−5 here).
+#[tokio::test]
+async fn a_setup_start_gets_its_time_from_the_logs_last_write() {
+    let nats = NatsServer::start().expect("nats-server");
+    let root = tempfile::tempdir().expect("dir");
+    let folder = root.path().join(SERVER).join("Logs");
+    fs::create_dir_all(&folder).expect("mkdir");
+    let bias = chrono::Duration::minutes(300);
+    let local = chrono::Utc::now().naive_utc() - bias;
+    let stamp = local.format("<%m/%d/%y %H:%M:%S>");
+    append(
+        &folder.join("SUPSetup.log"),
+        &format!(
+            "{stamp} ====================================================================\r\n{stamp} SMSWSUS Setup Started....\r\n"
+        ),
+    );
+    let watcher = start_logwatch_on(&nats, &folder, false, "SUPSetup.log");
+    let bus = bus(&nats).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = loop {
+        let found = all_events(&bus)
+            .await
+            .into_iter()
+            .find_map(|(_, e)| match e.payload {
+                Some(Payload::Milestone(m)) if m.name == "role_install_started" => Some(m),
+                _ => None,
+            });
+        if let Some(m) = found {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no setup start:\n{}",
+            watcher.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let expected = (local.and_utc() + bias).timestamp();
+    assert_eq!(
+        started.line_time.map(|t| t.seconds),
+        Some(expected),
+        "{}",
+        watcher.log()
     );
 }
 

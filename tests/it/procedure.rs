@@ -44,7 +44,6 @@ pub fn start_logwatch(nats: &NatsServer, emu: &Emulator) -> Process {
                 .set("POLL_INTERVAL_MS", 100)
                 .set("DISCOVER_INTERVAL_SECS", 1)
                 .set("ROOT", emu.logs.display())
-                .logs_in_utc()
         })
         .and_then(Service::start)
         .unwrap_or_else(|e| panic!("sup-logwatch: {e}"))

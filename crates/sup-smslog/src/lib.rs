@@ -11,12 +11,14 @@
 //! - [`decode`]: bytes to text.
 //! - [`reader`]: [`LogReader`], following a file across rotation.
 //! - [`scan`]: milestones straight from a buffer, parsing only the lines that can hold one.
+//! - [`zone`]: the bias of a server whose lines carry no zone, from its file's last write.
 
 pub mod decode;
 pub mod milestone;
 pub mod parse;
 pub mod reader;
 pub mod scan;
+pub mod zone;
 
 pub use milestone::{Classifier, Milestone, MilestoneKind};
 pub use parse::{Format, Record, RecordRef, parse_line, parse_record};

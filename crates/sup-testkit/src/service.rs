@@ -68,14 +68,6 @@ impl Service {
         self
     }
 
-    /// For a log watcher reading the emulator's logs, which it writes in UTC (its `--tz-bias`
-    /// default): SUPSetup.log lines carry no zone, and with the bias known a setup start and the
-    /// WSUS checks read from WCM.log are ordered by their lines' times, whichever file is read
-    /// first. Replaces any [`Service::config`].
-    pub fn logs_in_utc(self) -> Self {
-        self.config("[tz_bias]\n\"*\" = 0\n")
-    }
-
     /// A command-line argument (`run` for the log watcher).
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());

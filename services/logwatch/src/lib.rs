@@ -9,6 +9,7 @@ mod metrics;
 pub mod parse_cmd;
 pub mod records;
 mod watch;
+mod zones;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -72,7 +73,8 @@ pub struct Settings {
     /// Publish every line to SUP_LOGS (milestones are always published).
     pub publish_lines: bool,
     /// Time-zone bias in minutes (UTC = local + bias) for lines without a zone (SUPSetup.log),
-    /// per server, with `*` as the default.
+    /// per server, with `*` as the default. A server with neither has its bias read from the
+    /// log's last write.
     pub tz_bias: BTreeMap<String, i32>,
     pub watch: Vec<StaticWatch>,
     pub nats: BusConfig,

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::Settings;
 use crate::metrics::{FileLabels, LogLabels, Metrics, MilestoneLabels};
+use crate::zones::Zones;
 
 /// Messages published before a group's acknowledgements are awaited and its positions saved: a
 /// round trip per group rather than per file, and a bounded amount held for a retry.
@@ -44,6 +45,7 @@ pub struct Watcher {
     files: BTreeMap<String, Followed>,
     /// Roles known per site, to name the SUP a site-server line is about.
     roles: BTreeMap<String, BTreeSet<String>>,
+    zones: Zones,
 }
 
 fn position_to_text(p: &Position, classifier: &Classifier) -> String {
@@ -76,6 +78,7 @@ impl Watcher {
     pub fn new(bus: Bus, settings: Settings, metrics: Metrics) -> Self {
         Self {
             bus,
+            zones: Zones::new(settings.tz_bias.clone()),
             settings,
             metrics,
             files: BTreeMap::new(),
@@ -91,14 +94,6 @@ impl Watcher {
                 .replace("{site}", site)
                 .replace("{server}", server),
         )
-    }
-
-    fn bias(&self, server: &str) -> Option<i32> {
-        self.settings
-            .tz_bias
-            .get(server)
-            .or_else(|| self.settings.tz_bias.get("*"))
-            .copied()
     }
 
     fn mine(&self, server: &str) -> bool {
@@ -273,7 +268,7 @@ impl Watcher {
     /// new was read.
     fn read_file(&mut self, key: &str) -> Option<Polled> {
         let server = self.files.get(key)?.server.clone();
-        let bias = self.bias(&server);
+        let bias = self.zones.configured(&server);
         let publish_lines = self.settings.publish_lines;
         let f = self.files.get_mut(key)?;
         let gaps_before = f.reader.gaps;
@@ -307,13 +302,17 @@ impl Watcher {
                     (items, n)
                 })
         };
-        let (reads, read_lines) = match read {
+        let (mut reads, read_lines) = match read {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(path = %f.reader.path().display(), error = %e, "reading a log");
                 return None;
             }
         };
+        if bias.is_none() {
+            let records = reads.iter_mut().map(|r| &mut r.record);
+            self.zones.place(&server, f.reader.path(), records);
+        }
         if f.reader.gaps > gaps_before {
             self.metrics.gaps.inc();
             tracing::warn!(path = %f.reader.path().display(), "a rotation's unread tail was gone");

@@ -54,7 +54,6 @@ pub async fn converge(quick: bool) -> anyhow::Result<Vec<Figure>> {
             .nats(&urls, 3)
             .set("ROOT", logs.display())
             .set("DISCOVER_INTERVAL_SECS", 2)
-            .logs_in_utc()
             .spawn()?,
     );
     for p in &stack {

@@ -125,7 +125,6 @@ pub async fn failover_time(quick: bool) -> anyhow::Result<Vec<Figure>> {
         .set("POLL_INTERVAL_MS", 100)
         .set("DISCOVER_INTERVAL_SECS", 1)
         .set("ROOT", logs.display())
-        .logs_in_utc()
         .spawn()?;
     let h = service("health", d)?
         .listening()?

@@ -194,7 +194,6 @@ impl Stack {
             .set("ROOT", s(&logs))
             .set("POLL_INTERVAL_MS", 100)
             .set("DISCOVER_INTERVAL_SECS", 1)
-            .logs_in_utc()
             .spawn()
             .context("starting sup-logwatch")?;
         let health = service("health", "sup-health")?
