@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::io::{self, Read as _, Seek as _, SeekFrom};
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
@@ -73,25 +74,34 @@ fn look_once(path: &Path) -> io::Result<Option<Option<i32>>> {
         start += 1;
     }
     file.seek(SeekFrom::Start(start))?;
+    let Some(wanted) = len.checked_sub(start) else {
+        return Ok(None);
+    };
     let mut tail = Vec::new();
-    file.take(len.saturating_sub(start))
-        .read_to_end(&mut tail)?;
+    file.take(wanted).read_to_end(&mut tail)?;
     let after = std::fs::metadata(path)?;
-    if after.len() != len || after.modified().ok() != before.modified().ok() {
+    if after.len() != len
+        || after.modified().ok() != before.modified().ok()
+        || tail.len() as u64 != wanted
+    {
         return Ok(None);
     }
-    if tail.len() as u64 != len - start {
-        return Ok(None);
-    }
-    let Ok(modified) = before.modified() else {
+    let Some(modified) = before.modified().ok().and_then(to_utc) else {
         return Ok(Some(None));
     };
     Ok(Some(last_line_bias(
         &tail,
         encoding,
         start == bom as u64,
-        modified.into(),
+        modified,
     )))
+}
+
+/// A file time as UTC, `None` where it is out of chrono's range (chrono's own conversion panics
+/// there) or before 1970.
+fn to_utc(t: SystemTime) -> Option<DateTime<Utc>> {
+    let since = t.duration_since(UNIX_EPOCH).ok()?;
+    DateTime::from_timestamp(i64::try_from(since.as_secs()).ok()?, since.subsec_nanos())
 }
 
 /// The bias from the last non-empty line of `tail`: the end of a file whose start is in it when
@@ -102,7 +112,12 @@ fn last_line_bias(
     whole: bool,
     modified: DateTime<Utc>,
 ) -> Option<i32> {
-    let text = decode_line(tail, encoding);
+    // A UTF-16 file of odd length ends in half a unit, which is no part of a line yet.
+    let whole_units = match encoding {
+        Encoding::Utf16Le => tail.len() - tail.len() % 2,
+        _ => tail.len(),
+    };
+    let text = decode_line(&tail[..whole_units], encoding);
     let mut lines: Vec<&str> = text.split('\n').collect();
     if !whole {
         lines.remove(0);

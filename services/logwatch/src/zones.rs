@@ -1,10 +1,11 @@
 //! The time zone of each server's lines that carry none (SUPSetup.log's rolesetup stamps).
 //!
-//! A bias configured for the server, or under `*`, is used as it is. Without one, the file
-//! itself says: its last line's local stamp against the time the server last wrote it
-//! ([`sup_smslog::zone`]), read again whenever new zone-less lines arrive, so it follows summer
-//! time. When the file cannot tell (it was written to while it was looked at, or its last line
-//! has no stamp), the bias it last told for the same server is used: one server, one clock.
+//! A bias configured for the server, or under `*`, is used as it is. Without one, the server's
+//! own lines say: the latest line read from its folder that carries a bias (WSUSCtrl.log on a
+//! SUP, WCM.log on a site server; one machine, one clock). Before any such line (a SUP whose
+//! first lines are its setup's), the file itself says: its last line's local stamp against the
+//! time the server last wrote it ([`sup_smslog::zone`]), read again whenever new zone-less lines
+//! are read. When neither tells, the bias the file last told for the same server is used.
 //! Without a time, a setup start cannot be told apart from the checks around it, and the
 //! coordinator has to drop every check it holds for the role.
 
@@ -15,6 +16,9 @@ use sup_smslog::{Format, Record};
 
 pub struct Zones {
     configured: BTreeMap<String, i32>,
+    /// The bias of the latest line with one, per server.
+    written: BTreeMap<String, i32>,
+    /// The bias a zone-less file last told, per server.
     learned: BTreeMap<String, i32>,
 }
 
@@ -22,6 +26,7 @@ impl Zones {
     pub fn new(configured: BTreeMap<String, i32>) -> Self {
         Self {
             configured,
+            written: BTreeMap::new(),
             learned: BTreeMap::new(),
         }
     }
@@ -34,47 +39,63 @@ impl Zones {
             .copied()
     }
 
-    /// Gives the records read from `path` (a log of `server`) that carry no zone the bias that
-    /// file tells, or the one it last told for the server.
+    /// Notes the bias of the records read from `path` (a log of `server`) that carry one, and
+    /// gives those that carry none the server's bias: the one its lines carry, else the one the
+    /// file tells, else the one it last told.
     pub fn place<'a>(
         &mut self,
         server: &str,
         path: &Path,
         records: impl IntoIterator<Item = &'a mut Record>,
     ) {
-        let mut zoneless: Vec<&mut Record> = records
-            .into_iter()
-            .filter(|r| r.format == Format::RoleSetup && r.bias.is_none())
-            .collect();
+        let mut zoneless: Vec<&mut Record> = Vec::new();
+        for r in records {
+            match (r.format, r.bias) {
+                (Format::RoleSetup, None) => zoneless.push(r),
+                (Format::Sms | Format::CmTrace, Some(bias)) => {
+                    self.written.insert(server.to_string(), bias);
+                }
+                _ => {}
+            }
+        }
         if zoneless.is_empty() {
             return;
         }
-        let told = sup_smslog::zone::file_zone_bias(path).unwrap_or_else(|e| {
-            tracing::warn!(path = %path.display(), error = %e, "reading a log's last write for its time zone");
-            None
-        });
-        if let Some(bias) = told
-            && self.learned.insert(server.to_string(), bias) != Some(bias)
-        {
-            tracing::info!(
-                server,
-                bias,
-                path = %path.display(),
-                "time-zone bias read from the last line of a log whose lines carry no zone"
-            );
-        }
-        let Some(bias) = told.or_else(|| self.learned.get(server).copied()) else {
+        let bias = self
+            .written
+            .get(server)
+            .copied()
+            .or_else(|| self.told(server, path))
+            .or_else(|| self.learned.get(server).copied());
+        let Some(bias) = bias else {
             tracing::warn!(
                 server,
                 path = %path.display(),
                 lines = zoneless.len(),
-                "lines without a time zone, none configured for the server ([tz_bias]) and the file does not tell one: their milestones have no time"
+                "lines without a time zone, none configured for the server ([tz_bias]) and none read from its logs: their milestones have no time"
             );
             return;
         };
         for r in &mut zoneless {
             r.bias = Some(bias);
         }
+    }
+
+    /// The bias the file at `path` tells, remembered for `server`.
+    fn told(&mut self, server: &str, path: &Path) -> Option<i32> {
+        let told = sup_smslog::zone::file_zone_bias(path).unwrap_or_else(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "reading a log's last write for its time zone");
+            None
+        })?;
+        if self.learned.insert(server.to_string(), told) != Some(told) {
+            tracing::info!(
+                server,
+                bias = told,
+                path = %path.display(),
+                "time-zone bias read from the last line of a log whose lines carry no zone"
+            );
+        }
+        Some(told)
     }
 }
 
@@ -148,13 +169,30 @@ mod tests {
     }
 
     #[test]
-    fn lines_with_a_zone_are_left_as_they_are() {
+    fn the_servers_own_zoned_lines_come_first_and_keep_their_bias() {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let path = dir.path().join("WCM.log");
-        let line = "Checking for supported SQL version  $$<SMS_WSUS_CONTROL_MANAGER><12-04-2026 10:00:00.000+480><thread=1 (0x1)>";
-        std::fs::write(&path, line).expect("written");
-        let mut records = parsed(line);
-        Zones::new(BTreeMap::new()).place("SUP1", &path, &mut records);
-        assert_eq!(records[0].bias, Some(480));
+        let setup = dir.path().join("SUPSetup.log");
+        let local = NaiveDate::from_ymd_opt(2026, 12, 4)
+            .and_then(|d| d.and_hms_opt(10, 0, 0))
+            .expect("a time");
+        let text = stamped(local, "SMSWSUS Setup Started....");
+        std::fs::write(&setup, &text).expect("written");
+        // The file would tell 300 (its write trails its stamp by five hours).
+        written_at(&setup, local + Duration::minutes(300));
+        let zoned = "Checking for supported SQL version  $$<SMS_WSUS_CONTROL_MANAGER><12-04-2026 10:00:00.000+480><thread=1 (0x1)>";
+        let mut zones = Zones::new(BTreeMap::new());
+        let mut wsusctrl = parsed(zoned);
+        zones.place("SUP1", &dir.path().join("WSUSCtrl.log"), &mut wsusctrl);
+        assert_eq!(wsusctrl[0].bias, Some(480), "a line's own bias is kept");
+        let mut records = parsed(&text);
+        zones.place("SUP1", &setup, &mut records);
+        assert_eq!(records[0].bias, Some(480), "the server's lines say 480");
+        let mut elsewhere = parsed(&text);
+        zones.place("SUP2", &setup, &mut elsewhere);
+        assert_eq!(
+            elsewhere[0].bias,
+            Some(300),
+            "SUP2 has no zoned line: the file tells"
+        );
     }
 }

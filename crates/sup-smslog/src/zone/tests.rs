@@ -162,3 +162,34 @@ proptest! {
         prop_assert!(file_zone_bias(f.path()).is_ok());
     }
 }
+
+#[test]
+fn a_file_time_out_of_range_tells_nothing() {
+    let text = rolesetup(&[(local(10, 0, 0), "Installation was successful.")]);
+    let f = file_with(text.as_bytes(), local(10, 0, 0));
+    let far = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1 << 62);
+    if f.as_file().set_modified(far).is_ok() {
+        assert_eq!(file_zone_bias(f.path()).expect("read"), None);
+    }
+    assert_eq!(to_utc(far), None);
+}
+
+#[test]
+fn an_odd_length_utf16_file_and_a_cut_first_line_are_read_from_the_right_byte() {
+    // 4 KiB of a long first line, then the stamped last line, UTF-16LE with its BOM and one
+    // stray byte at the end: the tail starts on an odd offset, which must move to a whole unit,
+    // and the cut first line must not be taken for the last.
+    let mut text = "x".repeat(3000);
+    text.push_str("\r\n");
+    text.push_str(&rolesetup(&[(
+        local(10, 0, 0),
+        "Installation was successful.",
+    )]));
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    let f = file_with(&bytes, local(18, 0, 0));
+    assert_eq!(file_zone_bias(f.path()).expect("read"), Some(480));
+    bytes.push(b'\n');
+    let odd = file_with(&bytes, local(18, 0, 0));
+    assert_eq!(file_zone_bias(odd.path()).expect("read"), Some(480));
+}
