@@ -194,15 +194,45 @@ fn framing_as_written(line: &str) -> Option<(usize, Framing<'_>)> {
     let stamp_text = &line[stamp + 1..thread - 1];
     let thread_text = line[thread..end.len() - 1].strip_prefix("<thread=")?;
     // No `<` can be in the parts (the walk back found the last ones), and the only `>` between
-    // the component's `<` and the last `>` are the two that close the component and the stamp.
-    if name.is_empty()
-        || memchr::memchr(b'$', name.as_bytes()).is_some()
-        || memchr::memchr_iter(b'>', &end[component + 1..end.len() - 1]).count() != 2
+    // the component's `<` and the last `>` are the two that close the component and the stamp:
+    // none in the name, the stamp or the thread's part. A stamp and a thread written the usual
+    // way are read byte by byte and hold none; only others are searched.
+    if name.is_empty() || memchr::memchr2(b'$', b'>', name.as_bytes()).is_some() {
+        return None;
+    }
+    let stamp_as_written = parse_sms_stamp_as_written(stamp_text.as_bytes());
+    let thread_id = thread_as_written(thread_text);
+    if (stamp_as_written.is_none() || thread_id.is_none())
+        && (memchr::memchr(b'>', stamp_text.as_bytes()).is_some()
+            || memchr::memchr(b'>', thread_text.as_bytes()).is_some())
     {
         return None;
     }
-    let (time_local, bias) = parse_sms_stamp(stamp_text);
-    Some((at, (name, time_local, bias, parse_thread(thread_text))))
+    let (time_local, bias) = match stamp_as_written {
+        Some((time, bias)) => (Some(time), bias),
+        None => parse_sms_stamp_any(stamp_text),
+    };
+    let thread_id = thread_id.or_else(|| parse_thread(thread_text));
+    Some((at, (name, time_local, bias, thread_id)))
+}
+
+/// The thread id of a thread part written as ConfigMgr writes it, `N (0xHEX)` with `N` a `u32`
+/// (what [`parse_thread`] reads from it); `None` for anything else.
+fn thread_as_written(text: &str) -> Option<u32> {
+    let b = text.as_bytes();
+    let digits = b
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(b.len());
+    let [hex @ .., b')'] = b[digits..].strip_prefix(b" (0x")? else {
+        return None;
+    };
+    if digits == 0 || hex.is_empty() || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    b[..digits].iter().try_fold(0u32, |n, &c| {
+        n.checked_mul(10)?.checked_add(u32::from(c - b'0'))
+    })
 }
 
 fn parse_sms(line: &str) -> Option<RecordRef<'_>> {
@@ -273,8 +303,13 @@ fn parse_sms_framing(s: &str) -> Option<Framing<'_>> {
 /// The thread id: the first word of `thread=`'s value, decimal or else hexadecimal.
 fn parse_thread(text: &str) -> Option<u32> {
     // The value as ConfigMgr writes it, `N (0xHEX)`: its first word ends at the space.
-    let word = match text.split_once(' ') {
-        Some((word, _)) if !word.is_empty() && word.bytes().all(|c| c.is_ascii_digit()) => word,
+    let first = text
+        .as_bytes()
+        .iter()
+        .position(|&c| c == b' ')
+        .map(|i| &text[..i]);
+    let word = match first {
+        Some(word) if !word.is_empty() && word.bytes().all(|c| c.is_ascii_digit()) => word,
         _ => text.split_whitespace().next()?,
     };
     word.parse::<u32>()
@@ -290,33 +325,47 @@ fn parse_sms_stamp(stamp: &str) -> (Option<NaiveDateTime>, Option<i32>) {
     }
 }
 
+/// Nanoseconds in a unit of a fraction of 1 to 9 digits.
+const NANOS_PER_FRACTION_UNIT: [u32; 9] = [
+    100_000_000,
+    10_000_000,
+    1_000_000,
+    100_000,
+    10_000,
+    1_000,
+    100,
+    10,
+    1,
+];
+
 /// The stamp as ConfigMgr writes it, `MM-DD-YYYY HH:MM:SS.fff` and an optional `±BIAS` with
 /// nothing around it, read by position: nearly every line has one, and reading it this way costs
 /// a fraction of the general path. `None` for anything else (including a stamp whose numbers make
 /// no date or time), which [`parse_sms_stamp_any`] then reads; where both read a stamp, they
 /// agree (a property test holds them to it).
 fn parse_sms_stamp_as_written(b: &[u8]) -> Option<(NaiveDateTime, Option<i32>)> {
-    let separators = [
-        (2, b'-'),
-        (5, b'-'),
-        (10, b' '),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-    ];
-    if b.len() < 21 || separators.iter().any(|&(at, sep)| b[at] != sep) {
+    let (head, rest) = b.split_first_chunk::<20>()?;
+    if head[2] != b'-'
+        || head[5] != b'-'
+        || head[10] != b' '
+        || head[13] != b':'
+        || head[16] != b':'
+        || head[19] != b'.'
+    {
         return None;
     }
-    let number = |from: usize, to: usize| -> Option<u32> {
-        b[from..to].iter().try_fold(0u32, |n, &c| {
-            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-        })
+    let digit = |c: u8| {
+        let d = c.wrapping_sub(b'0');
+        (d < 10).then_some(u32::from(d))
     };
-    let fraction_len = b[20..].iter().take_while(|c| c.is_ascii_digit()).count();
-    if fraction_len == 0 || fraction_len > 9 {
-        return None;
-    }
-    let bias = match &b[20 + fraction_len..] {
+    let two = |at: usize| Some(digit(head[at])? * 10 + digit(head[at + 1])?);
+    let fraction_len = rest
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    let scale = *NANOS_PER_FRACTION_UNIT.get(fraction_len.checked_sub(1)?)?;
+    let (fraction, sign_and_bias) = rest.split_at(fraction_len);
+    let bias = match sign_and_bias {
         [] => None,
         [sign @ (b'+' | b'-'), digits @ ..]
             if !digits.is_empty() && digits.len() <= 9 && digits.iter().all(u8::is_ascii_digit) =>
@@ -328,14 +377,13 @@ fn parse_sms_stamp_as_written(b: &[u8]) -> Option<(NaiveDateTime, Option<i32>)> 
         }
         _ => return None,
     };
-    let nanos = number(20, 20 + fraction_len)? * 10u32.pow(9 - fraction_len as u32);
-    let date = NaiveDate::from_ymd_opt(
-        i32::try_from(number(6, 10)?).ok()?,
-        number(0, 2)?,
-        number(3, 5)?,
-    )?;
-    let time =
-        NaiveTime::from_hms_nano_opt(number(11, 13)?, number(14, 16)?, number(17, 19)?, nanos)?;
+    let nanos = fraction
+        .iter()
+        .fold(0u32, |n, &c| n * 10 + u32::from(c - b'0'))
+        * scale;
+    let year = i32::try_from(two(6)? * 100 + two(8)?).ok()?;
+    let date = NaiveDate::from_ymd_opt(year, two(0)?, two(3)?)?;
+    let time = NaiveTime::from_hms_nano_opt(two(11)?, two(14)?, two(17)?, nanos)?;
     Some((date.and_time(time), bias))
 }
 

@@ -70,9 +70,9 @@ pub(crate) fn needle_hits(buf: &[u8]) -> Option<Vec<usize>> {
 
 /// `buf` folded to ASCII lower case into `folded`.
 fn fold_into(folded: &mut Vec<u8>, buf: &[u8]) {
+    // Copied and folded in one pass over the bytes.
     folded.clear();
-    folded.extend_from_slice(buf);
-    folded.make_ascii_lowercase();
+    folded.extend(buf.iter().map(u8::to_ascii_lowercase));
 }
 
 /// The folded copy a thread keeps is about one read step (256 KiB); one grown for a long line

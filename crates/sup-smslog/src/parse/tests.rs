@@ -431,7 +431,11 @@ proptest! {
         message in "[A-Za-z $<>]{0,30}",
         component in "[A-Z_$<>]{0,8}",
         stamp in prop_oneof![Just("11-26-2026 17:09:33.123+480".to_string()), "[0-9 :.<>$+-]{0,12}"],
-        thread in "[0-9a-fx ()<>]{0,10}",
+        thread in prop_oneof![
+            Just("3404 (0xD4C)".to_string()),
+            "[0-9]{0,12} \\(0x[0-9A-Fa-f>g]{0,4}\\)",
+            "[0-9a-fx ()<>]{0,10}",
+        ],
         tail in prop_oneof![Just(String::new()), Just(" \r".to_string()), "[ <>$]{0,3}"],
     ) {
         let line = format!("{message}  $$<{component}><{stamp}><thread={thread}>{tail}");

@@ -1,6 +1,7 @@
 //! Splitting bytes into lines and CMTrace records, and reading a finished file line by line in
 //! bounded memory.
 
+use std::borrow::Cow;
 use std::io::{self, Read};
 
 use super::{LineRef, MAX_RECORD, RawLine};
@@ -104,6 +105,18 @@ pub fn lines_of(bytes: &[u8]) -> Vec<RawLine> {
     out
 }
 
+/// The longest prefix of `buf` that is UTF-8, checked once for the whole read rather than line
+/// by line (empty for UTF-16, whose lines are decoded one by one).
+fn valid_utf8_prefix(buf: &[u8], encoding: Encoding) -> &str {
+    if encoding == Encoding::Utf16Le {
+        return "";
+    }
+    match std::str::from_utf8(buf) {
+        Ok(text) => text,
+        Err(e) => std::str::from_utf8(&buf[..e.valid_up_to()]).unwrap_or_default(),
+    }
+}
+
 /// Splits `buf` into lines and CMTrace records, handing each to `emit` with the offsets in `buf`
 /// of its start and of the end of its (last) line; returns how many bytes were consumed. In a
 /// `finished` file the last bytes are a line even without a terminator, and an unterminated
@@ -115,6 +128,7 @@ pub(super) fn split_lines(
     mut emit: impl FnMut(usize, usize, &str),
 ) -> usize {
     let unit = encoding.unit();
+    let valid = valid_utf8_prefix(buf, encoding);
     let mut start = 0;
     // A CMTrace record in progress: (its start, the text so far).
     let mut record: Option<(usize, String)> = None;
@@ -124,7 +138,11 @@ pub(super) fn split_lines(
             None if finished => (buf.len(), buf.len()),
             None => break,
         };
-        let text = decode_line(&buf[start..line_end], encoding);
+        // A line inside the prefix validated at once is that text, as `decode_line` would give it.
+        let text = match valid.get(start..line_end) {
+            Some(line) => Cow::Borrowed(line.strip_suffix('\r').unwrap_or(line)),
+            None => decode_line(&buf[start..line_end], encoding),
+        };
         match record.as_mut() {
             Some((_, acc)) => {
                 acc.push('\n');

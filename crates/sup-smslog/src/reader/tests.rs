@@ -430,3 +430,51 @@ proptest! {
         prop_assert_eq!(numbered_in_steps(&bytes, step), numbered_at_once(&bytes));
     }
 }
+
+proptest! {
+    /// Lines split from a read that is UTF-8 up to some point (Windows-1252 bytes, or a character
+    /// cut by the read's end, after it) are the text decoding each line alone gives.
+    #[test]
+    fn lines_of_a_read_are_decoded_as_each_line_alone(
+        lines in proptest::collection::vec(
+            prop_oneof![
+                "[a-zA-Z0-9 <>$.:-]{0,40}".prop_map(String::into_bytes),
+                "[a-zé€ ]{0,20}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..30),
+            ],
+            0..8,
+        ),
+        crlf in any::<bool>(),
+        finished in any::<bool>(),
+        cut in 0usize..4,
+    ) {
+        let end: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+        let mut buf: Vec<u8> = lines
+            .iter()
+            .map(|l| l.iter().copied().filter(|&c| c != b'\n').collect::<Vec<u8>>())
+            .flat_map(|l| [l, end.to_vec()])
+            .flatten()
+            .collect();
+        buf.extend(&"é€".as_bytes()[..cut]);
+        for encoding in [crate::decode::Encoding::Ansi, crate::decode::Encoding::Utf8Bom] {
+            let mut split = Vec::new();
+            let consumed = split_lines(&buf, encoding, finished, |start, end, text| {
+                split.push((start, end, text.to_string()));
+            });
+            let mut expected = Vec::new();
+            let mut start = 0;
+            while start < consumed {
+                let end = memchr::memchr(b'\n', &buf[start..]).map_or(buf.len(), |i| start + i);
+                let text = crate::decode::decode_line(&buf[start..end], encoding).into_owned();
+                // A CMTrace opening in random bytes makes a record of several lines; those are
+                // the record path's business, not this one's.
+                if text.starts_with("<![LOG[") {
+                    return Ok(());
+                }
+                expected.push((start, end, text));
+                start = end + 1;
+            }
+            prop_assert_eq!(split, expected);
+        }
+    }
+}
