@@ -325,6 +325,13 @@ fn parse_sms_stamp(stamp: &str) -> (Option<NaiveDateTime>, Option<i32>) {
     }
 }
 
+thread_local! {
+    /// The last date read as written and its text: a log's lines share their date for hours,
+    /// and making a date from its numbers is a good part of reading a stamp.
+    static LAST_DATE: std::cell::Cell<Option<([u8; 10], NaiveDate)>> =
+        const { std::cell::Cell::new(None) };
+}
+
 /// Nanoseconds in a unit of a fraction of 1 to 9 digits.
 const NANOS_PER_FRACTION_UNIT: [u32; 9] = [
     100_000_000,
@@ -381,8 +388,16 @@ fn parse_sms_stamp_as_written(b: &[u8]) -> Option<(NaiveDateTime, Option<i32>)> 
         .iter()
         .fold(0u32, |n, &c| n * 10 + u32::from(c - b'0'))
         * scale;
-    let year = i32::try_from(two(6)? * 100 + two(8)?).ok()?;
-    let date = NaiveDate::from_ymd_opt(year, two(0)?, two(3)?)?;
+    let date_text: [u8; 10] = head[..10].try_into().ok()?;
+    let date = match LAST_DATE.get() {
+        Some((text, date)) if text == date_text => date,
+        _ => {
+            let year = i32::try_from(two(6)? * 100 + two(8)?).ok()?;
+            let date = NaiveDate::from_ymd_opt(year, two(0)?, two(3)?)?;
+            LAST_DATE.set(Some((date_text, date)));
+            date
+        }
+    };
     let time = NaiveTime::from_hms_nano_opt(two(11)?, two(14)?, two(17)?, nanos)?;
     Some((date.and_time(time), bias))
 }
