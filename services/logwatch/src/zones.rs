@@ -123,16 +123,23 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn zoneless_lines_take_the_bias_their_file_tells_then_the_last_one_told() {
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let path = dir.path().join("SUPSetup.log");
+    /// A SUPSetup.log in `dir` whose one line, `message`, is stamped 10:00 local time and was
+    /// written five hours later by the file system's clock (a server at UTC−5, bias 300).
+    fn supsetup_log(dir: &Path, message: &str) -> (std::path::PathBuf, String, NaiveDateTime) {
+        let path = dir.join("SUPSetup.log");
         let local = NaiveDate::from_ymd_opt(2026, 12, 4)
             .and_then(|d| d.and_hms_opt(10, 0, 0))
             .expect("a time");
-        let text = stamped(local, "Installation was successful.");
+        let text = stamped(local, message);
         std::fs::write(&path, &text).expect("written");
         written_at(&path, local + Duration::minutes(300));
+        (path, text, local)
+    }
+
+    #[test]
+    fn zoneless_lines_take_the_bias_their_file_tells_then_the_last_one_told() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let (path, text, local) = supsetup_log(dir.path(), "Installation was successful.");
         let mut zones = Zones::new(BTreeMap::new());
         let mut records = parsed(&text);
         zones.place("SUP1", &path, &mut records);
@@ -171,14 +178,8 @@ mod tests {
     #[test]
     fn the_servers_own_zoned_lines_come_first_and_keep_their_bias() {
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let setup = dir.path().join("SUPSetup.log");
-        let local = NaiveDate::from_ymd_opt(2026, 12, 4)
-            .and_then(|d| d.and_hms_opt(10, 0, 0))
-            .expect("a time");
-        let text = stamped(local, "SMSWSUS Setup Started....");
-        std::fs::write(&setup, &text).expect("written");
-        // The file would tell 300 (its write trails its stamp by five hours).
-        written_at(&setup, local + Duration::minutes(300));
+        // The file would tell 300.
+        let (setup, text, _) = supsetup_log(dir.path(), "SMSWSUS Setup Started....");
         let zoned = "Checking for supported SQL version  $$<SMS_WSUS_CONTROL_MANAGER><12-04-2026 10:00:00.000+480><thread=1 (0x1)>";
         let mut zones = Zones::new(BTreeMap::new());
         let mut wsusctrl = parsed(zoned);
