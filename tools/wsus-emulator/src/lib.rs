@@ -52,7 +52,9 @@ pub struct Config {
     pub agent: Option<TcpListener>,
     /// TLS (and client certificates) for the agent's gRPC listener.
     pub agent_tls: Option<sup_runtime::ServerTls>,
-    pub control: Option<TcpListener>,
+    /// The control API's address, bound only once everything else is set up (the CA written),
+    /// so a client that finds the port listening can use what the emulator wrote.
+    pub control: Option<SocketAddr>,
     pub logs_root: PathBuf,
     pub max_log_size: u64,
     pub timing: Timing,
@@ -125,7 +127,10 @@ pub async fn run(
     if !config.https.is_empty() || config.provider_https.is_some() {
         let authority = Arc::new(tls::Authority::new().context("making the emulator CA")?);
         if let Some(out) = &config.ca_out {
-            std::fs::write(out, authority.ca_pem())
+            // Whole or not at all: written beside and renamed into place.
+            let partial = out.with_extension("partial");
+            std::fs::write(&partial, authority.ca_pem())
+                .and_then(|()| std::fs::rename(&partial, out))
                 .with_context(|| format!("writing {}", out.display()))?;
         }
         tls_acceptor = Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
@@ -159,7 +164,8 @@ pub async fn run(
             )));
         }
     }
-    if let Some(l) = config.control {
+    if let Some(addr) = config.control {
+        let l = bind_all(&[addr]).await?.remove(0);
         tracing::info!(addr = %l.local_addr()?, "control API");
         let mut stop = stop_rx.clone();
         let router = control::router(emu.clone(), provider.clone());

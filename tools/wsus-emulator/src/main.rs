@@ -325,7 +325,7 @@ async fn real_main() -> anyhow::Result<()> {
                     }),
                     _ => None,
                 },
-                control: Some(bind_all(&[control]).await?.remove(0)),
+                control: Some(control),
                 logs_root: logs,
                 max_log_size,
                 timing: Timing {
