@@ -268,41 +268,47 @@ pub(crate) fn needle(phrase: &'static str) -> &'static str {
     match phrase {
         "Sync failed" => "ync failed",
         "updates, processed" => "s, processed",
-        // The WSUS health lines, whose first words are everywhere.
-        "There are no unhealthy WSUS Server components on WSUS Server " => {
-            "unhealthy WSUS Server components on WSUS Server"
-        }
-        "Successfully checked database connection on WSUS server " => {
-            "database connection on WSUS server"
-        }
         other => other,
     }
 }
 
-/// A needle for every phrase that can make a line a milestone, in ASCII lower case, to be
-/// searched for in text folded to lower case: one SIMD search then finds both the phrases
-/// matched as written and those matched in any case, where an ASCII-case-insensitive automaton
-/// gets no SIMD prefilter. Text that holds none of them holds no trigger phrase in any case; text
-/// that holds one may still be nothing, which the classifier's exact tests decide.
-pub(crate) fn folded_needles() -> impl Iterator<Item = String> {
-    TRIGGER_PHRASES
-        .into_iter()
-        .chain(CASE_FREE_PHRASES)
-        .map(needle)
-        .map(str::to_ascii_lowercase)
+/// A piece every one of the [`CASE_FREE_PHRASES`] holds (in "… on WSUS server"), searched for in
+/// every ASCII letter case. An ASCII-case-insensitive automaton gets no SIMD prefilter, and
+/// folding each read to lower case first costs a pass over its bytes; the piece's case variants
+/// instead share one bucket of the SIMD search (they differ only in the high half of their
+/// letters' bytes). Lines holding it are rare outside the two health lines.
+pub(crate) const CASE_FREE_PIECE: &str = "on ws";
+
+/// `piece` in every ASCII letter case: 2ⁿ strings for n letters.
+fn case_variants(piece: &str) -> Vec<String> {
+    let mut variants = vec![String::new()];
+    for c in piece.chars() {
+        let cases: &[char] = if c.is_ascii_alphabetic() {
+            &[c.to_ascii_lowercase(), c.to_ascii_uppercase()]
+        } else {
+            &[c]
+        };
+        variants = variants
+            .iter()
+            .flat_map(|v| cases.iter().map(move |c| format!("{v}{c}")))
+            .collect();
+    }
+    variants
 }
 
-/// What every search for milestone lines looks for: [`folded_needles`], the rotation marker and
-/// the start of a CMTrace record (not milestones: the buffer scan hands such text to the
-/// line-by-line path), all in ASCII lower case. One automaton serves the buffer scan, the
-/// reader's candidate lines and the classifier's own test; the two extra needles only make a
-/// line a candidate, which the exact tests then find is nothing.
+/// What every search for milestone lines looks for, in the bytes as written: the needle of every
+/// trigger phrase (which the classifier matches as written), [`CASE_FREE_PIECE`] in every case,
+/// the rotation marker and the start of a CMTrace record (not milestones: the buffer scan hands
+/// such text to the line-by-line path). Text that holds none of them holds no trigger phrase;
+/// text that holds one may still be nothing, which the classifier's exact tests decide. One
+/// automaton serves the buffer scan, the reader's candidate lines and the classifier's own test.
 pub(crate) fn candidate_needles() -> impl Iterator<Item = String> {
-    folded_needles().chain(
-        [crate::parse::ROTATION_MARKER, crate::parse::CMTRACE_OPEN]
-            .into_iter()
-            .map(str::to_ascii_lowercase),
-    )
+    TRIGGER_PHRASES
+        .into_iter()
+        .map(needle)
+        .chain([crate::parse::ROTATION_MARKER, crate::parse::CMTRACE_OPEN])
+        .map(str::to_string)
+        .chain(case_variants(CASE_FREE_PIECE))
 }
 
 /// [`candidate_needles`] built once; `None` if it could not be built (every line is then a
@@ -337,12 +343,11 @@ fn after_any_case<'a>(message: &'a str, phrase: &Finder<'_>) -> Option<&'a str> 
     message.get(at + phrase.needle().len()..)
 }
 
-/// Whether `message` may hold a trigger phrase (in any case): the one search most lines get.
+/// Whether `message` may hold a trigger phrase: the one search most lines get.
 fn may_trigger(message: &str) -> bool {
-    match CANDIDATES.as_ref() {
-        Some(needles) => with_folded(message, |folded| needles.is_match(folded)),
-        None => true,
-    }
+    CANDIDATES
+        .as_ref()
+        .is_none_or(|needles| needles.is_match(message))
 }
 
 fn looks_like_error(message: &str) -> bool {

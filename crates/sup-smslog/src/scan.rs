@@ -15,10 +15,8 @@ use crate::decode::{Encoding, decode_line};
 use crate::milestone::{Classifier, Milestone};
 use crate::parse::{CMTRACE_OPEN, Record, parse_record};
 
-// The search (`CANDIDATES`) runs over the buffer folded to lower case, so one SIMD search finds
-// the phrases matched as written and those matched in any case alike (an ASCII-case-insensitive
-// automaton gets no SIMD prefilter). A line that matches only once folded is a candidate like any
-// other: the classifier finds it is nothing.
+// The search (`CANDIDATES`) runs over the bytes as written: the phrases matched in any case are
+// found by a piece of theirs searched for in every case.
 use crate::milestone::CANDIDATES as NEEDLES;
 
 /// A milestone and the record it was found in; `offset` is the start of its line in the buffer.
@@ -48,52 +46,19 @@ pub fn scan_milestones(
         return None;
     }
     let needles = NEEDLES.as_ref()?;
-    FOLDED.with_borrow_mut(|folded| {
-        fold_into(folded, buf);
-        let found = scan_folded(buf, folded, needles, encoding, zone_bias, classifier, log);
-        release_if_large(folded);
-        found
-    })
+    scan_with(buf, needles, encoding, zone_bias, classifier, log)
 }
 
 /// Where in `buf` a needle starts, in order: the lines that may hold a milestone. `None` when the
 /// search could not be built (every line may then hold one).
 pub(crate) fn needle_hits(buf: &[u8]) -> Option<Vec<usize>> {
     let needles = NEEDLES.as_ref()?;
-    Some(FOLDED.with_borrow_mut(|folded| {
-        fold_into(folded, buf);
-        let hits = needles.find_iter(&folded[..]).map(|m| m.start()).collect();
-        release_if_large(folded);
-        hits
-    }))
+    Some(needles.find_iter(buf).map(|m| m.start()).collect())
 }
 
-/// `buf` folded to ASCII lower case into `folded`.
-fn fold_into(folded: &mut Vec<u8>, buf: &[u8]) {
-    // Copied and folded in one pass over the bytes.
-    folded.clear();
-    folded.extend(buf.iter().map(u8::to_ascii_lowercase));
-}
-
-/// The folded copy a thread keeps is about one read step (256 KiB); one grown for a long line
-/// (up to 8 MiB) is let go rather than kept by every thread that ever read one.
-fn release_if_large(folded: &mut Vec<u8>) {
-    const KEEP: usize = 1024 * 1024;
-    if folded.capacity() > KEEP {
-        *folded = Vec::new();
-    }
-}
-
-thread_local! {
-    /// The folded copy of the buffer being scanned, kept from one call to the next: a fresh copy
-    /// of each read would be a new mapping, faulted in page by page, every time.
-    static FOLDED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// [`scan_milestones`] over `buf` and its ASCII-lower-case copy `folded`.
-fn scan_folded(
+/// [`scan_milestones`] with the search built.
+fn scan_with(
     buf: &[u8],
-    folded: &[u8],
     needles: &aho_corasick::AhoCorasick,
     encoding: Encoding,
     zone_bias: Option<i32>,
@@ -112,7 +77,7 @@ fn scan_folded(
             (pos, line_end(buf, pos))
         } else {
             let Some(at) = next_needle.at_or_after(pos, |from| {
-                needles.find(&folded[from..]).map(|m| from + m.start())
+                needles.find(&buf[from..]).map(|m| from + m.start())
             }) else {
                 break;
             };

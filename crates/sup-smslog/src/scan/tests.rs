@@ -136,22 +136,73 @@ fn leaves_utf16_and_cmtrace_to_the_line_path() {
 
 #[test]
 fn every_trigger_phrase_holds_its_needle() {
-    for phrase in crate::milestone::TRIGGER_PHRASES
-        .into_iter()
-        .chain(crate::milestone::CASE_FREE_PHRASES)
-    {
+    for phrase in crate::milestone::TRIGGER_PHRASES {
         assert!(
             phrase.contains(needle(phrase)),
             "{phrase:?} does not hold {:?}",
             needle(phrase)
         );
     }
-    // Searched in the folded buffer: every needle in lower case.
-    let all: Vec<String> = crate::milestone::candidate_needles().collect();
-    for wanted in [crate::parse::ROTATION_MARKER, CMTRACE_OPEN] {
-        assert!(all.contains(&wanted.to_ascii_lowercase()), "{wanted}");
+    for phrase in crate::milestone::CASE_FREE_PHRASES {
+        assert!(
+            phrase
+                .to_ascii_lowercase()
+                .contains(crate::milestone::CASE_FREE_PIECE),
+            "{phrase:?}"
+        );
     }
-    assert!(all.iter().all(|n| *n == n.to_ascii_lowercase()));
+    let all: Vec<String> = crate::milestone::candidate_needles().collect();
+    for wanted in [
+        crate::parse::ROTATION_MARKER,
+        CMTRACE_OPEN,
+        "on ws",
+        "ON WS",
+        "oN wS",
+    ] {
+        assert!(all.iter().any(|n| n == wanted), "{wanted}");
+    }
+    // Past 32 needles the SIMD search takes its slower, wider form.
+    assert!(all.len() <= 32, "{} needles", all.len());
+}
+
+/// `text` with each ASCII letter upper-cased where `upper` says so (cycled).
+fn recased(text: &str, upper: &[bool]) -> String {
+    text.chars()
+        .zip(upper.iter().cycle())
+        .map(|(c, &up)| {
+            if up {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    /// A WSUS health line in any letter case, amid any text, is found by the search over the
+    /// bytes as written, and the scan gives its milestone.
+    #[test]
+    fn a_health_phrase_in_any_case_is_a_candidate(
+        which in 0..crate::milestone::CASE_FREE_PHRASES.len(),
+        upper in proptest::collection::vec(any::<bool>(), 1..80),
+        before in "[ -~]{0,40}",
+        server in "[A-Za-z0-9.]{1,20}",
+    ) {
+        let phrase = recased(crate::milestone::CASE_FREE_PHRASES[which], &upper);
+        let line = format!("{before}{phrase}{server}");
+        let needles = crate::milestone::CANDIDATES.as_ref().expect("the search is built");
+        prop_assert!(needles.is_match(&line));
+        let mut c = Classifier::new();
+        let found = scan_milestones(line.as_bytes(), Encoding::Ansi, None, &mut c, "X.log")
+            .expect("scanned");
+        let names: Vec<&str> = found.iter().map(|f| f.milestone.name).collect();
+        let wanted = [
+            crate::milestone::WSUS_COMPONENTS_HEALTHY,
+            crate::milestone::WSUS_DATABASE_OK,
+        ][which];
+        prop_assert!(names.contains(&wanted), "{:?} in {:?}", names, line);
+    }
 }
 
 fn piece() -> impl Strategy<Value = Vec<u8>> {
