@@ -15,12 +15,22 @@ pub enum Encoding {
 impl Encoding {
     /// Sniffs the BOM; returns the encoding and the BOM's length.
     pub fn sniff(start: &[u8]) -> (Encoding, usize) {
-        if start.starts_with(&[0xEF, 0xBB, 0xBF]) {
-            (Encoding::Utf8Bom, 3)
+        let encoding = if start.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            Encoding::Utf8Bom
         } else if start.starts_with(&[0xFF, 0xFE]) {
-            (Encoding::Utf16Le, 2)
+            Encoding::Utf16Le
         } else {
-            (Encoding::Ansi, 0)
+            Encoding::Ansi
+        };
+        (encoding, encoding.bom_len())
+    }
+
+    /// The length of the byte-order mark a file in this encoding starts with.
+    pub fn bom_len(self) -> usize {
+        match self {
+            Encoding::Ansi => 0,
+            Encoding::Utf8Bom => 3,
+            Encoding::Utf16Le => 2,
         }
     }
 

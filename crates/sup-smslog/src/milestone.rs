@@ -276,7 +276,8 @@ pub(crate) fn needle(phrase: &'static str) -> &'static str {
 /// every ASCII letter case. An ASCII-case-insensitive automaton gets no SIMD prefilter, and
 /// folding each read to lower case first costs a pass over its bytes; the piece's case variants
 /// instead share one bucket of the SIMD search (they differ only in the high half of their
-/// letters' bytes). Lines holding it are rare outside the two health lines.
+/// letters' bytes). Few other lines hold it (a WCM.log error such as "Remote configuration failed
+/// on WSUS Server"), and a line that does is only a candidate for the classifier's exact tests.
 pub(crate) const CASE_FREE_PIECE: &str = "on ws";
 
 /// `piece` in every ASCII letter case: 2ⁿ strings for n letters.

@@ -316,13 +316,9 @@ impl LogReader {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
-        let bom = match encoding {
-            Encoding::Ansi => 0,
-            Encoding::Utf8Bom => 3,
-            Encoding::Utf16Le => 2,
-        };
-        if self.pos.offset < bom as u64 {
-            self.pos.offset = bom as u64;
+        let bom = encoding.bom_len() as u64;
+        if self.pos.offset < bom {
+            self.pos.offset = bom;
         }
         // Cache-sized steps: the bytes are still in cache when they are searched or parsed. A
         // step grows when a line is longer than it.

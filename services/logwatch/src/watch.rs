@@ -75,10 +75,11 @@ fn position_from_text(t: &str) -> (Position, Classifier) {
 }
 
 impl Watcher {
-    pub fn new(bus: Bus, settings: Settings, metrics: Metrics) -> Self {
+    pub fn new(bus: Bus, mut settings: Settings, metrics: Metrics) -> Self {
         Self {
             bus,
-            zones: Zones::new(settings.tz_bias.clone()),
+            // The configured biases are the zones' to consult from here on.
+            zones: Zones::new(std::mem::take(&mut settings.tz_bias)),
             settings,
             metrics,
             files: BTreeMap::new(),
