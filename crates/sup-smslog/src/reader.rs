@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use crate::decode::{Encoding, find_newline};
 use crate::milestone::{Classifier, Milestone};
-use crate::parse::{Format, Record, RecordRef, parse_record};
+use crate::parse::{Record, RecordRef, parse_record};
+use crate::scan::Candidates;
 
 /// How far the reader has got: the file's identity and the byte offset of the first line not yet
 /// emitted.
@@ -369,25 +370,10 @@ impl LogReader {
                 log,
                 each,
             } => {
-                let mut hits = (encoding != Encoding::Utf16Le)
-                    .then(|| crate::scan::needle_hits(buf))
-                    .flatten()
-                    .map(Vec::into_iter)
-                    .map(Iterator::peekable);
+                let mut candidates = Candidates::of(buf, encoding);
                 return split_lines(buf, encoding, finished, |start, end, text| {
                     let record = parse_record(text, *zone_bias);
-                    let may_hold_one = match hits.as_mut() {
-                        Some(hits) => {
-                            while hits.next_if(|&at| at < start).is_some() {}
-                            hits.peek().is_some_and(|&at| at < end)
-                        }
-                        None => true,
-                    };
-                    // A CMTrace record is classified whatever the search found: it spans lines.
-                    let milestone =
-                        (may_hold_one || classifier.in_setup() || record.format == Format::CmTrace)
-                            .then(|| classifier.classify_record(&record, log))
-                            .flatten();
+                    let milestone = candidates.classify((start, end), &record, classifier, log);
                     let line = LineRef {
                         file_id,
                         offset: base + start as u64,
@@ -447,7 +433,7 @@ mod lines;
 use lines::split_lines;
 #[cfg(test)]
 use lines::{count_newlines, read_lines_in_steps};
-pub use lines::{lines_of, read_lines};
+pub use lines::{lines_of, read_lines, read_records};
 
 #[cfg(test)]
 mod tests;

@@ -13,7 +13,7 @@
 
 use crate::decode::{Encoding, decode_line};
 use crate::milestone::{Classifier, Milestone};
-use crate::parse::{CMTRACE_OPEN, Record, parse_record};
+use crate::parse::{CMTRACE_OPEN, Format, Record, RecordRef, parse_record};
 
 // The search (`CANDIDATES`) runs over the bytes as written: the phrases matched in any case are
 // found by a piece of theirs searched for in every case.
@@ -49,11 +49,53 @@ pub fn scan_milestones(
     scan_with(buf, needles, encoding, zone_bias, classifier, log)
 }
 
-/// Where in `buf` a needle starts, in order: the lines that may hold a milestone. `None` when the
-/// search could not be built (every line may then hold one).
-pub(crate) fn needle_hits(buf: &[u8]) -> Option<Vec<usize>> {
-    let needles = NEEDLES.as_ref()?;
-    Some(needles.find_iter(buf).map(|m| m.start()).collect())
+/// The lines of one buffer that may hold a milestone: where the search's needles start in it,
+/// in order, consulted for lines in the order they come.
+pub(crate) struct Candidates {
+    /// `None` when every line may hold one: UTF-16 text, or a search that could not be built.
+    hits: Option<std::iter::Peekable<std::vec::IntoIter<usize>>>,
+}
+
+impl Candidates {
+    /// The candidates of `buf`, searched once.
+    pub(crate) fn of(buf: &[u8], encoding: Encoding) -> Self {
+        let hits = NEEDLES
+            .as_ref()
+            .filter(|_| encoding != Encoding::Utf16Le)
+            .map(|needles| {
+                let at: Vec<usize> = needles.find_iter(buf).map(|m| m.start()).collect();
+                at.into_iter().peekable()
+            });
+        Self { hits }
+    }
+
+    /// Whether the text between `start` and `end` in the buffer holds a needle; asked for lines
+    /// in order.
+    pub(crate) fn any_in(&mut self, start: usize, end: usize) -> bool {
+        match self.hits.as_mut() {
+            Some(hits) => {
+                while hits.next_if(|&at| at < start).is_some() {}
+                hits.peek().is_some_and(|&at| at < end)
+            }
+            None => true,
+        }
+    }
+
+    /// The milestone of a line (or CMTrace record) spanning `start..end`, classified only where
+    /// that can find one: a candidate line, any line inside a role setup (an error there becomes
+    /// the reason of a later failure), and a CMTrace record (which spans lines).
+    pub(crate) fn classify(
+        &mut self,
+        (start, end): (usize, usize),
+        record: &RecordRef<'_>,
+        classifier: &mut Classifier,
+        log: &str,
+    ) -> Option<Milestone> {
+        let may_hold_one = self.any_in(start, end);
+        (may_hold_one || classifier.in_setup() || record.format == Format::CmTrace)
+            .then(|| classifier.classify_record(record, log))
+            .flatten()
+    }
 }
 
 /// [`scan_milestones`] with the search built.

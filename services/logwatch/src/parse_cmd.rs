@@ -1,14 +1,16 @@
 //! `sup-logwatch parse FILE...`: the parser and classifier offline, for operators and scripts.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::io::Write;
 
 use anyhow::Context as _;
 use chrono::{Datelike as _, NaiveDateTime, Timelike as _};
-use sup_smslog::{Classifier, RecordRef, parse_record};
+use sup_smslog::{Classifier, RecordRef};
 
 use crate::records;
+
+/// How many bytes of printed lines are gathered before they are written out.
+const OUTPUT_BATCH: usize = 64 * 1024;
 
 /// Prints every record of `files`. Returns the number of records printed.
 pub fn run(
@@ -30,29 +32,39 @@ pub fn run(
         // bounded steps: memory does not grow with the file.
         let mut classifier = Classifier::new();
         let mut output_failed = false;
-        let mut time = String::new();
-        let printed = sup_smslog::reader::read_lines(source, |line_no, l| {
-            let record = parse_record(l.text, tz_bias);
-            let milestone = classifier.classify_record(&record, &log);
-            let written = if json {
-                writeln!(
-                    out,
-                    "{}",
-                    records::json(&name, line_no, &record, milestone.as_ref())
-                )
-            } else {
-                write_time(&mut time, &record);
-                let ms = milestone.as_ref().map(|m| m.name).unwrap_or("-");
-                writeln!(
-                    out,
-                    "{name}:{line_no:<6} {time:<24} {:<9} {:<32} {ms:<24} {}",
-                    record.format.as_str(),
-                    record.component.unwrap_or("-"),
-                    one_line(record.message)
-                )
-            };
+        let mut lines = Vec::with_capacity(OUTPUT_BATCH + 4096);
+        let printed = sup_smslog::reader::read_records(
+            source,
+            tz_bias,
+            &log,
+            &mut classifier,
+            |line_no, _, record, milestone| {
+                let written = if json {
+                    writeln!(
+                        out,
+                        "{}",
+                        records::json(&name, line_no, record, milestone.as_ref())
+                    )
+                } else {
+                    let milestone = milestone.as_ref().map_or("-", |m| m.name);
+                    write_columns(&mut lines, (&name, line_no), record, milestone);
+                    // Lines go out in batches, written straight into the batch.
+                    if lines.len() < OUTPUT_BATCH {
+                        Ok(())
+                    } else {
+                        let written = out.write_all(&lines);
+                        lines.clear();
+                        written
+                    }
+                };
+                output_failed = written.is_err();
+                count += 1;
+                written
+            },
+        );
+        let printed = printed.and_then(|()| {
+            let written = out.write_all(&lines);
             output_failed = written.is_err();
-            count += 1;
             written
         });
         match printed {
@@ -68,40 +80,95 @@ pub fn run(
     Ok(count)
 }
 
-/// The record's time into `out` (emptied first): UTC with a `Z` where its bias is known, else
-/// local, else `-`. Written field by field, since a format string is parsed at every use.
-fn write_time(out: &mut String, record: &RecordRef<'_>) {
-    out.clear();
+/// One record as a line of columns, `FILE:LINE TIME FORMAT COMPONENT MILESTONE MESSAGE`, each but
+/// the last padded to its width as `format!`'s `{:<N}` pads (by characters), into `out`. Written
+/// piece by piece: a format string is interpreted at every use, which cost more than parsing the
+/// line.
+fn write_columns(
+    out: &mut Vec<u8>,
+    (file, line_no): (&str, u64),
+    record: &RecordRef<'_>,
+    milestone: &str,
+) {
+    out.extend_from_slice(file.as_bytes());
+    out.push(b':');
+    padded(out, itoa::Buffer::new().format(line_no), 6);
+    out.push(b' ');
+    let time_starts = out.len();
+    write_time(out, record);
+    // The time is ASCII: its bytes are its characters.
+    let time_len = out.len() - time_starts;
+    out.resize(out.len() + 24usize.saturating_sub(time_len), b' ');
+    out.push(b' ');
+    padded(out, record.format.as_str(), 9);
+    out.push(b' ');
+    padded(out, record.component.unwrap_or("-"), 32);
+    out.push(b' ');
+    padded(out, milestone, 24);
+    out.push(b' ');
+    out.extend_from_slice(one_line(record.message).as_bytes());
+    out.push(b'\n');
+}
+
+/// `text`, then spaces up to `width` characters.
+fn padded(out: &mut Vec<u8>, text: &str, width: usize) {
+    out.extend_from_slice(text.as_bytes());
+    let chars = if text.is_ascii() {
+        text.len()
+    } else {
+        text.chars().count()
+    };
+    out.resize(out.len() + width.saturating_sub(chars), b' ');
+}
+
+/// The record's time, appended to `out`: UTC with a `Z` where its bias is known, else local, else
+/// `-`.
+fn write_time(out: &mut Vec<u8>, record: &RecordRef<'_>) {
     let (time, zone): (NaiveDateTime, &str) = match (record.time_utc(), record.time_local) {
         (Some(utc), _) => (utc.naive_utc(), "Z"),
         (None, Some(local)) => (local, ""),
         (None, None) => {
-            out.push('-');
+            out.push(b'-');
             return;
         }
     };
     // Years outside four digits keep chrono's own form (a sign, more digits).
-    if !(0..=9999).contains(&time.year()) {
-        let _ = write!(out, "{}{zone}", time.format("%Y-%m-%d %H:%M:%S%.3f"));
+    let Ok(year @ 0..=9999) = u32::try_from(time.year()) else {
+        let text = format!("{}{zone}", time.format("%Y-%m-%d %H:%M:%S%.3f"));
+        out.extend_from_slice(text.as_bytes());
         return;
+    };
+    let millis = time.nanosecond() % 1_000_000_000 / 1_000_000;
+    digits(out, year, 4);
+    out.push(b'-');
+    digits(out, time.month(), 2);
+    out.push(b'-');
+    digits(out, time.day(), 2);
+    out.push(b' ');
+    digits(out, time.hour(), 2);
+    out.push(b':');
+    digits(out, time.minute(), 2);
+    out.push(b':');
+    digits(out, time.second(), 2);
+    out.push(b'.');
+    digits(out, millis, 3);
+    out.extend_from_slice(zone.as_bytes());
+}
+
+/// `n`'s last `width` (up to 4) decimal digits, zero-padded.
+fn digits(out: &mut Vec<u8>, mut n: u32, width: usize) {
+    let mut text = [b'0'; 4];
+    let text = &mut text[..width.min(4)];
+    for digit in text.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
     }
-    // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}{zone}",
-        time.year(),
-        time.month(),
-        time.day(),
-        time.hour(),
-        time.minute(),
-        time.second(),
-        time.nanosecond() % 1_000_000_000 / 1_000_000
-    );
+    out.extend_from_slice(text);
 }
 
 /// A message on one line: its `~~` and line breaks shown as ` ⏎ `.
 fn one_line(message: &str) -> Cow<'_, str> {
-    if message.contains(['~', '\n']) {
+    if memchr::memchr2(b'~', b'\n', message.as_bytes()).is_some() {
         Cow::Owned(message.replace("~~", "\n").replace('\n', " ⏎ "))
     } else {
         Cow::Borrowed(message)
@@ -110,7 +177,74 @@ fn one_line(message: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+    use sup_smslog::{Format, parse_record};
+
     use super::*;
+
+    /// A record's line as `format!` writes it: what [`write_columns`] must write.
+    fn formatted(file: &str, line_no: u64, record: &RecordRef<'_>, milestone: &str) -> String {
+        let time = match (record.time_utc(), record.time_local) {
+            (Some(utc), _) => format!("{}Z", utc.naive_utc().format("%Y-%m-%d %H:%M:%S%.3f")),
+            (None, Some(local)) => local.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+            (None, None) => "-".into(),
+        };
+        format!(
+            "{file}:{line_no:<6} {time:<24} {:<9} {:<32} {milestone:<24} {}\n",
+            record.format.as_str(),
+            record.component.unwrap_or("-"),
+            one_line(record.message)
+        )
+    }
+
+    fn any_time() -> impl Strategy<Value = Option<NaiveDateTime>> {
+        proptest::option::of(
+            (0i32..=9999, 1u32..=12, 1u32..=28, 0u32..86_400, 0u32..1000).prop_map(
+                |(y, m, d, secs, ms)| {
+                    chrono::NaiveDate::from_ymd_opt(y, m, d).and_then(|date| {
+                        date.and_hms_milli_opt(secs / 3600, secs / 60 % 60, secs % 60, ms)
+                    })
+                },
+            ),
+        )
+        .prop_map(Option::flatten)
+    }
+
+    proptest! {
+        /// Columns written piece by piece are the line `format!` writes, for any record: padding
+        /// counts characters, a time is zero-padded, a message keeps to one line.
+        #[test]
+        fn columns_are_written_as_format_writes_them(
+            file in "\\PC{0,20}",
+            line_no in any::<u64>(),
+            format in proptest::sample::select(vec![
+                Format::Sms, Format::RoleSetup, Format::CmTrace, Format::Marker, Format::Unparsed,
+            ]),
+            component in proptest::option::of("\\PC{0,40}"),
+            message in "(\\PC|~|\n){0,60}",
+            time_local in any_time(),
+            bias in proptest::option::of(-840i32..=720),
+            milestone in proptest::sample::select(
+                sup_smslog::milestone::ALL.iter().copied().chain(["-"]).collect::<Vec<_>>(),
+            ),
+        ) {
+            let record = RecordRef {
+                format,
+                message: &message,
+                component: component.as_deref(),
+                thread: None,
+                time_local,
+                bias,
+                severity: None,
+            };
+            let mut line = Vec::new();
+            write_columns(&mut line, (&file, line_no), &record, milestone);
+            prop_assert_eq!(
+                String::from_utf8(line).expect("UTF-8"),
+                formatted(&file, line_no, &record, milestone)
+            );
+        }
+    }
 
     #[test]
     fn each_record_is_one_line_of_text() {
@@ -167,9 +301,9 @@ mod tests {
     #[test]
     fn a_time_without_a_zone_is_printed_as_local() {
         let record = parse_record("<11/26/26 17:09:34> x", None);
-        let mut time = String::new();
+        let mut time = Vec::new();
         write_time(&mut time, &record);
-        assert_eq!(time, "2026-11-26 17:09:34.000");
+        assert_eq!(time, b"2026-11-26 17:09:34.000");
     }
 
     #[test]
@@ -177,8 +311,8 @@ mod tests {
         let mut record = parse_record("<12/31/99 23:30:00> x", Some(60));
         record.time_local =
             chrono::NaiveDate::from_ymd_opt(9999, 12, 31).and_then(|d| d.and_hms_opt(23, 30, 0));
-        let mut time = String::new();
+        let mut time = Vec::new();
         write_time(&mut time, &record);
-        assert_eq!(time, "+10000-01-01 00:30:00.000Z");
+        assert_eq!(time, b"+10000-01-01 00:30:00.000Z");
     }
 }

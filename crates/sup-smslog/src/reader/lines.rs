@@ -6,26 +6,73 @@ use std::io::{self, Read};
 
 use super::{LineRef, MAX_RECORD, RawLine};
 use crate::decode::{Encoding, decode_line, find_newline};
-use crate::parse::{cmtrace_complete, cmtrace_open};
+use crate::milestone::{Classifier, Milestone};
+use crate::parse::{CMTRACE_OPEN, RecordRef, cmtrace_complete, cmtrace_open, parse_record};
+use crate::scan::Candidates;
 
 /// The step [`read_lines`] reads a file in: memory stays about this, whatever the file's size.
-const OFFLINE_STEP: usize = 4 * 1024 * 1024;
+/// Cache-sized, as the live reader's: a step's bytes are still in cache when they are searched,
+/// split and parsed.
+const OFFLINE_STEP: usize = 256 * 1024;
 
 /// Every line and record of a finished file, read from `source` in bounded steps and handed to
 /// `each`, borrowed, with its line number (of its first line, for a CMTrace record spanning
-/// several): a file of any size is read in about 4 MiB of memory (`OFFLINE_STEP`), plus the
+/// several): a file of any size is read in about 256 KiB of memory (`OFFLINE_STEP`), plus the
 /// longest line. The first error `each` returns stops the reading and is returned.
 pub fn read_lines(
     source: impl Read,
-    each: impl FnMut(u64, LineRef<'_>) -> io::Result<()>,
+    mut each: impl FnMut(u64, LineRef<'_>) -> io::Result<()>,
 ) -> io::Result<()> {
-    read_lines_in_steps(source, OFFLINE_STEP, each)
+    read_in_steps(
+        source,
+        OFFLINE_STEP,
+        |_, _| (),
+        |(), n, _, line| each(n, line),
+    )
 }
 
+/// Every line and record of a finished file, read as [`read_lines`] reads it, and handed to
+/// `each` parsed, with its milestone, classified in order with `classifier`: what classifying
+/// every line gives, at less cost, as [`super::LogReader::poll_records`] does (each step is
+/// searched once for the phrases a milestone line must hold, and a line holding none is not
+/// classified, outside a role setup). `zone_bias` is as for [`parse_record`]; `log` is the file
+/// name the milestones record.
+pub fn read_records(
+    source: impl Read,
+    zone_bias: Option<i32>,
+    log: &str,
+    classifier: &mut Classifier,
+    mut each: impl FnMut(u64, LineRef<'_>, &RecordRef<'_>, Option<Milestone>) -> io::Result<()>,
+) -> io::Result<()> {
+    read_in_steps(
+        source,
+        OFFLINE_STEP,
+        Candidates::of,
+        |candidates, n, span, line| {
+            let record = parse_record(line.text, zone_bias);
+            let milestone = candidates.classify(span, &record, classifier, log);
+            each(n, line, &record, milestone)
+        },
+    )
+}
+
+#[cfg(test)]
 pub(super) fn read_lines_in_steps(
-    mut source: impl Read,
+    source: impl Read,
     step: usize,
     mut each: impl FnMut(u64, LineRef<'_>) -> io::Result<()>,
+) -> io::Result<()> {
+    read_in_steps(source, step, |_, _| (), |(), n, _, line| each(n, line))
+}
+
+/// Reads `source` in steps of `step` bytes (more for a longer line), makes `per_step` of each
+/// step's bytes, and hands each line to `each` with it, the line's number, and its span in the
+/// step's bytes (start, end of its last line).
+fn read_in_steps<S>(
+    mut source: impl Read,
+    step: usize,
+    mut per_step: impl FnMut(&[u8], Encoding) -> S,
+    mut each: impl FnMut(&mut S, u64, (usize, usize), LineRef<'_>) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut buf: Vec<u8> = Vec::new();
     // The file offset of `buf[0]`, once the encoding (and its byte-order mark) is known.
@@ -51,30 +98,37 @@ pub(super) fn read_lines_in_steps(
                 *start.insert((encoding, bom as u64))
             }
         };
-        let unit = encoding.unit();
-        let mut counted = 0;
+        let mut state = per_step(&buf, encoding);
+        // Lines come back to back, each after the last one's terminator: the next one's number is
+        // the last one's plus one, plus the line breaks inside it (a CMTrace record spans lines).
+        let mut to_next = 0;
         let mut failed = None;
-        let consumed = split_lines(&buf, encoding, eof, |start, _, text| {
+        let consumed = split_lines(&buf, encoding, eof, |start, end, text| {
             if failed.is_some() {
                 return;
             }
-            line_no += count_newlines(&buf[counted..start], unit);
-            counted = start;
+            line_no += to_next;
+            to_next = 1 + if text.starts_with(CMTRACE_OPEN) {
+                memchr::memchr_iter(b'\n', text.as_bytes()).count() as u64
+            } else {
+                0
+            };
             let line = LineRef {
                 file_id: "",
                 offset: base + start as u64,
                 text,
                 rotated: false,
             };
-            failed = each(line_no, line).err();
+            failed = each(&mut state, line_no, (start, end), line).err();
         });
         if let Some(e) = failed {
             return Err(e);
         }
-        line_no += count_newlines(&buf[counted..consumed.max(counted)], unit);
         if eof {
             return Ok(());
         }
+        // What was consumed ends with the last line's terminator.
+        line_no += to_next;
         // Nothing whole in the step (a line longer than it): read a bigger one.
         want = if consumed == 0 { want * 2 } else { step.max(4) };
         buf.drain(..consumed);
@@ -82,6 +136,7 @@ pub(super) fn read_lines_in_steps(
     }
 }
 
+#[cfg(test)]
 pub(super) fn count_newlines(bytes: &[u8], unit: usize) -> u64 {
     if unit == 2 {
         bytes.chunks_exact(2).filter(|c| c == &[b'\n', 0]).count() as u64

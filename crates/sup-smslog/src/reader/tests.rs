@@ -478,3 +478,47 @@ proptest! {
         }
     }
 }
+
+/// Every line of `bytes` with its number, record and milestone, classifying each line.
+fn every_line_classified(bytes: &[u8]) -> Vec<(u64, u64, Record, Option<Milestone>)> {
+    let mut c = Classifier::new();
+    let mut out = Vec::new();
+    read_lines_in_steps(bytes, 64, |n, l| {
+        let record = parse_record(l.text, Some(60));
+        let m = c.classify_record(&record, "X.log");
+        out.push((n, l.offset, record.into_owned(), m));
+        Ok(())
+    })
+    .expect("read");
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Reading a finished file's records, classifying only the lines the search finds (and those
+    /// inside a role setup), gives every line with the record and milestone that classifying
+    /// each line gives.
+    #[test]
+    fn records_read_offline_are_every_line_classified(
+        picks in proptest::collection::vec((0..MIXED.len() + 1, any::<bool>()), 0..60),
+        noise in proptest::collection::vec(any::<u8>(), 0..30),
+    ) {
+        let mut bytes = Vec::new();
+        for (pick, crlf) in picks {
+            match MIXED.get(pick) {
+                Some(line) => bytes.extend_from_slice(line.as_bytes()),
+                None => bytes.extend_from_slice(&noise),
+            }
+            bytes.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+        }
+        let mut c = Classifier::new();
+        let mut got = Vec::new();
+        read_records(&bytes[..], Some(60), "X.log", &mut c, |n, l, record, m| {
+            got.push((n, l.offset, record.into_owned(), m));
+            Ok(())
+        })
+        .expect("read");
+        prop_assert_eq!(got, every_line_classified(&bytes));
+    }
+}
