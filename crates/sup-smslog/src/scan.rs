@@ -96,6 +96,23 @@ impl Candidates {
             .then(|| classifier.classify_record(record, log))
             .flatten()
     }
+
+    /// [`Candidates::classify`] for a line not parsed yet: parsed only where it is classified.
+    /// Every line that starts like a CMTrace record is, which finds what classifying its record
+    /// would (outside a role setup, a line holding no needle is no milestone and changes nothing).
+    pub(crate) fn classify_text(
+        &mut self,
+        (start, end): (usize, usize),
+        text: &str,
+        zone_bias: Option<i32>,
+        classifier: &mut Classifier,
+        log: &str,
+    ) -> Option<Milestone> {
+        let may_hold_one = self.any_in(start, end);
+        (may_hold_one || classifier.in_setup() || text.starts_with(CMTRACE_OPEN))
+            .then(|| classifier.classify_record(&parse_record(text, zone_bias), log))
+            .flatten()
+    }
 }
 
 /// [`scan_milestones`] with the search built.

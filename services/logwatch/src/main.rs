@@ -58,8 +58,8 @@ async fn real_main() -> anyhow::Result<()> {
             json,
             tz_bias,
         } => {
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
+            // Printed from another thread, in batches of lines.
+            let mut out = std::io::BufWriter::new(std::io::stdout());
             parse_cmd::run(&files, json, tz_bias, &mut out)?;
             Ok(())
         }
