@@ -104,6 +104,15 @@ fn print_file(
             log,
             &mut classifier,
             |line_no, line, milestone| {
+                // Lines of columns name the milestone only: its fields are let go on this
+                // thread, which allocated them.
+                let milestone = match milestone {
+                    Some(m) if !how.json => Some(Milestone {
+                        name: m.name,
+                        fields: Vec::new(),
+                    }),
+                    m => m,
+                };
                 batch.text.push_str(line.text);
                 batch.lines.push((line_no, batch.text.len(), milestone));
                 if batch.text.len() >= BATCH_TEXT {
@@ -137,6 +146,7 @@ fn print_batches(
 ) -> Result<u64, PrintError> {
     let mut printed = 0;
     let mut output = Vec::with_capacity(OUTPUT_BATCH + 4096);
+    let mut columns = Columns::default();
     let fail = |printed, error| PrintError { printed, error };
     for mut batch in batches {
         let mut start = 0;
@@ -149,7 +159,7 @@ fn print_batches(
                 writeln!(output, "{line}").map_err(|e| fail(printed, e))?;
             } else {
                 let milestone = milestone.as_ref().map_or("-", |m| m.name);
-                write_columns(&mut output, (how.name, line_no), &record, milestone);
+                columns.write(&mut output, (how.name, line_no), &record, milestone);
             }
             printed += 1;
             if output.len() >= OUTPUT_BATCH {
@@ -167,34 +177,91 @@ fn print_batches(
     Ok(printed)
 }
 
-/// One record as a line of columns, `FILE:LINE TIME FORMAT COMPONENT MILESTONE MESSAGE`, each but
-/// the last padded to its width as `format!`'s `{:<N}` pads (by characters), into `out`. Written
-/// piece by piece: a format string is interpreted at every use, which cost more than parsing the
-/// line.
-fn write_columns(
-    out: &mut Vec<u8>,
-    (file, line_no): (&str, u64),
-    record: &RecordRef<'_>,
-    milestone: &str,
-) {
-    out.extend_from_slice(file.as_bytes());
-    out.push(b':');
-    padded(out, itoa::Buffer::new().format(line_no), 6);
-    out.push(b' ');
-    let time_starts = out.len();
-    write_time(out, record);
-    // The time is ASCII: its bytes are its characters.
-    let time_len = out.len() - time_starts;
-    out.resize(out.len() + 24usize.saturating_sub(time_len), b' ');
-    out.push(b' ');
-    padded(out, record.format.as_str(), 9);
-    out.push(b' ');
-    padded(out, record.component.unwrap_or("-"), 32);
-    out.push(b' ');
-    padded(out, milestone, 24);
-    out.push(b' ');
-    out.extend_from_slice(one_line(record.message).as_bytes());
-    out.push(b'\n');
+/// Writes records as lines of columns, `FILE:LINE TIME FORMAT COMPONENT MILESTONE MESSAGE`, each
+/// but the last padded to its width as `format!`'s `{:<N}` pads (by characters). Written piece by
+/// piece: a format string is interpreted at every use, which cost more than parsing the line.
+#[derive(Default)]
+struct Columns {
+    /// The last time written, up to its minute: what it was made from (the local date, the minute
+    /// of the day and the bias) and its text (`YYYY-MM-DD HH:MM:`, UTC where the bias gives it,
+    /// and the zone that follows the seconds). A log's successive lines mostly share their
+    /// minute, and a bias is whole minutes, so only the seconds are written anew.
+    minute: Option<(
+        (chrono::NaiveDate, u32, Option<i32>),
+        [u8; 17],
+        &'static str,
+    )>,
+}
+
+impl Columns {
+    fn write(
+        &mut self,
+        out: &mut Vec<u8>,
+        (file, line_no): (&str, u64),
+        record: &RecordRef<'_>,
+        milestone: &str,
+    ) {
+        out.extend_from_slice(file.as_bytes());
+        out.push(b':');
+        padded(out, itoa::Buffer::new().format(line_no), 6);
+        out.push(b' ');
+        let time_starts = out.len();
+        self.write_time(out, record);
+        // The time is ASCII: its bytes are its characters.
+        let time_len = out.len() - time_starts;
+        out.resize(out.len() + 24usize.saturating_sub(time_len), b' ');
+        out.push(b' ');
+        padded(out, record.format.as_str(), 9);
+        out.push(b' ');
+        padded(out, record.component.unwrap_or("-"), 32);
+        out.push(b' ');
+        padded(out, milestone, 24);
+        out.push(b' ');
+        out.extend_from_slice(one_line(record.message).as_bytes());
+        out.push(b'\n');
+    }
+
+    /// The record's time, appended to `out`: UTC with a `Z` where its bias is known, else local,
+    /// else `-`.
+    fn write_time(&mut self, out: &mut Vec<u8>, record: &RecordRef<'_>) {
+        let Some(local) = record.time_local else {
+            out.push(b'-');
+            return;
+        };
+        let key = (
+            local.date(),
+            local.hour() * 60 + local.minute(),
+            record.bias,
+        );
+        let (prefix, zone) = match &self.minute {
+            Some((known, prefix, zone)) if *known == key => (prefix, *zone),
+            _ => {
+                let (time, zone): (NaiveDateTime, &'static str) = match record.time_utc() {
+                    Some(utc) => (utc.naive_utc(), "Z"),
+                    None => (local, ""),
+                };
+                // Years outside four digits keep chrono's own form (a sign, more digits).
+                let Ok(year @ 0..=9999) = u32::try_from(time.year()) else {
+                    let text = format!("{}{zone}", time.format("%Y-%m-%d %H:%M:%S%.3f"));
+                    out.extend_from_slice(text.as_bytes());
+                    return;
+                };
+                let mut prefix = *b"0000-00-00 00:00:";
+                digits_into(&mut prefix[0..4], year);
+                digits_into(&mut prefix[5..7], time.month());
+                digits_into(&mut prefix[8..10], time.day());
+                digits_into(&mut prefix[11..13], time.hour());
+                digits_into(&mut prefix[14..16], time.minute());
+                let (_, prefix, zone) = self.minute.insert((key, prefix, zone));
+                (&*prefix, *zone)
+            }
+        };
+        out.extend_from_slice(prefix);
+        digits(out, local.second(), 2);
+        out.push(b'.');
+        digits(out, local.nanosecond() % 1_000_000_000 / 1_000_000, 3);
+        out.extend_from_slice(zone.as_bytes());
+    }
 }
 
 /// `text`, then spaces up to `width` characters.
@@ -208,49 +275,20 @@ fn padded(out: &mut Vec<u8>, text: &str, width: usize) {
     out.resize(out.len() + width.saturating_sub(chars), b' ');
 }
 
-/// The record's time, appended to `out`: UTC with a `Z` where its bias is known, else local, else
-/// `-`.
-fn write_time(out: &mut Vec<u8>, record: &RecordRef<'_>) {
-    let (time, zone): (NaiveDateTime, &str) = match (record.time_utc(), record.time_local) {
-        (Some(utc), _) => (utc.naive_utc(), "Z"),
-        (None, Some(local)) => (local, ""),
-        (None, None) => {
-            out.push(b'-');
-            return;
-        }
-    };
-    // Years outside four digits keep chrono's own form (a sign, more digits).
-    let Ok(year @ 0..=9999) = u32::try_from(time.year()) else {
-        let text = format!("{}{zone}", time.format("%Y-%m-%d %H:%M:%S%.3f"));
-        out.extend_from_slice(text.as_bytes());
-        return;
-    };
-    let millis = time.nanosecond() % 1_000_000_000 / 1_000_000;
-    digits(out, year, 4);
-    out.push(b'-');
-    digits(out, time.month(), 2);
-    out.push(b'-');
-    digits(out, time.day(), 2);
-    out.push(b' ');
-    digits(out, time.hour(), 2);
-    out.push(b':');
-    digits(out, time.minute(), 2);
-    out.push(b':');
-    digits(out, time.second(), 2);
-    out.push(b'.');
-    digits(out, millis, 3);
-    out.extend_from_slice(zone.as_bytes());
-}
-
 /// `n`'s last `width` (up to 4) decimal digits, zero-padded.
-fn digits(out: &mut Vec<u8>, mut n: u32, width: usize) {
+fn digits(out: &mut Vec<u8>, n: u32, width: usize) {
     let mut text = [b'0'; 4];
     let text = &mut text[..width.min(4)];
-    for digit in text.iter_mut().rev() {
+    digits_into(text, n);
+    out.extend_from_slice(text);
+}
+
+/// `slot` filled with `n`'s last decimal digits, zero-padded.
+fn digits_into(slot: &mut [u8], mut n: u32) {
+    for digit in slot.iter_mut().rev() {
         *digit = b'0' + (n % 10) as u8;
         n /= 10;
     }
-    out.extend_from_slice(text);
 }
 
 /// A message on one line: its `~~` and line breaks shown as ` ⏎ `.
@@ -269,7 +307,7 @@ mod tests {
 
     use super::*;
 
-    /// A record's line as `format!` writes it: what [`write_columns`] must write.
+    /// A record's line as `format!` writes it: what [`Columns::write`] must write.
     fn formatted(file: &str, line_no: u64, record: &RecordRef<'_>, milestone: &str) -> String {
         let time = match (record.time_utc(), record.time_local) {
             (Some(utc), _) => format!("{}Z", utc.naive_utc().format("%Y-%m-%d %H:%M:%S%.3f")),
@@ -329,12 +367,8 @@ mod tests {
                 if json {
                     writeln!(out, "{}", records::json(&name, n, record, m.as_ref()))
                 } else {
-                    write_columns(
-                        &mut out,
-                        (&name, n),
-                        record,
-                        m.as_ref().map_or("-", |m| m.name),
-                    );
+                    let milestone = m.as_ref().map_or("-", |m| m.name);
+                    out.extend_from_slice(formatted(&name, n, record, milestone).as_bytes());
                     Ok(())
                 }
             },
@@ -413,99 +447,89 @@ mod tests {
         );
     }
 
+    /// A record's parts, as the property below makes them.
+    type Parts = (
+        u64,
+        Format,
+        Option<String>,
+        String,
+        Option<NaiveDateTime>,
+        Option<i32>,
+        &'static str,
+    );
+
+    fn any_parts() -> impl Strategy<Value = Parts> {
+        (
+            any::<u64>(),
+            proptest::sample::select(vec![
+                Format::Sms,
+                Format::RoleSetup,
+                Format::CmTrace,
+                Format::Marker,
+                Format::Unparsed,
+            ]),
+            proptest::option::of("\\PC{0,40}"),
+            "(\\PC|~|\n){0,60}",
+            any_time(),
+            proptest::option::of(prop_oneof![Just(-60), Just(480), -840i32..=720]),
+            proptest::sample::select(
+                sup_smslog::milestone::ALL
+                    .iter()
+                    .copied()
+                    .chain(["-"])
+                    .collect::<Vec<_>>(),
+            ),
+        )
+    }
+
+    /// Times a few seconds apart, some in one minute, some across a minute, an hour or a day.
+    fn nearby_time() -> impl Strategy<Value = Option<NaiveDateTime>> {
+        let base = chrono::NaiveDate::from_ymd_opt(2026, 12, 31)
+            .and_then(|d| d.and_hms_milli_opt(23, 58, 50, 0));
+        (0i64..200_000).prop_map(move |ms| {
+            base.and_then(|b| b.checked_add_signed(chrono::TimeDelta::milliseconds(ms)))
+        })
+    }
+
     proptest! {
-        /// Columns written piece by piece are the line `format!` writes, for any record: padding
-        /// counts characters, a time is zero-padded, a message keeps to one line.
+        /// Lines of columns written piece by piece, one after another, are the lines `format!`
+        /// writes, for any records: padding counts characters, a time is zero-padded (and its
+        /// minute written again whenever it, the date or the bias changes), a message keeps to
+        /// one line.
         #[test]
         fn columns_are_written_as_format_writes_them(
             file in "\\PC{0,20}",
-            line_no in any::<u64>(),
-            format in proptest::sample::select(vec![
-                Format::Sms, Format::RoleSetup, Format::CmTrace, Format::Marker, Format::Unparsed,
-            ]),
-            component in proptest::option::of("\\PC{0,40}"),
-            message in "(\\PC|~|\n){0,60}",
-            time_local in any_time(),
-            bias in proptest::option::of(-840i32..=720),
-            milestone in proptest::sample::select(
-                sup_smslog::milestone::ALL.iter().copied().chain(["-"]).collect::<Vec<_>>(),
+            lines in proptest::collection::vec(
+                (any_parts(), proptest::option::of(nearby_time())),
+                1..12,
             ),
         ) {
-            let record = RecordRef {
-                format,
-                message: &message,
-                component: component.as_deref(),
-                thread: None,
-                time_local,
-                bias,
-                severity: None,
-            };
-            let mut line = Vec::new();
-            write_columns(&mut line, (&file, line_no), &record, milestone);
-            prop_assert_eq!(
-                String::from_utf8(line).expect("UTF-8"),
-                formatted(&file, line_no, &record, milestone)
-            );
+            let mut columns = Columns::default();
+            for ((line_no, format, component, message, time, bias, milestone), nearby) in lines {
+                let record = RecordRef {
+                    format,
+                    message: &message,
+                    component: component.as_deref(),
+                    thread: None,
+                    time_local: nearby.unwrap_or(time),
+                    bias,
+                    severity: None,
+                };
+                let mut line = Vec::new();
+                columns.write(&mut line, (&file, line_no), &record, milestone);
+                prop_assert_eq!(
+                    String::from_utf8(line).expect("UTF-8"),
+                    formatted(&file, line_no, &record, milestone)
+                );
+            }
         }
-    }
-
-    #[test]
-    fn each_record_is_one_line_of_text() {
-        let dir = tempfile::tempdir().expect("dir");
-        let path = dir.path().join("WCM.log");
-        std::fs::write(
-            &path,
-            "Successfully connected to server: SUP01, port: 8530, useSSL: False  $$<SMS_WSUS_CONFIGURATION_MANAGER><11-26-2026 17:09:33.123+480><thread=3404 (0xD4C)>\r\n\
-             <11/26/26 17:09:34> first~~second\r\n\
-             no framing at all\r\n",
-        )
-        .expect("write");
-        let mut out = Vec::new();
-        let printed = run(std::slice::from_ref(&path), false, Some(-60), &mut out).expect("run");
-        assert_eq!(printed, 3);
-        let text = String::from_utf8(out).expect("utf-8");
-        let lines: Vec<Vec<&str>> = text
-            .lines()
-            .map(|l| l.split_whitespace().collect())
-            .collect();
-        let name = format!("{}:1", path.display());
-        assert_eq!(
-            lines[0][..7],
-            [
-                name.as_str(),
-                "2026-11-27",
-                "01:09:33.123Z",
-                "sms",
-                "SMS_WSUS_CONFIGURATION_MANAGER",
-                "wsus_connected",
-                "Successfully"
-            ]
-        );
-        // A rolesetup line carries no zone: the configured bias makes it UTC.
-        assert_eq!(
-            lines[1][1..],
-            [
-                "2026-11-26",
-                "16:09:34.000Z",
-                "rolesetup",
-                "-",
-                "-",
-                "first",
-                "⏎",
-                "second"
-            ]
-        );
-        assert_eq!(
-            lines[2][1..],
-            ["-", "unparsed", "-", "-", "no", "framing", "at", "all"]
-        );
     }
 
     #[test]
     fn a_time_without_a_zone_is_printed_as_local() {
         let record = parse_record("<11/26/26 17:09:34> x", None);
         let mut time = Vec::new();
-        write_time(&mut time, &record);
+        Columns::default().write_time(&mut time, &record);
         assert_eq!(time, b"2026-11-26 17:09:34.000");
     }
 
@@ -515,7 +539,7 @@ mod tests {
         record.time_local =
             chrono::NaiveDate::from_ymd_opt(9999, 12, 31).and_then(|d| d.and_hms_opt(23, 30, 0));
         let mut time = Vec::new();
-        write_time(&mut time, &record);
+        Columns::default().write_time(&mut time, &record);
         assert_eq!(time, b"+10000-01-01 00:30:00.000Z");
     }
 }
