@@ -156,7 +156,13 @@ pub fn parse_throughput(quick: bool) -> anyhow::Result<Vec<Figure>> {
     );
     let mibs = |secs: f64| bytes / secs / (1 << 20) as f64;
     let ratio = mibs(ours) / mibs(grep_secs);
-    let (offline_secs, offline_peak) = offline_parse(&path)?;
+    // Best of three runs for the time, like the figures above; the largest peak of the three.
+    let (mut offline_secs, mut offline_peak) = (f64::MAX, 0.0f64);
+    for _ in 0..3 {
+        let (secs, peak) = offline_parse(&path)?;
+        offline_secs = offline_secs.min(secs);
+        offline_peak = offline_peak.max(peak);
+    }
     Ok(vec![
         Figure {
             name: format!("log parse+classify throughput ({} MiB)", size >> 20),
@@ -175,6 +181,18 @@ pub fn parse_throughput(quick: bool) -> anyhow::Result<Vec<Figure>> {
             ratio: mibs(every_line_secs) / mibs(grep_secs),
             goal: ">= 1024 MiB/s".into(),
             met: mibs(every_line_secs) >= 1024.0,
+        },
+        Figure {
+            name: format!(
+                "sup-logwatch parse throughput ({} MiB file, output discarded)",
+                size >> 20
+            ),
+            value: mibs(offline_secs),
+            unit: "MiB/s".into(),
+            baseline: mibs(grep_secs),
+            ratio: mibs(offline_secs) / mibs(grep_secs),
+            goal: ">= 1024 MiB/s".into(),
+            met: mibs(offline_secs) >= 1024.0,
         },
         Figure {
             name: format!(
