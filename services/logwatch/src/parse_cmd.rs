@@ -125,7 +125,7 @@ fn print_file(
         );
         // The lines read before an error are printed too.
         let sent = to_printer.send(batch).map_err(|_| printer_gone());
-        let read = read.and_then(|()| sent);
+        let read = read.and(sent);
         drop(to_printer);
         let printed = printer.join().unwrap_or_else(|_| {
             Err(PrintError {
@@ -182,15 +182,19 @@ fn print_batches(
 /// piece: a format string is interpreted at every use, which cost more than parsing the line.
 #[derive(Default)]
 struct Columns {
-    /// The last time written, up to its minute: what it was made from (the local date, the minute
-    /// of the day and the bias) and its text (`YYYY-MM-DD HH:MM:`, UTC where the bias gives it,
-    /// and the zone that follows the seconds). A log's successive lines mostly share their
+    /// The last time written, up to its minute. A log's successive lines mostly share their
     /// minute, and a bias is whole minutes, so only the seconds are written anew.
-    minute: Option<(
-        (chrono::NaiveDate, u32, Option<i32>),
-        [u8; 17],
-        &'static str,
-    )>,
+    minute: Option<Minute>,
+}
+
+/// A time's text up to its minute, and what it was made from.
+struct Minute {
+    /// The local date, the minute of the day and the bias.
+    of: (chrono::NaiveDate, u32, Option<i32>),
+    /// `YYYY-MM-DD HH:MM:`, UTC where the bias gives it.
+    text: [u8; 17],
+    /// What follows the seconds: `Z` for UTC.
+    zone: &'static str,
 }
 
 impl Columns {
@@ -233,8 +237,8 @@ impl Columns {
             local.hour() * 60 + local.minute(),
             record.bias,
         );
-        let (prefix, zone) = match &self.minute {
-            Some((known, prefix, zone)) if *known == key => (prefix, *zone),
+        let minute = match &mut self.minute {
+            Some(known) if known.of == key => known,
             _ => {
                 let (time, zone): (NaiveDateTime, &'static str) = match record.time_utc() {
                     Some(utc) => (utc.naive_utc(), "Z"),
@@ -252,15 +256,18 @@ impl Columns {
                 digits_into(&mut prefix[8..10], time.day());
                 digits_into(&mut prefix[11..13], time.hour());
                 digits_into(&mut prefix[14..16], time.minute());
-                let (_, prefix, zone) = self.minute.insert((key, prefix, zone));
-                (&*prefix, *zone)
+                self.minute.insert(Minute {
+                    of: key,
+                    text: prefix,
+                    zone,
+                })
             }
         };
-        out.extend_from_slice(prefix);
+        out.extend_from_slice(&minute.text);
         digits(out, local.second(), 2);
         out.push(b'.');
         digits(out, local.nanosecond() % 1_000_000_000 / 1_000_000, 3);
-        out.extend_from_slice(zone.as_bytes());
+        out.extend_from_slice(minute.zone.as_bytes());
     }
 }
 
