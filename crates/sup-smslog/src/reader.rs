@@ -433,7 +433,7 @@ mod lines;
 use lines::split_lines;
 #[cfg(test)]
 use lines::{count_newlines, read_lines_in_steps};
-pub use lines::{lines_of, read_classified, read_records};
+pub use lines::{lines_of, read_classified};
 
 #[cfg(test)]
 mod tests;

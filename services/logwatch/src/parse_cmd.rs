@@ -359,23 +359,25 @@ mod tests {
             .collect()
     }
 
-    /// What printing `text` (read as `WCM.log`) gives, one line at a time on one thread.
+    /// What printing `path` (read as `WCM.log`) gives, one line at a time on one thread, each
+    /// written with `format!`.
     fn printed_in_turn(path: &std::path::Path, json: bool) -> String {
         let text = std::fs::read(path).expect("read");
         let name = path.display().to_string();
         let mut classifier = Classifier::new();
         let mut out = Vec::new();
-        sup_smslog::reader::read_records(
+        sup_smslog::reader::read_classified(
             &text[..],
             Some(-60),
             "WCM.log",
             &mut classifier,
-            |n, _, record, m| {
+            |n, line, m| {
+                let record = parse_record(line.text, Some(-60));
                 if json {
-                    writeln!(out, "{}", records::json(&name, n, record, m.as_ref()))
+                    writeln!(out, "{}", records::json(&name, n, &record, m.as_ref()))
                 } else {
                     let milestone = m.as_ref().map_or("-", |m| m.name);
-                    out.extend_from_slice(formatted(&name, n, record, milestone).as_bytes());
+                    out.extend_from_slice(formatted(&name, n, &record, milestone).as_bytes());
                     Ok(())
                 }
             },

@@ -7,46 +7,24 @@ use std::io::{self, Read};
 use super::{LineRef, MAX_RECORD, RawLine};
 use crate::decode::{Encoding, decode_line, find_newline};
 use crate::milestone::{Classifier, Milestone};
-use crate::parse::{CMTRACE_OPEN, RecordRef, cmtrace_complete, cmtrace_open, parse_record};
+use crate::parse::{CMTRACE_OPEN, cmtrace_complete, cmtrace_open};
 use crate::scan::Candidates;
 
-/// The step [`read_records`] reads a file in: memory stays about this, whatever the file's size.
+/// The step [`read_classified`] reads a file in: memory stays about this, whatever the file's size.
 /// Cache-sized, as the live reader's: a step's bytes are still in cache when they are searched,
 /// split and parsed.
 const OFFLINE_STEP: usize = 256 * 1024;
 
 /// Every line and record of a finished file, read from `source` in bounded steps and handed to
 /// `each`, borrowed, with its line number (of its first line, for a CMTrace record spanning
-/// several), parsed, with its milestone, classified in order with `classifier`: a file of any
-/// size is read in about 256 KiB of memory (`OFFLINE_STEP`), plus the longest line. The first
-/// error `each` returns stops the reading and is returned. The milestones are what classifying
-/// every line gives, at less cost, as [`super::LogReader::poll_records`] does (each step is
-/// searched once for the phrases a milestone line must hold, and a line holding none is not
-/// classified, outside a role setup). `zone_bias` is as for [`parse_record`]; `log` is the file
-/// name the milestones record.
-pub fn read_records(
-    source: impl Read,
-    zone_bias: Option<i32>,
-    log: &str,
-    classifier: &mut Classifier,
-    mut each: impl FnMut(u64, LineRef<'_>, &RecordRef<'_>, Option<Milestone>) -> io::Result<()>,
-) -> io::Result<()> {
-    read_in_steps(
-        source,
-        OFFLINE_STEP,
-        Candidates::of,
-        |candidates, n, span, line| {
-            let record = parse_record(line.text, zone_bias);
-            let milestone = candidates.classify(span, &record, classifier, log);
-            each(n, line, &record, milestone)
-        },
-    )
-}
-
-/// Every line and record of a finished file, read as [`read_records`] reads it, and handed to
-/// `each` with its number and its milestone, but not parsed: only the lines that may hold a
-/// milestone are parsed here, so a reader that parses every line elsewhere (on another thread)
-/// does not parse them twice.
+/// several) and its milestone, classified in order with `classifier`: a file of any size is read
+/// in about 256 KiB of memory (`OFFLINE_STEP`), plus the longest line. The first error `each`
+/// returns stops the reading and is returned. The milestones are what classifying every line
+/// gives, at less cost, as [`super::LogReader::poll_records`] finds them: each step is searched
+/// once for the phrases a milestone line must hold, and only the lines holding one (and, inside
+/// a role setup, every line) are parsed and classified, so a reader that parses every line
+/// itself (on another thread, say) does not parse them twice. `zone_bias` is as for
+/// [`crate::parse_record`]; `log` is the file name the milestones record.
 pub fn read_classified(
     source: impl Read,
     zone_bias: Option<i32>,
