@@ -11,6 +11,8 @@ use crate::records;
 
 /// How many bytes of lines the reading thread gathers before handing them to the printing one.
 const BATCH_TEXT: usize = 256 * 1024;
+/// How many lines it gathers at most: short or empty lines fill a batch's list, not its text.
+const BATCH_LINES: usize = 4096;
 /// How many batches may wait for the printing thread: memory stays bounded whatever the file.
 const BATCHES_WAITING: usize = 4;
 /// How many bytes of printed lines are gathered before they are written out.
@@ -115,7 +117,7 @@ fn print_file(
                 };
                 batch.text.push_str(line.text);
                 batch.lines.push((line_no, batch.text.len(), milestone));
-                if batch.text.len() >= BATCH_TEXT {
+                if batch.text.len() >= BATCH_TEXT || batch.lines.len() >= BATCH_LINES {
                     let next = printed_batches.try_recv().unwrap_or_default();
                     let full = std::mem::replace(&mut batch, next);
                     to_printer.send(full).map_err(|_| printer_gone())?;
@@ -123,7 +125,7 @@ fn print_file(
                 Ok(())
             },
         );
-        // The lines read before an error are printed too.
+        // The whole lines read before an error are printed too.
         let sent = to_printer.send(batch).map_err(|_| printer_gone());
         let read = read.and(sent);
         drop(to_printer);
@@ -144,7 +146,8 @@ fn print_batches(
     how: Printing<'_>,
     out: &mut impl Write,
 ) -> Result<u64, PrintError> {
-    let mut printed = 0;
+    // Lines formatted, and of those written out.
+    let (mut printed, mut written) = (0, 0);
     let mut output = Vec::with_capacity(OUTPUT_BATCH + 4096);
     let mut columns = Columns::default();
     let fail = |printed, error| PrintError { printed, error };
@@ -156,15 +159,16 @@ fn print_batches(
             let record = parse_record(text, how.tz_bias);
             if how.json {
                 let line = records::json(how.name, line_no, &record, milestone.as_ref());
-                writeln!(output, "{line}").map_err(|e| fail(printed, e))?;
+                writeln!(output, "{line}").map_err(|e| fail(written, e))?;
             } else {
                 let milestone = milestone.as_ref().map_or("-", |m| m.name);
                 columns.write(&mut output, (how.name, line_no), &record, milestone);
             }
             printed += 1;
             if output.len() >= OUTPUT_BATCH {
-                out.write_all(&output).map_err(|e| fail(printed, e))?;
+                out.write_all(&output).map_err(|e| fail(written, e))?;
                 output.clear();
+                written = printed;
             }
         }
         batch.text.clear();
@@ -173,7 +177,7 @@ fn print_batches(
     }
     out.write_all(&output)
         .and_then(|()| out.flush())
-        .map_err(|e| fail(printed, e))?;
+        .map_err(|e| fail(written, e))?;
     Ok(printed)
 }
 
@@ -232,6 +236,10 @@ impl Columns {
             out.push(b'-');
             return;
         };
+        if local.nanosecond() >= 1_000_000_000 {
+            // A leap second: its minute may not be the next second's.
+            return write_in_full(out, record, local);
+        }
         let key = (
             local.date(),
             local.hour() * 60 + local.minute(),
@@ -240,15 +248,10 @@ impl Columns {
         let minute = match &mut self.minute {
             Some(known) if known.of == key => known,
             _ => {
-                let (time, zone): (NaiveDateTime, &'static str) = match record.time_utc() {
-                    Some(utc) => (utc.naive_utc(), "Z"),
-                    None => (local, ""),
-                };
+                let (time, zone) = utc_or_local(record, local);
                 // Years outside four digits keep chrono's own form (a sign, more digits).
                 let Ok(year @ 0..=9999) = u32::try_from(time.year()) else {
-                    let text = format!("{}{zone}", time.format("%Y-%m-%d %H:%M:%S%.3f"));
-                    out.extend_from_slice(text.as_bytes());
-                    return;
+                    return write_in_full(out, record, local);
                 };
                 let mut prefix = *b"0000-00-00 00:00:";
                 digits_into(&mut prefix[0..4], year);
@@ -269,6 +272,22 @@ impl Columns {
         digits(out, local.nanosecond() % 1_000_000_000 / 1_000_000, 3);
         out.extend_from_slice(minute.zone.as_bytes());
     }
+}
+
+/// The time to print for a record whose local time is `local`, and its zone: UTC (`Z`) where its
+/// bias gives it, else local.
+fn utc_or_local(record: &RecordRef<'_>, local: NaiveDateTime) -> (NaiveDateTime, &'static str) {
+    match record.time_utc() {
+        Some(utc) => (utc.naive_utc(), "Z"),
+        None => (local, ""),
+    }
+}
+
+/// The time of a record as chrono writes it, for what the minute's text does not cover.
+fn write_in_full(out: &mut Vec<u8>, record: &RecordRef<'_>, local: NaiveDateTime) {
+    let (time, zone) = utc_or_local(record, local);
+    let text = format!("{}{zone}", time.format("%Y-%m-%d %H:%M:%S%.3f"));
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// `text`, then spaces up to `width` characters.
@@ -398,6 +417,42 @@ mod tests {
             assert_eq!(printed, 40_000);
             let out = String::from_utf8(out).expect("UTF-8");
             assert!(out == printed_in_turn(&path, json), "json: {json}");
+        }
+    }
+
+    #[test]
+    fn a_file_of_empty_lines_prints_every_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("WCM.log");
+        // Empty lines fill a batch's list of lines, not its text.
+        std::fs::write(&path, "\r\n".repeat(30_000)).expect("write");
+        let mut out = Vec::new();
+        let printed = run(std::slice::from_ref(&path), false, None, &mut out).expect("run");
+        assert_eq!(printed, 30_000);
+        assert!(String::from_utf8(out).expect("UTF-8") == printed_in_turn(&path, false));
+    }
+
+    #[test]
+    fn a_leap_second_is_written_as_chrono_writes_it() {
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_milli_opt(23, 59, 59, 1_500));
+        let mut columns = Columns::default();
+        for bias in [None, Some(-60), Some(0), Some(480)] {
+            let record = RecordRef {
+                format: Format::Sms,
+                message: "m",
+                component: None,
+                thread: None,
+                time_local: leap,
+                bias,
+                severity: None,
+            };
+            let mut line = Vec::new();
+            columns.write(&mut line, ("f", 1), &record, "-");
+            assert_eq!(
+                String::from_utf8(line).expect("UTF-8"),
+                formatted("f", 1, &record, "-")
+            );
         }
     }
 

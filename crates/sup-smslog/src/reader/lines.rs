@@ -68,13 +68,22 @@ fn read_in_steps<S>(
     let mut line_no = 1u64;
     loop {
         let mut eof = false;
+        // A read that fails keeps what it read: the whole lines of that are handed on first.
+        let mut failed_read = None;
         while buf.len() < want {
-            let got = (&mut source)
+            match (&mut source)
                 .take((want - buf.len()) as u64)
-                .read_to_end(&mut buf)?;
-            if got == 0 {
-                eof = true;
-                break;
+                .read_to_end(&mut buf)
+            {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed_read = Some(e);
+                    break;
+                }
             }
         }
         let (encoding, base) = match start {
@@ -108,7 +117,7 @@ fn read_in_steps<S>(
             };
             failed = each(&mut state, line_no, (start, end), line).err();
         });
-        if let Some(e) = failed {
+        if let Some(e) = failed.or(failed_read) {
             return Err(e);
         }
         if eof {

@@ -526,3 +526,37 @@ proptest! {
         prop_assert_eq!(classified, wanted);
     }
 }
+
+/// Bytes, then an error.
+struct FailingAfter(&'static [u8]);
+
+impl std::io::Read for FailingAfter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(std::io::Error::other("the share went away"));
+        }
+        let n = buf.len().min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn the_whole_lines_read_before_an_error_are_handed_on_then_the_error() {
+    let mut c = Classifier::new();
+    let mut seen = Vec::new();
+    let read = read_classified(
+        FailingAfter(b"first\r\nsecond\r\nthird, cut"),
+        None,
+        "X.log",
+        &mut c,
+        |n, l, _| {
+            seen.push((n, l.text.to_string()));
+            Ok(())
+        },
+    );
+    let error = read.expect_err("the error");
+    assert_eq!(error.to_string(), "the share went away");
+    assert_eq!(seen, [(1, "first".to_string()), (2, "second".to_string())]);
+}
