@@ -5,6 +5,7 @@
 //! restart it resumes exactly where the last acknowledged line ended, and anything re-read is
 //! de-duplicated by the stream.
 
+mod columns;
 mod metrics;
 pub mod parse_cmd;
 pub mod records;
